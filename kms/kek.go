@@ -1,0 +1,29 @@
+// Package kms provides key-encryption keys (KEKs): the keys, held outside the
+// storage, that wrap each object's data key.
+package kms
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrDecrypt is the one opaque error a KEK returns when ciphertext or
+// associated data fail authentication (wrong key, edited bytes, wrong
+// associated data). It says nothing about which.
+var ErrDecrypt = errors.New("kms: decryption failed")
+
+// KEK is a key-encryption key.
+//
+// Encrypt seals plaintext (a data key) bound to associatedData; Decrypt
+// opens it only with the same associatedData. Decrypt of anything not
+// produced by Encrypt of this KEK (or of a key it was rotated from) with the
+// same associated data returns an error wrapping ErrDecrypt and nothing
+// else. ID names the key (e.g. "local:3f2a…" or a KMS URI); it is not secret
+// and is carried in key records so a vault can tell which KEK wrapped what.
+//
+// Implementations are safe for concurrent use.
+type KEK interface {
+	Encrypt(ctx context.Context, plaintext, associatedData []byte) ([]byte, error)
+	Decrypt(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error)
+	ID() string
+}

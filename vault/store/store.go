@@ -1,0 +1,139 @@
+// Package store defines the storage contract that every idvault backend
+// implements: four methods over opaque byte objects named by keys.
+//
+// It is a leaf package: the vault, its audit log and every backend import it,
+// and it imports none of them. The same contract tests (package
+// vault/storetest) run against every implementation.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them (fmt.Errorf("...: %w", ErrX))
+// and callers match them with errors.Is.
+var (
+	// ErrNotFound: Get of a key that does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: Put with IfAbsent of a key that already exists.
+	ErrExists = errors.New("store: already exists")
+	// ErrInvalidKey: a key (or List prefix) outside the documented alphabet.
+	ErrInvalidKey = errors.New("store: invalid key")
+	// ErrRetained: Delete or overwrite of a key before its RetainUntil date.
+	ErrRetained = errors.New("store: object is under retention")
+	// ErrSizeMismatch: the body of a Put yielded more or fewer bytes than
+	// the size it was declared with. Nothing is stored.
+	ErrSizeMismatch = errors.New("store: body size does not match declared size")
+	// ErrRetentionUnsupported: Put with RetainUntil on a store (or bucket)
+	// that cannot make objects write-once.
+	ErrRetentionUnsupported = errors.New("store: retention (object lock) not supported")
+)
+
+// MaxKeyLen is the longest key a Store accepts, in bytes.
+const MaxKeyLen = 512
+
+// PutOptions are per-call options of Put. The zero value is an ordinary
+// unconditional, deletable write.
+type PutOptions struct {
+	// IfAbsent makes Put create-only: if the key already exists Put fails
+	// with an error wrapping ErrExists and the existing object is unchanged.
+	// The check and the write are one atomic step across goroutines,
+	// processes and machines sharing the store: of any number of concurrent
+	// IfAbsent writers of one key, exactly one succeeds.
+	IfAbsent bool
+
+	// RetainUntil, when non-zero, makes the object write-once until that
+	// time: Delete and overwriting Puts fail with ErrRetained before it.
+	// On S3 this is object lock in compliance mode; a filesystem can only
+	// enforce it against callers that go through the Store (best effort).
+	RetainUntil time.Time
+}
+
+// Store is a flat namespace of immutable byte objects.
+//
+// Keys are 1 to MaxKeyLen bytes of [A-Za-z0-9._-] in segments separated by
+// single '/'; no segment is empty, "." or "..", or starts with '.'; no key
+// starts or ends with '/'. Any other key is refused with ErrInvalidKey (see
+// ValidKey), so no key can escape a backend's namespace.
+//
+// Implementations are safe for concurrent use by multiple goroutines.
+type Store interface {
+	// Put stores exactly size bytes read from body under key, atomically:
+	// readers see the old object (or none) until Put returns nil, then the
+	// whole new one. size is the exact body length, or -1 when unknown.
+	// If body fails, yields a different number of bytes than size, or ctx
+	// is cancelled, Put returns an error and leaves no object (and no
+	// partial object) under key.
+	Put(ctx context.Context, key string, body io.Reader, size int64, opts PutOptions) error
+
+	// Get opens the object stored under key. It returns an error wrapping
+	// ErrNotFound when the key is absent. The caller closes the reader.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+
+	// Delete removes the object under key. Deleting an absent key is not an
+	// error (Delete is idempotent). It fails with ErrRetained before the
+	// object's RetainUntil date.
+	Delete(ctx context.Context, key string) error
+
+	// List yields the keys that start with prefix, in lexical (byte) order,
+	// fetching them lazily. prefix is "" or a key prefix in the key
+	// alphabet. An error ends the sequence after it is yielded.
+	List(ctx context.Context, prefix string) iter.Seq2[string, error]
+}
+
+// ValidKey reports whether key is in the documented key alphabet; the error
+// wraps ErrInvalidKey and does not quote the key.
+func ValidKey(key string) error {
+	if len(key) == 0 || len(key) > MaxKeyLen {
+		return errors.Join(ErrInvalidKey, errors.New("key length out of range"))
+	}
+	segStart := 0
+	for i := 0; i <= len(key); i++ {
+		if i < len(key) && key[i] != '/' {
+			if !keyByte(key[i]) {
+				return errors.Join(ErrInvalidKey, errors.New("key has a byte outside [A-Za-z0-9._-/]"))
+			}
+			continue
+		}
+		seg := key[segStart:i]
+		if seg == "" {
+			return errors.Join(ErrInvalidKey, errors.New("key has an empty segment"))
+		}
+		if seg[0] == '.' {
+			return errors.Join(ErrInvalidKey, errors.New("key segment starts with '.'"))
+		}
+		segStart = i + 1
+	}
+	return nil
+}
+
+// ValidPrefix reports whether prefix may be passed to List: "" or a string
+// in the key alphabet that is a valid key, or a valid key followed by '/',
+// or the beginning of one.
+func ValidPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if len(prefix) > MaxKeyLen {
+		return errors.Join(ErrInvalidKey, errors.New("prefix too long"))
+	}
+	p := prefix
+	if p[len(p)-1] == '/' {
+		p = p[:len(p)-1]
+	}
+	// A partial last segment like "ab" (of "abc") is fine, and so is a
+	// trailing '/'; what remains must be key-shaped.
+	if p == "" {
+		return errors.Join(ErrInvalidKey, errors.New("prefix is a lone '/'"))
+	}
+	return ValidKey(p)
+}
+
+func keyByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '.' || c == '_' || c == '-'
+}
