@@ -1,5 +1,3 @@
-// Package kms provides key-encryption keys (KEKs): the keys, held outside the
-// storage, that wrap each object's data key.
 package kms
 
 import (
@@ -9,7 +7,8 @@ import (
 
 // ErrDecrypt is the one opaque error a KEK returns when ciphertext or
 // associated data fail authentication (wrong key, edited bytes, wrong
-// associated data). It says nothing about which.
+// associated data). It says nothing about which, so that a caller probing
+// with edited ciphertexts learns one bit at most.
 var ErrDecrypt = errors.New("kms: decryption failed")
 
 // KEK is a key-encryption key.
@@ -18,8 +17,10 @@ var ErrDecrypt = errors.New("kms: decryption failed")
 // opens it only with the same associatedData. Decrypt of anything not
 // produced by Encrypt of this KEK (or of a key it was rotated from) with the
 // same associated data returns an error wrapping ErrDecrypt and nothing
-// else. ID names the key (e.g. "local:3f2a…" or a KMS URI); it is not secret
-// and is carried in key records so a vault can tell which KEK wrapped what.
+// else. Both return the context's error, without doing the work, when ctx is
+// already done. ID names the key (e.g. "local:3f2a…" or a KMS URI); it is not
+// secret and is carried in key records so a vault can tell which KEK wrapped
+// what.
 //
 // Implementations are safe for concurrent use.
 type KEK interface {
