@@ -1,0 +1,136 @@
+package miniotest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+)
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+func TestServerBuckets(t *testing.T) {
+	srv := Server(t)
+	if Server(t) != srv {
+		t.Fatal("Server did not return the shared server")
+	}
+	c := srv.Client(t)
+	ctx := context.Background()
+
+	tests := []struct {
+		name       string
+		make       func(testing.TB) string
+		lock       bool
+		versioning bool
+	}{
+		{"plain", func(tb testing.TB) string { return srv.NewBucket(tb, false) }, false, false},
+		{"locked", func(tb testing.TB) string { return srv.NewBucket(tb, true) }, true, true},
+		{"versioned", srv.NewVersionedBucket, false, true},
+	}
+	seen := map[string]bool{}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.make(t)
+			if seen[b] {
+				t.Fatalf("bucket name reused")
+			}
+			seen[b] = true
+			ok, err := c.BucketExists(ctx, b)
+			if err != nil || !ok {
+				t.Fatalf("BucketExists = %v, %v", ok, err)
+			}
+			_, _, _, _, err = c.GetObjectLockConfig(ctx, b)
+			if got := err == nil; got != tc.lock {
+				t.Errorf("object lock = %v (err %v), want %v", got, err, tc.lock)
+			}
+			v, err := c.GetBucketVersioning(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Enabled() != tc.versioning {
+				t.Errorf("versioning = %v, want %v", v.Enabled(), tc.versioning)
+			}
+		})
+	}
+}
+
+func TestServerListensOnLoopback(t *testing.T) {
+	srv := Server(t)
+	if !strings.HasPrefix(srv.Endpoint(), "127.0.0.1:") {
+		t.Fatalf("endpoint %q is not on 127.0.0.1", srv.Endpoint())
+	}
+	// Wrong credentials are refused: the server really uses ours.
+	c, err := newClient(srv.Endpoint(), srv.AccessKey(), srv.SecretKey()+"x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ListBuckets(context.Background())
+	if minio.ToErrorResponse(err).StatusCode != 403 {
+		t.Fatalf("ListBuckets with a wrong secret: %v, want 403", err)
+	}
+}
+
+func TestSrvDoesNotPrintSecrets(t *testing.T) {
+	srv := Server(t)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		out := fmt.Sprintf(verb, srv)
+		if strings.Contains(out, srv.SecretKey()) || strings.Contains(out, srv.AccessKey()) {
+			t.Errorf("%s prints credentials", verb)
+		}
+	}
+}
+
+func TestFindBinary(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "minio")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	noexec := filepath.Join(dir, "data")
+	if err := os.WriteFile(noexec, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		env  string
+		want string
+	}{
+		{exe, exe},
+		{noexec, ""},
+		{filepath.Join(dir, "absent"), ""},
+	}
+	for _, tc := range tests {
+		t.Setenv("MINIO_BIN", tc.env)
+		if got := findBinary(); got != tc.want {
+			t.Errorf("MINIO_BIN=%s: findBinary() = %q, want %q", filepath.Base(tc.env), got, tc.want)
+		}
+	}
+}
+
+func TestModuleRoot(t *testing.T) {
+	root := moduleRoot()
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("moduleRoot() = %q without go.mod", root)
+	}
+	wd, _ := os.Getwd()
+	if rel, err := filepath.Rel(root, wd); err != nil || strings.HasPrefix(rel, "..") {
+		t.Fatalf("moduleRoot() = %q is not above %q", root, wd)
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	b := &tailBuffer{limit: 32}
+	for i := range 100 {
+		fmt.Fprintf(b, "line %d\n", i)
+	}
+	if len(b.buf) > 32 {
+		t.Fatalf("buffer holds %d bytes, limit 32", len(b.buf))
+	}
+	got := b.tail(2)
+	if got != "line 98\nline 99" {
+		t.Fatalf("tail(2) = %q", got)
+	}
+}

@@ -1,0 +1,24 @@
+//go:build unix
+
+package miniotest
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// setProcAttr puts the server in its own process group so that stop can
+// signal everything it spawned.
+func setProcAttr(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setDeathSignal(cmd.SysProcAttr)
+}
+
+func signalGroup(cmd *exec.Cmd, kill bool) {
+	sig := syscall.SIGTERM
+	if kill {
+		sig = syscall.SIGKILL
+	}
+	// A negative pid addresses the process group this package created.
+	_ = syscall.Kill(-cmd.Process.Pid, sig)
+}
