@@ -1,0 +1,185 @@
+package audit
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A checkpoint is a signed tree head of one log, stored as a note
+// (golang.org/x/mod/sumdb/note, Ed25519) whose text is exactly:
+//
+//	idvault audit checkpoint v1
+//	<log ID>
+//	<tree size, decimal>
+//	<tree hash, base64: tlog.TreeHash of the first size records>
+//	<time, RFC 3339 with nanoseconds, UTC>
+//	final                      (only in the checkpoint written by Close)
+//
+// The header names this format so that a checkpoint can never be mistaken
+// for a go.sum database tree head signed by the same kind of key.
+const checkpointHeader = "idvault audit checkpoint v1"
+
+// maxCheckpointLen bounds a stored checkpoint; larger objects are corrupt.
+const maxCheckpointLen = 4096
+
+type checkpoint struct {
+	log   string
+	tree  tlog.Tree
+	time  time.Time
+	final bool
+}
+
+func (c checkpoint) text() string {
+	var b strings.Builder
+	b.WriteString(checkpointHeader + "\n")
+	b.WriteString(c.log + "\n")
+	b.WriteString(strconv.FormatInt(c.tree.N, 10) + "\n")
+	b.WriteString(c.tree.Hash.String() + "\n")
+	b.WriteString(c.time.UTC().Format(time.RFC3339Nano) + "\n")
+	if c.final {
+		b.WriteString("final\n")
+	}
+	return b.String()
+}
+
+// parseCheckpointText parses the (already verified) text of a checkpoint
+// note, accepting only what text produces.
+func parseCheckpointText(text string) (checkpoint, error) {
+	if !strings.HasSuffix(text, "\n") {
+		return checkpoint{}, corruptf("checkpoint text does not end in newline")
+	}
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if len(lines) != 5 && len(lines) != 6 {
+		return checkpoint{}, corruptf("checkpoint has %d lines", len(lines))
+	}
+	if lines[0] != checkpointHeader {
+		return checkpoint{}, corruptf("not an idvault checkpoint")
+	}
+	var c checkpoint
+	if c.log = lines[1]; !ValidLogID(c.log) {
+		return checkpoint{}, corruptf("checkpoint log ID malformed")
+	}
+	n, err := strconv.ParseInt(lines[2], 10, 64)
+	if err != nil || n < 1 || strconv.FormatInt(n, 10) != lines[2] {
+		return checkpoint{}, corruptf("checkpoint size malformed")
+	}
+	c.tree.N = n
+	h, err := tlog.ParseHash(lines[3])
+	if err != nil || h.String() != lines[3] {
+		return checkpoint{}, corruptf("checkpoint hash malformed")
+	}
+	c.tree.Hash = h
+	t, err := time.Parse(time.RFC3339Nano, lines[4])
+	if err != nil || t.UTC().Format(time.RFC3339Nano) != lines[4] {
+		return checkpoint{}, corruptf("checkpoint time malformed")
+	}
+	c.time = t.UTC()
+	if len(lines) == 6 {
+		if lines[5] != "final" {
+			return checkpoint{}, corruptf("checkpoint has an unknown trailing line")
+		}
+		c.final = true
+	}
+	return c, nil
+}
+
+func signCheckpoint(c checkpoint, s note.Signer) ([]byte, error) {
+	return note.Sign(&note.Note{Text: c.text()}, s)
+}
+
+// openCheckpoint verifies the signature on msg and parses its text. On
+// failure it says which class of problem it found.
+func openCheckpoint(msg []byte, known note.Verifiers) (checkpoint, Class, error) {
+	if len(msg) > maxCheckpointLen {
+		return checkpoint{}, ClassCorrupt, corruptf("checkpoint longer than %d bytes", maxCheckpointLen)
+	}
+	n, err := note.Open(msg, known)
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		var invalid *note.InvalidSignatureError
+		switch {
+		case errors.As(err, &unverified):
+			return checkpoint{}, ClassUnknownKey, fmt.Errorf("%w: checkpoint signed by an unknown key", ErrCorrupt)
+		case errors.As(err, &invalid):
+			return checkpoint{}, ClassBadSignature, fmt.Errorf("%w: checkpoint signature invalid", ErrCorrupt)
+		default:
+			return checkpoint{}, ClassCorrupt, fmt.Errorf("%w: checkpoint note malformed", ErrCorrupt)
+		}
+	}
+	// Exactly one signature, in the one encoding note.Sign produces: base64
+	// ignores some bit flips (padding bits), and a stored object must not
+	// change undetected even where its meaning would not.
+	if len(n.Sigs) != 1 || len(n.UnverifiedSigs) != 0 {
+		return checkpoint{}, ClassCorrupt, corruptf("checkpoint must carry exactly one signature")
+	}
+	sig, err := base64.StdEncoding.DecodeString(n.Sigs[0].Base64)
+	if err != nil || n.Text+"\n— "+n.Sigs[0].Name+" "+base64.StdEncoding.EncodeToString(sig)+"\n" != string(msg) {
+		return checkpoint{}, ClassCorrupt, corruptf("checkpoint not in canonical form")
+	}
+	c, err := parseCheckpointText(n.Text)
+	if err != nil {
+		return checkpoint{}, ClassCorrupt, err
+	}
+	return c, "", nil
+}
+
+// GenerateKey returns a new Ed25519 key pair for signing checkpoints, in the
+// note key format: signerKey ("PRIVATE+KEY+name+hash+data") is a secret for
+// NewAppender; verifierKey ("name+hash+data") is public, for Verify. name
+// identifies the key (e.g. "idvault-audit-<vault ID>"): non-empty UTF-8
+// without spaces or '+'.
+func GenerateKey(name string) (signerKey, verifierKey string, err error) {
+	// The rule of note.NewSigner, checked here so that a bad name fails now
+	// rather than at NewAppender.
+	if name == "" || !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsSpace) >= 0 || strings.Contains(name, "+") {
+		return "", "", errors.New("audit: key name must be non-empty UTF-8 without spaces or '+'")
+	}
+	return note.GenerateKey(rand.Reader, name)
+}
+
+// Storage keys.
+const auditPrefix = "audit/"
+
+func logPrefix(log string) string { return auditPrefix + log + "/" }
+
+func checkpointPrefix(log string) string { return logPrefix(log) + "checkpoints/" }
+
+func batchKey(log string, first int64) string {
+	return fmt.Sprintf("%s%020d", logPrefix(log), first)
+}
+
+// checkpointKey names a checkpoint by its tree size; the final one, written
+// at Close, carries a "-final" suffix so that it can be written even when a
+// periodic checkpoint of the same size exists (both are write-once), and it
+// sorts right after that one.
+func checkpointKey(log string, n int64, final bool) string {
+	k := fmt.Sprintf("%s%020d", checkpointPrefix(log), n)
+	if final {
+		k += "-final"
+	}
+	return k
+}
+
+// parseSeqName parses a 20-digit decimal name.
+func parseSeqName(s string) (int64, bool) {
+	if len(s) != 20 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
