@@ -1,0 +1,245 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image/jpeg"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idvault/idvault/internal/memstore"
+	"github.com/idvault/idvault/vault/audit"
+)
+
+type alertLog struct {
+	mu     sync.Mutex
+	alerts []Alert
+}
+
+func (l *alertLog) add(a Alert) {
+	l.mu.Lock()
+	l.alerts = append(l.alerts, a)
+	l.mu.Unlock()
+}
+
+func (l *alertLog) kinds() []AlertKind {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []AlertKind
+	for _, a := range l.alerts {
+		out = append(out, a.Kind)
+	}
+	return out
+}
+
+func newAbuseVault(t *testing.T, q Quota, freeze bool) (*testVault, *memstore.Store, *alertLog) {
+	st := memstore.New()
+	al := &alertLog{}
+	v := openTestVault(t, st, testKEK(t), func(c *Config) {
+		c.Quota = q
+		c.OnAlert = al.add
+		c.FreezeOnAlert = freeze
+	})
+	return v, st, al
+}
+
+func TestGrantQuota(t *testing.T) {
+	v, st, al := newAbuseVault(t, Quota{Documents: 5, Burst: 100}, false)
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, putImage(t, v, image(100+i, ""), "m").ID)
+	}
+	ctx := context.Background()
+	for i := range 5 {
+		grant(t, v, ids[i], "r")
+	}
+	grant(t, v, ids[0], "r") // the same document again is not a new one
+	if _, err := v.Grant(ctx, ids[5], Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("6th distinct document: %v, want ErrQuotaExceeded", err)
+	}
+	if _, err := v.Grant(ctx, ids[6], Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("7th: %v", err)
+	}
+	if got := al.kinds(); !slices.Equal(got, []AlertKind{AlertQuota}) {
+		t.Fatalf("alerts %v, want one quota alert", got)
+	}
+	grant(t, v, ids[5], "other-reviewer") // quotas are per principal
+	v.clock.Advance(DefaultQuotaWindow + time.Second)
+	grant(t, v, ids[5], "r") // the window slid
+	n := 0
+	for r, err := range audit.Scan(ctx, st, audit.Filter{Event: audit.EventAlert}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Reason == string(AlertQuota) && r.Principal == "r" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d quota alerts audited", n)
+	}
+}
+
+func TestRedeemQuota(t *testing.T) {
+	v, _, al := newAbuseVault(t, Quota{Redemptions: 3, Documents: 100, Burst: 100}, false)
+	info := putImage(t, v, image(100, ""), "m")
+	for i := range 4 {
+		g := grant(t, v, info.ID, "r")
+		_, err := redeemAll(v, g.Token, "r")
+		if i < 3 && err != nil || i == 3 && !errors.Is(err, ErrQuotaExceeded) {
+			t.Fatalf("redemption %d: %v", i, err)
+		}
+	}
+	if got := al.kinds(); !slices.Contains(got, AlertQuota) {
+		t.Fatalf("alerts %v", got)
+	}
+}
+
+func TestBulkAndProbingAlerts(t *testing.T) {
+	v, _, al := newAbuseVault(t, Quota{Burst: 4, Documents: 100}, false)
+	for i := range 4 {
+		grant(t, v, putImage(t, v, image(100+i, ""), "m").ID, "script")
+		v.clock.Advance(300 * time.Millisecond)
+	}
+	if got := al.kinds(); !slices.Equal(got, []AlertKind{AlertBulk}) {
+		t.Fatalf("after a burst: %v", got)
+	}
+	for range DefaultProbeThreshold {
+		v.Redeem(context.Background(), "idv1_forged", Requester{Principal: "prober", RemoteAddr: "203.0.113.9:4000"})
+	}
+	n := 0
+	for _, k := range al.kinds() {
+		if k == AlertProbing {
+			n++
+		}
+	}
+	if n != 2 { // one for the principal, one for the address
+		t.Fatalf("probing alerts: %v", al.kinds())
+	}
+}
+
+func TestCanaries(t *testing.T) {
+	v, st, al := newAbuseVault(t, Quota{}, true)
+	real := putImage(t, v, image(300<<10, ""), "m")
+	cs, err := v.PlantCanaries(context.Background(), 3)
+	if err != nil || len(cs) != 3 {
+		t.Fatal(len(cs), err)
+	}
+	// From storage a canary looks like any document: same key layout,
+	// same key-record size, a payload of a plausible size.
+	rid, _ := parseObjectID(real.ID)
+	realRec, _ := st.Bytes(keyRecordKey(rid))
+	for _, c := range cs {
+		id, _ := parseObjectID(c.ID)
+		rec, ok := st.Bytes(keyRecordKey(id))
+		if !ok || len(rec) != len(realRec) {
+			t.Fatalf("canary key record %d bytes, real %d", len(rec), len(realRec))
+		}
+		if _, ok := st.Bytes(blobKey(id)); !ok {
+			t.Fatal("canary without payload")
+		}
+		if c.Size < 200<<10 || c.Size > 400<<10 {
+			t.Fatalf("canary size %d far from the real documents'", c.Size)
+		}
+	}
+	g := grant(t, v, cs[0].ID, "insider")
+	if got := al.kinds(); len(got) == 0 || got[0] != AlertCanary {
+		t.Fatalf("grant of a canary: alerts %v", got)
+	}
+	// The alert froze the insider: the already-issued token is refused too.
+	if _, err := redeemAll(v, g.Token, "insider"); !errors.Is(err, ErrFrozen) || !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("frozen principal redeemed: %v", err)
+	}
+	if _, err := v.Grant(context.Background(), real.ID, Access{Principal: "insider", Purpose: "p"}); !errors.Is(err, ErrFrozen) {
+		t.Fatalf("frozen principal granted: %v", err)
+	}
+	if err := v.Unfreeze(context.Background(), "insider", "false alarm, ticket 12"); err != nil {
+		t.Fatal(err)
+	}
+	grant(t, v, real.ID, "insider") // unfrozen
+	_ = al
+
+	// Without freezing: a redemption of a canary alerts too, and the decoy
+	// is served like any image.
+	v2, _, al2 := newAbuseVault(t, Quota{}, false)
+	putImage(t, v2, image(300<<10, ""), "m")
+	cs2, err := v2.PlantCanaries(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g = grant(t, v2, cs2[0].ID, "insider")
+	body, err := redeemAll(v2, g.Token, "insider")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jpeg.Decode(bytes.NewReader(body)); err != nil {
+		t.Fatalf("canary does not decode as a JPEG: %v", err)
+	}
+	if got := al2.kinds(); !slices.Equal(got, []AlertKind{AlertCanary, AlertCanary}) {
+		t.Fatalf("canary alerts on grant and redeem: %v", got)
+	}
+}
+
+// TestRefusalTiming: over HTTP, every refusal class takes about as long as
+// every other, so timing tells a prober nothing.
+func TestRefusalTiming(t *testing.T) {
+	v := openTestVault(t, fsBackend(t), testKEK(t), nil)
+	srv := httptest.NewServer(v.Handler(HandlerOptions{Principal: principalHeader}))
+	defer srv.Close()
+	info := putImage(t, v, image(20<<10, ""), "m")
+	gone := putImage(t, v, image(20<<10, ""), "m")
+	goneToken := grant(t, v, gone.ID, "r").Token
+	if err := v.Delete(context.Background(), gone.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	spent := grant(t, v, info.ID, "r").Token
+	if _, err := redeemAll(v, spent, "r"); err != nil {
+		t.Fatal(err)
+	}
+	classes := map[string]func() (string, string){
+		"forged":          func() (string, string) { return "idv1_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "r" },
+		"replayed":        func() (string, string) { return spent, "r" },
+		"wrong-principal": func() (string, string) { return grant(t, v, info.ID, "r").Token, "x" },
+		"deleted":         func() (string, string) { return goneToken, "r" },
+	}
+	const rounds = 15
+	medians := map[string]time.Duration{}
+	for name, mk := range classes {
+		var ds []time.Duration
+		for range rounds {
+			tok, p := mk()
+			req, _ := http.NewRequest("GET", srv.URL+"/"+tok, nil)
+			req.Header.Set("X-Test-Principal", p)
+			start := time.Now()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			ds = append(ds, time.Since(start))
+			if resp.StatusCode != 404 {
+				t.Fatalf("%s: %d", name, resp.StatusCode)
+			}
+		}
+		slices.Sort(ds)
+		medians[name] = ds[len(ds)/2]
+	}
+	lo, hi := time.Hour, time.Duration(0)
+	for _, d := range medians {
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	t.Logf("median refusal times: %v (spread %v)", medians, hi-lo)
+	if lo < DefaultRefusalFloor {
+		t.Fatalf("a refusal beat the floor: %v", medians)
+	}
+	if hi-lo > 10*time.Millisecond {
+		t.Fatalf("refusal classes differ by %v: %v", hi-lo, medians)
+	}
+}

@@ -1,0 +1,52 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/idvault/idvault/vault/audit"
+)
+
+// audit appends r durably. Its error wraps ErrAuditUnavailable: callers
+// that release data or change state stop there (fail closed).
+func (v *Vault) audit(ctx context.Context, r audit.Record) error {
+	if r.Time.IsZero() {
+		r.Time = v.now().UTC()
+	}
+	if _, err := v.log.Append(ctx, r); err != nil {
+		return fmt.Errorf("vault: audit %s: %w", r.Event, errors.Join(ErrAuditUnavailable, err))
+	}
+	return nil
+}
+
+// reasonOf names a refusal precisely for the audit log (never for the
+// HTTP client, which sees one uniform answer).
+func reasonOf(err error) string {
+	for _, c := range []struct {
+		err    error
+		reason string
+	}{
+		{ErrTokenInvalid, "token-invalid"},
+		{ErrTokenExpired, "token-expired"},
+		{ErrTokenReplayed, "token-replayed"},
+		{ErrWrongPrincipal, "wrong-principal"},
+		{ErrNotFound, "not-found"},
+		{ErrExpired, "object-expired"},
+		{ErrTampered, "tampered"},
+		{ErrFrozen, "frozen"},
+		{ErrQuotaExceeded, "quota-exceeded"},
+		{ErrAuditUnavailable, "audit-unavailable"},
+		{ErrUnsupportedContent, "unsupported-content"},
+		{ErrTooLarge, "too-large"},
+		{ErrTruncated, "truncated"},
+		{ErrInvalidArgument, "invalid-argument"},
+		{context.Canceled, "canceled"},
+		{context.DeadlineExceeded, "deadline-exceeded"},
+	} {
+		if errors.Is(err, c.err) {
+			return c.reason
+		}
+	}
+	return "error"
+}

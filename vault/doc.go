@@ -1,0 +1,41 @@
+// Package vault keeps identity-document images (driver's licences,
+// passports, insurance cards uploaded for age verification) encrypted,
+// hands them out only through short-lived, single-use tokens bound to one
+// principal and one document, deletes them on schedule, and records every
+// access in a tamper-evident audit log before a single byte leaves.
+//
+// The flow is Put → Grant → Redeem (or Handler, which serves Redeem over
+// HTTP):
+//
+//   - Put streams a document through encryption under a fresh per-object
+//     data key, wrapped by a key-encryption key (package kms) that never
+//     touches the storage. Only JPEG, PNG, WebP, HEIC/HEIF and PDF are
+//     accepted, by their magic bytes. Object IDs are 128 random bits.
+//   - Grant issues an opaque token ("idv1_…") sealed with the vault's token
+//     key: valid 60 s by default (Config.MaxGrantTTL caps it), for one
+//     document, one principal and one purpose.
+//   - Redeem checks the seal, the expiry, the requester, the document, then
+//     spends the token with a create-only write to the store (so a replay
+//     fails on every instance), makes the audit record durable, and only
+//     then streams the plaintext. If the audit log cannot be written,
+//     nothing is served (ErrAuditUnavailable).
+//
+// Documents expire 72 hours after upload by default (Config.Retention) and
+// are refused from then on, whether or not anything has been deleted yet.
+//
+// # Storage
+//
+// A Vault keeps everything in a store.Store: a local directory
+// (vault/fsstore, the embedded default) or MinIO/S3 (vault/s3store). The
+// layout: blobs/<id> (ciphertext), index/... (expiry and subject markers),
+// keys/<id> (the key record, written last: the commit point),
+// redeemed/<token-id> (the single-use ledger), audit/<log>/... (the audit
+// log) and system/... (the vault's own keyset, wrapped by the KEK). Vault
+// instances keep no state of their own, so any number may share one store.
+//
+// # Errors
+//
+// Errors wrap the package's sentinels (ErrNotFound, ErrTokenReplayed, …):
+// match them with errors.Is. No error carries a token, a key, image bytes
+// or a raw subject ID.
+package vault

@@ -1,0 +1,189 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+
+	"github.com/idvault/idvault/internal/memstore"
+	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/s3store"
+	"github.com/idvault/idvault/vault/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
+
+// fakeClock is an injected clock; tests move it, never sleep.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testKEK is an in-process Tink AEAD behind the kms adapter.
+func testKEK(t testing.TB) kms.KEK {
+	t.Helper()
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := aead.New(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id [6]byte
+	rand.Read(id[:])
+	return kms.FromAEAD("test:"+hex.EncodeToString(id[:]), a)
+}
+
+type backend struct {
+	name string
+	new  func(t testing.TB) store.Store
+}
+
+func fsBackend(t testing.TB) store.Store {
+	st, err := fsstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func s3Backend(t testing.TB) store.Store {
+	srv := miniotest.Server(t)
+	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// backends are the real stores every vault-level property is checked on.
+var backends = []backend{{"fs", fsBackend}, {"s3", s3Backend}}
+
+type testVault struct {
+	*Vault
+	st    store.Store
+	clock *fakeClock
+}
+
+func openTestVault(t testing.TB, st store.Store, kek kms.KEK, mod func(*Config)) *testVault {
+	t.Helper()
+	clock := newClock()
+	cfg := Config{Store: st, KEK: kek, Now: clock.Now}
+	if mod != nil {
+		mod(&cfg)
+	}
+	v, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close(context.Background()) })
+	return &testVault{Vault: v, st: st, clock: clock}
+}
+
+func newMemVault(t testing.TB) (*testVault, *memstore.Store) {
+	st := memstore.New()
+	return openTestVault(t, st, testKEK(t), nil), st
+}
+
+// image returns n bytes that sniff as JPEG and carry marker (if it fits)
+// in the middle, so tests can search storage for the plaintext.
+func image(n int, marker string) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	copy(b, []byte{0xFF, 0xD8, 0xFF, 0xE0})
+	if len(marker) > 0 && n >= 4+len(marker) {
+		copy(b[n/2:], marker)
+	}
+	return b
+}
+
+func putImage(t testing.TB, v *testVault, b []byte, subject string) Info {
+	t.Helper()
+	info, err := v.Put(context.Background(), Document{Body: bytes.NewReader(b), Size: int64(len(b)), Subject: subject, Kind: "drivers-license"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func grant(t testing.TB, v *testVault, id, principal string) Grant {
+	t.Helper()
+	g, err := v.Grant(context.Background(), id, Access{Principal: principal, Purpose: "age-check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// redeemAll redeems and reads everything; a read error is returned as err.
+func redeemAll(v *testVault, tok, principal string) ([]byte, error) {
+	rc, _, err := v.Redeem(context.Background(), tok, Requester{Principal: principal, RemoteAddr: "127.0.0.1:1"})
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// storeKeys lists every key in st.
+func storeKeys(t testing.TB, st store.Store, prefix string) []string {
+	t.Helper()
+	var out []string
+	for k, err := range st.List(context.Background(), prefix) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+func readKey(t testing.TB, st store.Store, key string) []byte {
+	t.Helper()
+	rc, err := st.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

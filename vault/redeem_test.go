@@ -1,0 +1,306 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idvault/idvault/vault/store"
+)
+
+func TestGrantRedeemReplay(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			v := openTestVault(t, be.new(t), testKEK(t), nil)
+			want := image(300<<10, "")
+			info := putImage(t, v, want, "member-1")
+			g := grant(t, v, info.ID, "reviewer-7")
+			if !strings.HasPrefix(g.Token, "idv1_") || !g.ExpiresAt.Equal(v.clock.Now().Add(DefaultGrantTTL)) {
+				t.Fatalf("grant: prefix/expiry wrong: expires %v", g.ExpiresAt)
+			}
+			if strings.Contains(g.String(), g.Token) || strings.Contains(g.GoString(), g.Token) {
+				t.Fatal("Grant prints its token")
+			}
+			got, err := redeemAll(v, g.Token, "reviewer-7")
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("redeem: %v", err)
+			}
+			if _, err := redeemAll(v, g.Token, "reviewer-7"); !errors.Is(err, ErrTokenReplayed) {
+				t.Fatalf("replay: %v, want ErrTokenReplayed", err)
+			}
+		})
+	}
+}
+
+func TestGrantRules(t *testing.T) {
+	v, _ := newMemVault(t)
+	info := putImage(t, v, image(5000, ""), "member-1")
+	ctx := context.Background()
+	g, err := v.Grant(ctx, info.ID, Access{Principal: "r", Purpose: "p", TTL: time.Hour})
+	if err != nil || !g.ExpiresAt.Equal(v.clock.Now().Add(DefaultMaxGrantTTL)) {
+		t.Fatalf("TTL not capped at MaxGrantTTL: %v %v", g.ExpiresAt, err)
+	}
+	for name, a := range map[string]Access{"no purpose": {Principal: "r"}, "no principal": {Purpose: "p"},
+		"bad utf8": {Principal: "\xff", Purpose: "p"}, "long principal": {Principal: strings.Repeat("x", 257), Purpose: "p"}} {
+		if _, err := v.Grant(ctx, info.ID, a); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, id := range []string{"", "00", strings.Repeat("0", 32), strings.Repeat("Z", 32), "../../system/keyset"} {
+		if _, err := v.Grant(ctx, id, Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("grant of %q: %v, want ErrNotFound", id, err)
+		}
+	}
+	v.clock.Advance(DefaultRetention)
+	if _, err := v.Grant(ctx, info.ID, Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrExpired) {
+		t.Errorf("grant of expired: %v", err)
+	}
+}
+
+func TestRedeemRefusals(t *testing.T) {
+	v, _ := newMemVault(t)
+	other, _ := newMemVault(t)
+	info := putImage(t, v, image(5000, ""), "member-1")
+	oinfo := putImage(t, other, image(5000, ""), "member-1")
+	g := grant(t, v, info.ID, "reviewer-7")
+	og := grant(t, other, oinfo.ID, "reviewer-7")
+	body := strings.TrimPrefix(g.Token, "idv1_")
+	raw, _ := base64.RawURLEncoding.DecodeString(body)
+	edited := bytes.Clone(raw)
+	edited[len(edited)/2] ^= 1
+	cases := []struct {
+		name, tok, principal string
+		want                 error
+	}{
+		{"wrong principal", g.Token, "reviewer-8", ErrWrongPrincipal},
+		{"empty principal", g.Token, "", ErrWrongPrincipal},
+		{"another vault's token", og.Token, "reviewer-7", ErrTokenInvalid},
+		{"edited ciphertext", "idv1_" + base64.RawURLEncoding.EncodeToString(edited), "reviewer-7", ErrTokenInvalid},
+		{"truncated", g.Token[:len(g.Token)-3], "reviewer-7", ErrTokenInvalid},
+		{"prefix only", "idv1_", "reviewer-7", ErrTokenInvalid},
+		{"garbled", "idv1_" + strings.Repeat("A", len(body)), "reviewer-7", ErrTokenInvalid},
+		{"non-base64", "idv1_" + body[:10] + "!*%" + body[13:], "reviewer-7", ErrTokenInvalid},
+		{"empty", "", "reviewer-7", ErrTokenInvalid},
+		{"wrong prefix", "idv2_" + body, "reviewer-7", ErrTokenInvalid},
+		{"oversized", "idv1_" + strings.Repeat("A", 5000), "reviewer-7", ErrTokenInvalid},
+		{"jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", "reviewer-7", ErrTokenInvalid},
+	}
+	for _, c := range cases {
+		rc, _, err := v.Redeem(context.Background(), c.tok, Requester{Principal: c.principal})
+		if !errors.Is(err, c.want) || rc != nil {
+			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
+		}
+		if err != nil && len(c.tok) > 8 && strings.Contains(err.Error(), c.tok) {
+			t.Errorf("%s: error message contains the token", c.name)
+		}
+	}
+	// None of the refusals spent the token.
+	if _, err := redeemAll(v, g.Token, "reviewer-7"); err != nil {
+		t.Fatalf("token spent by a refused attempt: %v", err)
+	}
+	// Object gone after grant: not found.
+	info2 := putImage(t, v, image(5000, ""), "member-1")
+	g2 := grant(t, v, info2.ID, "r")
+	id2, _ := parseObjectID(info2.ID)
+	v.st.Delete(context.Background(), keyRecordKey(id2))
+	if _, err := redeemAll(v, g2.Token, "r"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("redeem of deleted object: %v", err)
+	}
+}
+
+func TestRedeemExpiryTable(t *testing.T) {
+	v, _ := newMemVault(t)
+	info := putImage(t, v, image(5000, ""), "member-1")
+	leeway := v.cfg.ClockLeeway
+	cases := []struct {
+		at   time.Duration // relative to the token's expiry
+		want error
+	}{
+		{-time.Second, nil},
+		{0, nil},
+		{leeway, nil},
+		{leeway + time.Nanosecond, ErrTokenExpired},
+		{time.Hour, ErrTokenExpired},
+	}
+	for _, c := range cases {
+		v.clock.Set(newClock().Now())
+		g := grant(t, v, info.ID, "r")
+		v.clock.Set(g.ExpiresAt.Add(c.at))
+		_, err := redeemAll(v, g.Token, "r")
+		if !errors.Is(err, c.want) && !(c.want == nil && err == nil) {
+			t.Errorf("at exp%+v: err = %v, want %v", c.at, err, c.want)
+		}
+	}
+	// A spent token stays spent when the clock jumps back 10 minutes.
+	v.clock.Set(newClock().Now())
+	g := grant(t, v, info.ID, "r")
+	if _, err := redeemAll(v, g.Token, "r"); err != nil {
+		t.Fatal(err)
+	}
+	v.clock.Advance(-10 * time.Minute)
+	if _, err := redeemAll(v, g.Token, "r"); err == nil {
+		t.Fatal("spent token redeemed again after the clock went back")
+	}
+	v.clock.Advance(10 * time.Minute)
+	if _, err := redeemAll(v, g.Token, "r"); !errors.Is(err, ErrTokenReplayed) {
+		t.Fatalf("spent token: %v", err)
+	}
+	// The document itself expiring between grant and redeem.
+	v.clock.Set(newClock().Now().Add(DefaultRetention - 30*time.Second))
+	g = grant(t, v, info.ID, "r")
+	v.clock.Advance(31 * time.Second)
+	if _, err := redeemAll(v, g.Token, "r"); !errors.Is(err, ErrExpired) {
+		t.Fatalf("redeem after document expiry: %v", err)
+	}
+}
+
+// TestRedeemRace: 64 goroutines redeem one token against MinIO: exactly one
+// gets the bytes. Then two Vault instances sharing one bucket, 32 each.
+func TestRedeemRace(t *testing.T) {
+	st := s3Backend(t)
+	kek := testKEK(t)
+	a := openTestVault(t, st, kek, nil)
+	b := openTestVault(t, st, kek, nil)
+	want := image(64<<10, "")
+	info := putImage(t, a, want, "member-1")
+	race := func(vs []*testVault, perVault int) (wins, replays int32) {
+		g := grant(t, vs[0], info.ID, "r")
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, v := range vs {
+			for range perVault {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					got, err := redeemAll(v, g.Token, "r")
+					switch {
+					case err == nil && bytes.Equal(got, want):
+						atomic.AddInt32(&wins, 1)
+					case errors.Is(err, ErrTokenReplayed):
+						atomic.AddInt32(&replays, 1)
+					default:
+						t.Errorf("unexpected: %v", err)
+					}
+				}()
+			}
+		}
+		close(start)
+		wg.Wait()
+		return wins, replays
+	}
+	if w, r := race([]*testVault{a}, 64); w != 1 || r != 63 {
+		t.Fatalf("one vault, 64 goroutines: %d wins, %d replays", w, r)
+	}
+	if w, r := race([]*testVault{a, b}, 32); w != 1 || r != 63 {
+		t.Fatalf("two vaults, 32 goroutines each: %d wins, %d replays", w, r)
+	}
+}
+
+func TestRotateTokenKey(t *testing.T) {
+	st := fsBackend(t)
+	kek := testKEK(t)
+	a := openTestVault(t, st, kek, nil)
+	b := openTestVault(t, st, kek, nil)
+	info := putImage(t, a, image(5000, ""), "m")
+	before := grant(t, a, info.ID, "r")
+	if err := a.RotateTokenKey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := grant(t, a, info.ID, "r")
+	// b still has the old keyset: it must reload to open the new token.
+	if _, err := redeemAll(b, after.Token, "r"); err != nil {
+		t.Fatalf("token under the new key at another instance: %v", err)
+	}
+	if _, err := redeemAll(a, before.Token, "r"); err != nil {
+		t.Fatalf("token under the old key: %v", err)
+	}
+}
+
+// flakyStore fails writes under a prefix while down is set.
+type flakyStore struct {
+	store.Store
+	prefix string
+	down   atomic.Bool
+	puts   atomic.Int64
+	failAt int64 // when > 0, every Put after this many fails
+}
+
+func (f *flakyStore) Put(ctx context.Context, key string, body io.Reader, size int64, opts store.PutOptions) error {
+	n := f.puts.Add(1)
+	if (f.down.Load() && strings.HasPrefix(key, f.prefix)) || (f.failAt > 0 && n > f.failAt) {
+		io.Copy(io.Discard, body)
+		return errors.New("flaky: disk full")
+	}
+	return f.Store.Put(ctx, key, body, size, opts)
+}
+
+// TestFailClosed: with the audit log unwritable, Redeem serves nothing and
+// says ErrAuditUnavailable; once the store recovers, service resumes.
+func TestFailClosed(t *testing.T) {
+	fs := &flakyStore{Store: fsBackend(t), prefix: "audit/"}
+	v := openTestVault(t, fs, testKEK(t), nil)
+	want := image(100<<10, "")
+	info := putImage(t, v, want, "m")
+	g := grant(t, v, info.ID, "r")
+	fs.down.Store(true)
+	rc, _, err := v.Redeem(context.Background(), g.Token, Requester{Principal: "r"})
+	if !errors.Is(err, ErrAuditUnavailable) || rc != nil {
+		t.Fatalf("redeem with audit down: %v", err)
+	}
+	if _, err := v.Grant(context.Background(), info.ID, Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrAuditUnavailable) {
+		t.Fatalf("grant with audit down: %v", err)
+	}
+	if _, err := v.Put(context.Background(), Document{Body: bytes.NewReader(want), Size: int64(len(want)), Subject: "m"}); !errors.Is(err, ErrAuditUnavailable) {
+		t.Fatalf("put with audit down: %v", err)
+	}
+	fs.down.Store(false)
+	g = grant(t, v, info.ID, "r")
+	if got, err := redeemAll(v, g.Token, "r"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+// TestFailClosedEveryStep fails every store write after N, for each N, and
+// checks that whenever Redeem hands out a reader, the audit log already
+// holds its record.
+func TestFailClosedEveryStep(t *testing.T) {
+	want := image(20<<10, "")
+	served := 0
+	for n := int64(1); n < 14; n++ {
+		base := fsBackend(t)
+		fs := &flakyStore{Store: base}
+		v := openTestVault(t, fs, testKEK(t), nil)
+		fs.failAt = fs.puts.Load() + n
+		info, err := v.Put(context.Background(), Document{Body: bytes.NewReader(want), Size: int64(len(want)), Subject: "m"})
+		if err != nil {
+			continue
+		}
+		g, err := v.Grant(context.Background(), info.ID, Access{Principal: "r", Purpose: "p"})
+		if err != nil {
+			continue
+		}
+		rc, _, err := v.Redeem(context.Background(), g.Token, Requester{Principal: "r"})
+		if err != nil {
+			if rc != nil {
+				t.Fatal("reader with an error")
+			}
+			continue
+		}
+		served++
+		rc.Close()
+		if !auditHasRedeemOK(t, base, info.ID) {
+			t.Fatalf("failAt %d: plaintext served without a durable audit record", n)
+		}
+	}
+	if served == 0 {
+		t.Fatal("no N let a redemption through: the test checked nothing")
+	}
+}

@@ -1,0 +1,492 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"time"
+
+	"github.com/idvault/idvault/internal/envelope"
+	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/store"
+)
+
+// ErrHeld: the object is under legal hold; Delete and EraseSubject keep it.
+var ErrHeld = errors.New("vault: object under legal hold")
+
+const (
+	// claimStale is how long a sweeper's claim on an object blocks others;
+	// after it, a crashed sweeper's claim is taken over.
+	claimStale = 10 * time.Minute
+	// DefaultOrphanGrace is how long a payload may exist without a key
+	// record before Sweep collects it (a Put in flight has none yet).
+	DefaultOrphanGrace = time.Hour
+)
+
+func claimKey(id objectID) string  { return "claims/" + id.String() }
+func orphanKey(id objectID) string { return "orphans/" + id.String() }
+
+// SweepReport counts what one Sweep did.
+type SweepReport struct {
+	Expired  int // objects shredded and deleted because their deadline passed
+	Held     int // expired objects kept because of a legal hold
+	Orphans  int // payloads without a key record, collected after the grace period
+	Dangling int // index entries that pointed nowhere, removed
+	Ledger   int // spent-token entries past expiry plus leeway, removed
+	Busy     int // objects another sweeper was working on
+}
+
+// Sweep deletes what has expired and collects garbage. It finds expired
+// objects through the expiry index (never by reading every object),
+// shreds each (key record deleted before payload), writes a deletion
+// receipt to the audit log per object, and removes payloads left without
+// a key record by failed Puts, and spent-token entries that can no longer
+// matter. It is idempotent, and several instances may sweep at once: a
+// create-only claim makes each object's deletion happen once.
+func (v *Vault) Sweep(ctx context.Context) (SweepReport, error) {
+	return v.sweep(ctx, nil)
+}
+
+// SweepProgress is what SweepWithProgress reports after each due document.
+type SweepProgress struct {
+	Done, Total int // expiry index entries handled, and due in all
+	Report      SweepReport
+}
+
+// SweepWithProgress is Sweep, calling progress after each document whose
+// expiry hour has come (for a progress bar; it first counts them).
+func (v *Vault) SweepWithProgress(ctx context.Context, progress func(SweepProgress)) (SweepReport, error) {
+	if progress == nil {
+		return v.sweep(ctx, nil)
+	}
+	total := 0
+	nowHour := v.now().UTC().Format("2006010215")
+	for k, err := range v.st.List(ctx, "index/expiry/") {
+		if err != nil {
+			return SweepReport{}, fmt.Errorf("vault: sweep: %w", err)
+		}
+		if hour, _, _ := strings.Cut(strings.TrimPrefix(k, "index/expiry/"), "/"); hour > nowHour {
+			break
+		}
+		total++
+	}
+	done := 0
+	return v.sweep(ctx, func(r SweepReport) {
+		done++
+		progress(SweepProgress{Done: done, Total: max(total, done), Report: r})
+	})
+}
+
+func (v *Vault) sweep(ctx context.Context, progress func(SweepReport)) (SweepReport, error) {
+	var rep SweepReport
+	if v.isClosed() {
+		return rep, ErrClosed
+	}
+	if err := v.sweepExpired(ctx, &rep, progress); err != nil {
+		return rep, err
+	}
+	if err := v.sweepLedger(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if err := v.sweepOrphans(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if rep != (SweepReport{}) {
+		detail := fmt.Sprintf("expired %d held %d orphans %d dangling %d ledger %d busy %d",
+			rep.Expired, rep.Held, rep.Orphans, rep.Dangling, rep.Ledger, rep.Busy)
+		if err := v.audit(ctx, audit.Record{Event: audit.EventSweep, Outcome: audit.OutcomeOK, Detail: detail}); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func (v *Vault) sweepExpired(ctx context.Context, rep *SweepReport, progress func(SweepReport)) error {
+	now := v.now().UTC()
+	nowHour := now.Format("2006010215")
+	for k, err := range v.st.List(ctx, "index/expiry/") {
+		if err != nil {
+			return fmt.Errorf("vault: sweep: %w", err)
+		}
+		rest := strings.TrimPrefix(k, "index/expiry/")
+		hour, idStr, ok := strings.Cut(rest, "/")
+		if !ok || len(hour) != 10 {
+			continue // not ours; leave it
+		}
+		if hour > nowHour {
+			break // lexical order is time order: nothing further has expired
+		}
+		id, err := parseObjectID(idStr)
+		if err != nil {
+			continue
+		}
+		if err := v.expireOne(ctx, id, k, now, rep); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(*rep)
+		}
+	}
+	return nil
+}
+
+func (v *Vault) expireOne(ctx context.Context, id objectID, indexKey string, now time.Time, rep *SweepReport) error {
+	md, key, err := v.loadRecord(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// Shredded already (or never committed): what is left is garbage.
+		if err := v.deleteAll(ctx, blobKey(id), orphanKey(id), indexKey, claimKey(id)); err != nil {
+			return err
+		}
+		rep.Dangling++
+		return nil
+	case errors.Is(err, ErrTampered):
+		// An unreadable record is shredded like an expired one: it can
+		// never be served, and keeping it helps no one.
+		return v.shred(ctx, id, nil, audit.EventExpire, "tampered", "", rep)
+	case err != nil:
+		return err
+	}
+	key.Destroy()
+	if md.LegalHold {
+		rep.Held++
+		return nil
+	}
+	if md.Expires.After(now) {
+		return nil // same hour bucket, not yet due
+	}
+	return v.shred(ctx, id, &md, audit.EventExpire, "retention-deadline", "", rep)
+}
+
+// shred removes one object for good. Order, for crash safety: claim,
+// receipt in the audit log, subject index (its name needs the metadata),
+// key record (the shred: from here the payload is noise), payload, claim,
+// expiry index. A crash leaves the expiry index entry, so the next Sweep
+// finishes the job.
+func (v *Vault) shred(ctx context.Context, id objectID, md *envelope.Metadata, ev audit.Event, reason, detail string, rep *SweepReport) error {
+	claimed, err := v.claim(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !claimed {
+		if rep != nil {
+			rep.Busy++
+		}
+		return nil
+	}
+	// Another sweeper may have finished this object between our read of
+	// the key record and our claim (it releases its claim last): then
+	// there is nothing left to shred and no receipt to write.
+	if _, err := getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord); errors.Is(err, store.ErrNotFound) {
+		keys := []string{blobKey(id), orphanKey(id), claimKey(id)}
+		if md != nil {
+			keys = append(keys, expiryIndexKey(md.Expires, id))
+		}
+		if rep != nil {
+			rep.Busy++
+		}
+		return v.deleteAll(ctx, keys...)
+	} else if err != nil {
+		return fmt.Errorf("vault: shred %s: %w", id, err)
+	}
+	rec := audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id.String(), Reason: reason, Detail: detail}
+	var keys []string
+	if md != nil {
+		rec.Subject = hex.EncodeToString(md.SubjectMAC)
+		keys = append(keys, subjectIndexKey(md.SubjectMAC, id))
+	}
+	if err := v.audit(ctx, rec); err != nil {
+		v.st.Delete(context.WithoutCancel(ctx), claimKey(id))
+		return err
+	}
+	if err := v.deleteAll(ctx, keys...); err != nil {
+		return err
+	}
+	if err := v.keys.Delete(ctx, keyRecordKey(id)); err != nil {
+		return fmt.Errorf("vault: shred %s: %w", id, err)
+	}
+	// The expiry index entry goes last: while it exists, a later Sweep
+	// finds and finishes whatever an interrupted one left.
+	keys = []string{blobKey(id), orphanKey(id), claimKey(id)}
+	if md != nil {
+		keys = append(keys, expiryIndexKey(md.Expires, id))
+	}
+	if err := v.deleteAll(ctx, keys...); err != nil {
+		return err
+	}
+	if rep != nil {
+		rep.Expired++
+	}
+	return nil
+}
+
+// claim takes the create-only claim on id. A claim this Vault made
+// earlier (an interrupted Sweep) is its own to resume; another's claim older
+// than claimStale (its sweeper crashed) is taken over.
+func (v *Vault) claim(ctx context.Context, id objectID) (bool, error) {
+	body := append(stamp(v.now()), v.instance[:]...)
+	err := v.st.Put(ctx, claimKey(id), bytes.NewReader(body), int64(len(body)), store.PutOptions{IfAbsent: true})
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, store.ErrExists) {
+		return false, fmt.Errorf("vault: claim %s: %w", id, err)
+	}
+	b, gerr := getSmall(ctx, v.st, claimKey(id), 64)
+	if gerr != nil || len(b) != len(body) {
+		return false, nil
+	}
+	if bytes.Equal(b[8:], v.instance[:]) {
+		return true, nil
+	}
+	if v.now().Sub(unstamp(b[:8])) < claimStale {
+		return false, nil
+	}
+	if err := v.st.Delete(ctx, claimKey(id)); err != nil {
+		return false, fmt.Errorf("vault: claim %s: %w", id, err)
+	}
+	err = v.st.Put(ctx, claimKey(id), bytes.NewReader(body), int64(len(body)), store.PutOptions{IfAbsent: true})
+	return err == nil, nil
+}
+
+func (v *Vault) deleteAll(ctx context.Context, keys ...string) error {
+	for _, k := range keys {
+		if err := v.st.Delete(ctx, k); err != nil {
+			return fmt.Errorf("vault: delete: %w", err)
+		}
+	}
+	return nil
+}
+
+func stamp(t time.Time) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
+	return b[:]
+}
+
+func unstamp(b []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(b))) }
+
+// sweepLedger removes spent-token entries whose token is past expiry plus
+// leeway: a replay of such a token fails on expiry alone.
+func (v *Vault) sweepLedger(ctx context.Context, rep *SweepReport) error {
+	now := v.now()
+	for k, err := range v.st.List(ctx, "redeemed/") {
+		if err != nil {
+			return fmt.Errorf("vault: sweep ledger: %w", err)
+		}
+		b, err := getSmall(ctx, v.st, k, 64)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("vault: sweep ledger: %w", err)
+		}
+		if len(b) == 8 && !now.Before(unstamp(b).Add(v.cfg.ClockLeeway+time.Second)) {
+			if err := v.st.Delete(ctx, k); err != nil {
+				return fmt.Errorf("vault: sweep ledger: %w", err)
+			}
+			rep.Ledger++
+		}
+	}
+	return nil
+}
+
+// sweepOrphans finds payloads without a key record by walking the two
+// sorted listings side by side (names only, no reads). An orphan is first
+// marked; it is deleted at a later Sweep once the mark is older than the
+// grace period, so a Put still in flight is never touched.
+func (v *Vault) sweepOrphans(ctx context.Context, rep *SweepReport) error {
+	nextKey, stop := iter.Pull2(v.keys.List(ctx, "keys/"))
+	defer stop()
+	cur, kerr, kok := nextKey()
+	for k, err := range v.st.List(ctx, "blobs/") {
+		if err != nil {
+			return fmt.Errorf("vault: sweep orphans: %w", err)
+		}
+		id := strings.TrimPrefix(k, "blobs/")
+		for kok && kerr == nil && strings.TrimPrefix(cur, "keys/") < id {
+			cur, kerr, kok = nextKey()
+		}
+		if kerr != nil {
+			return fmt.Errorf("vault: sweep orphans: %w", kerr)
+		}
+		if kok && strings.TrimPrefix(cur, "keys/") == id {
+			continue // committed object
+		}
+		oid, err := parseObjectID(id)
+		if err != nil {
+			continue
+		}
+		if err := v.collectOrphan(ctx, oid, rep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *Vault) collectOrphan(ctx context.Context, id objectID, rep *SweepReport) error {
+	b, err := getSmall(ctx, v.st, orphanKey(id), 64)
+	if errors.Is(err, store.ErrNotFound) {
+		body := stamp(v.now())
+		err := v.st.Put(ctx, orphanKey(id), bytes.NewReader(body), int64(len(body)), store.PutOptions{IfAbsent: true})
+		if err != nil && !errors.Is(err, store.ErrExists) {
+			return fmt.Errorf("vault: mark orphan: %w", err)
+		}
+		return nil
+	}
+	if err != nil || len(b) != 8 {
+		return err
+	}
+	if v.now().Sub(unstamp(b)) < v.orphanGrace() {
+		return nil
+	}
+	// Re-check: the Put may have committed since the listing.
+	if _, err := getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord); err == nil {
+		return v.st.Delete(ctx, orphanKey(id))
+	}
+	if err := v.deleteAll(ctx, blobKey(id), orphanKey(id)); err != nil {
+		return err
+	}
+	rep.Orphans++
+	return nil
+}
+
+func (v *Vault) orphanGrace() time.Duration {
+	if v.cfg.OrphanGrace > 0 {
+		return v.cfg.OrphanGrace
+	}
+	return DefaultOrphanGrace
+}
+
+// EraseSubject shreds and deletes every document of one subject (a member
+// leaving), found through the subject index, and audits each. Documents
+// under legal hold are kept: then the error wraps ErrHeld and n counts
+// only what was erased. reason is recorded in the audit log; keep secrets
+// and raw identifiers out of it.
+func (v *Vault) EraseSubject(ctx context.Context, subject, reason string) (n int, err error) {
+	if v.isClosed() {
+		return 0, ErrClosed
+	}
+	if subject == "" {
+		return 0, fmt.Errorf("vault: erase: subject required: %w", ErrInvalidArgument)
+	}
+	sys, _ := v.keyset()
+	mac := sys.subjectMAC(subject)
+	prefix := "index/subject/" + hex.EncodeToString(mac) + "/"
+	held := 0
+	for k, lerr := range v.st.List(ctx, prefix) {
+		if lerr != nil {
+			return n, fmt.Errorf("vault: erase: %w", lerr)
+		}
+		id, perr := parseObjectID(strings.TrimPrefix(k, prefix))
+		if perr != nil {
+			continue
+		}
+		md, key, lerr := v.loadRecord(ctx, id)
+		if errors.Is(lerr, ErrNotFound) {
+			if err := v.st.Delete(ctx, k); err != nil { // dangling entry
+				return n, err
+			}
+			continue
+		}
+		if lerr != nil {
+			return n, lerr
+		}
+		key.Destroy()
+		if md.LegalHold {
+			held++
+			continue
+		}
+		var rep SweepReport
+		if err := v.shred(ctx, id, &md, audit.EventErase, "subject-erased", clip(reason, 200), &rep); err != nil {
+			return n, err
+		}
+		n += rep.Expired
+	}
+	if err := v.audit(ctx, audit.Record{Event: audit.EventErase, Outcome: audit.OutcomeOK, Subject: hex.EncodeToString(mac),
+		Reason: "subject-erased", Detail: fmt.Sprintf("erased %d held %d: %s", n, held, clip(reason, 200))}); err != nil {
+		return n, err
+	}
+	if held > 0 {
+		return n, fmt.Errorf("vault: erase: %d documents kept: %w", held, ErrHeld)
+	}
+	return n, nil
+}
+
+// Delete shreds and deletes one document now (a decision was made, the
+// member asked). It refuses a document under legal hold with ErrHeld.
+func (v *Vault) Delete(ctx context.Context, id, reason string) error {
+	if v.isClosed() {
+		return ErrClosed
+	}
+	oid, err := parseObjectID(id)
+	if err != nil {
+		return err
+	}
+	md, key, err := v.loadRecord(ctx, oid)
+	if errors.Is(err, ErrTampered) {
+		return v.shred(ctx, oid, nil, audit.EventDelete, "tampered", clip(reason, 200), nil)
+	}
+	if err != nil {
+		return err
+	}
+	key.Destroy()
+	if md.LegalHold {
+		_ = v.audit(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: "legal-hold", Detail: clip(reason, 200)})
+		return fmt.Errorf("vault: delete %s: %w", oid, ErrHeld)
+	}
+	return v.shred(ctx, oid, &md, audit.EventDelete, "requested", clip(reason, 200), nil)
+}
+
+// Hold puts a document under legal hold: it no longer expires, Sweep skips
+// it, Delete and EraseSubject refuse it, until Release. The flag lives in
+// the encrypted, authenticated key record, so no one can set or clear it
+// without the KEK.
+func (v *Vault) Hold(ctx context.Context, id, reason string) error {
+	return v.setHold(ctx, id, reason, true)
+}
+
+// Release lifts a legal hold. A document past its deadline is then
+// expired at once (refused at read time, deleted by the next Sweep).
+func (v *Vault) Release(ctx context.Context, id, reason string) error {
+	return v.setHold(ctx, id, reason, false)
+}
+
+func (v *Vault) setHold(ctx context.Context, id, reason string, hold bool) error {
+	if v.isClosed() {
+		return ErrClosed
+	}
+	ev := audit.EventHold
+	if !hold {
+		ev = audit.EventRelease
+	}
+	oid, err := parseObjectID(id)
+	if err != nil {
+		return err
+	}
+	md, key, err := v.loadRecord(ctx, oid)
+	if err != nil {
+		return err
+	}
+	defer key.Destroy()
+	if hold && v.expired(md) {
+		return fmt.Errorf("vault: hold %s: %w", oid, ErrExpired)
+	}
+	md.LegalHold = hold
+	rec, err := envelope.Reseal(ctx, v.kek, md, key)
+	if err != nil {
+		return fmt.Errorf("vault: hold %s: %w", oid, err)
+	}
+	if err := v.audit(ctx, audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id, Subject: hex.EncodeToString(md.SubjectMAC), Detail: clip(reason, 200)}); err != nil {
+		return err
+	}
+	if err := v.keys.Put(ctx, keyRecordKey(oid), bytes.NewReader(rec), int64(len(rec)), store.PutOptions{}); err != nil {
+		return fmt.Errorf("vault: hold %s: %w", oid, err)
+	}
+	return nil
+}
