@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+
+	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/fsstore"
+)
+
+// The 2021 incident, replayed against idvault: a stolen reviewer identity
+// fetches ID images in bulk at the attacker's rate (1.71 M images in six
+// days: about 3.3 a second). An injected clock makes hours pass in seconds.
+//
+//	go test -v -run Replay ./cmd/idvault/
+const (
+	replayDocs      = 5000
+	replayCanaries  = 5
+	attackRate      = 300 * time.Millisecond // ≈ 3.3 requests a second
+	legitReviewers  = 3
+	legitEvery      = 40 * time.Second // a human reviewer: one document every 40 s
+	legitDuration   = 2 * time.Hour
+	stolenPrincipal = "reviewer-3"
+)
+
+type replayClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *replayClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *replayClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type replayWorld struct {
+	v        *vault.Vault
+	dir      string
+	clock    *replayClock
+	docs     []string
+	canaries map[string]bool
+	mu       sync.Mutex
+	alerts   []vault.Alert
+}
+
+func replayKEK(t testing.TB) kms.KEK {
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := aead.New(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kms.FromAEAD("replay-kek", a)
+}
+
+func newReplayWorld(t *testing.T, freeze bool) *replayWorld {
+	w := &replayWorld{dir: t.TempDir(), clock: &replayClock{t: time.Date(2021, 4, 20, 9, 0, 0, 0, time.UTC)}, canaries: map[string]bool{}}
+	st, err := fsstore.Open(w.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.v, err = vault.Open(context.Background(), vault.Config{
+		Store: st, KEK: replayKEK(t), Now: w.clock.Now, FreezeOnAlert: freeze,
+		OnAlert: func(a vault.Alert) { w.mu.Lock(); w.alerts = append(w.alerts, a); w.mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.v.Close(context.Background()) })
+	// 5,000 members' ID images, uploaded over the morning.
+	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 2048)...)
+	w.docs = make([]string, replayDocs)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < replayDocs; i += 8 {
+				info, err := w.v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: fmt.Sprintf("member-%d", i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				w.docs[i] = info.ID
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	cs, err := w.v.PlantCanaries(context.Background(), replayCanaries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		w.canaries[c.ID] = true
+	}
+	return w
+}
+
+// fetch is one grant and redemption, as the app's review page does it.
+func (w *replayWorld) fetch(principal, remote, id string) error {
+	ctx := context.Background()
+	g, err := w.v.Grant(ctx, id, vault.Access{Principal: principal, Purpose: "age-check"})
+	if err != nil {
+		return err
+	}
+	rc, _, err := w.v.Redeem(ctx, g.Token, vault.Requester{Principal: principal, RemoteAddr: remote})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
+}
+
+func (w *replayWorld) firstAlertAfter(t0 time.Time) (vault.Alert, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.alerts {
+		if !a.Time.Before(t0) {
+			return a, true
+		}
+	}
+	return vault.Alert{}, false
+}
+
+type replayFigures struct {
+	exposed        map[string]bool
+	exposedAtAlert int
+	secondsToAlert float64
+	alertKind      vault.AlertKind
+	requests       int
+}
+
+// attack runs the bulk download from t0 until the principal has been
+// refused 50 times in a row, with docs in the order given.
+func (w *replayWorld) attack(t *testing.T, order []string) replayFigures {
+	f := replayFigures{exposed: map[string]bool{}, exposedAtAlert: -1}
+	t0 := w.clock.Now()
+	refusedInARow := 0
+	for i, id := range order {
+		if refusedInARow >= 50 {
+			break
+		}
+		w.clock.Advance(attackRate)
+		remote := fmt.Sprintf("198.51.100.%d:%d", 1+i%200, 40000+i%1000) // spread over many addresses
+		f.requests++
+		err := w.fetch(stolenPrincipal, remote, id)
+		switch {
+		case err == nil:
+			f.exposed[id] = true
+			refusedInARow = 0
+		case errors.Is(err, vault.ErrQuotaExceeded):
+			refusedInARow++
+		default:
+			t.Fatalf("attack request %d: %v", i, err)
+		}
+		if a, ok := w.firstAlertAfter(t0); ok && f.exposedAtAlert < 0 {
+			f.exposedAtAlert = len(f.exposed)
+			f.secondsToAlert = a.Time.Sub(t0).Seconds()
+			f.alertKind = a.Kind
+		}
+	}
+	return f
+}
+
+// legit is the reviewers' normal day before the attack: no alert may fire.
+func (w *replayWorld) legit(t *testing.T) {
+	next := 0
+	for elapsed := time.Duration(0); elapsed < legitDuration; elapsed += legitEvery {
+		w.clock.Advance(legitEvery)
+		for r := range legitReviewers {
+			id := w.docs[next]
+			next++
+			if err := w.fetch(fmt.Sprintf("reviewer-%d", r+1), "192.0.2.10:443", id); err != nil {
+				t.Fatalf("legitimate review: %v", err)
+			}
+		}
+	}
+	if len(w.alerts) != 0 {
+		t.Fatalf("legitimate workload raised alerts: %v", w.alerts)
+	}
+}
+
+// forensics asks the audit log — through the CLI a security team would
+// use — which documents the stolen identity took since the attack began.
+func (w *replayWorld) forensics(t *testing.T, since time.Time) map[string]bool {
+	res := runCLI(t, nil, "audit", "query", "--store", w.dir, "--principal", stolenPrincipal,
+		"--event", "redeem", "--outcome", "ok", "--since", since.Format(time.RFC3339Nano))
+	if res.code != 0 {
+		t.Fatalf("idvault audit query: %v", res)
+	}
+	got := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(res.stdout), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec struct{ Object string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		got[rec.Object] = true
+	}
+	// audit.Scan must say the same.
+	st, _ := fsstore.Open(w.dir)
+	scan := map[string]bool{}
+	for r, err := range audit.Scan(context.Background(), st, audit.Filter{Principal: stolenPrincipal, Event: audit.EventRedeem, Outcome: audit.OutcomeOK, Since: since}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		scan[r.Object] = true
+	}
+	if len(scan) != len(got) {
+		t.Fatalf("audit.Scan lists %d documents, the CLI %d", len(scan), len(got))
+	}
+	return got
+}
+
+func precisionRecall(listed, exposed map[string]bool) (float64, float64) {
+	tp := 0
+	for id := range listed {
+		if exposed[id] {
+			tp++
+		}
+	}
+	if len(listed) == 0 || len(exposed) == 0 {
+		return 0, 0
+	}
+	return float64(tp) / float64(len(listed)), float64(tp) / float64(len(exposed))
+}
+
+func TestReplayIncident(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the replay puts 5,000 documents; skipped with -short")
+	}
+	for _, freeze := range []bool{false, true} {
+		t.Run(fmt.Sprintf("FreezeOnAlert=%v", freeze), func(t *testing.T) {
+			w := newReplayWorld(t, freeze)
+			w.legit(t)
+			w.clock.Advance(time.Hour) // the owner of reviewer-3 went home
+			start := w.clock.Now()
+			// The attacker walks the documents in order, skipping canaries
+			// (the worst case for us: canaries are tested separately below).
+			f := w.attack(t, w.docs)
+			quota := vault.DefaultQuotaDocuments
+			listed := w.forensics(t, start)
+			p, r := precisionRecall(listed, f.exposed)
+			t.Logf("replay (FreezeOnAlert=%v): %d requests at 3.3/s; %d documents exposed before refusal (quota %d); "+
+				"first alert %q after %.1f simulated s, at %d exposed; audit query lists %d: precision %.0f%%, recall %.0f%%",
+				freeze, f.requests, len(f.exposed), quota, f.alertKind, f.secondsToAlert, f.exposedAtAlert, len(listed), 100*p, 100*r)
+			if len(f.exposed) > quota {
+				t.Errorf("exposed %d > quota %d", len(f.exposed), quota)
+			}
+			if f.exposedAtAlert < 0 || f.exposedAtAlert >= quota {
+				t.Errorf("no alert before the quota was exhausted (alert at %d)", f.exposedAtAlert)
+			}
+			if freeze && len(f.exposed) > vault.DefaultBurst+1 {
+				t.Errorf("with FreezeOnAlert, %d exposed; want at most the burst threshold", len(f.exposed))
+			}
+			if p != 1 || r != 1 {
+				t.Errorf("audit query precision %.2f recall %.2f, want 1 and 1", p, r)
+			}
+		})
+	}
+	t.Run("canary", func(t *testing.T) {
+		w := newReplayWorld(t, false)
+		start := w.clock.Now()
+		var canary string
+		for id := range w.canaries {
+			canary = id
+			break
+		}
+		// The attacker's third request happens to be a canary.
+		order := []string{w.docs[10], w.docs[11], canary, w.docs[12]}
+		for range 3 {
+			order = append(order, w.docs[mrand.IntN(len(w.docs))])
+		}
+		f := w.attack(t, order)
+		t.Logf("replay (canary third): first alert %q after %.1f simulated s, at %d exposed", f.alertKind, f.secondsToAlert, f.exposedAtAlert)
+		if f.alertKind != vault.AlertCanary || f.exposedAtAlert != 2 && f.exposedAtAlert != 3 {
+			t.Fatalf("canary: first alert %q at %d exposed; want canary-touched on the third request", f.alertKind, f.exposedAtAlert)
+		}
+		listed := w.forensics(t, start)
+		if p, r := precisionRecall(listed, f.exposed); p != 1 || r != 1 {
+			t.Errorf("audit query precision %.2f recall %.2f", p, r)
+		}
+	})
+}

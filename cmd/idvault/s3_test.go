@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/vault/s3store"
+)
+
+// s3Fixture writes the fixture's logs into a fresh bucket of the test MinIO
+// (under a prefix) and returns the store URL, the environment with
+// credentials, the verifier key and the bucket.
+func s3Fixture(t *testing.T, objectLock bool) (storeURL string, env map[string]string, vk, bucket string, srv *miniotest.Srv) {
+	t.Helper()
+	srv = miniotest.Server(t)
+	bucket = srv.NewBucket(t, objectLock)
+	st, err := s3store.New(context.Background(), srv.Client(t), bucket, s3store.Options{Prefix: "tenant-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vk, _ = writeLogs(t, st, fixtureLogA(), fixtureLogB())
+	q := url.Values{"endpoint": {srv.Endpoint()}, "tls": {"false"}, "prefix": {"tenant-a"}}
+	storeURL = "s3://" + bucket + "?" + q.Encode()
+	env = map[string]string{"MINIO_ROOT_USER": srv.AccessKey(), "MINIO_ROOT_PASSWORD": srv.SecretKey()}
+	return storeURL, env, vk, bucket, srv
+}
+
+func TestS3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("MinIO test")
+	}
+	storeURL, env, vk, bucket, srv := s3Fixture(t, true)
+	noSecret := func(t *testing.T, r result) {
+		t.Helper()
+		if strings.Contains(r.stdout+r.stderr, srv.SecretKey()) {
+			t.Fatal("the secret key was printed")
+		}
+	}
+
+	t.Run("verify", func(t *testing.T) {
+		r := runCLI(t, env, "audit", "verify", "--store", storeURL, "--verifier-key", vk)
+		noSecret(t, r)
+		if r.code != exitOK || !strings.HasSuffix(r.stdout, "\nOK\n") {
+			t.Fatalf("want exit 0 and OK, got %v", r)
+		}
+	})
+	t.Run("verify with store from env and other credential names", func(t *testing.T) {
+		env2 := map[string]string{"IDVAULT_STORE": storeURL, "AWS_ACCESS_KEY_ID": srv.AccessKey(), "AWS_SECRET_ACCESS_KEY": srv.SecretKey()}
+		r := runCLI(t, env2, "audit", "verify")
+		noSecret(t, r)
+		if r.code != exitOK || !strings.Contains(r.stderr, "warning:") {
+			t.Fatalf("want exit 0 with the unpinned-key warning, got %v", r)
+		}
+	})
+	t.Run("query", func(t *testing.T) {
+		r := runCLI(t, env, "audit", "query", "--store", storeURL, "--event", "redeem", "--outcome", "refused")
+		noSecret(t, r)
+		if r.code != exitOK || len(decodeLines(t, r.stdout)) != 3 {
+			t.Fatalf("want 3 refused redemptions, got %v", r)
+		}
+	})
+	t.Run("stats", func(t *testing.T) {
+		r := runCLI(t, env, "audit", "stats", "--store", storeURL, "--format", "table")
+		noSecret(t, r)
+		if r.code != exitOK || !strings.Contains(r.stdout, "TOTAL") {
+			t.Fatalf("want exit 0 and a total, got %v", r)
+		}
+	})
+	t.Run("wrong prefix has no logs", func(t *testing.T) {
+		u := strings.Replace(storeURL, "tenant-a", "tenant-b", 1)
+		r := runCLI(t, env, "audit", "verify", "--store", u, "--verifier-key", vk)
+		if r.code != exitFailed {
+			t.Fatalf("want exit 1 (no audit log), got %v", r)
+		}
+	})
+	t.Run("wrong credentials", func(t *testing.T) {
+		bad := map[string]string{"MINIO_ROOT_USER": srv.AccessKey(), "MINIO_ROOT_PASSWORD": "wrong-" + srv.SecretKey()}
+		r := runCLI(t, bad, "audit", "verify", "--store", storeURL, "--verifier-key", vk)
+		noSecret(t, r)
+		if r.code != exitUsage || strings.Contains(r.stdout+r.stderr, "wrong-") {
+			t.Fatalf("want exit 2 without the password, got %v", r)
+		}
+	})
+	t.Run("missing bucket", func(t *testing.T) {
+		u := strings.Replace(storeURL, bucket, "idv-no-such-bucket", 1)
+		r := runCLI(t, env, "audit", "query", "--store", u)
+		noSecret(t, r)
+		if r.code != exitUsage {
+			t.Fatalf("want exit 2, got %v", r)
+		}
+	})
+}
+
+// TestS3Tamper flips one byte of each audit object in a bucket without
+// object lock (where an attacker with the credentials can overwrite).
+func TestS3Tamper(t *testing.T) {
+	if testing.Short() {
+		t.Skip("MinIO test")
+	}
+	storeURL, env, vk, bucket, srv := s3Fixture(t, false)
+	ctx := context.Background()
+	client := srv.Client(t)
+	var names []string
+	for obj := range client.ListObjectsIter(ctx, bucket, minio.ListObjectsOptions{Prefix: "tenant-a/audit/", Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		names = append(names, obj.Key)
+	}
+	if len(names) < 10 {
+		t.Fatalf("only %d audit objects", len(names))
+	}
+	put := func(name string, b []byte) {
+		if _, err := client.PutObject(ctx, bucket, name, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range names {
+		o, err := client.GetObject(ctx, bucket, name, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, err := io.ReadAll(o)
+		o.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := bytes.Clone(orig)
+		b[len(b)/2] ^= 0xff
+		put(name, b)
+		if r := runCLI(t, env, "audit", "verify", "--store", storeURL, "--verifier-key", vk); r.code != exitFailed {
+			t.Errorf("%s tampered: want exit 1, got %v", name, r)
+		}
+		put(name, orig)
+	}
+	if r := runCLI(t, env, "audit", "verify", "--store", storeURL, "--verifier-key", vk); r.code != exitOK {
+		t.Fatalf("after restoring: %v", r)
+	}
+}

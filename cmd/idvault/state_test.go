@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/idvault/idvault/vault/audit"
+)
+
+var (
+	hashA = tlog.RecordHash([]byte("a"))
+	hashB = tlog.RecordHash([]byte("b"))
+)
+
+func TestStateRoundTrip(t *testing.T) {
+	for _, s := range []state{
+		{Logs: map[string]tlog.Tree{}},
+		{Logs: map[string]tlog.Tree{"log-1": {N: 1, Hash: hashA}}},
+		{Logs: map[string]tlog.Tree{"b": {N: 1 << 40, Hash: hashB}, "a": {N: 7, Hash: hashA}}},
+	} {
+		b := s.marshal()
+		got, err := parseState(b)
+		if err != nil {
+			t.Fatalf("parse of %s: %v", b, err)
+		}
+		if len(got.Logs) != len(s.Logs) {
+			t.Fatalf("got %v, want %v", got, s)
+		}
+		for id, tr := range s.Logs {
+			if got.Logs[id] != tr {
+				t.Fatalf("log %s: got %v, want %v", id, got.Logs[id], tr)
+			}
+		}
+		if !bytes.Equal(got.marshal(), b) {
+			t.Fatalf("marshal is not canonical:\n%s\n%s", b, got.marshal())
+		}
+	}
+}
+
+func TestParseStateRejects(t *testing.T) {
+	h := hashA.String()
+	for _, in := range []string{
+		``,
+		`{`,
+		`null`,
+		`[]`,
+		`{"logs":{}}`,
+		`{"version":2,"logs":{}}`,
+		`{"version":1,"logs":{},"extra":true}`,
+		`{"version":1,"logs":{"a":{"size":1,"hash":"` + h + `","x":1}}}`,
+		`{"version":1,"logs":{"a":{"size":0,"hash":"` + h + `"}}}`,
+		`{"version":1,"logs":{"a":{"size":-1,"hash":"` + h + `"}}}`,
+		`{"version":1,"logs":{"a":{"size":1.5,"hash":"` + h + `"}}}`,
+		`{"version":1,"logs":{"a":{"size":1,"hash":"short"}}}`,
+		`{"version":1,"logs":{"a":{"size":1}}}`,
+		`{"version":1,"logs":{"../x":{"size":1,"hash":"` + h + `"}}}`,
+		`{"version":1,"logs":{".hidden":{"size":1,"hash":"` + h + `"}}}`,
+		`{"version":1,"logs":{}} {}`,
+		`{"version":1,"logs":{}} x`,
+	} {
+		if _, err := parseState([]byte(in)); !errors.Is(err, errState) {
+			t.Errorf("%s: want errState, got %v", in, err)
+		}
+	}
+	if _, err := parseState(bytes.Repeat([]byte(" "), maxStateSize+1)); !errors.Is(err, errState) {
+		t.Errorf("oversized: want errState, got %v", err)
+	}
+}
+
+func TestStateMerge(t *testing.T) {
+	old := state{Logs: map[string]tlog.Tree{"a": {N: 5, Hash: hashA}, "gone": {N: 2, Hash: hashB}}}
+	rep := &audit.Report{Logs: []audit.LogReport{
+		{Log: "a", Verified: tlog.Tree{N: 9, Hash: hashB}},
+		{Log: "b", Verified: tlog.Tree{N: 3, Hash: hashA}},
+		{Log: "c"}, // nothing verified yet: not remembered
+	}}
+	got := old.merge(rep)
+	want := map[string]tlog.Tree{"a": {N: 9, Hash: hashB}, "b": {N: 3, Hash: hashA}, "gone": {N: 2, Hash: hashB}}
+	if len(got.Logs) != len(want) {
+		t.Fatalf("got %v", got.Logs)
+	}
+	for id, tr := range want {
+		if got.Logs[id] != tr {
+			t.Errorf("%s: got %v, want %v", id, got.Logs[id], tr)
+		}
+	}
+	// Never backwards.
+	back := got.merge(&audit.Report{Logs: []audit.LogReport{{Log: "a", Verified: tlog.Tree{N: 4, Hash: hashA}}}})
+	if back.Logs["a"] != want["a"] {
+		t.Errorf("merge moved a log backwards: %v", back.Logs["a"])
+	}
+	if old.Logs["a"].N != 5 {
+		t.Error("merge modified its receiver")
+	}
+}
+
+func TestWriteStateAtomic(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "state")
+	s := state{Logs: map[string]tlog.Tree{"a": {N: 1, Hash: hashA}}}
+	if err := writeState(p, s); err != nil {
+		t.Fatal(err)
+	}
+	got, first, err := readState(p)
+	if err != nil || first || got.Logs["a"] != s.Logs["a"] {
+		t.Fatalf("readState = %v, %v, %v", got, first, err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("state file mode %v is readable by others", fi.Mode())
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".idvault-state-") {
+			t.Errorf("temporary file left behind: %s", e.Name())
+		}
+	}
+	if _, first, err := readState(filepath.Join(dir, "missing")); err != nil || !first {
+		t.Fatalf("missing state: first=%v err=%v", first, err)
+	}
+	if err := writeState(filepath.Join(dir, "no", "such", "dir"), s); err == nil {
+		t.Fatal("writeState into a missing directory succeeded")
+	}
+}
+
+func FuzzParseState(f *testing.F) {
+	f.Add([]byte(`{"version":1,"logs":{}}`))
+	f.Add(state{Logs: map[string]tlog.Tree{"a": {N: 3, Hash: hashA}, "b": {N: 1, Hash: hashB}}}.marshal())
+	f.Add([]byte(`{"version":1,"logs":{"a":{"size":1,"hash":"x"}}}`))
+	f.Add([]byte(`{"version":1,"logs":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := parseState(b)
+		if err != nil {
+			if !errors.Is(err, errState) {
+				t.Fatalf("error %v does not wrap errState", err)
+			}
+			return
+		}
+		// Whatever parses re-encodes canonically to something that parses
+		// to the same state.
+		again, err := parseState(s.marshal())
+		if err != nil {
+			t.Fatalf("re-parse of %s: %v", s.marshal(), err)
+		}
+		if len(again.Logs) != len(s.Logs) {
+			t.Fatalf("round trip changed the logs")
+		}
+		for id, tr := range s.Logs {
+			if !audit.ValidLogID(id) || tr.N < 1 || again.Logs[id] != tr {
+				t.Fatalf("log %q: %v vs %v", id, tr, again.Logs[id])
+			}
+		}
+	})
+}
