@@ -162,7 +162,7 @@ func FuzzHandler(f *testing.F) {
 	v, _ := newMemVault(f)
 	info := putImage(f, v, image(5000, ""), "m")
 	g := grant(f, v, info.ID, "r")
-	h := v.Handler(HandlerOptions{Principal: func(*http.Request) (string, error) { return "r", nil }})
+	h := v.Handler(HandlerOptions{Principal: func(*http.Request) (string, error) { return "r", nil }, RefusalFloor: -1})
 	f.Add("/" + g.Token[:20])
 	f.Add("/idv1_")
 	f.Add("/" + strings.Repeat("A", 5000))

@@ -29,12 +29,14 @@ func ledgerKey(tokenID [16]byte) string { return "redeemed/" + hex.EncodeToStrin
 //
 // It checks, in order: the token's seal (ErrTokenInvalid), its expiry with
 // Config.ClockLeeway (ErrTokenExpired), that req is the grantee
-// (ErrWrongPrincipal), that the document is present and not expired
-// (ErrNotFound, ErrExpired); then it spends the token by creating
-// redeemed/<token-id> create-only in the Store, so a second redemption
-// anywhere in the cluster fails (ErrTokenReplayed); then it makes the audit
-// record durable (ErrAuditUnavailable otherwise) and only then returns the
-// reader. Every refusal is audited with its precise reason.
+// (ErrWrongPrincipal), the principal's quota (ErrQuotaExceeded), that the
+// document is present and not expired (ErrNotFound, ErrExpired); it spends
+// the token by creating redeemed/<token-id> create-only in the Store, so a
+// second redemption anywhere in the cluster fails (ErrTokenReplayed); then
+// it makes the audit record durable (ErrAuditUnavailable otherwise) and
+// only then returns the reader. Every refusal is audited with its precise
+// reason. (The document lookup and the spend run concurrently; a token
+// presented for a deleted document is spent too.)
 //
 // The reader authenticates the payload segment by segment: if storage was
 // tampered with, a Read fails with ErrTampered. The caller must Close it.
@@ -82,9 +84,15 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		return nil, Info{}, fmt.Errorf("vault: redeem: %w", ErrWrongPrincipal)
 	}
 	id := objectID(c.ObjectID)
+	if err := v.checkRedeemQuota(ctx, req.Principal, req.RemoteAddr, c.ID); err != nil {
+		return nil, Info{}, err
+	}
 
-	// The key record and the payload are fetched in parallel: neither
-	// releases anything, and the payload GET is the long pole.
+	// Three round trips run at once: the key record, the payload, and
+	// spending the token. None releases anything (plaintext leaves only
+	// after the audit record below is durable), and spending a token whose
+	// document turns out to be gone costs nothing. A refusal reports the
+	// document's state before a replay, as if the steps ran in order.
 	type blobResult struct {
 		rc  io.ReadCloser
 		err error
@@ -95,6 +103,8 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		rc, err := v.st.Get(bctx, blobKey(id))
 		blobc <- blobResult{rc, err}
 	}()
+	spentc := make(chan error, 1)
+	go func() { spentc <- v.spend(ctx, c) }()
 	fail := func(err error) (io.ReadCloser, Info, error) {
 		cancelBlob()
 		if b := <-blobc; b.rc != nil {
@@ -103,6 +113,7 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		return nil, Info{}, err
 	}
 	md, key, err := v.loadRecord(ctx, id)
+	spendErr := <-spentc
 	if err != nil {
 		return fail(err)
 	}
@@ -111,16 +122,12 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		key.Destroy()
 		return fail(fmt.Errorf("vault: redeem: %w", ErrExpired))
 	}
-	if err := v.checkRedeemQuota(ctx, req.Principal, req.RemoteAddr, c.ID); err != nil {
+	if spendErr != nil {
 		key.Destroy()
-		return fail(err)
+		return fail(spendErr)
 	}
 	if md.Canary {
 		v.touchCanary(ctx, audit.EventRedeem, req.Principal, req.RemoteAddr, id)
-	}
-	if err := v.spend(ctx, c); err != nil {
-		key.Destroy()
-		return fail(err)
 	}
 	ok := *rec
 	ok.Outcome = audit.OutcomeOK

@@ -6,14 +6,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 )
 
 // BenchmarkAppend measures durable appends per second with 1, 8 and 64
 // concurrent writers, on memstore (the appender's own cost) and on fsstore
-// (fsync-bound: what group commit is for).
+// (fsync-bound: what group commit is for) and on MinIO with object lock
+// (a PUT per batch).
 func BenchmarkAppend(b *testing.B) {
 	skey, _ := keys(b)
 	rec := sampleRecord(3)
@@ -32,11 +36,19 @@ func BenchmarkAppend(b *testing.B) {
 			}
 			return st
 		}},
+		{"s3store", func(b *testing.B) store.Store {
+			srv := miniotest.Server(b)
+			st, err := s3store.New(context.Background(), srv.Client(b), srv.NewBucket(b, true), s3store.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		}},
 	}
 	for _, s := range stores {
 		for _, writers := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("%s/writers=%d", s.name, writers), func(b *testing.B) {
-				a, err := NewAppender(context.Background(), s.open(b), skey, AppenderOptions{})
+				a, err := NewAppender(context.Background(), s.open(b), skey, AppenderOptions{RetainFor: 24 * time.Hour})
 				if err != nil {
 					b.Fatal(err)
 				}
