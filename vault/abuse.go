@@ -16,10 +16,6 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-// ErrFrozen: the principal was frozen after an alert (Config.FreezeOnAlert)
-// and is refused until Unfreeze. It also matches ErrQuotaExceeded.
-var ErrFrozen = fmt.Errorf("vault: principal frozen after an alert: %w", ErrQuotaExceeded)
-
 // AlertKind names what raised an alert.
 type AlertKind string
 

@@ -1,6 +1,9 @@
 package vault
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors, matched with errors.Is. Errors returned by the vault wrap
 // one of these with context; none of them ever carries a token, a key, image
@@ -43,6 +46,13 @@ var (
 	// ErrWrongKEK: the vault's keyset was wrapped by another key-encryption
 	// key, or the KEK could not open it.
 	ErrWrongKEK = errors.New("vault: wrong key-encryption key for this vault")
+	// ErrHeld: the document is under legal hold; Delete and EraseSubject
+	// keep it until Release.
+	ErrHeld = errors.New("vault: object under legal hold")
 	// ErrClosed: the Vault was closed.
 	ErrClosed = errors.New("vault: closed")
 )
+
+// ErrFrozen: the principal was frozen after an alert (Config.FreezeOnAlert)
+// and is refused until Unfreeze. It also matches ErrQuotaExceeded.
+var ErrFrozen = fmt.Errorf("vault: principal frozen after an alert: %w", ErrQuotaExceeded)

@@ -16,9 +16,6 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-// ErrHeld: the object is under legal hold; Delete and EraseSubject keep it.
-var ErrHeld = errors.New("vault: object under legal hold")
-
 const (
 	// claimStale is how long a sweeper's claim on an object blocks others;
 	// after it, a crashed sweeper's claim is taken over.

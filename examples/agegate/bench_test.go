@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idvault/idvault/vault"
+)
+
+// BenchmarkUpload: one multipart upload through the app's handler into the
+// vault on the filesystem store (encryption, fsync'd writes, audit),
+// including the deletion of the member's previous pending upload.
+func BenchmarkUpload(b *testing.B) {
+	for _, size := range []int{64 << 10, 1 << 20, 4 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			te := newTestEnv(b, envOptions{maxUpload: 8 << 20})
+			cookie := sessionCookieFor(b, te, "member-alice")
+			body, ct := multipartBody([]formPart{
+				{name: "kind", body: strings.NewReader("passport")},
+				{name: "document", ctype: "image/png", body: bytes.NewReader(pngLike(size, 5))},
+			})
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest("POST", "/upload", bytes.NewReader(body))
+				req.Header.Set("Content-Type", ct)
+				req.AddCookie(cookie)
+				rec := httptest.NewRecorder()
+				te.app.ServeHTTP(rec, req)
+				if rec.Code != http.StatusSeeOther {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReviewPage: rendering a queue of 20 documents, which mints 20
+// single-use tokens (20 audited grants).
+func BenchmarkReviewPage(b *testing.B) {
+	te := newTestEnv(b, envOptions{})
+	img := licencePNG(b, 1)
+	for i := range 20 {
+		info, err := te.v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: fmt.Sprintf("bench-%d", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		te.app.state.submit(submission{ID: info.ID, Member: fmt.Sprintf("bench-%d", i), Kind: "passport", Submitted: info.Created, Expires: info.Expires})
+	}
+	cookie := sessionCookieFor(b, te, "reviewer-rita")
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("GET", "/review", nil)
+		req.AddCookie(cookie)
+		rec := httptest.NewRecorder()
+		te.app.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || strings.Count(rec.Body.String(), `class="doc"`) != 20 {
+			b.Fatalf("status %d", rec.Code)
+		}
+		te.clock.Advance(time.Second)
+	}
+}
+
+// BenchmarkSecurityPage: the auditor's page over an audit log of about 500
+// records (verify, three scans, the chart).
+func BenchmarkSecurityPage(b *testing.B) {
+	// The replays below raise refusal-burst alerts (in the log, as a real
+	// page would show them); freezing would stop the setup.
+	te := newTestEnv(b, envOptions{cfg: func(c *config) { c.Freeze = false }})
+	img := licencePNG(b, 1)
+	ctx := context.Background()
+	for i := range 100 {
+		info, err := te.v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: fmt.Sprintf("bench-%d", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		g, err := te.v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-rita", Purpose: purpose})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rc, _, err := te.v.Redeem(ctx, g.Token, vault.Requester{Principal: "reviewer-rita"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rc.Close()
+		te.v.Redeem(ctx, g.Token, vault.Requester{Principal: "reviewer-rita"}) // refused: replay
+		te.v.Delete(ctx, info.ID, "bench")
+		te.clock.Advance(11 * time.Second) // a human pace: no bulk-access alert
+	}
+	cookie := sessionCookieFor(b, te, "auditor-ada")
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("GET", "/security", nil)
+		req.AddCookie(cookie)
+		rec := httptest.NewRecorder()
+		te.app.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
+}
+
+func sessionCookieFor(tb testing.TB, te *testEnv, id string) *http.Cookie {
+	tb.Helper()
+	req := httptest.NewRequest("POST", "/login", strings.NewReader("account="+id))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	te.app.ServeHTTP(rec, req)
+	cs := rec.Result().Cookies()
+	if len(cs) != 1 {
+		tb.Fatalf("sign-in: %d cookies", len(cs))
+	}
+	return cs[0]
+}

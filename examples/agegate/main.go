@@ -1,0 +1,243 @@
+// Command agegate is a small age-verification web app built on idvault: a
+// member uploads a photo of an ID document, a reviewer looks at it through a
+// single-use link and records the birth date and a decision, and the image
+// is deleted at once (or at the 72-hour expiry if nobody decides). An
+// auditor's security page verifies the audit log and shows who looked at
+// what, per-reviewer volume, alerts and canaries.
+//
+//	go run ./examples/agegate
+//
+// It prints its URL (127.0.0.1 only by default, -addr to change) and the
+// directory holding its state (-dir). The accounts are fixed DEMO accounts
+// listed on the sign-in page; there are no passwords. The images are kept in
+// the embedded default (a local directory) or, with -s3-endpoint and
+// -s3-bucket, in MinIO or S3 (credentials from MINIO_ROOT_USER and
+// MINIO_ROOT_PASSWORD).
+//
+// The passphrase that protects the local key-encryption keyset is a demo
+// constant unless IDVAULT_PASSPHRASE is set. In production the KEK lives in
+// a KMS (see package kms).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/s3store"
+	"github.com/idvault/idvault/vault/store"
+)
+
+// demoPassphrase protects the demo keyset. DEMO ONLY: anyone who reads this
+// file can open it. Set IDVAULT_PASSPHRASE to use your own.
+const demoPassphrase = "idvault-agegate-demo-passphrase (not for production)"
+
+// config is what main reads from its flags and environment.
+type config struct {
+	Addr       string
+	Dir        string
+	S3Endpoint string
+	S3Bucket   string
+	S3Prefix   string
+	S3TLS      bool
+	S3User     string // from MINIO_ROOT_USER
+	S3Password string // from MINIO_ROOT_PASSWORD; never printed
+	MaxUpload  int64
+	Canaries   int
+	Freeze     bool
+	Passphrase []byte
+
+	// For tests: a cheap keyset derivation and an injected clock.
+	KDF kms.LocalOptions
+	Now func() time.Time
+}
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("agegate: ")
+	cfg := config{
+		S3User:     os.Getenv("MINIO_ROOT_USER"),
+		S3Password: os.Getenv("MINIO_ROOT_PASSWORD"),
+		Passphrase: []byte(demoPassphrase),
+	}
+	if p := os.Getenv("IDVAULT_PASSPHRASE"); p != "" {
+		cfg.Passphrase = []byte(p)
+	}
+	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to listen on (loopback by default: this is a demo)")
+	flag.StringVar(&cfg.Dir, "dir", filepath.Join(os.TempDir(), "idvault-agegate"), "directory for the keyset, the app state and (without -s3-*) the store")
+	flag.StringVar(&cfg.S3Endpoint, "s3-endpoint", "", "MinIO/S3 host:port; credentials from MINIO_ROOT_USER and MINIO_ROOT_PASSWORD")
+	flag.StringVar(&cfg.S3Bucket, "s3-bucket", "", "bucket for the store (must exist)")
+	flag.StringVar(&cfg.S3Prefix, "s3-prefix", "", "key prefix inside the bucket")
+	flag.BoolVar(&cfg.S3TLS, "s3-tls", false, "use https to reach the S3 endpoint")
+	flag.Int64Var(&cfg.MaxUpload, "max-upload", 10<<20, "largest accepted image in bytes")
+	flag.IntVar(&cfg.Canaries, "canaries", 3, "canary documents to keep planted in the review queue")
+	flag.BoolVar(&cfg.Freeze, "freeze", true, "freeze a principal that raises an alert until an auditor unfreezes it")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run opens the vault, serves the app on cfg.Addr until ctx ends, then
+// shuts down and closes the vault (writing the final audit checkpoint).
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	env, err := setup(ctx, cfg, log.New(os.Stderr, "agegate: ", 0))
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: env.App, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(out, "agegate: serving on http://%s/  (DEMO accounts, no passwords; Ctrl-C to stop)\n", ln.Addr())
+	fmt.Fprintf(out, "agegate: state and keyset in %s; store: %s\n", cfg.Dir, env.StoreName)
+	go env.maintain(ctx, time.Hour)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// environment is everything setup opened.
+type environment struct {
+	App       *App
+	Vault     *vault.Vault
+	Store     store.Store
+	StoreName string
+	canaries  int
+}
+
+// Close closes the vault, which writes the final signed audit checkpoint.
+func (e *environment) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return e.Vault.Close(ctx)
+}
+
+// maintain keeps the canaries planted (they expire like real documents)
+// until ctx ends.
+func (e *environment) maintain(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := e.App.ensureCanaries(ctx, e.canaries); err != nil {
+				e.App.logf("planting canaries: %v", err)
+			}
+		}
+	}
+}
+
+// setup opens the keyset, the store and the vault, and builds the app.
+func setup(ctx context.Context, cfg config, logger *log.Logger) (*environment, error) {
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	kekPath := filepath.Join(cfg.Dir, "kek")
+	kek, err := kms.OpenLocal(kekPath, cfg.Passphrase)
+	if errors.Is(err, os.ErrNotExist) {
+		kek, err = kms.CreateLocal(kekPath, cfg.Passphrase, cfg.KDF)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
+	}
+
+	var st store.Store
+	var name string
+	switch {
+	case cfg.S3Endpoint != "" || cfg.S3Bucket != "":
+		if cfg.S3Endpoint == "" || cfg.S3Bucket == "" {
+			return nil, errors.New("-s3-endpoint and -s3-bucket go together")
+		}
+		if cfg.S3User == "" || cfg.S3Password == "" {
+			return nil, errors.New("set MINIO_ROOT_USER and MINIO_ROOT_PASSWORD for the S3 store")
+		}
+		s3, err := s3store.Dial(ctx, s3store.Config{
+			Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, UseTLS: cfg.S3TLS,
+			AccessKeyID: cfg.S3User, SecretAccessKey: cfg.S3Password,
+		})
+		if err != nil {
+			return nil, err
+		}
+		st, name = s3, s3.String()
+	default:
+		fs, err := fsstore.Open(filepath.Join(cfg.Dir, "store"))
+		if err != nil {
+			return nil, err
+		}
+		st, name = fs, fs.Dir()
+	}
+
+	alerts := newAlertLog(200)
+	v, err := vault.Open(ctx, vault.Config{
+		Store:         st,
+		KEK:           kek,
+		MaxSize:       cfg.MaxUpload,
+		SweepEvery:    10 * time.Minute, // undecided images go at the 72-hour expiry
+		OnSweepError:  func(err error) { logger.Printf("sweep: %v", err) },
+		OnAlert:       alerts.add,
+		FreezeOnAlert: cfg.Freeze,
+		Now:           cfg.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	app, err := New(v, st, Options{
+		MaxUpload: cfg.MaxUpload,
+		StatePath: filepath.Join(cfg.Dir, "agegate-state.json"),
+		Alerts:    alerts,
+		Logger:    logger,
+		Now:       cfg.Now,
+	})
+	if err == nil {
+		err = app.ensureCanaries(ctx, cfg.Canaries)
+	}
+	if err != nil {
+		v.Close(ctx)
+		return nil, err
+	}
+	return &environment{App: app, Vault: v, Store: st, StoreName: name, canaries: cfg.Canaries}, nil
+}
+
+// String describes c with its secrets (the S3 password, the keyset
+// passphrase) redacted.
+func (c config) String() string {
+	return fmt.Sprintf("agegate config{addr %s, dir %s, s3 %q bucket %q user %q password REDACTED, passphrase REDACTED, max upload %d, canaries %d, freeze %t}",
+		c.Addr, c.Dir, c.S3Endpoint, c.S3Bucket, c.S3User, c.MaxUpload, c.Canaries, c.Freeze)
+}
+
+// GoString redacts like String.
+func (c config) GoString() string { return c.String() }
+
+// Format writes String for every verb, so no verb reaches the secrets.
+func (c config) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }
