@@ -59,7 +59,7 @@ func readFull(r io.Reader, b []byte, what string) error {
 }
 
 func newBatchReader(r io.Reader) (*batchReader, error) {
-	br := &batchReader{r: bufio.NewReaderSize(r, 32<<10)}
+	br := &batchReader{r: bufio.NewReaderSize(r, 4<<10)} // records are copied out; most batches are small
 	var h [batchHeaderLen]byte
 	if err := readFull(br.r, h[:], "header"); err != nil {
 		return nil, err
