@@ -16,6 +16,9 @@
 // credentials. Main stops it (the whole process group) and removes the
 // directory after the tests have run.
 //
+// A program that is not a test (the benchmark harness, ./bench) starts a
+// server of its own with Start and ends it with Stop.
+//
 // The minio binary is looked up in $MINIO_BIN, then as "minio" on PATH, then
 // as bin/minio under the module root (the first directory above the working
 // directory that holds go.mod). When none is found, tests are skipped, except

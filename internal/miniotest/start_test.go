@@ -1,0 +1,63 @@
+package miniotest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// TestStartStop: Start runs a server of its own, not the shared one, that
+// answers with its credentials; Stop ends it and removes its data.
+func TestStartStop(t *testing.T) {
+	if findBinary() == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no minio binary under CI")
+		}
+		t.Skip("no minio binary")
+	}
+	s, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			s.Stop()
+		}
+	}()
+	if shared != nil && s.Endpoint() == shared.Endpoint() {
+		t.Fatal("Start returned the shared server")
+	}
+	c, err := newClient(s.Endpoint(), s.AccessKey(), s.SecretKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.MakeBucket(ctx, "idv-start-stop", minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("make bucket: %v", err)
+	}
+	s.Stop()
+	stopped = true
+	select {
+	case <-s.done:
+	default:
+		t.Error("server process still running after Stop")
+	}
+	if _, err := os.Stat(s.dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data directory left behind: %v", err)
+	}
+	s.Stop() // idempotent
+}
+
+func TestStartNoBinary(t *testing.T) {
+	t.Setenv("MINIO_BIN", "/nonexistent/minio")
+	_, err := Start()
+	if !errors.Is(err, ErrNoBinary) {
+		t.Fatalf("Start with no binary: %v, want ErrNoBinary", err)
+	}
+}
