@@ -11,13 +11,20 @@ import (
 // audit appends r durably. Its error wraps ErrAuditUnavailable: callers
 // that release data or change state stop there (fail closed).
 func (v *Vault) audit(ctx context.Context, r audit.Record) error {
+	_, err := v.auditRecord(ctx, r)
+	return err
+}
+
+// auditRecord is audit, returning the record as written (log and seq set).
+func (v *Vault) auditRecord(ctx context.Context, r audit.Record) (audit.Record, error) {
 	if r.Time.IsZero() {
 		r.Time = v.now().UTC()
 	}
-	if _, err := v.log.Append(ctx, r); err != nil {
-		return fmt.Errorf("vault: audit %s: %w", r.Event, errors.Join(ErrAuditUnavailable, err))
+	w, err := v.log.Append(ctx, r)
+	if err != nil {
+		return w, fmt.Errorf("vault: audit %s: %w", r.Event, errors.Join(ErrAuditUnavailable, err))
 	}
-	return nil
+	return w, nil
 }
 
 // reasonOf names a refusal precisely for the audit log (never for the

@@ -44,11 +44,10 @@ func (v *Vault) PlantCanaries(ctx context.Context, n int) ([]Info, error) {
 			size = int(sizes[mrand.IntN(len(sizes))])
 		}
 		img := decoyJPEG(max(size, 4096))
-		info, s, err := v.put(ctx, Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "canary:" + hex.EncodeToString(subj[:]), Kind: "drivers-license"}, true)
+		info, _, err := v.put(ctx, Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "canary:" + hex.EncodeToString(subj[:]), Kind: "drivers-license"}, true)
 		if err != nil {
 			return out, fmt.Errorf("vault: plant canary: %w", err)
 		}
-		_ = s
 		out = append(out, info)
 	}
 	return out, nil

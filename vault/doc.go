@@ -28,7 +28,9 @@
 // A Vault keeps everything in a store.Store: a local directory
 // (vault/fsstore, the embedded default) or MinIO/S3 (vault/s3store). The
 // layout: blobs/<id> (ciphertext), index/... (expiry and subject markers),
-// keys/<id> (the key record, written last: the commit point),
+// keys/<id> (the key record: the wrapped data key; written after the
+// indexes that lead Sweep to it, and the object is readable only once both
+// it and the payload exist),
 // redeemed/<token-id> (the single-use ledger), audit/<log>/... (the audit
 // log) and system/... (the vault's own keyset, wrapped by the KEK). Vault
 // instances keep no state of their own, so any number may share one store.

@@ -57,15 +57,18 @@ func infoOf(md envelope.Metadata) Info {
 // Put encrypts doc under a fresh data key and stores it. It streams: the
 // image is never held in memory whole.
 //
-// The payload and the index markers are written first (in parallel), the key
-// record last: until the key record exists nothing is readable, and a
-// failure at any step leaves only garbage that Sweep recognises and removes.
+// The index markers (expiry, subject) are written before the key record,
+// so Sweep can always find what a failed or interrupted Put left; the
+// object is readable only once both its key record and its payload exist.
+// The upload overlaps the other writes: with a known size, the key record
+// and the audit record go while the payload is still uploading. On any
+// failure Put removes what it wrote, and an audit "put ok" record already
+// written is superseded by the refusal that follows it.
 func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	if v.isClosed() {
 		return Info{}, ErrClosed
 	}
-	info, subj, err := v.put(ctx, doc, false)
-	rec := audit.Record{Event: audit.EventPut, Object: info.ID, Subject: subj}
+	info, rec, err := v.put(ctx, doc, false)
 	if err != nil {
 		if !errors.Is(err, ErrAuditUnavailable) {
 			rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
@@ -76,45 +79,45 @@ func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	return info, nil
 }
 
-func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, string, error) {
+func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit.Record, error) {
 	if doc.Body == nil {
-		return Info{}, "", fmt.Errorf("vault: put: nil body: %w", ErrInvalidArgument)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: nil body: %w", ErrInvalidArgument)
 	}
 	if doc.Subject == "" {
-		return Info{}, "", fmt.Errorf("vault: put: subject required: %w", ErrInvalidArgument)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: subject required: %w", ErrInvalidArgument)
 	}
 	if len(doc.Kind) > 64 {
-		return Info{}, "", fmt.Errorf("vault: put: kind over 64 bytes: %w", ErrInvalidArgument)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: kind over 64 bytes: %w", ErrInvalidArgument)
 	}
 	retention := v.cfg.Retention
 	if doc.Retention != 0 {
 		if doc.Retention < 0 || doc.Retention > v.cfg.MaxRetention {
-			return Info{}, "", fmt.Errorf("vault: put: retention outside (0, MaxRetention]: %w", ErrInvalidArgument)
+			return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: retention outside (0, MaxRetention]: %w", ErrInvalidArgument)
 		}
 		retention = doc.Retention
 	}
 	if doc.Size > v.cfg.MaxSize {
-		return Info{}, "", fmt.Errorf("vault: put: declared size over the %d-byte limit: %w", v.cfg.MaxSize, ErrTooLarge)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: declared size over the %d-byte limit: %w", v.cfg.MaxSize, ErrTooLarge)
 	}
 	if doc.Size < -1 {
-		return Info{}, "", fmt.Errorf("vault: put: negative size: %w", ErrInvalidArgument)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: negative size: %w", ErrInvalidArgument)
 	}
 	declared := normalizeType(doc.ContentType)
 
 	br := bufio.NewReaderSize(doc.Body, 512)
 	head, err := br.Peek(sniffLen)
 	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
-		return Info{}, "", fmt.Errorf("vault: put: read body: %w", err)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: read body: %w", err)
 	}
 	ct := sniff(head)
 	if ct == "" || !typeMatches(declared, ct) {
-		return Info{}, "", fmt.Errorf("vault: put: %w", ErrUnsupportedContent)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: %w", ErrUnsupportedContent)
 	}
 
 	sys, _ := v.keyset()
 	id, err := newObjectID()
 	if err != nil {
-		return Info{}, "", err
+		return Info{}, audit.Record{Event: audit.EventPut}, err
 	}
 	mac := sys.subjectMAC(doc.Subject)
 	now := v.now().UTC()
@@ -128,7 +131,7 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, strin
 	}
 	record, key, err := envelope.Seal(ctx, v.kek, md)
 	if err != nil {
-		return Info{}, "", fmt.Errorf("vault: put: seal: %w", err)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: seal: %w", err)
 	}
 	defer key.Destroy()
 
@@ -150,59 +153,99 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, strin
 		}
 	}
 
-	// Phase 1, in parallel: the payload and the index markers.
 	body := &bodyReader{r: br, declared: doc.Size, max: v.cfg.MaxSize}
-	var wg sync.WaitGroup
-	errs := make([]error, 1+len(indexes))
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Add(1 + len(indexes))
-	go func() {
-		defer wg.Done()
-		if errs[0] = v.putPayload(pctx, id, key, body, doc.Size); errs[0] != nil {
+	okRec := audit.Record{Event: audit.EventPut, Outcome: audit.OutcomeOK, Object: info.ID, Subject: subj, Detail: ct}
+	putRecord := func(ctx context.Context) error {
+		return v.keys.Put(ctx, keyRecordKey(id), bytes.NewReader(record), int64(len(record)), store.PutOptions{IfAbsent: true})
+	}
+	// With the size known up front the key record is final before the
+	// payload is, so it goes as soon as the index markers are durable,
+	// with the audit record alongside, while the payload is still
+	// uploading. Nothing is readable until the payload is there too, and
+	// no one knows the ID before Put returns; a crash leaves a key record
+	// that the expiry index (written before it) leads Sweep to.
+	early := doc.Size >= 0
+	var (
+		wg                                 sync.WaitGroup
+		payloadErr, indexErr, keyErr, aerr error
+		written                            audit.Record
+	)
+	wg.Go(func() {
+		if payloadErr = v.putPayload(pctx, id, key, body, doc.Size); payloadErr != nil {
 			cancel()
 		}
-	}()
-	for i, k := range indexes {
-		go func() {
-			defer wg.Done()
-			if errs[i+1] = v.st.Put(pctx, k, bytes.NewReader(nil), 0, store.PutOptions{}); errs[i+1] != nil {
+	})
+	wg.Go(func() {
+		if indexErr = v.putIndexes(pctx, indexes); indexErr != nil {
+			cancel()
+			return
+		}
+		if early {
+			if keyErr = putRecord(pctx); keyErr != nil {
 				cancel()
 			}
-		}()
+		}
+	})
+	if early {
+		// Not pctx: a record that is written must be known to be, so that
+		// a failure can be followed by a refusal that supersedes it.
+		wg.Go(func() { written, aerr = v.auditRecord(ctx, okRec) })
 	}
 	wg.Wait()
-	if err := firstError(append([]error{body.err}, errs...)...); err != nil {
+	audited := early && aerr == nil // an ok record exists: a failure must supersede it
+	fail := func(err error) (Info, audit.Record, error) {
 		cleanup()
-		return Info{}, subj, fmt.Errorf("vault: put: %w", err)
-	}
-	if doc.Size < 0 {
-		md.Size = body.n
-		info.Size = body.n
-		if record, err = envelope.Reseal(ctx, v.kek, md, key); err != nil {
-			cleanup()
-			return Info{}, subj, fmt.Errorf("vault: put: seal: %w", err)
+		refusal := audit.Record{Event: audit.EventPut, Object: info.ID, Subject: subj}
+		if audited {
+			refusal.Detail = fmt.Sprintf("not stored: supersedes %s seq %d", written.Log, written.Seq)
 		}
+		return Info{}, refusal, err
+	}
+	if err := firstError(body.err, payloadErr, indexErr); err != nil {
+		return fail(fmt.Errorf("vault: put: %w", err))
+	}
+	if keyErr != nil {
+		return fail(fmt.Errorf("vault: put: key record: %w", keyErr))
+	}
+	if aerr != nil {
+		return fail(aerr)
+	}
+	if early {
+		return info, okRec, nil
 	}
 
-	// Phase 2, in parallel: the audit record and the key record (the
-	// commit point). If either fails the key record is removed again.
-	var aerr, kerr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		aerr = v.audit(ctx, audit.Record{Event: audit.EventPut, Outcome: audit.OutcomeOK, Object: info.ID, Subject: subj, Detail: ct})
-	}()
-	kerr = v.keys.Put(ctx, keyRecordKey(id), bytes.NewReader(record), int64(len(record)), store.PutOptions{IfAbsent: true})
-	wg.Wait()
-	if aerr != nil || kerr != nil {
-		cleanup()
-		if aerr != nil {
-			return Info{}, subj, aerr
-		}
-		return Info{}, subj, fmt.Errorf("vault: put: key record: %w", kerr)
+	// Size unknown until the body ended: seal the counted size, then write
+	// the key record and the audit record together.
+	md.Size = body.n
+	info.Size = body.n
+	if record, err = envelope.Reseal(ctx, v.kek, md, key); err != nil {
+		return fail(fmt.Errorf("vault: put: seal: %w", err))
 	}
-	return info, subj, nil
+	okRec.Object = info.ID
+	wg.Go(func() { written, aerr = v.auditRecord(ctx, okRec) })
+	keyErr = putRecord(ctx)
+	wg.Wait()
+	audited = aerr == nil
+	if keyErr != nil {
+		return fail(fmt.Errorf("vault: put: key record: %w", keyErr))
+	}
+	if aerr != nil {
+		return fail(aerr)
+	}
+	return info, okRec, nil
+}
+
+// putIndexes writes the empty index markers, in parallel.
+func (v *Vault) putIndexes(ctx context.Context, keys []string) error {
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Go(func() { errs[i] = v.st.Put(ctx, k, bytes.NewReader(nil), 0, store.PutOptions{}) })
+	}
+	wg.Wait()
+	return firstError(errs...)
 }
 
 // putPayload streams the body through encryption into blobs/<id>.

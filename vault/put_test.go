@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing/iotest"
 
 	"github.com/idvault/idvault/internal/envelope"
+	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -157,6 +159,7 @@ func TestPutRejectsBadInput(t *testing.T) {
 					t.Errorf("rejected uploads left %s behind", k)
 				}
 			}
+			checkPutTrail(t, st)
 		})
 	}
 }
@@ -324,4 +327,38 @@ func TestSwapMatrix(t *testing.T) {
 		t.Fatalf("deleted key record: %v", err)
 	}
 	_ = store.ErrNotFound
+}
+
+// checkPutTrail: the audit record of a Put is written while the upload is
+// still in flight; every "put ok" record of a document that does not exist
+// must be superseded by a refusal that names it.
+func checkPutTrail(t *testing.T, st store.Store) {
+	t.Helper()
+	type pos struct {
+		log string
+		seq int64
+	}
+	ok := map[pos]string{}
+	superseded := map[pos]bool{}
+	for r, err := range audit.Scan(context.Background(), st, audit.Filter{Event: audit.EventPut}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Outcome == audit.OutcomeOK {
+			ok[pos{r.Log, r.Seq}] = r.Object
+		}
+		var p pos
+		if _, err := fmt.Sscanf(r.Detail, "not stored: supersedes %s seq %d", &p.log, &p.seq); err == nil {
+			superseded[p] = true
+		}
+	}
+	for p, obj := range ok {
+		id, _ := parseObjectID(obj)
+		if _, err := st.Get(context.Background(), keyRecordKey(id)); err == nil {
+			continue // stored
+		}
+		if !superseded[p] {
+			t.Errorf("put ok record %s seq %d for a document that was not stored, never superseded", p.log, p.seq)
+		}
+	}
 }

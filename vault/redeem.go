@@ -35,8 +35,10 @@ func ledgerKey(tokenID [16]byte) string { return "redeemed/" + hex.EncodeToStrin
 // second redemption anywhere in the cluster fails (ErrTokenReplayed); then
 // it makes the audit record durable (ErrAuditUnavailable otherwise) and
 // only then returns the reader. Every refusal is audited with its precise
-// reason. (The document lookup and the spend run concurrently; a token
-// presented for a deleted document is spent too.)
+// reason. (The document lookup, the spend and the audit write run
+// concurrently; all are done before the reader is returned. A token
+// presented for a deleted document is spent too, and a replay's audit trail
+// is an "ok" record followed by the refusal that says it was not served.)
 //
 // The reader authenticates the payload segment by segment: if storage was
 // tampered with, a Read fails with ErrTampered. The caller must Close it.
@@ -101,6 +103,9 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 	blobc := make(chan blobResult, 1)
 	go func() {
 		rc, err := v.st.Get(bctx, blobKey(id))
+		if err == nil {
+			rc = newReadAhead(rc)
+		}
 		blobc <- blobResult{rc, err}
 	}()
 	spentc := make(chan error, 1)
@@ -113,27 +118,33 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		return nil, Info{}, err
 	}
 	md, key, err := v.loadRecord(ctx, id)
-	spendErr := <-spentc
 	if err != nil {
+		<-spentc
 		return fail(err)
 	}
 	rec.Subject = hex.EncodeToString(md.SubjectMAC)
 	if v.expired(md) {
+		<-spentc
 		key.Destroy()
 		return fail(fmt.Errorf("vault: redeem: %w", ErrExpired))
-	}
-	if spendErr != nil {
-		key.Destroy()
-		return fail(spendErr)
 	}
 	if md.Canary {
 		v.touchCanary(ctx, audit.EventRedeem, req.Principal, req.RemoteAddr, id)
 	}
+	// The audit record is written while the spend is still in flight; both
+	// must be durable before anything is released. If the spend then
+	// fails (a replay), the refusal record Redeem appends names this one
+	// as not served.
 	ok := *rec
 	ok.Outcome = audit.OutcomeOK
-	if err := v.audit(ctx, ok); err != nil {
+	okRec, auditErr := v.auditRecord(ctx, ok)
+	spendErr := <-spentc
+	if auditErr != nil || spendErr != nil {
 		key.Destroy()
-		return fail(err)
+		if auditErr == nil {
+			rec.Detail = fmt.Sprintf("not served: supersedes %s seq %d", okRec.Log, okRec.Seq)
+		}
+		return fail(firstError(spendErr, auditErr))
 	}
 	b := <-blobc
 	if b.err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -302,5 +304,35 @@ func TestFailClosedEveryStep(t *testing.T) {
 	}
 	if served == 0 {
 		t.Fatal("no N let a redemption through: the test checked nothing")
+	}
+}
+
+// TestReplayAuditTrail: the audit record of a redemption is written while
+// the token is being spent; when the spend loses (a replay), the refusal
+// that follows names that record as not served.
+func TestReplayAuditTrail(t *testing.T) {
+	v, st := newMemVault(t)
+	info := putImage(t, v, image(5000, ""), "m")
+	g := grant(t, v, info.ID, "r")
+	if _, err := redeemAll(v, g.Token, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := redeemAll(v, g.Token, "r"); !errors.Is(err, ErrTokenReplayed) {
+		t.Fatal(err)
+	}
+	var recs []audit.Record
+	for r, err := range audit.Scan(context.Background(), st, audit.Filter{Event: audit.EventRedeem, Object: info.ID}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) != 3 || recs[0].Outcome != audit.OutcomeOK || recs[1].Outcome != audit.OutcomeOK ||
+		recs[2].Outcome != audit.OutcomeRefused || recs[2].Reason != "token-replayed" {
+		t.Fatalf("trail: %+v", recs)
+	}
+	want := fmt.Sprintf("not served: supersedes %s seq %d", recs[1].Log, recs[1].Seq)
+	if recs[2].Detail != want || recs[2].TokenID != recs[1].TokenID {
+		t.Fatalf("refusal detail %q, want %q", recs[2].Detail, want)
 	}
 }
