@@ -119,6 +119,12 @@ JSON fields, always present: time (RFC 3339 with nanoseconds, UTC), log,
 seq, event, outcome, reason, object, principal, purpose, token_id,
 remote_addr, subject (a keyed hash, never the raw subject), detail.
 
+The vault writes a redemption's record while it spends the token, so both
+are durable before a byte leaves. When the spend loses (a replayed token)
+the "redeem ok" record is followed by a refusal whose detail reads
+"not served: supersedes <log> seq <n>"; that record was not served. Failed
+uploads are marked the same way ("not stored: supersedes ...").
+
 Example: every refused redemption in the last day, for people
   idvault audit query --store /var/lib/idvault --event redeem --outcome refused --since -24h --format table
 
