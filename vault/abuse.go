@@ -194,7 +194,9 @@ func (v *Vault) noteRefusal(ctx context.Context, principal, remote, tokenID stri
 		keys = append(keys, struct{ key, principal, remote string }{"probe-p/" + v.principalMAC(principal), principal, ""})
 	}
 	if host := remoteHost(remote); host != "" {
-		keys = append(keys, struct{ key, principal, remote string }{"probe-a/" + host, "", host})
+		// Keyed like principals: no raw address in a limiter key (and IPv6
+		// colons are outside the store's key alphabet).
+		keys = append(keys, struct{ key, principal, remote string }{"probe-a/" + v.principalMAC("addr\x00"+host), "", host})
 	}
 	for _, k := range keys {
 		n, err := v.limiter.Note(ctx, k.key, member, v.now(), DefaultProbeWindow)
