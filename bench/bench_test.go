@@ -409,7 +409,7 @@ func TestSecretsRedacted(t *testing.T) {
 			s := fmt.Sprintf(verb, v)
 			for _, bad := range []string{secret, pass, fmt.Sprintf("%x", secret), fmt.Sprintf("%x", pass), fmt.Sprint([]byte(pass))} {
 				if strings.Contains(s, bad) {
-					t.Errorf("%s of %T prints a secret: %s", verb, v, s)
+					t.Errorf("%s of %T prints a secret (output withheld)", verb, v)
 				}
 			}
 		}

@@ -138,7 +138,7 @@ func TestConfigRedacts(t *testing.T) {
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
 		out := fmt.Sprintf(verb, c) + fmt.Sprintf(verb, &c)
 		if strings.Contains(out, "s3-secret-password") || strings.Contains(out, "the-passphrase") || strings.Contains(out, fmt.Sprintf("%x", "the-passphrase")) {
-			t.Errorf("%s leaks a secret: %s", verb, out)
+			t.Errorf("%s leaks a secret (output withheld)", verb)
 		}
 		if !strings.Contains(out, "REDACTED") {
 			t.Errorf("%s: %s", verb, out)
