@@ -118,12 +118,12 @@ func frozenKey(mac string) string { return "frozen/" + mac }
 // checkGrantQuota notes a grant of id to principal and refuses it over
 // quota; it raises a bulk-access alert when the burst threshold is crossed.
 func (v *Vault) checkGrantQuota(ctx context.Context, principal, remote string, id objectID) error {
-	if err := v.checkFrozen(ctx, principal); err != nil {
+	mac := v.principalMAC(principal)
+	if err := v.checkFrozen(ctx, mac); err != nil {
 		return err
 	}
 	q := v.quotaFor(principal)
 	now := v.now()
-	mac := v.principalMAC(principal)
 	n, err := v.limiter.Note(ctx, "grant-docs/"+mac, id.String(), now, q.Window)
 	if err != nil {
 		return fmt.Errorf("vault: quota: %w", err)
@@ -147,11 +147,12 @@ func (v *Vault) checkGrantQuota(ctx context.Context, principal, remote string, i
 }
 
 func (v *Vault) checkRedeemQuota(ctx context.Context, principal, remote string, tokenID [16]byte) error {
-	if err := v.checkFrozen(ctx, principal); err != nil {
+	mac := v.principalMAC(principal)
+	if err := v.checkFrozen(ctx, mac); err != nil {
 		return err
 	}
 	q := v.quotaFor(principal)
-	n, err := v.limiter.Note(ctx, "redeem/"+v.principalMAC(principal), hex.EncodeToString(tokenID[:]), v.now(), q.Window)
+	n, err := v.limiter.Note(ctx, "redeem/"+mac, hex.EncodeToString(tokenID[:]), v.now(), q.Window)
 	if err != nil {
 		return fmt.Errorf("vault: quota: %w", err)
 	}
@@ -165,11 +166,12 @@ func (v *Vault) checkRedeemQuota(ctx context.Context, principal, remote string, 
 	return nil
 }
 
-func (v *Vault) checkFrozen(ctx context.Context, principal string) error {
+// checkFrozen takes the principal's keyed hash (principalMAC).
+func (v *Vault) checkFrozen(ctx context.Context, mac string) error {
 	if !v.cfg.FreezeOnAlert {
 		return nil
 	}
-	_, err := getSmall(ctx, v.st, frozenKey(v.principalMAC(principal)), 64)
+	_, err := getSmall(ctx, v.st, frozenKey(mac), 64)
 	switch {
 	case err == nil:
 		return ErrFrozen

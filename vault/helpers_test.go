@@ -3,17 +3,13 @@ package vault
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/keyset"
-
+	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
@@ -52,21 +48,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// testKEK is an in-process Tink AEAD behind the kms adapter.
-func testKEK(t testing.TB) kms.KEK {
-	t.Helper()
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := aead.New(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var id [6]byte
-	rand.Read(id[:])
-	return kms.FromAEAD("test:"+hex.EncodeToString(id[:]), a)
-}
+// testKEK is an in-memory KEK (internal/kektest).
+func testKEK(t testing.TB) kms.KEK { return kektest.New(t) }
 
 type backend struct {
 	name string

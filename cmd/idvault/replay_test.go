@@ -13,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/keyset"
-
-	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
@@ -59,18 +56,6 @@ type replayWorld struct {
 	alerts   []vault.Alert
 }
 
-func replayKEK(t testing.TB) kms.KEK {
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := aead.New(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kms.FromAEAD("replay-kek", a)
-}
-
 func newReplayWorld(t *testing.T, freeze bool) *replayWorld {
 	w := &replayWorld{dir: t.TempDir(), clock: &replayClock{t: time.Date(2021, 4, 20, 9, 0, 0, 0, time.UTC)}, canaries: map[string]bool{}}
 	st, err := fsstore.Open(w.dir)
@@ -78,7 +63,7 @@ func newReplayWorld(t *testing.T, freeze bool) *replayWorld {
 		t.Fatal(err)
 	}
 	w.v, err = vault.Open(context.Background(), vault.Config{
-		Store: st, KEK: replayKEK(t), Now: w.clock.Now, FreezeOnAlert: freeze,
+		Store: st, KEK: kektest.New(t), Now: w.clock.Now, FreezeOnAlert: freeze,
 		OnAlert: func(a vault.Alert) { w.mu.Lock(); w.alerts = append(w.alerts, a); w.mu.Unlock() },
 	})
 	if err != nil {
