@@ -237,13 +237,17 @@ func (v *Vault) alert(ctx context.Context, a Alert) {
 	}
 }
 
-// Unfreeze lifts a freeze set by Config.FreezeOnAlert, audited.
-func (v *Vault) Unfreeze(ctx context.Context, principal, reason string) error {
+// Unfreeze lifts a freeze set by Config.FreezeOnAlert, audited with the
+// acting principal (by) and the principal unfrozen.
+func (v *Vault) Unfreeze(ctx context.Context, principal string, by Actor) error {
 	if v.isClosed() {
 		return ErrClosed
 	}
+	if err := by.check("unfreeze"); err != nil {
+		return err
+	}
 	if err := v.audit(ctx, audit.Record{Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: "unfrozen",
-		Principal: clip(principal, 256), Detail: clip(reason, 200)}); err != nil {
+		Principal: by.principal(), Detail: clip("unfroze "+clip(principal, 256)+": "+by.Reason, 500)}); err != nil {
 		return err
 	}
 	return v.st.Delete(ctx, frozenKey(v.principalMAC(principal)))

@@ -159,7 +159,7 @@ func TestCanaries(t *testing.T) {
 	if _, err := v.Grant(context.Background(), real.ID, Access{Principal: "insider", Purpose: "p"}); !errors.Is(err, ErrFrozen) {
 		t.Fatalf("frozen principal granted: %v", err)
 	}
-	if err := v.Unfreeze(context.Background(), "insider", "false alarm, ticket 12"); err != nil {
+	if err := v.Unfreeze(context.Background(), "insider", Actor{Principal: "security-1", Reason: "false alarm, ticket 12"}); err != nil {
 		t.Fatal(err)
 	}
 	grant(t, v, real.ID, "insider") // unfrozen
@@ -198,7 +198,7 @@ func TestRefusalTiming(t *testing.T) {
 	info := putImage(t, v, image(20<<10, ""), "m")
 	gone := putImage(t, v, image(20<<10, ""), "m")
 	goneToken := grant(t, v, gone.ID, "r").Token
-	if err := v.Delete(context.Background(), gone.ID, "test"); err != nil {
+	if err := v.Delete(context.Background(), gone.ID, Actor{Principal: "operator-1", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	spent := grant(t, v, info.ID, "r").Token

@@ -235,7 +235,7 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	clock.Advance(DefaultRetention + time.Hour)
 	b.ResetTimer()
-	rep, err := v.Sweep(context.Background())
+	rep, err := v.Sweep(context.Background(), testActor)
 	if err != nil {
 		b.Fatal(err)
 	}

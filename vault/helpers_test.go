@@ -170,3 +170,6 @@ func readKey(t testing.TB, st store.Store, key string) []byte {
 	}
 	return b
 }
+
+// testActor is the acting principal of administrative calls in tests.
+var testActor = Actor{Principal: "operator-1", Reason: "test"}

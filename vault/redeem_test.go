@@ -213,7 +213,7 @@ func TestRotateTokenKey(t *testing.T) {
 	b := openTestVault(t, st, kek, nil)
 	info := putImage(t, a, image(5000, ""), "m")
 	before := grant(t, a, info.ID, "r")
-	if err := a.RotateTokenKey(context.Background()); err != nil {
+	if err := a.RotateTokenKey(context.Background(), testActor); err != nil {
 		t.Fatal(err)
 	}
 	after := grant(t, a, info.ID, "r")

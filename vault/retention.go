@@ -47,8 +47,11 @@ type SweepReport struct {
 // a key record by failed Puts, and spent-token entries that can no longer
 // matter. It is idempotent, and several instances may sweep at once: a
 // create-only claim makes each object's deletion happen once.
-func (v *Vault) Sweep(ctx context.Context) (SweepReport, error) {
-	return v.sweep(ctx, nil)
+//
+// by names who runs it (an operator, "cron:sweep"); it is recorded in the
+// sweep's audit records and deletion receipts.
+func (v *Vault) Sweep(ctx context.Context, by Actor) (SweepReport, error) {
+	return v.sweep(ctx, by, nil)
 }
 
 // SweepProgress is what SweepWithProgress reports after each due document.
@@ -59,9 +62,9 @@ type SweepProgress struct {
 
 // SweepWithProgress is Sweep, calling progress after each document whose
 // expiry hour has come (for a progress bar; it first counts them).
-func (v *Vault) SweepWithProgress(ctx context.Context, progress func(SweepProgress)) (SweepReport, error) {
+func (v *Vault) SweepWithProgress(ctx context.Context, by Actor, progress func(SweepProgress)) (SweepReport, error) {
 	if progress == nil {
-		return v.sweep(ctx, nil)
+		return v.sweep(ctx, by, nil)
 	}
 	total := 0
 	nowHour := v.now().UTC().Format("2006010215")
@@ -75,18 +78,21 @@ func (v *Vault) SweepWithProgress(ctx context.Context, progress func(SweepProgre
 		total++
 	}
 	done := 0
-	return v.sweep(ctx, func(r SweepReport) {
+	return v.sweep(ctx, by, func(r SweepReport) {
 		done++
 		progress(SweepProgress{Done: done, Total: max(total, done), Report: r})
 	})
 }
 
-func (v *Vault) sweep(ctx context.Context, progress func(SweepReport)) (SweepReport, error) {
+func (v *Vault) sweep(ctx context.Context, by Actor, progress func(SweepReport)) (SweepReport, error) {
 	var rep SweepReport
 	if v.isClosed() {
 		return rep, ErrClosed
 	}
-	if err := v.sweepExpired(ctx, &rep, progress); err != nil {
+	if err := by.check("sweep"); err != nil {
+		return rep, err
+	}
+	if err := v.sweepExpired(ctx, by, &rep, progress); err != nil {
 		return rep, err
 	}
 	if err := v.sweepLedger(ctx, &rep); err != nil {
@@ -101,7 +107,10 @@ func (v *Vault) sweep(ctx context.Context, progress func(SweepReport)) (SweepRep
 	if rep != (SweepReport{}) {
 		detail := fmt.Sprintf("expired %d held %d orphans %d dangling %d ledger %d busy %d",
 			rep.Expired, rep.Held, rep.Orphans, rep.Dangling, rep.Ledger, rep.Busy)
-		if err := v.audit(ctx, audit.Record{Event: audit.EventSweep, Outcome: audit.OutcomeOK, Detail: detail}); err != nil {
+		if by.Reason != "" {
+			detail += ": " + by.reason()
+		}
+		if err := v.audit(ctx, audit.Record{Event: audit.EventSweep, Outcome: audit.OutcomeOK, Principal: by.principal(), Detail: detail}); err != nil {
 			return rep, err
 		}
 	}
@@ -112,7 +121,7 @@ func (v *Vault) sweep(ctx context.Context, progress func(SweepReport)) (SweepRep
 // and their deletion receipts share audit writes (group commit).
 const sweepWorkers = 8
 
-func (v *Vault) sweepExpired(ctx context.Context, rep *SweepReport, progress func(SweepReport)) error {
+func (v *Vault) sweepExpired(ctx context.Context, by Actor, rep *SweepReport, progress func(SweepReport)) error {
 	now := v.now().UTC()
 	nowHour := now.Format("2006010215")
 	ctx, cancel := context.WithCancel(ctx)
@@ -131,7 +140,7 @@ func (v *Vault) sweepExpired(ctx context.Context, rep *SweepReport, progress fun
 		wg.Go(func() {
 			for j := range jobs {
 				var r SweepReport
-				err := v.expireOne(ctx, j.id, j.key, now, &r)
+				err := v.expireOne(ctx, by, j.id, j.key, now, &r)
 				mu.Lock()
 				rep.add(r)
 				if err != nil && firstErr == nil {
@@ -185,7 +194,7 @@ func (r *SweepReport) add(o SweepReport) {
 	r.Busy += o.Busy
 }
 
-func (v *Vault) expireOne(ctx context.Context, id objectID, indexKey string, now time.Time, rep *SweepReport) error {
+func (v *Vault) expireOne(ctx context.Context, by Actor, id objectID, indexKey string, now time.Time, rep *SweepReport) error {
 	md, key, err := v.loadRecord(ctx, id)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -198,7 +207,7 @@ func (v *Vault) expireOne(ctx context.Context, id objectID, indexKey string, now
 	case errors.Is(err, ErrTampered):
 		// An unreadable record is shredded like an expired one: it can
 		// never be served, and keeping it helps no one.
-		return v.shred(ctx, id, nil, audit.EventExpire, "tampered", "", rep)
+		return v.shred(ctx, by, id, nil, audit.EventExpire, "tampered", rep)
 	case err != nil:
 		return err
 	}
@@ -210,7 +219,7 @@ func (v *Vault) expireOne(ctx context.Context, id objectID, indexKey string, now
 	if md.Expires.After(now) {
 		return nil // same hour bucket, not yet due
 	}
-	return v.shred(ctx, id, &md, audit.EventExpire, "retention-deadline", "", rep)
+	return v.shred(ctx, by, id, &md, audit.EventExpire, "retention-deadline", rep)
 }
 
 // shred removes one object for good. Order, for crash safety: claim,
@@ -218,7 +227,7 @@ func (v *Vault) expireOne(ctx context.Context, id objectID, indexKey string, now
 // key record (the shred: from here the payload is noise), payload, claim,
 // expiry index. A crash leaves the expiry index entry, so the next Sweep
 // finishes the job.
-func (v *Vault) shred(ctx context.Context, id objectID, md *envelope.Metadata, ev audit.Event, reason, detail string, rep *SweepReport) error {
+func (v *Vault) shred(ctx context.Context, by Actor, id objectID, md *envelope.Metadata, ev audit.Event, reason string, rep *SweepReport) error {
 	claimed, err := v.claim(ctx, id)
 	if err != nil {
 		return err
@@ -244,7 +253,7 @@ func (v *Vault) shred(ctx context.Context, id objectID, md *envelope.Metadata, e
 	} else if err != nil {
 		return fmt.Errorf("vault: shred %s: %w", id, err)
 	}
-	rec := audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id.String(), Reason: reason, Detail: detail}
+	rec := audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id.String(), Reason: reason, Principal: by.principal(), Detail: by.reason()}
 	var keys []string
 	if md != nil {
 		rec.Subject = hex.EncodeToString(md.SubjectMAC)
@@ -437,11 +446,13 @@ func (v *Vault) orphanGrace() time.Duration {
 // EraseSubject shreds and deletes every document of one subject (a member
 // leaving), found through the subject index, and audits each. Documents
 // under legal hold are kept: then the error wraps ErrHeld and n counts
-// only what was erased. reason is recorded in the audit log; keep secrets
-// and raw identifiers out of it.
-func (v *Vault) EraseSubject(ctx context.Context, subject, reason string) (n int, err error) {
+// only what was erased. by is recorded in the audit log.
+func (v *Vault) EraseSubject(ctx context.Context, subject string, by Actor) (n int, err error) {
 	if v.isClosed() {
 		return 0, ErrClosed
+	}
+	if err := by.check("erase"); err != nil {
+		return 0, err
 	}
 	if subject == "" {
 		return 0, fmt.Errorf("vault: erase: subject required: %w", ErrInvalidArgument)
@@ -474,13 +485,13 @@ func (v *Vault) EraseSubject(ctx context.Context, subject, reason string) (n int
 			continue
 		}
 		var rep SweepReport
-		if err := v.shred(ctx, id, &md, audit.EventErase, "subject-erased", clip(reason, 200), &rep); err != nil {
+		if err := v.shred(ctx, by, id, &md, audit.EventErase, "subject-erased", &rep); err != nil {
 			return n, err
 		}
 		n += rep.Expired
 	}
 	if err := v.audit(ctx, audit.Record{Event: audit.EventErase, Outcome: audit.OutcomeOK, Subject: hex.EncodeToString(mac),
-		Reason: "subject-erased", Detail: fmt.Sprintf("erased %d held %d: %s", n, held, clip(reason, 200))}); err != nil {
+		Principal: by.principal(), Reason: "subject-erased", Detail: fmt.Sprintf("erased %d held %d: %s", n, held, by.reason())}); err != nil {
 		return n, err
 	}
 	if held > 0 {
@@ -490,10 +501,14 @@ func (v *Vault) EraseSubject(ctx context.Context, subject, reason string) (n int
 }
 
 // Delete shreds and deletes one document now (a decision was made, the
-// member asked). It refuses a document under legal hold with ErrHeld.
-func (v *Vault) Delete(ctx context.Context, id, reason string) error {
+// member asked). It refuses a document under legal hold with ErrHeld. by
+// is recorded in the audit log.
+func (v *Vault) Delete(ctx context.Context, id string, by Actor) error {
 	if v.isClosed() {
 		return ErrClosed
+	}
+	if err := by.check("delete"); err != nil {
+		return err
 	}
 	oid, err := parseObjectID(id)
 	if err != nil {
@@ -501,40 +516,43 @@ func (v *Vault) Delete(ctx context.Context, id, reason string) error {
 	}
 	md, key, err := v.loadRecord(ctx, oid)
 	if errors.Is(err, ErrTampered) {
-		return v.shred(ctx, oid, nil, audit.EventDelete, "tampered", clip(reason, 200), nil)
+		return v.shred(ctx, by, oid, nil, audit.EventDelete, "tampered", nil)
 	}
 	if err != nil {
 		return err
 	}
 	key.Destroy()
 	if md.LegalHold {
-		_ = v.audit(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: "legal-hold", Detail: clip(reason, 200)})
+		_ = v.audit(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: "legal-hold", Principal: by.principal(), Detail: by.reason()})
 		return fmt.Errorf("vault: delete %s: %w", oid, ErrHeld)
 	}
-	return v.shred(ctx, oid, &md, audit.EventDelete, "requested", clip(reason, 200), nil)
+	return v.shred(ctx, by, oid, &md, audit.EventDelete, "requested", nil)
 }
 
 // Hold puts a document under legal hold: it no longer expires, Sweep skips
 // it, Delete and EraseSubject refuse it, until Release. The flag lives in
 // the encrypted, authenticated key record, so no one can set or clear it
-// without the KEK.
-func (v *Vault) Hold(ctx context.Context, id, reason string) error {
-	return v.setHold(ctx, id, reason, true)
+// without the KEK. by is recorded in the audit log.
+func (v *Vault) Hold(ctx context.Context, id string, by Actor) error {
+	return v.setHold(ctx, id, by, true)
 }
 
 // Release lifts a legal hold. A document past its deadline is then
 // expired at once (refused at read time, deleted by the next Sweep).
-func (v *Vault) Release(ctx context.Context, id, reason string) error {
-	return v.setHold(ctx, id, reason, false)
+func (v *Vault) Release(ctx context.Context, id string, by Actor) error {
+	return v.setHold(ctx, id, by, false)
 }
 
-func (v *Vault) setHold(ctx context.Context, id, reason string, hold bool) error {
+func (v *Vault) setHold(ctx context.Context, id string, by Actor, hold bool) error {
 	if v.isClosed() {
 		return ErrClosed
 	}
 	ev := audit.EventHold
 	if !hold {
 		ev = audit.EventRelease
+	}
+	if err := by.check(string(ev)); err != nil {
+		return err
 	}
 	oid, err := parseObjectID(id)
 	if err != nil {
@@ -553,7 +571,7 @@ func (v *Vault) setHold(ctx context.Context, id, reason string, hold bool) error
 	if err != nil {
 		return fmt.Errorf("vault: hold %s: %w", oid, err)
 	}
-	if err := v.audit(ctx, audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id, Subject: hex.EncodeToString(md.SubjectMAC), Detail: clip(reason, 200)}); err != nil {
+	if err := v.audit(ctx, audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id, Subject: hex.EncodeToString(md.SubjectMAC), Principal: by.principal(), Detail: by.reason()}); err != nil {
 		return err
 	}
 	if err := v.keys.Put(ctx, keyRecordKey(oid), bytes.NewReader(rec), int64(len(rec)), store.PutOptions{}); err != nil {

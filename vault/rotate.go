@@ -15,10 +15,14 @@ import (
 // sealed under older keys still open until they expire; other instances
 // pick the new key up the first time they meet a token sealed with it.
 // Run it from one place at a time (a cron job, the CLI): two concurrent
-// rotations keep only one of the two new keys.
-func (v *Vault) RotateTokenKey(ctx context.Context) error {
+// rotations keep only one of the two new keys. by is recorded in the
+// audit log.
+func (v *Vault) RotateTokenKey(ctx context.Context, by Actor) error {
 	if v.isClosed() {
 		return ErrClosed
+	}
+	if err := by.check("rotate token key"); err != nil {
+		return err
 	}
 	cur, err := loadOrCreateSystemKeys(ctx, v.st, v.kek)
 	if err != nil {
@@ -31,7 +35,7 @@ func (v *Vault) RotateTokenKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := v.audit(ctx, audit.Record{Event: audit.EventRotate, Outcome: audit.OutcomeOK, Detail: "token key"}); err != nil {
+	if err := v.audit(ctx, audit.Record{Event: audit.EventRotate, Outcome: audit.OutcomeOK, Principal: by.principal(), Detail: clip("token key: "+by.Reason, 500)}); err != nil {
 		return err
 	}
 	if err := v.st.Put(ctx, systemKeysetKey, bytes.NewReader(enc), int64(len(enc)), store.PutOptions{}); err != nil {

@@ -105,12 +105,12 @@ func TestSweepCollectsLimiterMarks(t *testing.T) {
 	if marks() == 0 {
 		t.Fatal("no limiter marks after a grant")
 	}
-	v.Sweep(context.Background())
+	v.Sweep(context.Background(), testActor)
 	if marks() == 0 {
 		t.Fatal("Sweep removed fresh marks")
 	}
 	v.clock.Advance(limiterMarkAge + time.Minute)
-	if _, err := v.Sweep(context.Background()); err != nil {
+	if _, err := v.Sweep(context.Background(), testActor); err != nil {
 		t.Fatal(err)
 	}
 	if n := marks(); n != 0 {

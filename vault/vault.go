@@ -60,6 +60,9 @@ type Config struct {
 	// SweepEvery, if positive, runs Sweep in the background at that
 	// interval until Close. Errors go to OnSweepError.
 	SweepEvery time.Duration
+	// SweepPrincipal is the actor the background sweeps record (default
+	// DefaultSweepPrincipal).
+	SweepPrincipal string
 	// OnSweepError receives background Sweep errors (optional).
 	OnSweepError func(error)
 	// OrphanGrace is how long a payload may exist without a key record
@@ -148,6 +151,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SweepPrincipal == "" {
+		cfg.SweepPrincipal = DefaultSweepPrincipal
+	}
 	v := &Vault{cfg: cfg, st: cfg.Store, keys: cfg.KeyStore, kek: cfg.KEK, now: cfg.Now, closed: make(chan struct{})}
 	if v.keys == nil {
 		v.keys = cfg.Store
@@ -219,7 +225,7 @@ func (v *Vault) sweepLoop(every time.Duration) {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), every*4)
-			_, err := v.Sweep(ctx)
+			_, err := v.Sweep(ctx, Actor{Principal: v.cfg.SweepPrincipal, Reason: "Config.SweepEvery"})
 			cancel()
 			if err != nil && !errors.Is(err, ErrClosed) && v.cfg.OnSweepError != nil {
 				v.cfg.OnSweepError(err)

@@ -29,23 +29,33 @@ The vault is opened with its local keyset (the KEK file); the passphrase is
 read from --passphrase-file or $IDVAULT_PASSPHRASE. On a terminal a progress
 bar is drawn on stderr; otherwise one summary line is printed.
 
+The acting principal (--as, default $IDVAULT_ACTOR) is required: it is
+recorded in the sweep's audit records and every deletion receipt.
+
 Example:
-  IDVAULT_PASSPHRASE=... idvault sweep --store /var/lib/idvault/store --kek-file /etc/idvault/kek
+  IDVAULT_PASSPHRASE=... idvault sweep --as cron:sweep --store /var/lib/idvault/store --kek-file /etc/idvault/kek
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
 		kekFile := fs.String("kek-file", "", "the local keyset `file` (default $IDVAULT_KEK_FILE)")
 		passFile := fs.String("passphrase-file", "", "read the keyset passphrase from this `file` (default $IDVAULT_PASSPHRASE)")
+		actor := fs.String("as", "", "the acting `principal` recorded in the audit log (default $IDVAULT_ACTOR); required")
 		return func(ctx context.Context, c *cli) int {
-			return c.sweep(ctx, *storeURL, *kekFile, *passFile)
+			return c.sweep(ctx, *storeURL, *kekFile, *passFile, *actor)
 		}
 	},
 }
 
-func (c *cli) sweep(ctx context.Context, storeURL, kekFile, passFile string) int {
+func (c *cli) sweep(ctx context.Context, storeURL, kekFile, passFile, actor string) int {
 	spec, err := c.storeSpecFrom(storeURL)
 	if err != nil {
 		return c.usageError(err.Error())
+	}
+	if actor == "" {
+		actor = c.env("IDVAULT_ACTOR")
+	}
+	if actor == "" {
+		return c.usageError("no acting principal: pass --as or set IDVAULT_ACTOR (it is recorded in the audit log)")
 	}
 	if kekFile == "" {
 		kekFile = c.env("IDVAULT_KEK_FILE")
@@ -84,7 +94,7 @@ func (c *cli) sweep(ctx context.Context, storeURL, kekFile, passFile string) int
 	if isTerminal(c.stderr) {
 		progress = func(p vault.SweepProgress) { drawBar(c.stderr, p) }
 	}
-	rep, err := v.SweepWithProgress(ctx, progress)
+	rep, err := v.SweepWithProgress(ctx, vault.Actor{Principal: actor, Reason: "idvault sweep"}, progress)
 	if progress != nil {
 		fmt.Fprintln(c.stderr)
 	}

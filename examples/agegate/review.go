@@ -203,7 +203,7 @@ func (a *App) handleDecide(w http.ResponseWriter, r *http.Request) {
 	}
 	// The decision is made: the image has no further use. Delete shreds it
 	// (key record first) and audits the deletion.
-	switch err := a.v.Delete(r.Context(), id, "reviewed-"+outcome); {
+	switch err := a.v.Delete(r.Context(), id, vault.Actor{Principal: acct.ID, Reason: "reviewed-" + outcome}); {
 	case err == nil, errors.Is(err, vault.ErrNotFound):
 	case errors.Is(err, vault.ErrHeld):
 		a.fail(w, r, http.StatusConflict, "Decision recorded. The image is under legal hold and is kept until the hold is lifted.")

@@ -213,7 +213,7 @@ func (a *App) handleUnfreeze(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusBadRequest, "Which principal?")
 		return
 	}
-	if err := a.v.Unfreeze(r.Context(), p, "unfrozen by "+acct.ID+" on the security page"); err != nil {
+	if err := a.v.Unfreeze(r.Context(), p, vault.Actor{Principal: acct.ID, Reason: "on the security page"}); err != nil {
 		a.logf("unfreeze: %v", err)
 		a.fail(w, r, http.StatusInternalServerError, "Could not unfreeze.")
 		return
