@@ -46,6 +46,10 @@ var (
 	// ErrWrongKEK: the vault's keyset was wrapped by another key-encryption
 	// key, or the KEK could not open it.
 	ErrWrongKEK = errors.New("vault: wrong key-encryption key for this vault")
+	// ErrKEKUnavailable: the key-encryption key could not be reached (KMS
+	// outage, throttling, timeout, disabled key). Nothing was decided about
+	// the object: it is not tampered, and nothing is destroyed on it.
+	ErrKEKUnavailable = errors.New("vault: key-encryption key unavailable")
 	// ErrHeld: the document is under legal hold; Delete and EraseSubject
 	// keep it until Release.
 	ErrHeld = errors.New("vault: object under legal hold")
