@@ -10,6 +10,10 @@ export GOFLAGS := -buildvcs=false
 MINIO_MODULE       := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_MODULE := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# Every package of every module in go.work: `./...` at the root stops at a
+# nested go.mod, so list the workspace's modules instead.
+PKGS = $(shell $(GO) list -m -f '{{.Dir}}/...')
+
 .PHONY: test tools chromium lint unit bench replay fuzz clean
 
 ## test: install the tools into ./bin if missing, then gofmt, vet, staticcheck, go test -race
@@ -38,11 +42,11 @@ $(BIN)/staticcheck:
 lint: $(BIN)/staticcheck
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	 if [ -n "$$fmt" ]; then echo "gofmt would change: $$fmt"; exit 1; fi
-	$(GO) vet ./...
-	$(BIN)/staticcheck ./...
+	$(GO) vet $(PKGS)
+	$(BIN)/staticcheck $(PKGS)
 
 unit: $(BIN)/minio
-	MINIO_BIN=$(BIN)/minio $(GO) test -race -timeout 20m ./...
+	MINIO_BIN=$(BIN)/minio $(GO) test -race -timeout 20m $(PKGS)
 
 ## bench: idvault against plain MinIO GET/PUT, presigned URLs, age and raw AES-GCM, in one run
 bench: $(BIN)/minio
@@ -55,7 +59,7 @@ replay:
 ## fuzz: each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@for pkg in $$($(GO) list $(PKGS)); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \

@@ -127,11 +127,9 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[string, error
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		noOwner := false
 		objs := s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{
 			Prefix:     s.name(prefix),
 			Recursive:  true,
-			FetchOwner: &noOwner,
 		})
 		for obj := range objs {
 			// minio-go keeps yielding a fetched page after cancellation,
