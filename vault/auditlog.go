@@ -20,7 +20,7 @@ func (v *Vault) auditRecord(ctx context.Context, r audit.Record) (audit.Record, 
 	if r.Time.IsZero() {
 		r.Time = v.now().UTC()
 	}
-	w, err := v.log.Append(ctx, r)
+	w, err := v.appendObserved(ctx, r) // logs and metrics: telemetry.go
 	if err != nil {
 		return w, fmt.Errorf("vault: audit %s: %w", r.Event, errors.Join(ErrAuditUnavailable, err))
 	}

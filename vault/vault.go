@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/idvault/idvault/internal/token"
 	"github.com/idvault/idvault/kms"
@@ -89,6 +92,25 @@ type Config struct {
 	// principal that raised an alert, until an audited Unfreeze.
 	FreezeOnAlert bool
 
+	// RequireWriteOnceAudit makes Open fail with ErrInvalidArgument unless
+	// the audit log is write-once: a Store that reports retention support
+	// (s3store on a bucket with object lock) and a positive AuditRetention.
+	// Off by default, where a store without write-once keeps working and
+	// someone who can delete objects can remove audit checkpoints.
+	RequireWriteOnceAudit bool
+
+	// Logger receives operational events: sweeps, alerts, audit write
+	// failures, key rotations, holds (nil: silent). It never receives a
+	// token, key, plaintext or raw subject.
+	Logger *slog.Logger
+	// MeterProvider receives the vault's metrics (the Metric* names; nil:
+	// a no-op provider). Attributes are fixed labels, never an identity.
+	MeterProvider metric.MeterProvider
+	// RoleOf names the role of a principal in ListSubject's answer, which
+	// tells a member how often each role viewed a document without naming
+	// the staff (nil: every principal is DefaultRole).
+	RoleOf func(principal string) string
+
 	// Now is the clock (default time.Now). Tests inject one.
 	Now func() time.Time
 }
@@ -116,6 +138,8 @@ type Vault struct {
 	sys     *systemKeys
 	sealer  *token.Sealer
 	lastRld time.Time
+
+	tel *telemetry
 }
 
 // Open opens the vault kept in cfg.Store, creating its keyset on first use.
@@ -154,7 +178,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if cfg.SweepPrincipal == "" {
 		cfg.SweepPrincipal = DefaultSweepPrincipal
 	}
-	v := &Vault{cfg: cfg, st: cfg.Store, keys: cfg.KeyStore, kek: cfg.KEK, now: cfg.Now, closed: make(chan struct{})}
+	v := &Vault{cfg: cfg, st: cfg.Store, keys: cfg.KeyStore, kek: cfg.KEK, now: cfg.Now, closed: make(chan struct{}), tel: newTelemetry(cfg)}
 	if v.keys == nil {
 		v.keys = cfg.Store
 	}
@@ -166,6 +190,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		v.limiter = NewMemoryLimiter()
 	}
 	if err := checkUnversioned(ctx, v.keys, cfg.AllowVersionedKeyStore); err != nil {
+		return nil, err
+	}
+	if err := checkWriteOnceAudit(ctx, v.st, cfg); err != nil {
 		return nil, err
 	}
 	sys, err := loadOrCreateSystemKeys(ctx, v.st, v.kek)
@@ -323,4 +350,25 @@ func expiryIndexKey(expires time.Time, id objectID) string {
 }
 func subjectIndexKey(mac []byte, id objectID) string {
 	return "index/subject/" + hex.EncodeToString(mac) + "/" + id.String()
+}
+
+// objectLocker is implemented by stores that can say whether RetainUntil
+// makes objects write-once (s3store: the bucket has object lock).
+type objectLocker interface {
+	ObjectLock() bool
+}
+
+// checkWriteOnceAudit enforces Config.RequireWriteOnceAudit.
+func checkWriteOnceAudit(_ context.Context, st store.Store, cfg Config) error {
+	if !cfg.RequireWriteOnceAudit {
+		return nil
+	}
+	if cfg.AuditRetention < 0 {
+		return fmt.Errorf("vault: open: RequireWriteOnceAudit is set but AuditRetention is negative: %w", ErrInvalidArgument)
+	}
+	if ol, ok := st.(objectLocker); !ok || !ol.ObjectLock() {
+		return fmt.Errorf("vault: open: RequireWriteOnceAudit is set but the store cannot keep audit batches write-once "+
+			"(use a bucket with object lock): %w", ErrInvalidArgument)
+	}
+	return nil
 }

@@ -128,8 +128,8 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[string, error
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		objs := s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{
-			Prefix:     s.name(prefix),
-			Recursive:  true,
+			Prefix:    s.name(prefix),
+			Recursive: true,
 		})
 		for obj := range objs {
 			// minio-go keeps yielding a fetched page after cancellation,
