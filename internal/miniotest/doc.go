@@ -21,7 +21,8 @@
 //
 // The minio binary is looked up in $MINIO_BIN, then as "minio" on PATH, then
 // as bin/minio under the module root (the first directory above the working
-// directory that holds go.mod). When none is found, tests are skipped, except
+// directory that holds go.mod) or any directory above it (the workspace root,
+// for a nested module). When none is found, tests are skipped, except
 // under CI=true where a missing server is a failure: CI must not pass by
 // silently skipping the S3 backend.
 package miniotest

@@ -157,11 +157,17 @@ func findBinary() string {
 	if p, err := exec.LookPath("minio"); err == nil {
 		return p
 	}
-	if root := moduleRoot(); root != "" {
-		p := filepath.Join(root, "bin", "minio")
-		if isExecutable(p) {
+	// bin/minio of the module root or of an enclosing one (the workspace
+	// root, for a nested module such as cmd/idvault).
+	for dir := moduleRoot(); dir != ""; {
+		if p := filepath.Join(dir, "bin", "minio"); isExecutable(p) {
 			return p
 		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
 	}
 	return ""
 }
