@@ -1,0 +1,171 @@
+package vault
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/idvault/idvault/vault/audit"
+)
+
+// EventSubjectAccess is the audit event ListSubject records.
+const EventSubjectAccess audit.Event = "subject-access"
+
+// DefaultRole is the role ListSubject reports for every viewer when
+// Config.RoleOf is nil.
+const DefaultRole = "staff"
+
+// SubjectDocument is what the vault holds about one document of a subject:
+// the answer to a member's subject-access request. It holds no secret and
+// names no member of staff: views are counted by role.
+type SubjectDocument struct {
+	Info
+	// Views counts the times the document was served, by the role of the
+	// viewer (Config.RoleOf). Refused attempts are not views.
+	Views map[string]int
+	// Expired is true when the document is past its retention deadline:
+	// nobody can view it any more, and the next Sweep deletes it.
+	Expired bool
+}
+
+// ListSubject answers a subject-access request: every document the vault
+// holds about subject (found through the keyed subject index, so the raw
+// ID is stored nowhere), each with its kind, upload and expiry times, hold
+// status and how many times each role viewed it. Decoy documents are
+// never listed. Documents are sorted by upload time.
+//
+// Authorisation is the caller's job: check that by may see subject's data
+// (the member themself, or staff handling their request) before calling.
+// The call is audited with by and the keyed hash of subject. An unknown
+// subject gets an empty list and no error, like a subject whose documents
+// were all deleted, so the answer never says whether a subject exists.
+//
+// View counts come from the audit log (redemptions served, in every log
+// since the oldest listed upload), so the call reads that part of the log:
+// it is meant for occasional requests, not for a hot path.
+func (v *Vault) ListSubject(ctx context.Context, subject string, by Actor) ([]SubjectDocument, error) {
+	if v.isClosed() {
+		return nil, ErrClosed
+	}
+	if err := by.check("list subject"); err != nil {
+		return nil, err
+	}
+	if subject == "" {
+		return nil, fmt.Errorf("vault: list subject: subject required: %w", ErrInvalidArgument)
+	}
+	sys, _ := v.keyset()
+	mac := hex.EncodeToString(sys.subjectMAC(subject))
+	prefix := "index/subject/" + mac + "/"
+	var docs []SubjectDocument
+	byID := map[string]int{}
+	for k, err := range v.st.List(ctx, prefix) {
+		if err != nil {
+			return nil, fmt.Errorf("vault: list subject: %w", err)
+		}
+		id, perr := parseObjectID(strings.TrimPrefix(k, prefix))
+		if perr != nil {
+			continue
+		}
+		md, key, err := v.loadRecord(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted, or a Put that never finished
+		}
+		if err != nil {
+			return nil, fmt.Errorf("vault: list subject: %w", err)
+		}
+		key.Destroy()
+		if md.Canary {
+			continue
+		}
+		byID[id.String()] = len(docs)
+		docs = append(docs, SubjectDocument{Info: infoOf(md), Views: map[string]int{}, Expired: v.expired(md)})
+	}
+	if err := v.countViews(ctx, docs, byID); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(docs, func(a, b SubjectDocument) int { return a.Created.Compare(b.Created) })
+	if err := v.audit(ctx, audit.Record{Event: EventSubjectAccess, Outcome: audit.OutcomeOK, Subject: mac,
+		Principal: by.principal(), Detail: clip(fmt.Sprintf("listed %d documents: %s", len(docs), by.Reason), 500)}); err != nil {
+		return nil, err
+	}
+	return docs, nil
+}
+
+// countViews adds to docs the redemptions served for each, by role. A
+// redemption's "ok" record is written while its token is spent; when the
+// spend loses (a replay), the refusal after it says "not served: supersedes
+// <log> seq <n>", and that record is not counted.
+func (v *Vault) countViews(ctx context.Context, docs []SubjectDocument, byID map[string]int) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	since := docs[0].Created
+	for _, d := range docs {
+		if d.Created.Before(since) {
+			since = d.Created
+		}
+	}
+	type ref struct {
+		log string
+		seq int64
+	}
+	type view struct {
+		doc  int
+		role string
+	}
+	views := map[ref]view{}
+	notServed := map[ref]bool{}
+	// Records are stamped by the writer's clock: allow for skew.
+	f := audit.Filter{Event: audit.EventRedeem, Since: since.Add(-MaxLeeway)}
+	for r, err := range audit.Scan(ctx, v.st, f) {
+		if err != nil {
+			return fmt.Errorf("vault: list subject: reading the audit log: %w", err)
+		}
+		i, ok := byID[r.Object]
+		if !ok {
+			continue
+		}
+		switch r.Outcome {
+		case audit.OutcomeOK:
+			views[ref{r.Log, r.Seq}] = view{i, v.roleOf(r.Principal)}
+		case audit.OutcomeRefused:
+			if lg, seq, ok := superseded(r.Detail); ok {
+				notServed[ref{lg, seq}] = true
+			}
+		}
+	}
+	for at, w := range views {
+		if !notServed[at] {
+			docs[w.doc].Views[w.role]++
+		}
+	}
+	return nil
+}
+
+// superseded parses "not served: supersedes <log> seq <n>".
+func superseded(detail string) (string, int64, bool) {
+	_, rest, ok := strings.Cut(detail, "supersedes ")
+	if !ok {
+		return "", 0, false
+	}
+	lg, n, ok := strings.Cut(rest, " seq ")
+	if !ok {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseInt(n, 10, 64)
+	return lg, seq, err == nil
+}
+
+func (v *Vault) roleOf(principal string) string {
+	if v.cfg.RoleOf == nil {
+		return DefaultRole
+	}
+	if r := v.cfg.RoleOf(principal); r != "" {
+		return r
+	}
+	return DefaultRole
+}
