@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -15,6 +17,10 @@ import (
 
 // ErrNoBucket: the bucket given to New or Dial does not exist.
 var ErrNoBucket = errors.New("s3store: bucket does not exist")
+
+// ErrNoCredentials: Dial found no credentials, neither in Config nor
+// anywhere in the chain of ChainCredentials.
+var ErrNoCredentials = errors.New("s3store: no S3 credentials found")
 
 // Options are the optional settings of New. The zero value stores keys at
 // the root of the bucket.
@@ -94,25 +100,35 @@ func objectLockEnabled(ctx context.Context, client *minio.Client, bucket string)
 }
 
 // Config is what Dial needs to reach a bucket. Formatting a Config with fmt
-// (any verb) or String never shows SecretAccessKey.
+// (any verb) or String never shows SecretAccessKey or SessionToken.
+//
+// Credentials, in order: Config.Credentials if set; else the static
+// AccessKeyID, SecretAccessKey and SessionToken if AccessKeyID is set; else
+// ChainCredentials (environment, shared files, IAM role or web identity).
 type Config struct {
 	Endpoint        string // host[:port], without scheme
-	AccessKeyID     string
+	AccessKeyID     string // static credentials (optional; see above)
 	SecretAccessKey string
-	Bucket          string
-	UseTLS          bool   // https; leave false only for a server on loopback or a private network
-	Region          string // "" lets the client discover it
-	Prefix          string // see Options.Prefix
+	SessionToken    string // with temporary static credentials (optional)
+	// Credentials, if set, supplies (and refreshes) the credentials, e.g.
+	// credentials.NewSTSAssumeRole or your own chain.
+	Credentials *credentials.Credentials
+	Bucket      string
+	UseTLS      bool   // https; leave false only for a server on loopback or a private network
+	Region      string // "" lets the client discover it
+	Prefix      string // see Options.Prefix
 }
 
-// String describes c with the secret key redacted.
+// String describes c with the secret key and session token redacted.
 func (c Config) String() string {
-	secret := ""
-	if c.SecretAccessKey != "" {
-		secret = "REDACTED"
+	redact := func(s string) string {
+		if s == "" {
+			return `""`
+		}
+		return "REDACTED"
 	}
-	return fmt.Sprintf("s3store.Config{Endpoint:%q AccessKeyID:%q SecretAccessKey:%s Bucket:%q UseTLS:%t Region:%q Prefix:%q}",
-		c.Endpoint, c.AccessKeyID, secret, c.Bucket, c.UseTLS, c.Region, c.Prefix)
+	return fmt.Sprintf("s3store.Config{Endpoint:%q AccessKeyID:%q SecretAccessKey:%s SessionToken:%s Credentials:%t Bucket:%q UseTLS:%t Region:%q Prefix:%q}",
+		c.Endpoint, c.AccessKeyID, redact(c.SecretAccessKey), redact(c.SessionToken), c.Credentials != nil, c.Bucket, c.UseTLS, c.Region, c.Prefix)
 }
 
 // GoString is String, so that %#v redacts too.
@@ -122,11 +138,49 @@ func (c Config) GoString() string { return c.String() }
 // %#v, %s, %q, %x) reaches the secret field.
 func (c Config) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
-// Dial connects to cfg.Endpoint with static credentials and returns a Store
-// on cfg.Bucket (see New).
+// ChainCredentials returns the usual credential chain, first match wins:
+// the environment (MINIO_ROOT_USER/MINIO_ROOT_PASSWORD, MINIO_ACCESS_KEY/
+// MINIO_SECRET_KEY; AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY with
+// AWS_SESSION_TOKEN), the shared files (~/.aws/credentials with
+// AWS_PROFILE, ~/.mc/config.json), then the IAM provider: a web identity
+// (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, as on EKS), the ECS
+// container endpoint, or the EC2 instance role. Temporary credentials are
+// refreshed before they expire.
+func ChainCredentials() *credentials.Credentials {
+	return credentials.NewChainCredentials([]credentials.Provider{
+		&credentials.EnvMinio{},
+		&credentials.EnvAWS{},
+		&credentials.FileAWSCredentials{},
+		&credentials.FileMinioClient{},
+		&credentials.IAM{Client: &http.Client{Transport: http.DefaultTransport, Timeout: 5 * time.Second}},
+	})
+}
+
+// Dial connects to cfg.Endpoint and returns a Store on cfg.Bucket (see
+// New). Credentials come from cfg (see Config) or ChainCredentials; when
+// none are found it fails with ErrNoCredentials before any request.
 func Dial(ctx context.Context, cfg Config) (*Store, error) {
+	creds := cfg.Credentials
+	switch {
+	case creds != nil:
+	case cfg.AccessKeyID != "":
+		creds = credentials.NewStaticV4(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)
+	default:
+		creds = ChainCredentials()
+	}
+	scheme := "http://"
+	if cfg.UseTLS {
+		scheme = "https://"
+	}
+	// The same context minio-go gives its providers (STS on MinIO is the
+	// server itself).
+	v, err := creds.GetWithContext(&credentials.CredContext{Client: http.DefaultClient, Endpoint: scheme + cfg.Endpoint})
+	if err != nil || v.AccessKeyID == "" || v.SignerType == credentials.SignatureAnonymous {
+		// err names the providers tried, never a secret.
+		return nil, fmt.Errorf("%w (environment, shared files, IAM)", ErrNoCredentials)
+	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.AccessKeyID, cfg.SecretAccessKey, ""),
+		Creds:  creds,
 		Secure: cfg.UseTLS,
 		Region: cfg.Region,
 	})

@@ -694,7 +694,7 @@ func TestDial(t *testing.T) {
 
 func TestConfigRedactsSecret(t *testing.T) {
 	const secret = "s3cr3t-Value-123"
-	cfg := s3store.Config{Endpoint: "minio:9000", AccessKeyID: "AKID", SecretAccessKey: secret, Bucket: "b"}
+	cfg := s3store.Config{Endpoint: "minio:9000", AccessKeyID: "AKID", SecretAccessKey: secret, SessionToken: secret + "-tok", Bucket: "b"}
 	type wrapper struct{ C s3store.Config }
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%10.3v"} {
 		for _, v := range []any{cfg, &cfg, wrapper{cfg}, []s3store.Config{cfg}} {
