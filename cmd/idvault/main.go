@@ -34,6 +34,7 @@ type cli struct {
 	env            func(string) string
 	now            time.Time
 	cmd            *command // the command being run
+	args           []string // its positional arguments
 }
 
 // command is one leaf command of the tree.
@@ -43,10 +44,13 @@ type command struct {
 	usage   string // the synopsis after "idvault "
 	help    string // what it does, with an example
 	flags   func(fs *flag.FlagSet) func(ctx context.Context, c *cli) int
+	// args is how many positional arguments the command takes at most
+	// (they reach it in cli.args).
+	args int
 }
 
 // commands lists the leaf commands; groups ("audit") are derived from them.
-var commands = []*command{verifyCommand, queryCommand, statsCommand, sweepCommand}
+var commands = []*command{verifyCommand, queryCommand, statsCommand, sweepCommand, initCommand, tokenRotateCommand, versionCommand}
 
 // groupHelp describes the command groups.
 var groupHelp = map[string]string{
@@ -56,6 +60,11 @@ and count accesses per principal per hour (stats).
 
 Example:
   idvault audit verify --store /var/lib/idvault --verifier-key-file audit.pub --state verify.state
+`,
+	"token": `Manage the key that seals single-use access tokens (rotate).
+
+Example:
+  idvault token rotate --as ops-1 --reason "quarterly" --store /var/lib/idvault --kek-file /etc/idvault/kek
 `,
 }
 
@@ -151,10 +160,12 @@ Commands:
 `)
 	listCommands(w, "")
 	fmt.Fprint(w, `
-Every command takes --store URL (or $IDVAULT_STORE): a directory (file:///abs/path
-or a plain path) or s3://bucket?endpoint=host:port&tls=false&prefix=p&region=r
+Every command but version takes --store URL (or $IDVAULT_STORE): a directory
+(file:///abs/path or a plain path) or s3://bucket?endpoint=host:port&tls=false&prefix=p&region=r
 with credentials from MINIO_ROOT_USER/MINIO_ROOT_PASSWORD, MINIO_ACCESS_KEY/
-MINIO_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+MINIO_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN),
+else ~/.aws/credentials (AWS_PROFILE), ~/.mc/config.json, a web identity
+(AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or the instance's IAM role.
 
 Run "idvault help <command>" or "idvault <command> -h" for details.
 Exit status: 0 success, 1 verification failed, 2 usage or I/O error.
@@ -206,16 +217,24 @@ func (c *cli) runCommand(ctx context.Context, cmd *command, args []string) int {
 	c.cmd = cmd
 	fs, exec := newFlagSet(cmd)
 	fs.SetOutput(c.stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printHelp(c.stdout, cmd)
-			return exitOK
+	// Flags may come before and after the positional arguments.
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printHelp(c.stdout, cmd)
+				return exitOK
+			}
+			// flag has printed what was wrong.
+			return c.usageError("")
 		}
-		// flag has printed what was wrong.
-		return c.usageError("")
-	}
-	if fs.NArg() > 0 {
-		return c.usageError(fmt.Sprintf("unexpected argument %q", clip(fs.Arg(0))))
+		if fs.NArg() == 0 {
+			break
+		}
+		if len(c.args) == cmd.args {
+			return c.usageError(fmt.Sprintf("unexpected argument %q", clip(fs.Arg(0))))
+		}
+		c.args = append(c.args, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	return exec(ctx, c)
 }

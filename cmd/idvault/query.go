@@ -31,7 +31,7 @@ func addFilterFlags(fs *flag.FlagSet) *filterFlags {
 		object:    fs.String("object", "", "only records of the object `ID` (hex)"),
 		event:     fs.String("event", "", "only this `EVENT`: put, grant, redeem, delete, expire, erase, hold, release, rotate, alert, sweep, open"),
 		outcome:   fs.String("outcome", "", "only this `OUTCOME`: ok, refused, error"),
-		log:       fs.String("log", "", "only the log `ID`"),
+		log:       fs.String("log", "", "only the log `LOG` (its ID)"),
 		format:    fs.String("format", "json", "output `FORMAT`: json (one object per line) or table (aligned columns for people)"),
 	}
 }
@@ -109,7 +109,7 @@ func isToken(s string, max int) bool {
 var queryCommand = &command{
 	path:    "audit query",
 	summary: "list audit records: who touched what, when, why",
-	usage:   "audit query [--store URL] [--since T] [--until T] [--principal P] [--object ID] [--event E] [--outcome O] [--log L] [--format json|table] [--limit N]",
+	usage:   "audit query [--store URL] [--since TIME] [--until TIME] [--principal PRINCIPAL] [--object ID] [--event EVENT] [--outcome OUTCOME] [--log LOG] [--format FORMAT] [--limit N]",
 	help: `Lists the audit records that match every filter given, in (log, sequence)
 order, as JSON lines (one object per record) or, with --format table, as
 aligned columns for people. Query does not check signatures: run

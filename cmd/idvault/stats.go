@@ -18,7 +18,7 @@ import (
 var statsCommand = &command{
 	path:    "audit stats",
 	summary: "count grants, redemptions, refusals and documents per principal per hour",
-	usage:   "audit stats [--store URL] [--since T] [--until T] [--principal P] [--object ID] [--event E] [--outcome O] [--log L] [--format json|table]",
+	usage:   "audit stats [--store URL] [--since TIME] [--until TIME] [--principal PRINCIPAL] [--object ID] [--event EVENT] [--outcome OUTCOME] [--log LOG] [--format FORMAT]",
 	help: `Counts, per principal and per hour (UTC), over the records that match the
 filters (the same as for query):
 

@@ -281,6 +281,27 @@ func s3Credentials(env func(string) string) (access, secret string, err error) {
 	return "", "", fmt.Errorf("%w: set MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, MINIO_ACCESS_KEY and MINIO_SECRET_KEY, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", errNoCredentials)
 }
 
+// s3Config is the s3store.Config for s: the first complete credential pair
+// in env (with AWS_SESSION_TOKEN for the AWS pair), else s3store's chain
+// (shared files, IAM role, web identity), which reads the process
+// environment itself.
+func s3Config(s storeSpec, env func(string) string) (s3store.Config, error) {
+	cfg := s3store.Config{Endpoint: s.Endpoint, Bucket: s.Bucket, UseTLS: s.TLS, Region: s.Region, Prefix: s.Prefix}
+	access, secret, err := s3Credentials(env)
+	switch {
+	case err == nil:
+		cfg.AccessKeyID, cfg.SecretAccessKey = access, secret
+		if access == env("AWS_ACCESS_KEY_ID") {
+			cfg.SessionToken = env("AWS_SESSION_TOKEN")
+		}
+	case errors.Is(err, errNoCredentials):
+		// s3store.Dial falls back on ChainCredentials.
+	default:
+		return cfg, err
+	}
+	return cfg, nil
+}
+
 // openStore opens the store s names. A file store must already exist: a
 // mistyped path must not yield a fresh, empty store that verifies "OK".
 func openStore(ctx context.Context, s storeSpec, env func(string) string) (store.Store, error) {
@@ -295,19 +316,11 @@ func openStore(ctx context.Context, s storeSpec, env func(string) string) (store
 		}
 		return fsstore.Open(s.Path)
 	case kindS3:
-		access, secret, err := s3Credentials(env)
+		cfg, err := s3Config(s, env)
 		if err != nil {
 			return nil, err
 		}
-		return s3store.Dial(ctx, s3store.Config{
-			Endpoint:        s.Endpoint,
-			AccessKeyID:     access,
-			SecretAccessKey: secret,
-			Bucket:          s.Bucket,
-			UseTLS:          s.TLS,
-			Region:          s.Region,
-			Prefix:          s.Prefix,
-		})
+		return s3store.Dial(ctx, cfg)
 	}
 	return nil, fmt.Errorf("%w: no store", errStoreURL)
 }

@@ -16,7 +16,7 @@ import (
 var sweepCommand = &command{
 	path:    "sweep",
 	summary: "delete expired documents now (shred first), collect garbage, report",
-	usage:   "sweep [--store URL] --kek-file PATH [--passphrase-file F]",
+	usage:   "sweep --as PRINCIPAL [--store URL] --kek-file FILE [--passphrase-file FILE]",
 	help: `Runs the vault's sweeper once: every document past its retention deadline
 (72 h after upload by default) is shredded — its key record deleted first, so
 no copy of the ciphertext is of any use — then its payload and index entries
@@ -37,9 +37,9 @@ Example:
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
-		kekFile := fs.String("kek-file", "", "the local keyset `file` (default $IDVAULT_KEK_FILE)")
-		passFile := fs.String("passphrase-file", "", "read the keyset passphrase from this `file` (default $IDVAULT_PASSPHRASE)")
-		actor := fs.String("as", "", "the acting `principal` recorded in the audit log (default $IDVAULT_ACTOR); required")
+		kekFile := fs.String("kek-file", "", "the local keyset `FILE` (default $IDVAULT_KEK_FILE)")
+		passFile := fs.String("passphrase-file", "", "read the keyset passphrase from `FILE` (default $IDVAULT_PASSPHRASE)")
+		actor := fs.String("as", "", "the acting `PRINCIPAL` recorded in the audit log (default $IDVAULT_ACTOR); required")
 		return func(ctx context.Context, c *cli) int {
 			return c.sweep(ctx, *storeURL, *kekFile, *passFile, *actor)
 		}

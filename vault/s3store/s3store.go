@@ -160,6 +160,17 @@ func ChainCredentials() *credentials.Credentials {
 // New). Credentials come from cfg (see Config) or ChainCredentials; when
 // none are found it fails with ErrNoCredentials before any request.
 func Dial(ctx context.Context, cfg Config) (*Store, error) {
+	client, err := NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, client, cfg.Bucket, Options{Prefix: cfg.Prefix})
+}
+
+// NewClient returns the minio-go client Dial uses for cfg (cfg.Bucket and
+// cfg.Prefix are ignored), for what a Store does not do, such as creating
+// buckets. It fails with ErrNoCredentials when no credentials are found.
+func NewClient(cfg Config) (*minio.Client, error) {
 	creds := cfg.Credentials
 	switch {
 	case creds != nil:
@@ -176,7 +187,6 @@ func Dial(ctx context.Context, cfg Config) (*Store, error) {
 	// server itself).
 	v, err := creds.GetWithContext(&credentials.CredContext{Client: http.DefaultClient, Endpoint: scheme + cfg.Endpoint})
 	if err != nil || v.AccessKeyID == "" || v.SignerType == credentials.SignatureAnonymous {
-		// err names the providers tried, never a secret.
 		return nil, fmt.Errorf("%w (environment, shared files, IAM)", ErrNoCredentials)
 	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
@@ -187,7 +197,7 @@ func Dial(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3store: client: %w", err)
 	}
-	return New(ctx, client, cfg.Bucket, Options{Prefix: cfg.Prefix})
+	return client, nil
 }
 
 // String names the bucket and prefix of s.
