@@ -42,6 +42,8 @@ type Options struct {
 	// Logger receives operational messages: never a token, an image or a
 	// member ID (default: discard).
 	Logger *log.Logger
+	// Metrics, if set, serves GET /metrics (the Prometheus exposition).
+	Metrics http.Handler
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -125,6 +127,12 @@ func (a *App) routes() http.Handler {
 			a.logf("image request refused: %v", err) // the error never holds the token
 		},
 	})))
+	if a.opts.Metrics != nil {
+		// Public like any scrape target on loopback: counts only, no
+		// identity, token or document. In production serve it on an
+		// internal listener.
+		mux.Handle("GET /metrics", a.opts.Metrics)
+	}
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static", http.FileServerFS(static)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

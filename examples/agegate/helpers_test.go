@@ -277,7 +277,7 @@ func (u *user) reviewQueue() (urls, ids []string, page string) {
 func (te *testEnv) countObjects() int {
 	te.t.Helper()
 	n := 0
-	for _, err := range te.st.List(context.Background(), "keys/") {
+	for _, err := range te.env.KeyStore.List(context.Background(), "keys/") {
 		if err != nil {
 			te.t.Fatal(err)
 		}

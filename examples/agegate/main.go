@@ -10,9 +10,15 @@
 // It prints its URL (127.0.0.1 only by default, -addr to change) and the
 // directory holding its state (-dir). The accounts are fixed DEMO accounts
 // listed on the sign-in page; there are no passwords. The images are kept in
-// the embedded default (a local directory) or, with -s3-endpoint and
-// -s3-bucket, in MinIO or S3 (credentials from MINIO_ROOT_USER and
-// MINIO_ROOT_PASSWORD).
+// the embedded default (a local directory) or, with -s3-endpoint,
+// -s3-bucket and -s3-key-bucket, in MinIO or S3: the audit log and payloads
+// in an object-lock bucket (write-once audit is then required), key records
+// in an unversioned one; "idvault init" prepares both. S3 credentials come
+// from MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, else from the usual chain
+// (AWS variables, shared files, IAM role, web identity).
+//
+// GET /metrics serves the vault's metrics for Prometheus (no secrets, no
+// identities; in production, serve it on an internal listener).
 //
 // The passphrase that protects the local key-encryption keyset is a demo
 // constant unless IDVAULT_PASSPHRASE is set. In production the KEK lives in
@@ -26,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -47,18 +54,19 @@ const demoPassphrase = "idvault-agegate-demo-passphrase (not for production)"
 
 // config is what main reads from its flags and environment.
 type config struct {
-	Addr       string
-	Dir        string
-	S3Endpoint string
-	S3Bucket   string
-	S3Prefix   string
-	S3TLS      bool
-	S3User     string // from MINIO_ROOT_USER
-	S3Password string // from MINIO_ROOT_PASSWORD; never printed
-	MaxUpload  int64
-	Canaries   int
-	Freeze     bool
-	Passphrase []byte
+	Addr        string
+	Dir         string
+	S3Endpoint  string
+	S3Bucket    string
+	S3KeyBucket string
+	S3Prefix    string
+	S3TLS       bool
+	S3User      string // from MINIO_ROOT_USER
+	S3Password  string // from MINIO_ROOT_PASSWORD; never printed
+	MaxUpload   int64
+	Canaries    int
+	Freeze      bool
+	Passphrase  []byte
 
 	// For tests: a cheap keyset derivation and an injected clock.
 	KDF kms.LocalOptions
@@ -78,8 +86,9 @@ func main() {
 	}
 	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to listen on (loopback by default: this is a demo)")
 	flag.StringVar(&cfg.Dir, "dir", filepath.Join(os.TempDir(), "idvault-agegate"), "directory for the keyset, the app state and (without -s3-*) the store")
-	flag.StringVar(&cfg.S3Endpoint, "s3-endpoint", "", "MinIO/S3 host:port; credentials from MINIO_ROOT_USER and MINIO_ROOT_PASSWORD")
-	flag.StringVar(&cfg.S3Bucket, "s3-bucket", "", "bucket for the store (must exist)")
+	flag.StringVar(&cfg.S3Endpoint, "s3-endpoint", "", "MinIO/S3 `host:port`; credentials from MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, else the AWS chain")
+	flag.StringVar(&cfg.S3Bucket, "s3-bucket", "", "`bucket` with object lock for the audit log and payloads (must exist; see idvault init)")
+	flag.StringVar(&cfg.S3KeyBucket, "s3-key-bucket", "", "unversioned `bucket` for key records (must exist; see idvault init)")
 	flag.StringVar(&cfg.S3Prefix, "s3-prefix", "", "key prefix inside the bucket")
 	flag.BoolVar(&cfg.S3TLS, "s3-tls", false, "use https to reach the S3 endpoint")
 	flag.Int64Var(&cfg.MaxUpload, "max-upload", 10<<20, "largest accepted image in bytes")
@@ -127,6 +136,7 @@ type environment struct {
 	App       *App
 	Vault     *vault.Vault
 	Store     store.Store
+	KeyStore  store.Store // Store unless -s3-key-bucket
 	StoreName string
 	canaries  int
 }
@@ -172,42 +182,56 @@ func setup(ctx context.Context, cfg config, logger *log.Logger) (*environment, e
 		return nil, fmt.Errorf("keyset: %w", err)
 	}
 
-	var st store.Store
+	var st, keys store.Store
 	var name string
+	s3mode := cfg.S3Endpoint != "" || cfg.S3Bucket != "" || cfg.S3KeyBucket != ""
 	switch {
-	case cfg.S3Endpoint != "" || cfg.S3Bucket != "":
-		if cfg.S3Endpoint == "" || cfg.S3Bucket == "" {
-			return nil, errors.New("-s3-endpoint and -s3-bucket go together")
+	case s3mode:
+		if cfg.S3Endpoint == "" || cfg.S3Bucket == "" || cfg.S3KeyBucket == "" {
+			return nil, errors.New("-s3-endpoint, -s3-bucket and -s3-key-bucket go together (idvault init creates the buckets)")
 		}
-		if cfg.S3User == "" || cfg.S3Password == "" {
-			return nil, errors.New("set MINIO_ROOT_USER and MINIO_ROOT_PASSWORD for the S3 store")
+		s3cfg := s3store.Config{Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, UseTLS: cfg.S3TLS}
+		if cfg.S3User != "" && cfg.S3Password != "" {
+			s3cfg.AccessKeyID, s3cfg.SecretAccessKey = cfg.S3User, cfg.S3Password
 		}
-		s3, err := s3store.Dial(ctx, s3store.Config{
-			Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, UseTLS: cfg.S3TLS,
-			AccessKeyID: cfg.S3User, SecretAccessKey: cfg.S3Password,
-		})
+		s3, err := s3store.Dial(ctx, s3cfg)
 		if err != nil {
 			return nil, err
 		}
-		st, name = s3, s3.String()
+		s3cfg.Bucket = cfg.S3KeyBucket
+		ks, err := s3store.Dial(ctx, s3cfg)
+		if err != nil {
+			return nil, err
+		}
+		st, keys, name = s3, ks, s3.String()+" keys in "+ks.String()
 	default:
 		fs, err := fsstore.Open(filepath.Join(cfg.Dir, "store"))
 		if err != nil {
 			return nil, err
 		}
-		st, name = fs, fs.Dir()
+		st, keys, name = fs, fs, fs.Dir()
+	}
+	metrics, err := newMetrics()
+	if err != nil {
+		return nil, err
 	}
 
 	alerts := newAlertLog(200)
 	v, err := vault.Open(ctx, vault.Config{
-		Store:         st,
-		KEK:           kek,
-		MaxSize:       cfg.MaxUpload,
-		SweepEvery:    10 * time.Minute, // undecided images go at the 72-hour expiry
-		OnSweepError:  func(err error) { logger.Printf("sweep: %v", err) },
-		OnAlert:       alerts.add,
-		FreezeOnAlert: cfg.Freeze,
-		Now:           cfg.Now,
+		Store:    st,
+		KeyStore: keys,
+		KEK:      kek,
+		// On S3 the audit log must be write-once: Open fails on a bucket
+		// without object lock instead of degrading silently.
+		RequireWriteOnceAudit: s3mode,
+		MeterProvider:         metrics.provider,
+		Logger:                slog.New(slog.NewTextHandler(logger.Writer(), nil)),
+		MaxSize:               cfg.MaxUpload,
+		SweepEvery:            10 * time.Minute, // undecided images go at the 72-hour expiry
+		OnSweepError:          func(err error) { logger.Printf("sweep: %v", err) },
+		OnAlert:               alerts.add,
+		FreezeOnAlert:         cfg.Freeze,
+		Now:                   cfg.Now,
 	})
 	if err != nil {
 		return nil, err
@@ -217,6 +241,7 @@ func setup(ctx context.Context, cfg config, logger *log.Logger) (*environment, e
 		StatePath: filepath.Join(cfg.Dir, "agegate-state.json"),
 		Alerts:    alerts,
 		Logger:    logger,
+		Metrics:   metrics.handler,
 		Now:       cfg.Now,
 	})
 	if err == nil {
@@ -226,14 +251,14 @@ func setup(ctx context.Context, cfg config, logger *log.Logger) (*environment, e
 		v.Close(ctx)
 		return nil, err
 	}
-	return &environment{App: app, Vault: v, Store: st, StoreName: name, canaries: cfg.Canaries}, nil
+	return &environment{App: app, Vault: v, Store: st, KeyStore: keys, StoreName: name, canaries: cfg.Canaries}, nil
 }
 
 // String describes c with its secrets (the S3 password, the keyset
 // passphrase) redacted.
 func (c config) String() string {
-	return fmt.Sprintf("agegate config{addr %s, dir %s, s3 %q bucket %q user %q password REDACTED, passphrase REDACTED, max upload %d, canaries %d, freeze %t}",
-		c.Addr, c.Dir, c.S3Endpoint, c.S3Bucket, c.S3User, c.MaxUpload, c.Canaries, c.Freeze)
+	return fmt.Sprintf("agegate config{addr %s, dir %s, s3 %q bucket %q key bucket %q user %q password REDACTED, passphrase REDACTED, max upload %d, canaries %d, freeze %t}",
+		c.Addr, c.Dir, c.S3Endpoint, c.S3Bucket, c.S3KeyBucket, c.S3User, c.MaxUpload, c.Canaries, c.Freeze)
 }
 
 // GoString redacts like String.

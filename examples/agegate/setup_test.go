@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,17 +15,29 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/vault"
 )
 
-// TestS3Store: the whole flow with the store on a real MinIO server, as
-// -s3-endpoint and -s3-bucket configure it.
-func TestS3Store(t *testing.T) {
+// twoBuckets configures the recommended S3 deployment on the test MinIO:
+// an object-lock bucket for the audit log and payloads, an unversioned one
+// for key records (what idvault init creates).
+func twoBuckets(t testing.TB) func(*config) {
 	srv := miniotest.Server(t)
-	bucket := srv.NewBucket(t, false)
-	te := newTestEnv(t, envOptions{canaries: 1, cfg: func(c *config) {
-		c.S3Endpoint, c.S3Bucket, c.S3Prefix = srv.Endpoint(), bucket, "agegate"
+	data, keys := srv.NewBucket(t, true), srv.NewBucket(t, false)
+	return func(c *config) {
+		c.S3Endpoint, c.S3Bucket, c.S3KeyBucket, c.S3Prefix = srv.Endpoint(), data, keys, "agegate"
 		c.S3User, c.S3Password = srv.AccessKey(), srv.SecretKey()
-	}})
+	}
+}
+
+// TestS3Store: the whole flow with the store on a real MinIO server, as
+// -s3-endpoint, -s3-bucket and -s3-key-bucket configure it.
+func TestS3Store(t *testing.T) {
+	two := twoBuckets(t)
+	var c config
+	two(&c)
+	bucket := c.S3Bucket
+	te := newTestEnv(t, envOptions{canaries: 1, cfg: two})
 	if !strings.Contains(te.env.StoreName, bucket) {
 		t.Errorf("store %q is not on the bucket", te.env.StoreName)
 	}
@@ -67,7 +80,8 @@ func TestSetupErrors(t *testing.T) {
 	}{
 		{"endpoint without bucket", func(c *config) { c.S3Endpoint = "127.0.0.1:1" }},
 		{"bucket without endpoint", func(c *config) { c.S3Bucket = "b" }},
-		{"no credentials", func(c *config) { c.S3Endpoint, c.S3Bucket = "127.0.0.1:1", "b" }},
+		{"no key bucket", func(c *config) { c.S3Endpoint, c.S3Bucket = "127.0.0.1:1", "b" }},
+		{"key bucket alone", func(c *config) { c.S3KeyBucket = "k" }},
 		{"wrong passphrase", func(c *config) { c.Passphrase = []byte("other") }},
 	}
 	dir := t.TempDir()
@@ -78,6 +92,22 @@ func TestSetupErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.Close()
+	// S3 mode requires write-once audit: a data bucket without object lock
+	// is refused at start, not used with a silently weaker audit log.
+	t.Run("data bucket without object lock", func(t *testing.T) {
+		two := twoBuckets(t)
+		srv := miniotest.Server(t)
+		c := base
+		c.Dir = dir
+		two(&c)
+		c.S3Bucket = srv.NewBucket(t, false)
+		if env, err := setup(context.Background(), c, nil); !errors.Is(err, vault.ErrInvalidArgument) {
+			if env != nil {
+				env.Close()
+			}
+			t.Fatalf("setup = %v, want vault.ErrInvalidArgument", err)
+		}
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base

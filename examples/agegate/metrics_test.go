@@ -1,0 +1,99 @@
+package main
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// scrape GETs /metrics without a session (as Prometheus does) and returns
+// the samples as "name{labels}" -> value.
+func scrape(t *testing.T, te *testEnv) map[string]float64 {
+	t.Helper()
+	r := te.anonymous().get("/metrics")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", r.status)
+	}
+	if strings.Contains(r.body, "idv1_") || strings.Contains(r.body, "member-") || strings.Contains(r.body, "reviewer-") {
+		t.Fatal("/metrics holds a token or an identity")
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(r.body, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("sample %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// sample is the value of the series of name whose labels include every
+// label given as `k="v"` (0 when absent).
+func sample(m map[string]float64, name string, labels ...string) float64 {
+	for k, v := range m {
+		n, rest, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(rest, l)
+		}
+		if ok {
+			return v
+		}
+	}
+	return 0
+}
+
+// TestMetrics: curl /metrics on the running app shows the vault's counters
+// move after an upload and a review, each by what happened.
+func TestMetrics(t *testing.T) {
+	te := newTestEnv(t, envOptions{})
+	before := scrape(t, te)
+
+	img := licencePNG(t, 7)
+	te.login("member-alice").upload(img, "image/png")
+	rita := te.login("reviewer-rita")
+	urls, ids, _ := rita.reviewQueue()
+	if len(urls) != 1 {
+		t.Fatalf("queue: %d", len(urls))
+	}
+	if r := rita.get(urls[0]); r.status != http.StatusOK {
+		t.Fatalf("image: %d", r.status)
+	}
+	if r := rita.get(urls[0]); r.status != http.StatusNotFound {
+		t.Fatalf("replay: %d", r.status)
+	}
+	if r := rita.postForm("/review/decide", url.Values{"id": {ids[0]}, "outcome": {"approve"}, "birthdate": {"1970-01-01"}}); r.status != http.StatusSeeOther {
+		t.Fatalf("decide: %d", r.status)
+	}
+	after := scrape(t, te)
+
+	for _, c := range []struct {
+		name   string
+		labels []string
+		delta  float64
+	}{
+		{"idvault_puts_total", nil, 1},
+		{"idvault_grants_total", nil, 1},
+		{"idvault_redemptions_total", nil, 2}, // the view, and the replay's record it supersedes
+		{"idvault_superseded_total", []string{`event="redeem"`}, 1},
+		{"idvault_refusals_total", []string{`event="redeem"`, `reason="token-replayed"`}, 1},
+		{"idvault_deletions_total", []string{`event="delete"`}, 1},
+	} {
+		if got := sample(after, c.name, c.labels...) - sample(before, c.name, c.labels...); got != c.delta {
+			t.Errorf("%s%v moved by %v, want %v", c.name, c.labels, got, c.delta)
+		}
+	}
+	if n := sample(after, "idvault_audit_append_duration_seconds_count", `outcome="ok"`) - sample(before, "idvault_audit_append_duration_seconds_count", `outcome="ok"`); n < 6 {
+		t.Errorf("audit append latency: %v more observations, want one per record (at least 6)", n)
+	}
+}
