@@ -27,7 +27,16 @@ const chromiumPath = "/usr/bin/chromium"
 // decoded → the same image URL a second time fails → approve → the object
 // is gone → the security page shows each step, verified. Screenshots go to
 // $IDVAULT_ARTIFACTS (default: a temporary directory); the path is logged.
+//
+// It runs twice: on the embedded default (a directory), and on the S3
+// deployment the README recommends (MinIO, an object-lock bucket for the
+// audit log and payloads, an unversioned one for key records).
 func TestBrowser(t *testing.T) {
+	t.Run("filesystem", func(t *testing.T) { testBrowser(t, "fs", nil) })
+	t.Run("s3-two-buckets", func(t *testing.T) { testBrowser(t, "s3", twoBuckets(t)) })
+}
+
+func testBrowser(t *testing.T, name string, cfg func(*config)) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		msg := fmt.Sprintf("no Chromium at %s; install it with: apt-get install -y chromium", chromiumPath)
 		if os.Getenv("CI") == "true" {
@@ -39,14 +48,14 @@ func TestBrowser(t *testing.T) {
 	if artifacts == "" {
 		artifacts = t.TempDir()
 	} else {
-		artifacts = filepath.Join(artifacts, "agegate")
+		artifacts = filepath.Join(artifacts, "agegate", name)
 		if err := os.MkdirAll(artifacts, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Logf("screenshots in %s", artifacts)
 
-	te := newTestEnv(t, envOptions{realClock: true, canaries: 2})
+	te := newTestEnv(t, envOptions{realClock: true, canaries: 2, cfg: cfg})
 	base := te.srv.URL // http://127.0.0.1:port
 	imgPath := filepath.Join(t.TempDir(), "licence.png")
 	img := licencePNG(t, 42)
@@ -138,7 +147,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("item id %q: %v", itemID, err)
 	}
 	review := shot("2-review.png")
-	if *updateScreenshot {
+	if *updateScreenshot && name == "fs" {
 		if err := os.WriteFile("screenshot.png", review, 0o644); err != nil {
 			t.Fatal(err)
 		}
