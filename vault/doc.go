@@ -35,6 +35,17 @@
 // log) and system/... (the vault's own keyset, wrapped by the KEK). Vault
 // instances keep no state of their own, so any number may share one store.
 //
+// # Operations
+//
+// Sweep (or Config.SweepEvery) deletes what is past its deadline, shredding
+// the key record first; Delete, EraseSubject and Hold/Release act on one
+// document or one member; ListSubject answers a member's subject-access
+// request. Every administrative call takes an Actor, recorded in the audit
+// log. Config.Logger and Config.MeterProvider (OpenTelemetry) report
+// sweeps, alerts, refusals and audit failures, derived from the audit
+// records themselves; Config.RequireWriteOnceAudit makes Open refuse a
+// store where the audit log could be deleted.
+//
 // # Errors
 //
 // Errors wrap the package's sentinels (ErrNotFound, ErrTokenReplayed, …):
