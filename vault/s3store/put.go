@@ -98,7 +98,10 @@ func (s *Store) putKnown(ctx context.Context, name string, body io.Reader, size 
 		}
 		r = bytes.NewReader(nil)
 	}
-	_, err := s.client.PutObject(ctx, s.bucket, name, r, size, po)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sr.stop = cancel
+	_, err := s.client.PutObject(pctx, s.bucket, name, r, size, po)
 	if err != nil {
 		if ferr := sr.failure(); ferr != nil {
 			return ferr
@@ -196,7 +199,8 @@ type sizeReader struct {
 	r        io.Reader
 	left     int64
 	mismatch bool
-	err      error // r's own error
+	err      error  // r's own error
+	stop     func() // if set, called once the body has failed
 }
 
 // maxEmptyReads bounds the reads that return (0, nil) before a body is
@@ -205,7 +209,18 @@ const maxEmptyReads = 100
 
 var errNoProgress = errors.New("s3store: body returned no data and no error repeatedly")
 
+// Read passes the body through; once the body has failed it calls stop,
+// which cancels the request: the HTTP client would otherwise retry a body
+// that can only fail again (minio-go v7.1.0 backs off for seconds).
 func (s *sizeReader) Read(p []byte) (int, error) {
+	n, err := s.read(p)
+	if s.stop != nil && (s.mismatch || s.err != nil) {
+		s.stop()
+	}
+	return n, err
+}
+
+func (s *sizeReader) read(p []byte) (int, error) {
 	if f := s.failure(); f != nil {
 		return 0, f
 	}
