@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/idvault/idvault/vault"
@@ -189,15 +190,25 @@ func frozenPrincipals(alertsNewestFirst []audit.Record) []string {
 	seen := map[string]bool{}
 	var frozen []string
 	for _, rec := range alertsNewestFirst {
-		if rec.Principal == "" || seen[rec.Principal] {
+		who := rec.Principal
+		if rec.Reason == "unfrozen" {
+			// Principal is the actor who unfroze; Detail names whom:
+			// "unfroze <principal>: <reason>".
+			d, ok := strings.CutPrefix(rec.Detail, "unfroze ")
+			if !ok {
+				continue
+			}
+			who, _, _ = strings.Cut(d, ": ")
+		}
+		if who == "" || seen[who] {
 			continue
 		}
 		switch rec.Reason {
 		case string(vault.AlertFrozen):
-			seen[rec.Principal] = true
-			frozen = append(frozen, rec.Principal)
+			seen[who] = true
+			frozen = append(frozen, who)
 		case "unfrozen":
-			seen[rec.Principal] = true
+			seen[who] = true
 		}
 	}
 	slices.Sort(frozen)
