@@ -179,7 +179,7 @@ type result struct {
 // unsealed tail with a checkpoint at once, and before writing past a final
 // checkpoint writes a signed reopen checkpoint, so that Verify can tell a
 // continued log from one extended by someone without the key. Otherwise it
-// starts a new log, registered (auditlogs/<log>) with its first batch.
+// starts a new log, registered (audit/_registry/<log>) with its first batch.
 func NewAppender(ctx context.Context, st store.Store, signerKey string, opts AppenderOptions) (*Appender, error) {
 	a, err := newAppender(ctx, st, signerKey, opts)
 	if err != nil {
@@ -232,7 +232,7 @@ func newAppender(ctx context.Context, st store.Store, signerKey string, opts App
 		opts.LogID = randomLogID()
 	} else {
 		if !ValidLogID(opts.LogID) {
-			return nil, errors.New("audit: LogID must be 1-64 bytes of [A-Za-z0-9._-], not starting with '.'")
+			return nil, errors.New("audit: LogID must be 1-64 bytes of [A-Za-z0-9._-], not starting with '.' or '_'")
 		}
 		// A random ID cannot collide; a chosen one can, and two writers of
 		// one log would fork it.

@@ -22,7 +22,7 @@ import (
 // so that the number of logs grows with the number of concurrent writers,
 // not with restarts. A lease is a sequence of create-only objects
 //
-//	auditlease/<log>/<generation, 20 digits>
+//	audit/_lease/<log>/<generation, 20 digits>
 //
 // whose latest generation says who holds the log until when (or that it
 // was released at Close), and carries the Merkle frontier of a checkpointed
@@ -44,7 +44,7 @@ import (
 // record. The frontier in a lease is unsigned and used only once its root
 // matches a signed checkpoint of the same size.
 const (
-	leasePrefix = "auditlease/"
+	leasePrefix = auditPrefix + "_lease/"
 	leaseHeader = "idvault audit lease v1"
 	maxLeaseLen = 8192
 )

@@ -18,7 +18,7 @@ import (
 // The log registry: one create-only object per log, written (with
 // retention, when the appender has it) before the log's first record:
 //
-//	auditlogs/<log>   a note signed with the audit key, whose text is exactly
+//	audit/_registry/<log>   a note signed with the audit key, whose text is exactly
 //
 //	idvault audit log v1
 //	<log ID>
@@ -30,7 +30,7 @@ import (
 // signing key) as unregistered. On an object-locked bucket the entries
 // cannot be deleted; elsewhere a --state file or a witness keeps the list.
 const (
-	registryPrefix = "auditlogs/"
+	registryPrefix = auditPrefix + "_registry/"
 	registryHeader = "idvault audit log v1"
 )
 

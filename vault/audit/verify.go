@@ -68,7 +68,7 @@ const (
 	// records (a log copied in, or one whose checkpoints were deleted).
 	ClassUnsigned Class = "unsigned"
 	// ClassUnregistered: a log without a valid registry entry
-	// (auditlogs/<log>), which every appender writes before a log's first
+	// (audit/_registry/<log>), which every appender writes before a log's first
 	// record.
 	ClassUnregistered Class = "unregistered"
 	// ClassMissing: a registered log, or one the caller verified before
@@ -294,6 +294,9 @@ func listLogs(ctx context.Context, st store.Store) ([]string, map[string]string,
 				strays[rest] = key
 			}
 			continue
+		}
+		if rest[0] == '_' {
+			continue // the registry and the leases, not a log
 		}
 		// All keys of one log share the prefix "audit/<log>/", so they are
 		// adjacent in lexical order.
