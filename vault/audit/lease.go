@@ -350,6 +350,9 @@ func (a *Appender) adopt(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		a.continueLog(log, gen+1, ld)
+		if gen >= 0 {
+			_ = a.st.Delete(ctx, leaseKey(log, gen)) // history; keep the store small
+		}
 		if ld.f.n > ld.cp.tree.N {
 			// A crashed writer's unsealed tail: seal it now.
 			if err := a.writeCheckpoints(ctx, false); err != nil {
