@@ -46,7 +46,7 @@ type command struct {
 }
 
 // commands lists the leaf commands; groups ("audit") are derived from them.
-var commands = []*command{verifyCommand, queryCommand, statsCommand, sweepCommand}
+var commands = []*command{verifyCommand, checkpointCommand, queryCommand, statsCommand, sweepCommand}
 
 // groupHelp describes the command groups.
 var groupHelp = map[string]string{
