@@ -36,9 +36,9 @@ const checkpointHeader = "idvault audit checkpoint v1"
 const maxCheckpointLen = 4096
 
 type checkpoint struct {
-	log   string
-	tree  tlog.Tree
-	time  time.Time
+	log    string
+	tree   tlog.Tree
+	time   time.Time
 	final  bool
 	reopen bool
 }
