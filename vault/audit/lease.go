@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -27,7 +28,8 @@ import (
 // whose latest generation says who holds the log until when (or that it
 // was released at Close), and carries the Merkle frontier of a checkpointed
 // prefix of the log, so that the next holder rebuilds its state from that
-// checkpoint and the records after it rather than from the whole log:
+// checkpoint and the records after it rather than from the whole log. It
+// is a note signed with the audit key, whose text is exactly:
 //
 //	idvault audit lease v1
 //	<log ID>
@@ -41,8 +43,10 @@ import (
 // itself a create-only object named by its first sequence number, so two
 // writers that both believe they hold a log collide on their next batch,
 // and the one whose write fails moves to another log without losing a
-// record. The frontier in a lease is unsigned and used only once its root
-// matches a signed checkpoint of the same size.
+// record. The frontier in a lease is used only once its root matches a
+// signed checkpoint of the same size. Verify reads the latest lease of a
+// registered log that holds no record: a signed release, or a frontier of
+// a non-empty log, proves the log had records (so it was deleted).
 const (
 	leasePrefix = auditPrefix + "_lease/"
 	leaseHeader = "idvault audit lease v1"
@@ -66,6 +70,23 @@ type lease struct {
 	expires  time.Time
 	released bool
 	f        frontier
+}
+
+// sign returns the lease as a signed note.
+func (l *lease) sign(s note.Signer) ([]byte, error) {
+	return note.Sign(&note.Note{Text: string(l.marshal())}, s)
+}
+
+// openLease verifies a lease note and parses its text.
+func openLease(msg []byte, known note.Verifiers) (lease, error) {
+	if len(msg) > maxLeaseLen {
+		return lease{}, corruptf("lease longer than %d bytes", maxLeaseLen)
+	}
+	text, _, err := openNote(msg, known)
+	if err != nil {
+		return lease{}, err
+	}
+	return parseLease([]byte(text))
 }
 
 func (l *lease) marshal() []byte {
@@ -130,35 +151,35 @@ func parseLease(b []byte) (lease, error) {
 	return l, nil
 }
 
-// latestLease returns the latest lease generation of log (gen -1: none).
-// An unreadable latest generation is returned as an expired lease with an
-// empty frontier: it blocks nobody for longer than it says.
-func latestLease(ctx context.Context, st store.Store, log string) (lease, int64, error) {
-	gen := int64(-1)
+// latestLease returns the latest lease generation of log (gen -1: none),
+// with ok false when it is not a lease signed by a known key: an expired
+// lease with an empty frontier then, which blocks nobody.
+func latestLease(ctx context.Context, st store.Store, log string, known note.Verifiers) (l lease, gen int64, ok bool, err error) {
+	gen = -1
 	var key string
 	for k, err := range st.List(ctx, leaseDir(log)) {
 		if err != nil {
-			return lease{}, -1, err
+			return lease{}, -1, false, err
 		}
 		if g, ok := parseSeqName(k[len(leaseDir(log)):]); ok && g > gen {
 			gen, key = g, k
 		}
 	}
 	if gen < 0 {
-		return lease{}, -1, nil
+		return lease{}, -1, false, nil
 	}
 	b, err := readSmall(ctx, st, key, maxLeaseLen)
 	if errors.Is(err, store.ErrNotFound) {
-		return lease{log: log}, gen, nil
+		return lease{log: log}, gen, false, nil
 	}
 	if err != nil {
-		return lease{}, -1, err
+		return lease{}, -1, false, err
 	}
-	l, err := parseLease(b)
+	l, err = openLease(b, known)
 	if err != nil || l.log != log {
-		return lease{log: log}, gen, nil
+		return lease{log: log}, gen, false, nil
 	}
-	return l, gen, nil
+	return l, gen, true, nil
 }
 
 // verifierOf returns the verifier of a note signer key (Ed25519).
@@ -326,7 +347,7 @@ func (a *Appender) adopt(ctx context.Context) (bool, error) {
 		if r, _, err := openRegistration(msg, note.VerifierList(a.verifier)); err != nil || r.log != log {
 			continue
 		}
-		l, gen, err := latestLease(ctx, a.st, log)
+		l, gen, _, err := latestLease(ctx, a.st, log, note.VerifierList(a.verifier))
 		if err != nil {
 			return false, err
 		}
@@ -336,7 +357,11 @@ func (a *Appender) adopt(ctx context.Context) (bool, error) {
 		}
 		tried++
 		mine := lease{log: log, holder: a.holder, expires: now.Add(a.opts.LeaseTTL), f: l.f}
-		if err := a.st.Put(ctx, leaseKey(log, gen+1), strings.NewReader(string(mine.marshal())), -1, store.PutOptions{IfAbsent: true}); err != nil {
+		lmsg, err := mine.sign(a.signer)
+		if err != nil {
+			return false, err
+		}
+		if err := a.st.Put(ctx, leaseKey(log, gen+1), bytes.NewReader(lmsg), int64(len(lmsg)), store.PutOptions{IfAbsent: true}); err != nil {
 			if errors.Is(err, store.ErrExists) {
 				continue // someone else took it
 			}
@@ -391,7 +416,11 @@ type leaseState struct {
 // takeLease writes generation 0 of a new log's lease.
 func (a *Appender) takeLease(ctx context.Context, log string) error {
 	l := lease{log: log, holder: a.holder, expires: a.opts.Now().Add(a.opts.LeaseTTL)}
-	err := a.st.Put(ctx, leaseKey(log, 0), strings.NewReader(string(l.marshal())), -1, store.PutOptions{IfAbsent: true})
+	msg, err := l.sign(a.signer)
+	if err != nil {
+		return err
+	}
+	err = a.st.Put(ctx, leaseKey(log, 0), bytes.NewReader(msg), int64(len(msg)), store.PutOptions{IfAbsent: true})
 	if errors.Is(err, store.ErrExists) {
 		// An earlier attempt of ours that reported failure (the ID is new).
 		err = nil
@@ -417,7 +446,11 @@ func (a *Appender) renewLease(ctx context.Context, release bool) {
 		return
 	}
 	l := lease{log: ls.log, holder: a.holder, expires: now.Add(a.opts.LeaseTTL), released: release, f: ls.f}
-	err := a.st.Put(ctx, leaseKey(ls.log, ls.gen+1), strings.NewReader(string(l.marshal())), -1, store.PutOptions{IfAbsent: true})
+	msg, err := l.sign(a.signer)
+	if err != nil {
+		return
+	}
+	err = a.st.Put(ctx, leaseKey(ls.log, ls.gen+1), bytes.NewReader(msg), int64(len(msg)), store.PutOptions{IfAbsent: true})
 	switch {
 	case errors.Is(err, store.ErrExists):
 		ls.lost = true

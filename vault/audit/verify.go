@@ -242,7 +242,9 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 			if lr, err = lv.run(t, hasT); err != nil {
 				return rep, fmt.Errorf("audit: verify log %s: %w", l, err)
 			}
-			checkRegistry(&lr, regs, badRegs, &opts, hasT)
+			if err := checkRegistry(ctx, st, known, &lr, regs, badRegs, &opts, hasT); err != nil {
+				return rep, fmt.Errorf("audit: verify log %s: %w", l, err)
+			}
 		} else {
 			lr = LogReport{Log: l, Problem: &Problem{Log: l, Seq: -1, Class: ClassCorrupt, Detail: "not a valid log ID"}}
 		}
@@ -259,23 +261,36 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 }
 
 // checkRegistry adds what the registry says about one log to its report:
-// a log must be registered, and a registered log must hold records.
-func checkRegistry(lr *LogReport, regs map[string]registration, bad map[string]*Problem, opts *VerifyOptions, trusted bool) {
+// a log must be registered, and a registered log must hold records unless
+// it is being created: registered within UnsignedGrace, with no signed
+// lease saying it was released or had records.
+func checkRegistry(ctx context.Context, st store.Store, known note.Verifiers, lr *LogReport, regs map[string]registration, bad map[string]*Problem, opts *VerifyOptions, trusted bool) error {
 	reg, ok := regs[lr.Log]
 	if ok {
 		lr.Registered = reg.time
 	}
 	if lr.Problem != nil {
-		return
+		return nil
 	}
 	switch {
 	case bad[lr.Log] != nil:
 		lr.Problem = bad[lr.Log]
 	case !ok && lr.Records > 0:
 		lr.Problem = &Problem{Log: lr.Log, Seq: -1, Class: ClassUnregistered, Detail: "no valid registry entry (" + registryKey(lr.Log) + ")"}
-	case ok && lr.Records == 0 && lr.Checkpoints == 0 && !trusted && opts.Now().Sub(reg.time) > opts.UnsignedGrace:
-		lr.Problem = &Problem{Log: lr.Log, Seq: -1, Class: ClassMissing, Detail: "registered " + reg.time.Format(time.RFC3339) + " but holds no record"}
+	case ok && lr.Records == 0 && lr.Checkpoints == 0 && !trusted:
+		missing := opts.Now().Sub(reg.time) > opts.UnsignedGrace
+		if !missing {
+			l, _, valid, err := latestLease(ctx, st, lr.Log, known)
+			if err != nil {
+				return err
+			}
+			missing = valid && (l.released || l.f.n > 0)
+		}
+		if missing {
+			lr.Problem = &Problem{Log: lr.Log, Seq: -1, Class: ClassMissing, Detail: "registered " + reg.time.Format(time.RFC3339) + " but holds no record"}
+		}
 	}
+	return nil
 }
 
 // listLogs returns the log IDs under audit/ in order, and objects directly
