@@ -101,8 +101,9 @@ type Appender struct {
 	holder   string // random ID of this appender in lease objects
 	opts     AppenderOptions
 
-	leaseMu sync.Mutex
+	leaseMu sync.Mutex // guards lease; never held across a store call
 	lease   leaseState
+	renewMu sync.Mutex // serializes renewLease
 
 	ctx    context.Context // store writes; cancelled when Close gives up
 	cancel context.CancelFunc

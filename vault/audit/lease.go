@@ -211,11 +211,134 @@ type loaded struct {
 // Verify.
 var errNotContinuable = errors.New("audit: log cannot be continued")
 
-// loadLog reads what an appender needs to continue log: the frontier of
-// every record, checked against the log's latest signed checkpoint. from is
-// the frontier a lease carried; when its root matches a signed checkpoint
-// of its size, only the records after it are read.
+// loadLog reads what an appender needs to continue log. from is the
+// frontier a lease carried: when its root matches a signed checkpoint of
+// its size, only the batches after it are read, by name, with the
+// checkpoints at their boundaries (a handful of GETs for a log closed
+// cleanly, whatever its length). Otherwise loadLogFull reads the whole log.
 func (a *Appender) loadLog(ctx context.Context, log string, from frontier) (loaded, error) {
+	if from.n == 0 {
+		return a.loadLogFull(ctx, log, frontier{})
+	}
+	var ld loaded
+	at := func(n int64) (plain, final, reopen *checkpoint, err error) {
+		for _, k := range []struct {
+			key string
+			dst **checkpoint
+		}{{checkpointKey(log, n, false), &plain}, {checkpointKey(log, n, true), &final}, {reopenKey(log, n), &reopen}} {
+			c, ok, err := a.checkpointAt(ctx, k.key, log, n)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if ok {
+				*k.dst = &c
+			}
+		}
+		return
+	}
+	plain, final, reopen, err := at(from.n)
+	if err != nil {
+		return ld, err
+	}
+	var base *checkpoint
+	for _, c := range []*checkpoint{plain, final} {
+		if c != nil && c.tree.Hash == from.root() {
+			base = c
+		}
+	}
+	if base == nil {
+		return a.loadLogFull(ctx, log, frontier{})
+	}
+	ld.cp, ld.f = *base, from.clone()
+	if reopen != nil && reopen.tree.Hash == from.root() {
+		ld.cp = *reopen
+	}
+	closedAt := func(final, reopen *checkpoint) bool { return final != nil && reopen == nil }
+	baseClosed := closedAt(final, reopen)
+	var r Record
+	for {
+		key := batchKey(log, ld.f.n)
+		rc, err := a.st.Get(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return ld, err
+		}
+		err = func() error {
+			defer rc.Close()
+			br, err := newBatchReader(rc)
+			if err != nil {
+				return err
+			}
+			for {
+				raw, err := br.next(&r)
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if r.Log != log || r.Seq != ld.f.n {
+					return errNotContinuable
+				}
+				ld.f.add(tlog.RecordHash(raw))
+			}
+		}()
+		if err != nil {
+			var ioe *ioError
+			if errors.As(err, &ioe) {
+				return ld, ioe.err
+			}
+			return ld, errNotContinuable
+		}
+		if baseClosed {
+			// Records after a final checkpoint without a reopen: not ours
+			// to sign.
+			return ld, errNotContinuable
+		}
+		// Checkpoints a crashed writer signed in the tail: they must agree,
+		// and the next one must not be older.
+		plain, final, reopen, err := at(ld.f.n)
+		if err != nil {
+			return ld, err
+		}
+		for _, c := range []*checkpoint{plain, final, reopen} {
+			if c == nil {
+				continue
+			}
+			if c.tree.Hash != ld.f.root() {
+				return ld, errNotContinuable
+			}
+			if !c.time.Before(ld.cp.time) {
+				ld.cp = *c
+			}
+		}
+		baseClosed = closedAt(final, reopen)
+	}
+	ld.closed = ld.cp.final
+	return ld, nil
+}
+
+// checkpointAt reads and checks the checkpoint stored under key, which
+// must be of log at size n; ok is false when it is absent or invalid.
+func (a *Appender) checkpointAt(ctx context.Context, key, log string, n int64) (checkpoint, bool, error) {
+	msg, err := readSmall(ctx, a.st, key, maxCheckpointLen)
+	if errors.Is(err, store.ErrNotFound) {
+		return checkpoint{}, false, nil
+	}
+	if err != nil {
+		return checkpoint{}, false, err
+	}
+	c, _, err := openCheckpoint(msg, note.VerifierList(a.verifier))
+	if err != nil || c.log != log || c.tree.N != n || key != checkpointKeyOf(c) {
+		return checkpoint{}, false, nil
+	}
+	return c, true, nil
+}
+
+// loadLogFull reads the whole log: every checkpoint and every record.
+func (a *Appender) loadLogFull(ctx context.Context, log string, from frontier) (loaded, error) {
 	known := note.VerifierList(a.verifier)
 	var ld loaded
 	var start frontier
@@ -438,9 +561,11 @@ func (a *Appender) takeLease(ctx context.Context, log string) error {
 // passed (or, with release, a released one). Losing the race means another
 // appender took the log: the writer moves on.
 func (a *Appender) renewLease(ctx context.Context, release bool) {
+	a.renewMu.Lock() // one renewal at a time; the writer only reads lost
+	defer a.renewMu.Unlock()
 	a.leaseMu.Lock()
-	defer a.leaseMu.Unlock()
-	ls := &a.lease
+	ls := a.lease
+	a.leaseMu.Unlock()
 	now := a.opts.Now()
 	if ls.log == "" || ls.lost || (!release && now.Sub(ls.renewed) < a.opts.LeaseTTL/3) {
 		return
@@ -451,17 +576,21 @@ func (a *Appender) renewLease(ctx context.Context, release bool) {
 		return
 	}
 	err = a.st.Put(ctx, leaseKey(ls.log, ls.gen+1), bytes.NewReader(msg), int64(len(msg)), store.PutOptions{IfAbsent: true})
+	a.leaseMu.Lock()
 	switch {
+	case a.lease.log != ls.log || a.lease.gen != ls.gen:
+		err = errors.New("moved") // the writer moved to another log meanwhile
 	case errors.Is(err, store.ErrExists):
-		ls.lost = true
-		return
-	case err != nil:
-		return // retried at the next tick
+		a.lease.lost = true
+	case err == nil:
+		a.lease.gen++
+		a.lease.renewed = now
 	}
-	// Older generations are history; keep the store small.
-	_ = a.st.Delete(ctx, leaseKey(ls.log, ls.gen))
-	ls.gen++
-	ls.renewed = now
+	a.leaseMu.Unlock()
+	if err == nil {
+		// Older generations are history; keep the store small.
+		_ = a.st.Delete(ctx, leaseKey(ls.log, ls.gen))
+	}
 }
 
 // leaseLost reports whether the current log's lease was taken by another

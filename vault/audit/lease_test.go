@@ -75,19 +75,20 @@ func TestBoundedLogs(t *testing.T) {
 	}
 }
 
-// getCounter counts Gets of batch objects.
+// getCounter counts Gets of batch objects that exist.
 type getCounter struct {
 	*memstore.Store
 	batches atomic.Int64
 }
 
 func (g *getCounter) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if rest, ok := strings.CutPrefix(key, auditPrefix); ok && rest[0] != '_' {
+	rc, err := g.Store.Get(ctx, key)
+	if rest, ok := strings.CutPrefix(key, auditPrefix); ok && rest[0] != '_' && err == nil {
 		if _, ok := parseSeqName(rest[strings.IndexByte(rest, '/')+1:]); ok {
 			g.batches.Add(1)
 		}
 	}
-	return g.Store.Get(ctx, key)
+	return rc, err
 }
 
 // TestContinueReadsOnlyTheTail: a continued log rebuilds its Merkle
