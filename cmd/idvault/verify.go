@@ -251,6 +251,11 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 			unsealed = append(unsealed, l)
 		}
 	}
+	for _, l := range rep.Logs {
+		if l.Registered.IsZero() && l.Problem == nil && l.Records > 0 {
+			fmt.Fprintf(c.stderr, "note: log %s has no registry entry (written before logs were registered): its records are signed, but only --state or a witness would notice it vanish\n", l.Log)
+		}
+	}
 	for _, l := range unsealed {
 		fmt.Fprintf(c.stderr, "warning: log %s: the last %d records are not covered by any signed checkpoint yet, so edits to them cannot be detected; query and stats leave them out\n", l.Log, l.Unsealed)
 	}

@@ -483,7 +483,7 @@ func TestVerifyWhileAppending(t *testing.T) {
 	var appended atomic.Int64
 	for range 4 {
 		wg.Go(func() {
-			for i := 0; ; i++ {
+			for i := 0; appended.Load() < 3000; i++ { // bounded: each Verify reads the whole log
 				select {
 				case <-stop:
 					return

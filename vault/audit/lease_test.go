@@ -388,7 +388,7 @@ func TestVanishedAndForgedLogs(t *testing.T) {
 				st.SetBytes(k, b)
 			}
 		}
-		checkProblem(t, st, vkey, VerifyOptions{Now: soonAfterBuild}, "fake", ClassUnregistered, -1)
+		checkProblem(t, st, vkey, VerifyOptions{Now: soonAfterBuild}, "fake", ClassUnregistered, 0)
 		// Query with verified records only lists none of them.
 		rep, _ := Verify(ctx, st, vkey, VerifyOptions{Now: soonAfterBuild})
 		for r, err := range Scan(ctx, st, Filter{Verified: rep.VerifiedSizes()}) {

@@ -68,8 +68,10 @@ const (
 	// records (a log copied in, or one whose checkpoints were deleted).
 	ClassUnsigned Class = "unsigned"
 	// ClassUnregistered: a log without a valid registry entry
-	// (audit/_registry/<log>), which every appender writes before a log's first
-	// record.
+	// (audit/_registry/<log>), which every appender writes before a log's
+	// first record, holding records no valid checkpoint covers. (A log all
+	// of whose records are signed is reported with a zero
+	// LogReport.Registered, not as a problem: it predates the registry.)
 	ClassUnregistered Class = "unregistered"
 	// ClassMissing: a registered log, or one the caller verified before
 	// (VerifyOptions.Trusted), that is gone or empty: deleted as a whole.
@@ -196,13 +198,15 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 	if opts.UnsignedGrace <= 0 {
 		opts.UnsignedGrace = DefaultUnsignedGrace
 	}
-	regs, badRegs, err := readRegistry(ctx, st, known)
-	if err != nil {
-		return nil, fmt.Errorf("audit: verify: reading the log registry: %w", err)
-	}
 	logs, strays, err := listLogs(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("audit: verify: %w", err)
+	}
+	// After the listing: a log's entry is written before its first record,
+	// so every log listed is in this read of the registry.
+	regs, badRegs, err := readRegistry(ctx, st, known)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify: reading the log registry: %w", err)
 	}
 	seen := make(map[string]bool, len(logs))
 	for _, l := range logs {
@@ -275,8 +279,13 @@ func checkRegistry(ctx context.Context, st store.Store, known note.Verifiers, lr
 	switch {
 	case bad[lr.Log] != nil:
 		lr.Problem = bad[lr.Log]
-	case !ok && lr.Records > 0:
-		lr.Problem = &Problem{Log: lr.Log, Seq: -1, Class: ClassUnregistered, Detail: "no valid registry entry (" + registryKey(lr.Log) + ")"}
+	case !ok && lr.Records > lr.Verified.N:
+		// Every appender registers a log before its first record, so
+		// records nobody signed in a log nobody registered were not
+		// written by one. (A log whose records are all signed is
+		// authentic whether registered or not: one written before the
+		// registry existed.)
+		lr.Problem = &Problem{Log: lr.Log, Seq: lr.Verified.N, Class: ClassUnregistered, Detail: "no valid registry entry (" + registryKey(lr.Log) + ") and records no checkpoint covers"}
 	case ok && lr.Records == 0 && lr.Checkpoints == 0 && !trusted:
 		missing := opts.Now().Sub(reg.time) > opts.UnsignedGrace
 		if !missing {
