@@ -5,18 +5,20 @@
 //
 // Usage:
 //
-//	idvault audit verify [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE] [--require-sealed]
-//	idvault audit query  [--store URL] [filters] [--format FORMAT] [--limit N]
-//	idvault audit stats  [--store URL] [filters] [--format FORMAT]
-//	idvault sweep        --as PRINCIPAL [--store URL] --kek-file FILE [--passphrase-file FILE]
-//	idvault token rotate --as PRINCIPAL [--reason TEXT] [--store URL] --kek-file FILE [--passphrase-file FILE]
-//	idvault init         [--store] URL --key-bucket BUCKET --kek-file FILE [--passphrase-file FILE] [--create-kek] [--max-retention DURATION]
+//	idvault audit verify     [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE] [--witness FILE] [--format FORMAT]
+//	idvault audit checkpoint [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--out FILE]
+//	idvault audit query      [--store URL] [filters] [--unverified] [--format FORMAT] [--limit N] [--after CURSOR] [--follow]
+//	idvault audit stats      [--store URL] [filters] [--unverified] [--format FORMAT]
+//	idvault sweep            --as PRINCIPAL [--store URL] --kek-file FILE [--passphrase-file FILE]
+//	idvault token rotate     --as PRINCIPAL [--reason TEXT] [--store URL] --kek-file FILE [--passphrase-file FILE]
+//	idvault init             [--store] URL --key-bucket BUCKET --kek-file FILE [--passphrase-file FILE] [--create-kek] [--max-retention DURATION]
 //	idvault version
 //	idvault help [command]
 //
 // Filters: --since TIME, --until TIME (RFC 3339, a date, or a signed duration
 // from now such as -24h or -7d), --principal PRINCIPAL, --object ID,
-// --event EVENT, --outcome OUTCOME, --log LOG. FORMAT is json or table.
+// --event EVENT, --outcome OUTCOME, --log LOG. FORMAT is json or table (and
+// ocsf for query; json or text for verify).
 //
 // The store is named by --store or $IDVAULT_STORE: a directory (a plain path
 // or file:///abs/path) or s3://bucket?endpoint=host:port&tls=false&prefix=p&region=r.
@@ -32,14 +34,19 @@
 // (or there is no audit log at all), 2 on usage or I/O errors. Pin the
 // verifier key (the vault's AuditVerifierKey) with --verifier-key or
 // --verifier-key-file: the copy the vault publishes in the store proves only
-// internal consistency. With --state FILE it remembers the latest verified
-// tree of each log and catches a log rolled back as a whole next time.
+// internal consistency. With --state FILE it pins the key on first use and
+// remembers the latest verified tree of each log and which logs were
+// closed, and catches a log rolled back, deleted or reopened next time;
+// with --witness FILE it checks the store against heads printed earlier by
+// audit checkpoint (signed notes, for a witness outside the store).
 //
 // audit query writes JSON lines by default (stable field names, times in
-// RFC 3339 with nanoseconds, UTC) and aligned columns with --format table.
-// audit stats counts, per principal and hour, grants, redemptions, refusals
-// and distinct documents, with a total row. Neither checks signatures: run
-// verify first.
+// RFC 3339 with nanoseconds, UTC), aligned columns with --format table and
+// OCSF events with --format ocsf, ordered by time; --follow streams new
+// records as checkpoints seal them, resumable with --after CURSOR.
+// audit stats counts, per principal and hour, grants, redemptions (images
+// released), refusals and distinct documents, with a total row. Both show
+// only records a valid signed checkpoint covers unless --unverified.
 //
 // Run "idvault help <command>" for the details of each command.
 package main

@@ -50,13 +50,14 @@ type command struct {
 }
 
 // commands lists the leaf commands; groups ("audit") are derived from them.
-var commands = []*command{verifyCommand, queryCommand, statsCommand, sweepCommand, initCommand, tokenRotateCommand, versionCommand}
+var commands = []*command{verifyCommand, checkpointCommand, queryCommand, statsCommand, sweepCommand, initCommand, tokenRotateCommand, versionCommand}
 
 // groupHelp describes the command groups.
 var groupHelp = map[string]string{
 	"audit": `Work with the vault's tamper-evident audit log: check that nobody edited,
-deleted or rolled it back (verify), ask who touched what and when (query),
-and count accesses per principal per hour (stats).
+deleted or rolled it back (verify), hand its signed heads to a witness
+outside the store (checkpoint), ask who touched what and when (query), and
+count accesses per principal per hour (stats).
 
 Example:
   idvault audit verify --store /var/lib/idvault --verifier-key-file audit.pub --state verify.state
@@ -181,7 +182,7 @@ func groupUsage(w io.Writer, group string) {
 func listCommands(w io.Writer, prefix string) {
 	for _, cmd := range commands {
 		if strings.HasPrefix(cmd.path, prefix) {
-			fmt.Fprintf(w, "  %-14s %s\n", cmd.path, cmd.summary)
+			fmt.Fprintf(w, "  %-17s %s\n", cmd.path, cmd.summary)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -20,21 +21,28 @@ import (
 // filterFlags are the record filters shared by query and stats.
 type filterFlags struct {
 	store, since, until, principal, object, event, outcome, log, format *string
+	keys                                                                *keyFlags
+	unverified                                                          *bool
 }
 
 func addFilterFlags(fs *flag.FlagSet) *filterFlags {
 	return &filterFlags{
-		store:     storeFlag(fs),
-		since:     fs.String("since", "", "only records at or after `TIME`: RFC 3339, a date (2021-04-20, UTC), a signed duration from now (-24h, -7d) or now"),
-		until:     fs.String("until", "", "only records before `TIME` (same forms as --since)"),
-		principal: fs.String("principal", "", "only records of `PRINCIPAL` (exact match)"),
-		object:    fs.String("object", "", "only records of the object `ID` (hex)"),
-		event:     fs.String("event", "", "only this `EVENT`: put, grant, redeem, delete, expire, erase, hold, release, rotate, alert, sweep, open"),
-		outcome:   fs.String("outcome", "", "only this `OUTCOME`: ok, refused, error"),
-		log:       fs.String("log", "", "only the log `LOG` (its ID)"),
-		format:    fs.String("format", "json", "output `FORMAT`: json (one object per line) or table (aligned columns for people)"),
+		store:      storeFlag(fs),
+		since:      fs.String("since", "", "only records at or after `TIME`: RFC 3339, a date (2021-04-20, UTC), a signed duration from now (-24h, -7d) or now"),
+		until:      fs.String("until", "", "only records before `TIME` (same forms as --since)"),
+		principal:  fs.String("principal", "", "only records of `PRINCIPAL` (exact match)"),
+		object:     fs.String("object", "", "only records of the object `ID` (hex)"),
+		event:      fs.String("event", "", "only this `EVENT`: "+strings.Join(knownEvents, ", ")),
+		outcome:    fs.String("outcome", "", "only this `OUTCOME`: ok, refused, error"),
+		log:        fs.String("log", "", "only the log `LOG` (its ID)"),
+		format:     fs.String("format", "json", "output `FORMAT`: json (one object per line), table (aligned columns for people) or, for query, ocsf (OCSF events, one per line)"),
+		keys:       addKeyFlags(fs),
+		unverified: fs.Bool("unverified", false, "also show records no valid checkpoint covers yet (a live writer's last second, or records someone without the key wrote), marked unverified"),
 	}
 }
+
+// knownEvents are the events --event accepts: what the vault writes.
+var knownEvents = []string{"put", "grant", "redeem", "delete", "expire", "erase", "hold", "release", "rotate", "alert", "sweep", "open"}
 
 // filter checks the flags and builds the audit filter.
 func (ff *filterFlags) filter(now time.Time) (audit.Filter, error) {
@@ -61,8 +69,8 @@ func (ff *filterFlags) filter(now time.Time) (audit.Filter, error) {
 		f.Object = o
 	}
 	if e := *ff.event; e != "" {
-		if !isToken(e, audit.MaxEventLen) {
-			return f, errors.New("--event must be an event name such as grant or redeem")
+		if !slices.Contains(knownEvents, e) {
+			return f, errors.New("--event must be one of " + strings.Join(knownEvents, ", "))
 		}
 		f.Event = audit.Event(e)
 	}
@@ -80,11 +88,6 @@ func (ff *filterFlags) filter(now time.Time) (audit.Filter, error) {
 		}
 		f.Log = l
 	}
-	switch *ff.format {
-	case "json", "table":
-	default:
-		return f, errors.New("--format must be json or table")
-	}
 	return f, nil
 }
 
@@ -97,47 +100,91 @@ func isHex(s string) bool {
 	return len(s) <= audit.MaxHexLen
 }
 
-func isToken(s string, max int) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return len(s) <= max
-}
-
 var queryCommand = &command{
 	path:    "audit query",
 	summary: "list audit records: who touched what, when, why",
-	usage:   "audit query [--store URL] [--since TIME] [--until TIME] [--principal PRINCIPAL] [--object ID] [--event EVENT] [--outcome OUTCOME] [--log LOG] [--format FORMAT] [--limit N]",
-	help: `Lists the audit records that match every filter given, in (log, sequence)
-order, as JSON lines (one object per record) or, with --format table, as
-aligned columns for people. Query does not check signatures: run
-"idvault audit verify" first to know the records can be trusted.
+	usage:   "audit query [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--since TIME] [--until TIME] [--principal PRINCIPAL] [--object ID] [--event EVENT] [--outcome OUTCOME] [--log LOG] [--unverified] [--format FORMAT] [--limit N] [--after CURSOR] [--follow [--poll DURATION] [--timeout DURATION]]",
+	help: `Lists the audit records that match every filter given, ordered by time
+(records of one log in sequence order), as JSON lines (one object per
+record), as aligned columns for people (--format table, IDs shortened to
+12 characters), or as OCSF events (--format ocsf, below).
+
+Only verified records are listed: query first runs the checks of
+"idvault audit verify" and keeps the records a valid signed checkpoint
+covers, with a warning when it finds a problem. --unverified lists the
+others too, marked: "verified": false in JSON, UNVERIFIED in the table,
+metadata.labels ["unverified"] in OCSF.
+
+A redemption with outcome ok means the image was released, and nothing
+else does: a replayed token, a deleted or tampered document is one
+refused record with its reason. Count released images as
+--event redeem --outcome ok.
 
 JSON fields, always present: time (RFC 3339 with nanoseconds, UTC), log,
 seq, event, outcome, reason, object, principal, purpose, token_id,
-remote_addr, subject (a keyed hash, never the raw subject), detail.
+remote_addr, subject (a keyed hash, never the raw subject), detail, and
+verified (false only with --unverified).
 
-The vault writes a redemption's record while it spends the token, so both
-are durable before a byte leaves. When the spend loses (a replayed token)
-the "redeem ok" record is followed by a refusal whose detail reads
-"not served: supersedes <log> seq <n>"; that record was not served. Failed
-uploads are marked the same way ("not stored: supersedes ...").
+Streaming (for a SIEM): --follow keeps running and prints each new record
+once a signed checkpoint covers it, polling every --poll; --timeout ends it
+(exit 0). After each pass, and at the end of a run without --follow, the
+cursor is printed on stderr as "cursor: c1:<log>=<next seq>,...";
+--after CURSOR resumes after it, so a collector that restarts loses and
+repeats nothing. Each pass re-verifies the store (linear in its size).
+
+OCSF (--format ocsf, schema 1.3.0): one JSON event per line.
+  class_uid        6003 API Activity (category_uid 6, Application Activity);
+                   1001 File System Activity (category_uid 1, System
+                   Activity) for delete, expire and erase
+  activity_id      API: 1 Create (put, grant), 2 Read (redeem), 3 Update
+                   (hold, release, rotate), 4 Delete (delete, erase,
+                   expire), 99 Other (alert, sweep, open); File System: 4
+                   Delete; activity_name and type_uid (class_uid*100 +
+                   activity_id) follow
+  time             the record's time, milliseconds since the epoch
+  status_id        1 Success (outcome ok), 2 Failure (refused, error);
+                   status "Success"/"Failure"; status_code the outcome
+  status_detail    the refusal reason (token-replayed, wrong-principal,
+                   quota-exceeded, ...) or, on an alert, its kind
+                   (bulk-access, refusal-burst, canary-touched, ...)
+  severity_id      1 Informational; 2 Low for a refusal; 4 High for an
+                   alert, 5 Critical for canary-touched
+  message          "<event> <outcome>[: <reason>][ (<detail>)]"
+  actor.user.uid   the principal (who acted, or was granted)
+  api.operation    the event (API Activity only)
+  api.request.uid  the token ID (hex), when there is one
+  resources[0]     {uid: object ID, type: "identity-document"} (API Activity)
+  file             {uid: object ID, name: object ID, type_id: 1} (File System)
+  src_endpoint     {ip, port} from the requester's address
+  metadata         version "1.3.0", product {name "idvault", vendor_name
+                   "idvault"}, uid "<log>:<seq>", log_name the log,
+                   sequence the seq, labels ["unverified"] when so
+  unmapped         {purpose, subject (keyed hash), detail, reason, outcome}
 
 Example: every refused redemption in the last day, for people
   idvault audit query --store /var/lib/idvault --event redeem --outcome refused --since -24h --format table
 
-Example: everything one principal did in a window, for jq
-  idvault audit query --principal reviewer-7 --since 2021-04-20 --until 2021-04-27 | jq .object
+Example: a SIEM feed that resumes where it stopped
+  idvault audit query --store /var/lib/idvault --format ocsf --follow --after "$(cat cursor)" 2>>collector.log
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		ff := addFilterFlags(fs)
 		limit := fs.Int("limit", 0, "stop after `N` records (0: no limit)")
+		after := fs.String("after", "", "only records after `CURSOR` (printed on stderr by an earlier run)")
+		follow := fs.Bool("follow", false, "keep running: print new records as signed checkpoints cover them")
+		poll := fs.Duration("poll", 2*time.Second, "with --follow, look for new records every `DURATION`")
+		timeout := fs.Duration("timeout", 0, "stop after `DURATION` (0: never), exit 0")
 		return func(ctx context.Context, c *cli) int {
-			return c.query(ctx, ff, *limit)
+			return c.query(ctx, ff, queryArgs{limit: *limit, after: *after, follow: *follow, poll: *poll, timeout: *timeout})
 		}
 	},
+}
+
+type queryArgs struct {
+	limit         int
+	after         string
+	follow        bool
+	poll, timeout time.Duration
 }
 
 // jsonRecord is the JSON line of one record. The field names are part of
@@ -156,6 +203,7 @@ type jsonRecord struct {
 	RemoteAddr string `json:"remote_addr"`
 	Subject    string `json:"subject"`
 	Detail     string `json:"detail"`
+	Verified   bool   `json:"verified"`
 }
 
 func toJSONRecord(r audit.Record) jsonRecord {
@@ -173,6 +221,7 @@ func toJSONRecord(r audit.Record) jsonRecord {
 		RemoteAddr: r.RemoteAddr,
 		Subject:    r.Subject,
 		Detail:     r.Detail,
+		Verified:   true,
 	}
 }
 
@@ -184,13 +233,31 @@ const tableFlushRows = 1000
 // nanoseconds).
 const tableTime = "2006-01-02T15:04:05.000Z07:00"
 
-func (c *cli) query(ctx context.Context, ff *filterFlags, limit int) int {
+func (c *cli) query(ctx context.Context, ff *filterFlags, a queryArgs) int {
 	f, err := ff.filter(c.now)
 	if err != nil {
 		return c.usageError(err.Error())
 	}
-	if limit < 0 {
+	switch *ff.format {
+	case "json", "table", "ocsf":
+	default:
+		return c.usageError("--format must be json, table or ocsf")
+	}
+	switch {
+	case a.limit < 0:
 		return c.usageError("--limit must not be negative")
+	case a.follow && *ff.unverified:
+		return c.usageError("--follow streams verified records only; drop --unverified")
+	case a.follow && a.limit > 0:
+		return c.usageError("--follow and --limit do not go together")
+	case a.poll <= 0 || a.timeout < 0:
+		return c.usageError("--poll must be positive and --timeout not negative")
+	}
+	cur := cursor{}
+	if a.after != "" {
+		if cur, err = parseCursor(a.after); err != nil {
+			return c.usageError(err.Error())
+		}
 	}
 	spec, err := c.storeSpecFrom(*ff.store)
 	if err != nil {
@@ -200,53 +267,127 @@ func (c *cli) query(ctx context.Context, ff *filterFlags, limit int) int {
 	if err != nil {
 		return c.fail(err)
 	}
+	key, code := c.resolveKey(ctx, st, ff.keys)
+	if code != 0 {
+		return code
+	}
+	if a.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.timeout)
+		defer cancel()
+	}
 	out := bufio.NewWriterSize(c.stdout, 64<<10)
-	var emit func(audit.Record) error
-	var finish func() error
-	switch *ff.format {
-	case "table":
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		header := "TIME\tLOG\tSEQ\tEVENT\tOUTCOME\tREASON\tOBJECT\tPRINCIPAL\tPURPOSE\tTOKEN-ID\tREMOTE\tSUBJECT\tDETAIL\n"
-		io.WriteString(tw, header)
-		rows := 0
-		emit = func(r audit.Record) error {
-			_, err := fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-				r.Time.UTC().Format(tableTime), cell(r.Log), r.Seq, cell(string(r.Event)), cell(string(r.Outcome)),
-				cell(r.Reason), cell(r.Object), cell(r.Principal), cell(r.Purpose), cell(r.TokenID),
-				cell(r.RemoteAddr), cell(r.Subject), cell(r.Detail))
-			if rows++; err == nil && rows%tableFlushRows == 0 {
-				err = tw.Flush()
+	emit, finish := c.recordWriter(out, *ff.format)
+	n := 0
+	for pass := 0; ; pass++ {
+		src, code := c.openSource(ctx, st, key, f, *ff.unverified, cur, pass > 0)
+		if code != 0 {
+			if ctx.Err() != nil && (a.follow || a.timeout > 0) {
+				break // --timeout, or an interrupt while following
 			}
-			return err
+			return code
 		}
-		finish = tw.Flush
+		cut := false
+		for r, err := range src.records(ctx) {
+			if err != nil {
+				finish()
+				out.Flush()
+				if ctx.Err() != nil && (a.follow || a.timeout > 0) {
+					return exitOK
+				}
+				return c.fail(fmt.Errorf("reading the audit log: %w", err))
+			}
+			if err := emit(r.Record, r.verified); err != nil {
+				return c.fail(err)
+			}
+			cur.saw(r.Log, r.Seq)
+			if n++; a.limit > 0 && n >= a.limit {
+				cut = true
+				break
+			}
+		}
+		if !cut {
+			cur.advance(src.sizes)
+		}
+		if err := finish(); err != nil {
+			return c.fail(err)
+		}
+		if err := out.Flush(); err != nil {
+			return c.fail(err)
+		}
+		if !*ff.unverified {
+			fmt.Fprintf(c.stderr, "cursor: %s\n", cur)
+		}
+		if !a.follow || cut {
+			break
+		}
+		t := time.NewTimer(a.poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return exitOK
+		case <-t.C:
+		}
+	}
+	return exitOK
+}
+
+// recordWriter returns the function that prints one record in format,
+// and the one to call at the end of a pass.
+func (c *cli) recordWriter(out io.Writer, format string) (func(audit.Record, bool) error, func() error) {
+	switch format {
+	case "table":
+		var tw *tabwriter.Writer
+		rows := 0
+		start := func() {
+			tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			io.WriteString(tw, "TIME\tLOG\tSEQ\tEVENT\tOUTCOME\tREASON\tOBJECT\tPRINCIPAL\tPURPOSE\tTOKEN-ID\tREMOTE\tSUBJECT\tDETAIL\tVERIFIED\n")
+		}
+		start()
+		return func(r audit.Record, verified bool) error {
+				v := "yes"
+				if !verified {
+					v = "UNVERIFIED"
+				}
+				_, err := fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+					r.Time.UTC().Format(tableTime), shortID(r.Log), r.Seq, cell(string(r.Event)), cell(string(r.Outcome)),
+					cell(r.Reason), shortID(r.Object), cell(r.Principal), cell(r.Purpose), shortID(r.TokenID),
+					cell(r.RemoteAddr), shortID(r.Subject), cell(r.Detail), v)
+				if rows++; err == nil && rows%tableFlushRows == 0 {
+					err = tw.Flush()
+				}
+				return err
+			}, func() error {
+				err := tw.Flush()
+				rows = 0
+				return err
+			}
+	case "ocsf":
+		enc := json.NewEncoder(out)
+		enc.SetEscapeHTML(false)
+		return func(r audit.Record, verified bool) error { return enc.Encode(toOCSF(r, verified)) }, func() error { return nil }
 	default:
 		enc := json.NewEncoder(out)
 		enc.SetEscapeHTML(false)
-		emit = func(r audit.Record) error { return enc.Encode(toJSONRecord(r)) }
-		finish = func() error { return nil }
+		return func(r audit.Record, verified bool) error {
+			j := toJSONRecord(r)
+			j.Verified = verified
+			return enc.Encode(j)
+		}, func() error { return nil }
 	}
-	n := 0
-	for r, err := range audit.Scan(ctx, st, f) {
-		if err != nil {
-			finish()
-			out.Flush()
-			return c.fail(fmt.Errorf("reading the audit log: %w", err))
-		}
-		if err := emit(r); err != nil {
-			return c.fail(err)
-		}
-		if n++; limit > 0 && n >= limit {
-			break
-		}
+}
+
+// shortIDLen is how much of a hex ID a table shows: enough to tell
+// documents apart by eye and to grep the JSON for the rest.
+const shortIDLen = 12
+
+// shortID renders a hex ID for a table: its first shortIDLen characters
+// and "..".
+func shortID(s string) string {
+	if len(s) > shortIDLen {
+		return cell(s[:shortIDLen]) + ".."
 	}
-	if err := finish(); err != nil {
-		return c.fail(err)
-	}
-	if err := out.Flush(); err != nil {
-		return c.fail(err)
-	}
-	return exitOK
+	return cell(s)
 }
 
 // cell renders a field for a table: "-" when empty, quoted when it holds

@@ -12,7 +12,7 @@ import (
 )
 
 // queryFields are the JSON field names query promises, in order.
-var queryFields = []string{"time", "log", "seq", "event", "outcome", "reason", "object", "principal", "purpose", "token_id", "remote_addr", "subject", "detail"}
+var queryFields = []string{"time", "log", "seq", "event", "outcome", "reason", "object", "principal", "purpose", "token_id", "remote_addr", "subject", "detail", "verified"}
 
 // decodeLines parses JSON lines strictly into records, checking that every
 // line has exactly the promised fields.
@@ -49,8 +49,8 @@ func decodeLines(t *testing.T, out string) []jsonRecord {
 	return recs
 }
 
-// fixtureRecords returns the fixture's records as query should print them,
-// in (log, seq) order.
+// fixtureRecords returns the fixture's records as query should print them:
+// in time order (ties: log, then seq).
 func fixtureRecords(fx *fixture) []jsonRecord {
 	var all []jsonRecord
 	for i, recs := range [][]audit.Record{fixtureLogA(), fixtureLogB()} {
@@ -59,7 +59,17 @@ func fixtureRecords(fx *fixture) []jsonRecord {
 			all = append(all, toJSONRecord(r))
 		}
 	}
-	slices.SortStableFunc(all, func(a, b jsonRecord) int { return strings.Compare(a.Log, b.Log) })
+	slices.SortStableFunc(all, func(a, b jsonRecord) int {
+		ta, _ := time.Parse(time.RFC3339Nano, a.Time)
+		tb, _ := time.Parse(time.RFC3339Nano, b.Time)
+		if c := ta.Compare(tb); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Log, b.Log); c != 0 {
+			return c
+		}
+		return int(a.Seq - b.Seq)
+	})
 	return all
 }
 

@@ -112,6 +112,9 @@ func TestS3Tamper(t *testing.T) {
 		if obj.Err != nil {
 			t.Fatal(obj.Err)
 		}
+		if strings.Contains(obj.Key, "/_lease/") {
+			continue // leases: hints between writers, never believed by Verify
+		}
 		names = append(names, obj.Key)
 	}
 	if len(names) < 10 {

@@ -23,13 +23,14 @@ func TestStateRoundTrip(t *testing.T) {
 		{Logs: map[string]tlog.Tree{}},
 		{Logs: map[string]tlog.Tree{"log-1": {N: 1, Hash: hashA}}},
 		{Logs: map[string]tlog.Tree{"b": {N: 1 << 40, Hash: hashB}, "a": {N: 7, Hash: hashA}}},
+		{Key: testVerifierKey, Logs: map[string]tlog.Tree{"a": {N: 7, Hash: hashA}}, Finals: map[string]int64{"a": 5}},
 	} {
 		b := s.marshal()
 		got, err := parseState(b)
 		if err != nil {
 			t.Fatalf("parse of %s: %v", b, err)
 		}
-		if len(got.Logs) != len(s.Logs) {
+		if len(got.Logs) != len(s.Logs) || got.Key != s.Key || len(got.Finals) != len(s.Finals) || got.Finals["a"] != s.Finals["a"] {
 			t.Fatalf("got %v, want %v", got, s)
 		}
 		for id, tr := range s.Logs {
@@ -51,7 +52,13 @@ func TestParseStateRejects(t *testing.T) {
 		`null`,
 		`[]`,
 		`{"logs":{}}`,
-		`{"version":2,"logs":{}}`,
+		`{"version":3,"logs":{}}`,
+		`{"version":1,"verifier_key":"` + testVerifierKey + `","logs":{}}`,
+		`{"version":2,"verifier_key":"PRIVATE+KEY+x","logs":{}}`,
+		`{"version":2,"verifier_key":"not a key","logs":{}}`,
+		`{"version":2,"logs":{"a":{"size":1,"hash":"` + h + `","final":2}}}`,
+		`{"version":2,"logs":{"a":{"size":1,"hash":"` + h + `","final":-1}}}`,
+		`{"version":1,"logs":{"a":{"size":1,"hash":"` + h + `","final":1}}}`,
 		`{"version":1,"logs":{},"extra":true}`,
 		`{"version":1,"logs":{"a":{"size":1,"hash":"` + h + `","x":1}}}`,
 		`{"version":1,"logs":{"a":{"size":0,"hash":"` + h + `"}}}`,
@@ -80,7 +87,10 @@ func TestStateMerge(t *testing.T) {
 		{Log: "b", Verified: tlog.Tree{N: 3, Hash: hashA}},
 		{Log: "c"}, // nothing verified yet: not remembered
 	}}
-	got := old.merge(rep)
+	got := old.merge(rep, testVerifierKey)
+	if got.Key != testVerifierKey {
+		t.Errorf("key not pinned: %q", got.Key)
+	}
 	want := map[string]tlog.Tree{"a": {N: 9, Hash: hashB}, "b": {N: 3, Hash: hashA}, "gone": {N: 2, Hash: hashB}}
 	if len(got.Logs) != len(want) {
 		t.Fatalf("got %v", got.Logs)
@@ -91,7 +101,7 @@ func TestStateMerge(t *testing.T) {
 		}
 	}
 	// Never backwards.
-	back := got.merge(&audit.Report{Logs: []audit.LogReport{{Log: "a", Verified: tlog.Tree{N: 4, Hash: hashA}}}})
+	back := got.merge(&audit.Report{Logs: []audit.LogReport{{Log: "a", Verified: tlog.Tree{N: 4, Hash: hashA}}}}, testVerifierKey)
 	if back.Logs["a"] != want["a"] {
 		t.Errorf("merge moved a log backwards: %v", back.Logs["a"])
 	}
@@ -137,6 +147,7 @@ func FuzzParseState(f *testing.F) {
 	f.Add(state{Logs: map[string]tlog.Tree{"a": {N: 3, Hash: hashA}, "b": {N: 1, Hash: hashB}}}.marshal())
 	f.Add([]byte(`{"version":1,"logs":{"a":{"size":1,"hash":"x"}}}`))
 	f.Add([]byte(`{"version":1,"logs":null}`))
+	f.Add(state{Key: testVerifierKey, Logs: map[string]tlog.Tree{"a": {N: 3, Hash: hashA}}, Finals: map[string]int64{"a": 3}}.marshal())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := parseState(b)
 		if err != nil {
@@ -151,8 +162,13 @@ func FuzzParseState(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse of %s: %v", s.marshal(), err)
 		}
-		if len(again.Logs) != len(s.Logs) {
-			t.Fatalf("round trip changed the logs")
+		if len(again.Logs) != len(s.Logs) || again.Key != s.Key || len(again.Finals) != len(s.Finals) {
+			t.Fatalf("round trip changed the state")
+		}
+		for id, n := range s.Finals {
+			if again.Finals[id] != n || n < 1 || n > s.Logs[id].N {
+				t.Fatalf("log %q: final %d vs %d", id, n, again.Finals[id])
+			}
 		}
 		for id, tr := range s.Logs {
 			if !audit.ValidLogID(id) || tr.N < 1 || again.Logs[id] != tr {
@@ -161,3 +177,6 @@ func FuzzParseState(f *testing.F) {
 		}
 	})
 }
+
+// testVerifierKey is a well-formed verifier key that verifies nothing here.
+const testVerifierKey = "idvault-test+4a5adc64+AaqGVWMaveWaCJjPSD6eXlRQTtwfZ3vlRlLb6FsBbEsH"

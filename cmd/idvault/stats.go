@@ -18,12 +18,13 @@ import (
 var statsCommand = &command{
 	path:    "audit stats",
 	summary: "count grants, redemptions, refusals and documents per principal per hour",
-	usage:   "audit stats [--store URL] [--since TIME] [--until TIME] [--principal PRINCIPAL] [--object ID] [--event EVENT] [--outcome OUTCOME] [--log LOG] [--format FORMAT]",
+	usage:   "audit stats [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--since TIME] [--until TIME] [--principal PRINCIPAL] [--object ID] [--event EVENT] [--outcome OUTCOME] [--log LOG] [--unverified] [--format FORMAT]",
 	help: `Counts, per principal and per hour (UTC), over the records that match the
 filters (the same as for query):
 
   grants       grant records with outcome ok (tokens issued)
-  redemptions  redeem records with outcome ok (plaintext released)
+  redemptions  redeem records with outcome ok: images released, exactly
+               (a replay, a deleted or tampered document is a refusal)
   refusals     records with outcome refused, of any event
   documents    distinct object IDs in the principal's grant and redeem
                records of that hour, whatever their outcome
@@ -147,6 +148,9 @@ func (c *cli) stats(ctx context.Context, ff *filterFlags) int {
 	if err != nil {
 		return c.usageError(err.Error())
 	}
+	if *ff.format != "json" && *ff.format != "table" {
+		return c.usageError("--format must be json or table")
+	}
 	spec, err := c.storeSpecFrom(*ff.store)
 	if err != nil {
 		return c.usageError(err.Error())
@@ -155,12 +159,20 @@ func (c *cli) stats(ctx context.Context, ff *filterFlags) int {
 	if err != nil {
 		return c.fail(err)
 	}
+	key, code := c.resolveKey(ctx, st, ff.keys)
+	if code != 0 {
+		return code
+	}
+	src, code := c.openSource(ctx, st, key, f, *ff.unverified, cursor{}, false)
+	if code != 0 {
+		return code
+	}
 	agg := newStatsAgg()
-	for r, err := range audit.Scan(ctx, st, f) {
+	for r, err := range src.records(ctx) {
 		if err != nil {
 			return c.fail(fmt.Errorf("reading the audit log: %w", err))
 		}
-		agg.add(r)
+		agg.add(r.Record)
 	}
 	out := bufio.NewWriter(c.stdout)
 	if *ff.format == "table" {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
@@ -27,15 +30,21 @@ const maxKeyFile = 64 << 10
 var verifyCommand = &command{
 	path:    "audit verify",
 	summary: "check the audit log for edits, deletions, forks and rollbacks",
-	usage:   "audit verify [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE] [--require-sealed]",
+	usage:   "audit verify [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE] [--witness FILE] [--require-sealed] [--format text|json]",
 	help: `Reads every audit log in the store and checks each record against the signed
 checkpoints: edited, deleted, reordered, duplicated or inserted records,
 truncation, bad or foreign signatures, forked or rolled-back checkpoints.
+Every log must be registered (audit/_registry/<log>, written and signed
+before its first record), so a log copied in is caught, and every
+registered log must still hold records, so a log deleted as a whole is
+caught. A log with records but no valid checkpoint fails once its newest
+record is older than --unsigned-grace: a writer signs within seconds.
 
 Prints one line per log (records, checkpoints, verified size) and a final
-line, OK or FAILED: <first problem>. Exit status 0 when every log verifies,
-1 when any problem is found (or the store holds no audit log at all, which
-proves nothing), 2 on usage or I/O errors.
+line, OK or FAILED: <first problem>; with --format json, one JSON object
+(fields below). Exit status 0 when every log verifies, 1 when any problem
+is found (or the store holds no audit log at all, which proves nothing), 2
+on usage or I/O errors.
 
 Pin the verifier key: pass it with --verifier-key or --verifier-key-file
 (the vault's AuditVerifierKey). Without one, the key is read from the store
@@ -43,17 +52,32 @@ itself (system/audit-verifier), which proves only that the log is consistent
 with whatever key sits beside it: whoever can rewrite the log can replace
 that key too.
 
-With --state FILE, the latest verified tree of each log is remembered (JSON)
-and checked next time, which catches a log rolled back or replaced as a
-whole, and a log that disappeared. The file is created on the first run and
+With --state FILE, the verifier key (pinned on first use: a different key
+later fails), the latest verified tree of each log and the size of its
+latest final checkpoint are remembered (JSON) and checked next time, which
+catches a log rolled back, replaced or deleted as a whole, a closed log
+whose final checkpoint was deleted to append records, and checkpoints
+re-signed with another key. The file is created on the first run and
 updated only when verification succeeds.
 
+With --witness FILE, the signed checkpoints that "idvault audit checkpoint"
+printed earlier (kept outside the store) are checked as well: each log must
+still hold at least those records, with the same tree hash. This catches
+records erased together with their checkpoints after the witness was taken,
+which nothing inside the store can show.
+
 Records written after a live log's last checkpoint are shown as an unsealed
-tail, with a warning: not a failure, since a running or crashed writer
-leaves one, but not protected either: whoever deletes a log's final
-checkpoint turns its last records into such a tail and can then edit them.
+tail, with a warning: not a failure, since a running writer leaves one for
+up to a second (and a crashed one until the next vault continues its log),
+but not protected either. Query and stats leave them out unless asked.
 When every writer has been closed (the vault shut down cleanly), pass
 --require-sealed to count any unsealed tail as a failure.
+
+JSON output: {"ok": bool, "problem": "<first problem>" or "",
+"logs": [{"log", "records", "checkpoints", "verified_size", "verified_hash",
+"final" (closed), "final_size", "unsealed", "continues", "continues_size",
+"registered" (RFC 3339 or ""), "newest" (RFC 3339 or ""),
+"problem": {"class", "seq", "key", "detail"} or null}]}.
 
 Example:
   idvault audit verify --store file:///var/lib/idvault \
@@ -61,46 +85,110 @@ Example:
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
-		key := fs.String("verifier-key", "", "the audit verifier `KEY` (a note verifier key: name+hash+keydata), pinned outside the store")
-		keyFile := fs.String("verifier-key-file", "", "read the audit verifier key from `FILE`")
-		statePath := fs.String("state", "", "remember verified checkpoints in the JSON `FILE` and check them next time")
+		kf := addKeyFlags(fs)
+		statePath := fs.String("state", "", "remember the verifier key, verified checkpoints and closed logs in the JSON `FILE` and check them next time")
+		witness := fs.String("witness", "", "check the store against the signed checkpoints in `FILE` (the output of idvault audit checkpoint)")
 		sealed := fs.Bool("require-sealed", false, "fail when any log has records after its last checkpoint (use once every writer is closed)")
+		grace := fs.Duration("unsigned-grace", audit.DefaultUnsignedGrace, "fail a log with records but no valid checkpoint once its newest record is older than `DURATION`")
+		format := fs.String("format", "text", "output `FORMAT`: text or json")
 		return func(ctx context.Context, c *cli) int {
-			return c.verify(ctx, verifyArgs{*storeURL, *key, *keyFile, *statePath, *sealed})
+			return c.verify(ctx, verifyArgs{*storeURL, kf, *statePath, *witness, *sealed, *grace, *format})
 		}
 	},
 }
 
 // verifyArgs are the flags of audit verify.
 type verifyArgs struct {
-	storeURL, key, keyFile, statePath string
-	requireSealed                     bool
+	storeURL      string
+	keys          *keyFlags
+	statePath     string
+	witness       string
+	requireSealed bool
+	grace         time.Duration
+	format        string
 }
 
+// keyFlags are --verifier-key and --verifier-key-file.
+type keyFlags struct{ key, file *string }
+
+func addKeyFlags(fs *flag.FlagSet) *keyFlags {
+	return &keyFlags{
+		key:  fs.String("verifier-key", "", "the audit verifier `KEY` (a note verifier key: name+hash+keydata), pinned outside the store"),
+		file: fs.String("verifier-key-file", "", "read the audit verifier key from `FILE`"),
+	}
+}
+
+// pinnedKey returns the key given by the flags ("" when none); a usage
+// problem is returned as usage true.
+func (kf *keyFlags) pinnedKey() (key string, usage bool, err error) {
+	key = *kf.key
+	if key != "" && *kf.file != "" {
+		return "", true, errors.New("pass --verifier-key or --verifier-key-file, not both")
+	}
+	if *kf.file != "" {
+		b, err := readSmallFile(*kf.file, maxKeyFile)
+		if err != nil {
+			return "", false, fmt.Errorf("verifier key file: %w", err)
+		}
+		key = string(b)
+	}
+	if key == "" {
+		return "", false, nil
+	}
+	key, err = checkVerifierKey(key)
+	return key, err != nil, err
+}
+
+// resolveKey returns the pinned key, or the one the store publishes with a
+// warning on stderr. code is non-zero when the command must stop.
+func (c *cli) resolveKey(ctx context.Context, st store.Store, kf *keyFlags) (string, int) {
+	key, usage, err := kf.pinnedKey()
+	switch {
+	case err != nil && usage:
+		return "", c.usageError(err.Error())
+	case err != nil:
+		return "", c.fail(err)
+	case key != "":
+		return key, 0
+	}
+	if key, err = publishedKey(ctx, st); err != nil {
+		return "", c.fail(err)
+	}
+	fmt.Fprintf(c.stderr, "warning: the verifier key was read from the store itself (%s).\n"+
+		"  That proves only internal consistency: whoever can rewrite the log can replace the key.\n"+
+		"  Pin it: --verifier-key %s\n", auditVerifierKey, key)
+	return key, 0
+}
+
+// maxWitnessFile bounds a witness file: a few hundred bytes per log.
+const maxWitnessFile = 16 << 20
+
 func (c *cli) verify(ctx context.Context, a verifyArgs) int {
-	key, keyFile, statePath := a.key, a.keyFile, a.statePath
+	statePath := a.statePath
 	spec, err := c.storeSpecFrom(a.storeURL)
 	if err != nil {
 		return c.usageError(err.Error())
 	}
-	if key != "" && keyFile != "" {
-		return c.usageError("pass --verifier-key or --verifier-key-file, not both")
+	if a.format != "text" && a.format != "json" {
+		return c.usageError("--format must be text or json")
 	}
-	if keyFile != "" {
-		b, err := readSmallFile(keyFile, maxKeyFile)
-		if err != nil {
-			return c.fail(fmt.Errorf("verifier key file: %w", err))
-		}
-		key = string(b)
+	if a.grace <= 0 {
+		return c.usageError("--unsigned-grace must be positive")
 	}
-	pinned := key != ""
-	if pinned {
-		if key, err = checkVerifierKey(key); err != nil {
+	if _, usage, err := a.keys.pinnedKey(); err != nil {
+		if usage {
 			return c.usageError(err.Error())
+		}
+		return c.fail(err)
+	}
+	var witnessRaw []byte
+	if a.witness != "" {
+		if witnessRaw, err = readSmallFile(a.witness, maxWitnessFile); err != nil {
+			return c.fail(fmt.Errorf("witness file: %w", err))
 		}
 	}
 
-	var st0 state
+	st0 := newState()
 	if statePath != "" {
 		var first bool
 		if st0, first, err = readState(statePath); err != nil {
@@ -119,56 +207,153 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	if !pinned {
-		if key, err = publishedKey(ctx, st); err != nil {
-			return c.fail(err)
+	key, code := c.resolveKey(ctx, st, a.keys)
+	if code != 0 {
+		return code
+	}
+	opts := audit.VerifyOptions{Trusted: map[string]tlog.Tree{}, Finals: map[string]int64{}, UnsignedGrace: a.grace, Now: func() time.Time { return c.now }}
+	for id, t := range st0.Logs {
+		opts.Trusted[id] = t
+	}
+	for id, n := range st0.Finals {
+		opts.Finals[id] = n
+	}
+	var pre []string // failures found before reading the store's logs
+	if st0.Key != "" && st0.Key != key {
+		pre = append(pre, "the verifier key differs from the one pinned in the state file: checkpoints re-signed with another key, or a key rotation to confirm by hand")
+	}
+	if witnessRaw != nil {
+		heads, err := audit.ParseHeads(witnessRaw, key)
+		if err != nil {
+			pre = append(pre, "witness file: "+strings.TrimPrefix(err.Error(), audit.ErrCorrupt.Error()+": "))
 		}
-		fmt.Fprintf(c.stderr, "warning: the verifier key was read from the store itself (%s).\n"+
-			"  That proves only internal consistency: whoever can rewrite the log can replace the key.\n"+
-			"  Pin it: --verifier-key %s\n", auditVerifierKey, key)
+		for _, h := range heads {
+			t, ok := opts.Trusted[h.Log]
+			switch {
+			case ok && t.N == h.Tree.N && t.Hash != h.Tree.Hash:
+				pre = append(pre, fmt.Sprintf("log %s: the witness and the state file sign different trees of size %d", h.Log, t.N))
+			case !ok || h.Tree.N > t.N:
+				opts.Trusted[h.Log] = h.Tree
+			}
+			if h.Final && h.Tree.N > opts.Finals[h.Log] {
+				opts.Finals[h.Log] = h.Tree.N
+			}
+		}
 	}
 
-	rep, verr := audit.Verify(ctx, st, key, audit.VerifyOptions{Trusted: st0.Logs})
+	rep, verr := audit.Verify(ctx, st, key, opts)
 	if verr != nil && !errors.Is(verr, audit.ErrTampered) {
 		return c.fail(fmt.Errorf("verification did not finish: %w", verr))
 	}
-
-	out := bufio.NewWriter(c.stdout)
 	var unsealed []audit.LogReport
 	for _, l := range rep.Logs {
-		writeLogLine(out, l)
 		if l.Unsealed > 0 && l.Problem == nil {
 			unsealed = append(unsealed, l)
 		}
 	}
-	for _, l := range unsealed {
-		fmt.Fprintf(c.stderr, "warning: log %s: the last %d records are not covered by any signed checkpoint, so edits to them cannot be detected\n", l.Log, l.Unsealed)
+	for _, l := range rep.Logs {
+		if l.Registered.IsZero() && l.Problem == nil && l.Records > 0 {
+			fmt.Fprintf(c.stderr, "note: log %s has no registry entry (written before logs were registered): its records are signed, but only --state or a witness would notice it vanish\n", l.Log)
+		}
 	}
-	code := exitOK
+	for _, l := range unsealed {
+		fmt.Fprintf(c.stderr, "warning: log %s: the last %d records are not covered by any signed checkpoint yet, so edits to them cannot be detected; query and stats leave them out\n", l.Log, l.Unsealed)
+	}
+	failure := ""
 	switch ps := rep.Problems(); {
+	case len(pre) > 0:
+		failure = pre[0]
 	case len(ps) > 0:
-		fmt.Fprintf(out, "FAILED: %s\n", ps[0])
-		code = exitFailed
+		failure = ps[0].String()
 	case len(rep.Logs) == 0:
-		fmt.Fprintln(out, "FAILED: no audit log in the store")
-		code = exitFailed
+		failure = "no audit log in the store"
 	case a.requireSealed && len(unsealed) > 0:
-		fmt.Fprintf(out, "FAILED: log %s: unsealed tail of %d records (--require-sealed)\n", unsealed[0].Log, unsealed[0].Unsealed)
-		code = exitFailed
-	default:
-		fmt.Fprintln(out, "OK")
+		failure = fmt.Sprintf("log %s: unsealed tail of %d records (--require-sealed)", unsealed[0].Log, unsealed[0].Unsealed)
+	}
+	out := bufio.NewWriter(c.stdout)
+	if a.format == "json" {
+		writeVerifyJSON(out, rep, failure)
+	} else {
+		for _, l := range rep.Logs {
+			writeLogLine(out, l)
+		}
+		if failure != "" {
+			fmt.Fprintf(out, "FAILED: %s\n", failure)
+		} else {
+			fmt.Fprintln(out, "OK")
+		}
 	}
 	if err := out.Flush(); err != nil {
 		return c.fail(err)
 	}
-	if code == exitOK && statePath != "" {
-		next := st0.merge(rep)
+	if failure != "" {
+		return exitFailed
+	}
+	if statePath != "" {
+		next := st0.merge(rep, key)
 		if err := writeState(statePath, next); err != nil {
 			return c.fail(fmt.Errorf("writing state file: %w", err))
 		}
 		fmt.Fprintf(c.stderr, "state: %d logs saved to %s\n", len(next.Logs), statePath)
 	}
-	return code
+	return exitOK
+}
+
+// verifyJSON is the --format json output of audit verify. The field names
+// are part of the CLI's contract.
+type verifyJSON struct {
+	OK      bool            `json:"ok"`
+	Problem string          `json:"problem"`
+	Logs    []verifyLogJSON `json:"logs"`
+}
+
+type verifyLogJSON struct {
+	Log           string       `json:"log"`
+	Records       int64        `json:"records"`
+	Checkpoints   int          `json:"checkpoints"`
+	VerifiedSize  int64        `json:"verified_size"`
+	VerifiedHash  string       `json:"verified_hash"`
+	Final         bool         `json:"final"`
+	FinalSize     int64        `json:"final_size"`
+	Unsealed      int64        `json:"unsealed"`
+	Continues     string       `json:"continues"`
+	ContinuesSize int64        `json:"continues_size"`
+	Registered    string       `json:"registered"`
+	Newest        string       `json:"newest"`
+	Problem       *problemJSON `json:"problem"`
+}
+
+type problemJSON struct {
+	Class  string `json:"class"`
+	Seq    int64  `json:"seq"`
+	Key    string `json:"key"`
+	Detail string `json:"detail"`
+}
+
+func rfc3339OrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func writeVerifyJSON(w io.Writer, rep *audit.Report, failure string) {
+	v := verifyJSON{OK: failure == "", Problem: failure, Logs: []verifyLogJSON{}}
+	for _, l := range rep.Logs {
+		j := verifyLogJSON{Log: l.Log, Records: l.Records, Checkpoints: l.Checkpoints, VerifiedSize: l.Verified.N,
+			Final: l.Final, FinalSize: l.FinalSize, Unsealed: l.Unsealed, Continues: l.Continues, ContinuesSize: l.ContinuesSize,
+			Registered: rfc3339OrEmpty(l.Registered), Newest: rfc3339OrEmpty(l.Newest)}
+		if l.Verified.N > 0 {
+			j.VerifiedHash = l.Verified.Hash.String()
+		}
+		if p := l.Problem; p != nil {
+			j.Problem = &problemJSON{Class: string(p.Class), Seq: p.Seq, Key: p.Key, Detail: p.Detail}
+		}
+		v.Logs = append(v.Logs, j)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 // writeLogLine prints one log's summary, and its problem on a second line.

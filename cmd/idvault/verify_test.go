@@ -128,9 +128,22 @@ func TestVerifyDeletedObjects(t *testing.T) {
 		r := runCLI(t, nil, args...)
 		strict := runCLI(t, nil, append(args, "--require-sealed")...)
 		switch {
+		case strings.Contains(rel, "_registry"):
+			// The log's records are all signed: authentic, as a log from
+			// before the registry would be; only its vanishing would now go
+			// unnoticed without --state (object lock keeps the entry).
+			if r.code != exitOK || !strings.Contains(r.stderr, "no registry entry") {
+				t.Errorf("%s deleted: want exit 0 with a note, got %v", rel, r)
+			}
 		case !strings.Contains(rel, "checkpoints"):
 			if r.code != exitFailed {
 				t.Errorf("%s deleted: want exit 1, got %v", rel, r)
+			}
+		case strings.HasSuffix(rel, "-final") && r.code == exitFailed:
+			// The log's only checkpoint: its records are now signed by
+			// nobody, long after a writer would have signed them.
+			if !strings.Contains(r.stdout, "FAILED: ") || !strings.Contains(r.stdout, string(audit.ClassUnsigned)) {
+				t.Errorf("%s deleted: want exit 1 with %s, got %v", rel, audit.ClassUnsigned, r)
 			}
 		case strings.HasSuffix(rel, "-final"):
 			if r.code != exitOK || !strings.Contains(r.stdout, "unsealed tail") || !strings.Contains(r.stderr, "warning:") {
@@ -277,7 +290,7 @@ func TestVerifyState(t *testing.T) {
 	if err := json.Unmarshal(b, &sf); err != nil {
 		t.Fatalf("state is not JSON: %v\n%s", err, b)
 	}
-	if sf.Version != 1 || len(sf.Logs) != 2 ||
+	if sf.Version != stateVersion || sf.Key != fx.verifierKey || len(sf.Logs) != 2 ||
 		sf.Logs[fx.logs[0]].Size != int64(len(fixtureLogA())) || sf.Logs[fx.logs[1]].Size != int64(len(fixtureLogB())) {
 		t.Fatalf("state after first run:\n%s", b)
 	}
@@ -293,8 +306,9 @@ func TestVerifyState(t *testing.T) {
 	if err := os.Rename(logDir, backup); err != nil {
 		t.Fatal(err)
 	}
-	if r := runCLI(t, nil, "audit", "verify", "--store", fx.dir, "--verifier-key", fx.verifierKey); r.code != exitOK {
-		t.Fatalf("without state the removal is invisible, as documented; got %v", r)
+	// The registry entry its writer left says it existed.
+	if r := runCLI(t, nil, "audit", "verify", "--store", fx.dir, "--verifier-key", fx.verifierKey); r.code != exitFailed || !strings.Contains(r.stdout, string(audit.ClassMissing)) {
+		t.Fatalf("log removed, without state: want exit 1 with %s, got %v", audit.ClassMissing, r)
 	}
 	r := verify()
 	if r.code != exitFailed || !strings.Contains(r.stdout, "FAILED: ") || !strings.Contains(r.stdout, string(audit.ClassRollback)) {
@@ -386,7 +400,7 @@ func TestVerifyStateErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tt := range []struct{ name, content string }{
 		{"not json", "{"},
-		{"wrong version", `{"version":2,"logs":{}}`},
+		{"wrong version", `{"version":3,"logs":{}}`},
 		{"unknown field", `{"version":1,"logs":{},"x":1}`},
 		{"bad hash", `{"version":1,"logs":{"abc":{"size":1,"hash":"nope"}}}`},
 	} {

@@ -29,10 +29,23 @@ const (
 // AppenderOptions tune an Appender. The zero value is ready to use.
 type AppenderOptions struct {
 	// LogID names the log this appender writes (1 to MaxLogLen bytes of
-	// [A-Za-z0-9._-]). Default: 128 random bits in hex. Each writer (vault
-	// instance) must write its own log: NewAppender refuses a LogID that
-	// already has objects in the store, with ErrLogExists.
+	// [A-Za-z0-9._-]). Default: an idle log of the store that the appender
+	// can lease (see NewAppender), else a new log named by 128 random bits
+	// in hex. Each writer (vault instance) must write its own log:
+	// NewAppender refuses a LogID that already has objects in the store,
+	// with ErrLogExists.
 	LogID string
+
+	// NewLog makes the appender start a new log even when an idle one could
+	// be continued. Default false: the number of logs in a store grows with
+	// the number of concurrent writers, not with restarts.
+	NewLog bool
+
+	// LeaseTTL is how long a writer's claim on its log lasts without
+	// renewal (renewed every third of it). A log whose writer crashed can
+	// be continued by another appender once it has passed. Default
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
 
 	// RetainFor makes every batch and checkpoint write-once until now +
 	// RetainFor (store.PutOptions.RetainUntil; object lock on S3). Zero
@@ -82,9 +95,15 @@ type AppenderOptions struct {
 // and at Close (marked final). The appender keeps only the Merkle frontier
 // of its log (O(log n) hashes).
 type Appender struct {
-	st     store.Store
-	signer note.Signer
-	opts   AppenderOptions
+	st       store.Store
+	signer   note.Signer
+	verifier note.Verifier
+	holder   string // random ID of this appender in lease objects
+	opts     AppenderOptions
+
+	leaseMu sync.Mutex // guards lease; never held across a store call
+	lease   leaseState
+	renewMu sync.Mutex // serializes renewLease
 
 	ctx    context.Context // store writes; cancelled when Close gives up
 	cancel context.CancelFunc
@@ -126,12 +145,16 @@ type Appender struct {
 type logTree struct {
 	log  string
 	tree tlog.Tree
+	f    frontier // the frontier of tree (read-only once shared)
 }
 
 type logState struct {
-	id   string
-	f    frontier
-	cont *logTree // the log this one replaces, announced by its first record
+	id     string
+	f      frontier
+	cont   *logTree // the log this one replaces, announced by its first record
+	ready  bool     // registered and leased (or continued)
+	reopen bool     // a continued log that was closed: write a reopen checkpoint before the next batch
+	probe  bool     // a failed write to this empty log may have landed
 }
 
 type request struct {
@@ -145,13 +168,29 @@ type result struct {
 	err error
 }
 
-// NewAppender returns an Appender that writes a new log in st, signing
+// NewAppender returns an Appender that writes a log in st, signing
 // checkpoints with signerKey (from GenerateKey). ctx bounds only the setup;
 // the appender runs until Close, which the caller must call.
+//
+// Unless opts.LogID or opts.NewLog is set, it first tries to continue an
+// idle log of the store: one whose writer closed it or stopped renewing its
+// lease (AppenderOptions.LeaseTTL), and whose records agree with its latest
+// checkpoint signed by this key. It rebuilds the log's Merkle frontier from
+// that checkpoint and the records after it, seals a crashed writer's
+// unsealed tail with a checkpoint at once, and before writing past a final
+// checkpoint writes a signed reopen checkpoint, so that Verify can tell a
+// continued log from one extended by someone without the key. Otherwise it
+// starts a new log, registered (audit/_registry/<log>) with its first batch.
 func NewAppender(ctx context.Context, st store.Store, signerKey string, opts AppenderOptions) (*Appender, error) {
 	a, err := newAppender(ctx, st, signerKey, opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.LogID == "" && !opts.NewLog {
+		if _, err := a.adopt(ctx); err != nil {
+			a.cancel()
+			return nil, fmt.Errorf("%w: looking for an idle log: %w", ErrUnavailable, err)
+		}
 	}
 	go a.run()
 	go a.checkpointLoop()
@@ -165,11 +204,15 @@ func newAppender(ctx context.Context, st store.Store, signerKey string, opts App
 	if err != nil {
 		return nil, errors.New("audit: signer key is not a valid note signer key")
 	}
+	verifier, err := verifierOf(signerKey)
+	if err != nil {
+		return nil, err
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	switch {
-	case opts.RetainFor < 0, opts.CheckpointEvery < 0, opts.CheckpointRecords < 0, opts.MaxBatch < 0:
+	case opts.RetainFor < 0, opts.CheckpointEvery < 0, opts.CheckpointRecords < 0, opts.MaxBatch < 0, opts.LeaseTTL < 0:
 		return nil, errors.New("audit: negative appender option")
 	case opts.MaxBatch >= maxBatchRecords:
 		return nil, fmt.Errorf("audit: MaxBatch above %d", maxBatchRecords-1)
@@ -183,11 +226,14 @@ func newAppender(ctx context.Context, st store.Store, signerKey string, opts App
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
 	if opts.LogID == "" {
 		opts.LogID = randomLogID()
 	} else {
 		if !ValidLogID(opts.LogID) {
-			return nil, errors.New("audit: LogID must be 1-64 bytes of [A-Za-z0-9._-], not starting with '.'")
+			return nil, errors.New("audit: LogID must be 1-64 bytes of [A-Za-z0-9._-], not starting with '.' or '_'")
 		}
 		// A random ID cannot collide; a chosen one can, and two writers of
 		// one log would fork it.
@@ -197,10 +243,17 @@ func newAppender(ctx context.Context, st store.Store, signerKey string, opts App
 			}
 			return nil, ErrLogExists
 		}
+		if _, err := st.Get(ctx, registryKey(opts.LogID)); err == nil {
+			return nil, ErrLogExists
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%w: checking log ID: %w", ErrUnavailable, err)
+		}
 	}
 	a := &Appender{
 		st:          st,
 		signer:      signer,
+		verifier:    verifier,
+		holder:      randomLogID(),
 		opts:        opts,
 		sendersDone: make(chan struct{}),
 		reqs:        make(chan *request, 4*opts.MaxBatch),
@@ -377,7 +430,6 @@ func appendFramed(b []byte, r *Record) ([]byte, []byte, error) {
 func (a *Appender) commit(batch []*request) {
 	now := a.opts.Now()
 	live := make([]*request, 0, len(batch))
-	recs := make([]Record, 0, len(batch))
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			// Its caller has gone: it is not written.
@@ -389,12 +441,85 @@ func (a *Appender) commit(batch []*request) {
 	if len(live) == 0 {
 		return
 	}
+	fail := func(err error) {
+		for _, r := range live {
+			r.done <- result{err: err}
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		if a.leaseLost() {
+			a.moveOn()
+		}
+		if err := a.prepare(); err != nil {
+			fail(fmt.Errorf("%w: starting a log: %w", ErrUnavailable, err))
+			return
+		}
+		recs, f, err := a.encode(live, now)
+		if err != nil {
+			// validated in Append, so this is a bug; fail closed.
+			panic("audit: validated record does not encode: " + err.Error())
+		}
+		w := &a.w
+		start := time.Now()
+		err = a.put(a.ctx, batchKey(w.id, w.f.n), a.buf)
+		a.lastPut = time.Since(start)
+		if errors.Is(err, store.ErrExists) && w.probe && attempt < 3 {
+			// Our own earlier write landed after reporting failure: read
+			// the log and continue after it.
+			ld, lerr := a.loadLog(a.ctx, w.id, frontier{})
+			if lerr == nil {
+				w.f, w.probe, w.cont = ld.f, false, nil
+				a.mu.Lock()
+				a.cur = logTree{log: w.id, tree: ld.f.tree(), f: ld.f}
+				a.mu.Unlock()
+				continue
+			}
+			w.probe = false
+			a.moveOn()
+			continue
+		}
+		if errors.Is(err, store.ErrExists) && attempt < 3 {
+			// Another writer continued this log (a lease taken over by a
+			// clock far ahead, or a writer that lost its lease without
+			// noticing): our bytes are not there, so the records go to
+			// another log, with nothing lost.
+			a.moveOn()
+			continue
+		}
+		if err != nil {
+			fail(fmt.Errorf("%w: writing batch: %w", ErrUnavailable, err))
+			a.abandon()
+			return
+		}
+		w.f, w.cont, w.probe = f, nil, false
+		tree := f.tree()
+		a.mu.Lock()
+		a.cur = logTree{log: w.id, tree: tree, f: f}
+		kick := tree.N-a.curCP >= int64(a.opts.CheckpointRecords)
+		a.mu.Unlock()
+		for i, r := range live {
+			r.done <- result{rec: recs[i]}
+		}
+		if kick {
+			select {
+			case a.cpKick <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+}
+
+// encode lays out the batch of live requests at the end of the current log
+// in a.buf, returning the records as written and the frontier after them.
+func (a *Appender) encode(live []*request, now time.Time) ([]Record, frontier, error) {
 	w := &a.w
 	f := w.f.clone()
 	n := len(live)
 	if w.cont != nil {
 		n++
 	}
+	recs := make([]Record, 0, len(live))
 	buf := appendBatchHeader(a.buf[:0], n)
 	add := func(rec *Record) error {
 		rec.Log, rec.Seq = w.id, f.n
@@ -414,55 +539,96 @@ func (a *Appender) commit(batch []*request) {
 		open := Record{Event: EventOpen, Outcome: OutcomeOK, Reason: "continues",
 			Detail: "log " + w.cont.log + " size " + strconv.FormatInt(w.cont.tree.N, 10)}
 		if err := add(&open); err != nil {
-			panic("audit: continuation record does not encode: " + err.Error())
+			return nil, f, err
 		}
 	}
 	for _, r := range live {
 		rec := r.rec
 		if err := add(&rec); err != nil {
-			// validated in Append, so this is a bug; fail closed.
-			panic("audit: validated record does not encode: " + err.Error())
+			return nil, f, err
 		}
 		recs = append(recs, rec)
 	}
 	a.buf = buf
-	start := time.Now()
-	err := a.put(a.ctx, batchKey(w.id, w.f.n), buf)
-	a.lastPut = time.Since(start)
-	if err != nil {
-		err = fmt.Errorf("%w: writing batch: %w", ErrUnavailable, err)
-		for _, r := range live {
-			r.done <- result{err: err}
+	return recs, f, nil
+}
+
+// prepare makes the current log ready for its next batch: a new log gets
+// its lease and registry entry, a continued closed log its reopen
+// checkpoint.
+func (a *Appender) prepare() error {
+	w := &a.w
+	if !w.ready {
+		if err := a.takeLease(a.ctx, w.id); err != nil {
+			return err
 		}
-		a.abandon()
-		return
+		if err := a.register(a.ctx, w.id); err != nil && !errors.Is(err, ErrLogExists) {
+			return err
+		}
+		w.ready = true
 	}
-	w.f, w.cont = f, nil
-	tree := f.tree()
+	if w.reopen {
+		a.cpMu.Lock()
+		last := a.lastCP[w.id]
+		t := a.opts.Now().Round(0).UTC()
+		if t.Before(last.time) {
+			t = last.time
+		}
+		c := checkpoint{log: w.id, tree: w.f.tree(), time: t, reopen: true}
+		msg, err := signCheckpoint(c, a.signer)
+		if err == nil {
+			err = a.put(a.ctx, reopenKey(w.id, c.tree.N), msg)
+			if errors.Is(err, store.ErrExists) {
+				err = nil
+			}
+		}
+		if err == nil {
+			a.lastCP[w.id] = c
+		}
+		a.cpMu.Unlock()
+		if err != nil {
+			return err
+		}
+		w.reopen = false
+	}
+	return nil
+}
+
+// moveOn leaves the current log to the writer that took it and continues
+// in a fresh one. Nothing was lost: the records of the current log up to
+// w.f are durable, and the fresh log's first record says so.
+func (a *Appender) moveOn() {
+	w := &a.w
+	next := logState{id: randomLogID(), cont: w.cont}
 	a.mu.Lock()
-	a.cur = logTree{log: w.id, tree: tree}
-	kick := tree.N-a.curCP >= int64(a.opts.CheckpointRecords)
-	a.mu.Unlock()
-	for i, r := range live {
-		r.done <- result{rec: recs[i]}
-	}
-	if kick {
-		select {
-		case a.cpKick <- struct{}{}:
-		default:
+	if w.f.n > 0 {
+		lt := logTree{log: w.id, tree: w.f.tree(), f: w.f}
+		next.cont = &lt
+		if a.curCP < w.f.n {
+			a.retired = append(a.retired, lt)
 		}
 	}
+	a.cur, a.curCP = logTree{log: next.id}, 0
+	a.mu.Unlock()
+	a.w = next
 }
 
 // abandon switches to a fresh log after a failed batch write, whose
-// sequence numbers must never be reused.
+// sequence numbers must never be reused. A registered log with no durable
+// record is kept: its next batch probes seq 0 again, and if the failed
+// write landed after all (ErrExists), the appender reads the log and
+// continues after it (see commit).
 func (a *Appender) abandon() {
 	w := &a.w
+	if w.f.n == 0 && w.ready {
+		w.probe = true
+		return
+	}
 	id := randomLogID()
 	next := logState{id: id, cont: w.cont}
 	a.mu.Lock()
 	if w.f.n > 0 {
-		lt := logTree{log: w.id, tree: w.f.tree()}
+		lt := logTree{log: w.id, tree: w.f.tree(), f: w.f}
 		next.cont = &lt
 		a.retired = append(a.retired, lt)
 	}
@@ -494,8 +660,13 @@ func (a *Appender) checkpointLoop() {
 	defer close(a.cpDone)
 	t := time.NewTicker(a.opts.CheckpointEvery)
 	defer t.Stop()
+	lt := time.NewTicker(a.opts.LeaseTTL / 3)
+	defer lt.Stop()
 	for {
 		select {
+		case <-lt.C:
+			a.renewLease(a.ctx, false)
+			continue
 		case <-t.C:
 		case <-a.cpKick:
 			// A kick queued while the previous checkpoint was being written
@@ -560,6 +731,11 @@ func (a *Appender) writeCheckpoints(ctx context.Context, final bool) error {
 				a.curCP = cur.tree.N
 			}
 			a.mu.Unlock()
+			a.leaseMu.Lock()
+			if a.lease.log == cur.log {
+				a.lease.f = cur.f
+			}
+			a.leaseMu.Unlock()
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -630,5 +806,10 @@ func (a *Appender) close(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: close: %w", ErrUnavailable, err)
 	}
-	return a.writeCheckpoints(ctx, true)
+	if err := a.writeCheckpoints(ctx, true); err != nil {
+		return err
+	}
+	// The log is idle now: the next appender may continue it.
+	a.renewLease(ctx, true)
+	return nil
 }

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -24,7 +23,11 @@ import (
 //	<tree hash, base64: tlog.TreeHash of the first size records>
 //	<time, RFC 3339 with nanoseconds, UTC>
 //	final                      (only in the checkpoint written by Close)
+//	reopen                     (only in the checkpoint that continues a closed log)
 //
+// A reopen checkpoint repeats the tree of the final checkpoint of the same
+// size: it is the signed permission for records after that final one,
+// written by the appender that continues the log before its first record.
 // The header names this format so that a checkpoint can never be mistaken
 // for a go.sum database tree head signed by the same kind of key.
 const checkpointHeader = "idvault audit checkpoint v1"
@@ -33,10 +36,11 @@ const checkpointHeader = "idvault audit checkpoint v1"
 const maxCheckpointLen = 4096
 
 type checkpoint struct {
-	log   string
-	tree  tlog.Tree
-	time  time.Time
-	final bool
+	log    string
+	tree   tlog.Tree
+	time   time.Time
+	final  bool
+	reopen bool
 }
 
 func (c checkpoint) text() string {
@@ -48,6 +52,8 @@ func (c checkpoint) text() string {
 	b.WriteString(c.time.UTC().Format(time.RFC3339Nano) + "\n")
 	if c.final {
 		b.WriteString("final\n")
+	} else if c.reopen {
+		b.WriteString("reopen\n")
 	}
 	return b.String()
 }
@@ -85,10 +91,14 @@ func parseCheckpointText(text string) (checkpoint, error) {
 	}
 	c.time = t.UTC()
 	if len(lines) == 6 {
-		if lines[5] != "final" {
+		switch lines[5] {
+		case "final":
+			c.final = true
+		case "reopen":
+			c.reopen = true
+		default:
 			return checkpoint{}, corruptf("checkpoint has an unknown trailing line")
 		}
-		c.final = true
 	}
 	return c, nil
 }
@@ -103,30 +113,11 @@ func openCheckpoint(msg []byte, known note.Verifiers) (checkpoint, Class, error)
 	if len(msg) > maxCheckpointLen {
 		return checkpoint{}, ClassCorrupt, corruptf("checkpoint longer than %d bytes", maxCheckpointLen)
 	}
-	n, err := note.Open(msg, known)
+	text, class, err := openNote(msg, known)
 	if err != nil {
-		var unverified *note.UnverifiedNoteError
-		var invalid *note.InvalidSignatureError
-		switch {
-		case errors.As(err, &unverified):
-			return checkpoint{}, ClassUnknownKey, fmt.Errorf("%w: checkpoint signed by an unknown key", ErrCorrupt)
-		case errors.As(err, &invalid):
-			return checkpoint{}, ClassBadSignature, fmt.Errorf("%w: checkpoint signature invalid", ErrCorrupt)
-		default:
-			return checkpoint{}, ClassCorrupt, fmt.Errorf("%w: checkpoint note malformed", ErrCorrupt)
-		}
+		return checkpoint{}, class, fmt.Errorf("%w: checkpoint %s", ErrCorrupt, strings.TrimPrefix(err.Error(), ErrCorrupt.Error()+": "))
 	}
-	// Exactly one signature, in the one encoding note.Sign produces: base64
-	// ignores some bit flips (padding bits), and a stored object must not
-	// change undetected even where its meaning would not.
-	if len(n.Sigs) != 1 || len(n.UnverifiedSigs) != 0 {
-		return checkpoint{}, ClassCorrupt, corruptf("checkpoint must carry exactly one signature")
-	}
-	sig, err := base64.StdEncoding.DecodeString(n.Sigs[0].Base64)
-	if err != nil || n.Text+"\n— "+n.Sigs[0].Name+" "+base64.StdEncoding.EncodeToString(sig)+"\n" != string(msg) {
-		return checkpoint{}, ClassCorrupt, corruptf("checkpoint not in canonical form")
-	}
-	c, err := parseCheckpointText(n.Text)
+	c, err := parseCheckpointText(text)
 	if err != nil {
 		return checkpoint{}, ClassCorrupt, err
 	}
@@ -168,6 +159,12 @@ func checkpointKey(log string, n int64, final bool) string {
 		k += "-final"
 	}
 	return k
+}
+
+// reopenKey names the reopen checkpoint of a log closed at size n; it sorts
+// right after the final checkpoint of that size.
+func reopenKey(log string, n int64) string {
+	return fmt.Sprintf("%s%020d-reopen", checkpointPrefix(log), n)
 }
 
 // parseSeqName parses a 20-digit decimal name.

@@ -31,10 +31,8 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	skey, vkey, err := GenerateKey("crash-test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The fixed test key: the parent continues the crashed log with it.
+	skey, vkey := keys(t)
 	a, err := NewAppender(context.Background(), st, skey, AppenderOptions{CheckpointRecords: 20, CheckpointEvery: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +136,32 @@ func TestCrash(t *testing.T) {
 		for log, seq := range acked {
 			if records[log] <= seq {
 				t.Fatalf("run %d: seq %d of log %s was acknowledged but the log holds %d records", run, seq, log, records[log])
+			}
+		}
+		// The next appender, once the dead writer's lease has expired,
+		// continues its log (sealing its tail) instead of starting one.
+		later := func() time.Time { return time.Now().Add(2 * DefaultLeaseTTL) }
+		skey, _ := keys(t)
+		a, err := NewAppender(context.Background(), st, skey, AppenderOptions{Now: later})
+		if err != nil {
+			t.Fatalf("run %d: open after the crash: %v", run, err)
+		}
+		if _, ok := records[a.LogID()]; !ok && len(records) > 0 {
+			t.Fatalf("run %d: a new log %s after the crash, not one of %v", run, a.LogID(), records)
+		}
+		if _, err := a.Append(context.Background(), sampleRecord(0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		rep, err = Verify(context.Background(), st, vkey, VerifyOptions{Now: later})
+		if err != nil {
+			t.Fatalf("run %d: after continuing the crashed log: %v", run, err)
+		}
+		for _, l := range rep.Logs {
+			if l.Unsealed != 0 || l.Records < records[l.Log] {
+				t.Fatalf("run %d: after continuing: %+v", run, l)
 			}
 		}
 	}

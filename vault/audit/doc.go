@@ -14,12 +14,17 @@
 //
 // # Storage layout
 //
-//	audit/<log>/<first seq, 20 digits>               a batch of records (create-only, write-once with RetainFor)
-//	audit/<log>/checkpoints/<size, 20 digits>        a signed checkpoint of the first size records
-//	audit/<log>/checkpoints/<size, 20 digits>-final  the checkpoint written by Close
+//	audit/<log>/<first seq, 20 digits>                a batch of records (create-only, write-once with RetainFor)
+//	audit/<log>/checkpoints/<size, 20 digits>         a signed checkpoint of the first size records
+//	audit/<log>/checkpoints/<size, 20 digits>-final   the checkpoint written by Close
+//	audit/<log>/checkpoints/<size, 20 digits>-reopen  signed permission to continue a closed log
+//	audit/_registry/<log>                             the log's signed registry entry, written before its first record
+//	audit/_lease/<log>/<generation, 20 digits>        who writes the log until when (signed; deletable)
 //
-// Each writer (vault instance) writes its own log, named by a random
-// 128-bit ID. The records of a log are the leaves of a Merkle tree in the
+// Each writer (vault instance) writes its own log at a time, named by a
+// random 128-bit ID. A new Appender continues an idle log (closed, or whose
+// writer stopped renewing its lease) rather than starting one, so the
+// number of logs follows the number of concurrent writers, not restarts. The records of a log are the leaves of a Merkle tree in the
 // shape of golang.org/x/mod/sumdb/tlog (RFC 6962): the leaf hash is
 // tlog.RecordHash of a record's MarshalBinary bytes, and tree hashes equal
 // tlog.TreeHash. Checkpoints are notes (golang.org/x/mod/sumdb/note) signed
@@ -32,11 +37,16 @@
 // every checkpoint, reporting the first problem of each log by class:
 // corrupt bytes, edited, deleted, reordered, duplicated or inserted
 // records, truncation, records past the final checkpoint, bad or foreign
-// signatures, rolled-back or forked checkpoints. Passing the trees of an
-// earlier run (VerifyOptions.Trusted) also catches a log rolled back as a
-// whole. Records after the last checkpoint of a live log are reported as an
-// unsealed tail: the log cannot vouch for them yet.
+// signatures, rolled-back or forked checkpoints, logs that are not
+// registered, registered logs that are gone, and logs nobody signed long
+// after a writer would have. Passing the trees and final sizes of an
+// earlier run (VerifyOptions.Trusted, Finals) also catches a log rolled
+// back or reopened as a whole; Heads and ParseHeads carry signed tree heads
+// to a witness outside the store and back. Records after the last
+// checkpoint of a live log are reported as an unsealed tail: the log cannot
+// vouch for them yet.
 //
 // Scan yields records filtered by time, principal, object, event, outcome
-// or log, in (log, seq) order, without verifying them.
+// or log, in (log, seq) order; with Filter.Verified (Report.VerifiedSizes)
+// only those a valid checkpoint covers.
 package audit

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
 )
@@ -52,7 +54,8 @@ func Example() {
 	}
 	fmt.Println("ok:", rep.OK(), "records:", rep.Logs[0].Records, "final:", rep.Logs[0].Final)
 
-	for r, err := range audit.Scan(ctx, st, audit.Filter{Outcome: audit.OutcomeRefused}) {
+	// Only records a valid signed checkpoint covers.
+	for r, err := range audit.Scan(ctx, st, audit.Filter{Outcome: audit.OutcomeRefused, Verified: rep.VerifiedSizes()}) {
 		if err != nil {
 			panic(err)
 		}
@@ -61,4 +64,59 @@ func Example() {
 	// Output:
 	// ok: true records: 3 final: true
 	// 2 redeem refused replayed reviewer-9
+}
+
+// Hand the signed tree heads to someone outside the store, and check the
+// store against them later: records erased with their checkpoints in
+// between are caught.
+func ExampleHeads() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "audit-heads")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	st, err := fsstore.Open(dir)
+	if err != nil {
+		panic(err)
+	}
+	signerKey, verifierKey, err := audit.GenerateKey("idvault-audit-example")
+	if err != nil {
+		panic(err)
+	}
+	log, err := audit.NewAppender(ctx, st, signerKey, audit.AppenderOptions{})
+	if err != nil {
+		panic(err)
+	}
+	for range 3 {
+		if _, err := log.Append(ctx, audit.Record{Event: audit.EventRedeem, Outcome: audit.OutcomeOK, Principal: "reviewer-7"}); err != nil {
+			panic(err)
+		}
+	}
+	if err := log.Close(ctx); err != nil {
+		panic(err)
+	}
+
+	heads, err := audit.Heads(ctx, st, verifierKey)
+	if err != nil {
+		panic(err)
+	}
+	witness := audit.FormatHeads(heads) // keep this outside the store
+
+	// Later: the heads become trusted trees for Verify.
+	kept, err := audit.ParseHeads(witness, verifierKey)
+	if err != nil {
+		panic(err)
+	}
+	opts := audit.VerifyOptions{Trusted: map[string]tlog.Tree{}, Finals: map[string]int64{}}
+	for _, h := range kept {
+		opts.Trusted[h.Log] = h.Tree
+		if h.Final {
+			opts.Finals[h.Log] = h.Tree.N
+		}
+	}
+	rep, err := audit.Verify(ctx, st, verifierKey, opts)
+	fmt.Println("heads:", len(kept), "size:", kept[0].Tree.N, "final:", kept[0].Final, "ok:", err == nil && rep.OK())
+	// Output:
+	// heads: 1 size: 3 final: true ok: true
 }

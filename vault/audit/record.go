@@ -65,7 +65,7 @@ type Record struct {
 // ErrInvalidRecord; the vault clips untrusted labels to them before
 // appending.
 const (
-	MaxLogLen     = 64   // [A-Za-z0-9._-], not starting with '.'
+	MaxLogLen     = 64   // [A-Za-z0-9._-], not starting with '.' or '_'
 	MaxEventLen   = 32   // [a-z0-9-]
 	MaxOutcomeLen = 16   // [a-z0-9-]
 	MaxReasonLen  = 64   // [a-z0-9-]
@@ -166,9 +166,10 @@ func validField(spec fieldSpec, s string) error {
 }
 
 // ValidLogID reports whether id can name a log: 1 to MaxLogLen bytes of
-// [A-Za-z0-9._-], not starting with '.' (one storage key segment).
+// [A-Za-z0-9._-], not starting with '.' (one storage key segment) or '_'
+// (reserved for the registry and the leases under audit/).
 func ValidLogID(id string) bool {
-	if id == "" || len(id) > MaxLogLen || id[0] == '.' {
+	if id == "" || len(id) > MaxLogLen || id[0] == '.' || id[0] == '_' {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

@@ -19,9 +19,18 @@ type Filter struct {
 	Event        Event
 	Outcome      Outcome
 	Log          string // one log only
+
+	// Verified, when not nil, limits the records to the first
+	// Verified[log] of each log: those a Verify run found covered by a
+	// valid checkpoint (Report.VerifiedSizes). Logs absent from the map
+	// yield nothing. Nil: every record, verified or not.
+	Verified map[string]int64
 }
 
 func (f *Filter) match(r *Record) bool {
+	if f.Verified != nil && r.Seq >= f.Verified[r.Log] {
+		return false
+	}
 	return (f.Since.IsZero() || !r.Time.Before(f.Since)) &&
 		(f.Until.IsZero() || r.Time.Before(f.Until)) &&
 		(f.Principal == "" || r.Principal == f.Principal) &&
@@ -32,8 +41,9 @@ func (f *Filter) match(r *Record) bool {
 
 // Scan yields the records that match f, in (log, seq) order across logs,
 // reading lazily: one batch object at a time. It answers "who looked at
-// what, when, why"; it does not check signatures or hashes, so run Verify
-// to trust its answer. An error (the store failing, an object that does not
+// what, when, why"; it does not check signatures or hashes itself: run
+// Verify and pass its Report.VerifiedSizes as f.Verified to get only
+// records a signed checkpoint vouches for. An error (the store failing, an object that does not
 // parse: ErrCorrupt) is yielded once and ends the sequence.
 func Scan(ctx context.Context, st store.Store, f Filter) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
@@ -52,11 +62,15 @@ func Scan(ctx context.Context, st store.Store, f Filter) iter.Seq2[Record, error
 			}
 			rest := key[len(auditPrefix):]
 			i := strings.IndexByte(rest, '/')
-			if i < 0 {
-				continue
+			if i <= 0 || rest[0] == '_' {
+				continue // not a log: the registry, the leases, a stray
 			}
-			if _, ok := parseSeqName(rest[i+1:]); !ok {
+			first, ok := parseSeqName(rest[i+1:])
+			if !ok {
 				continue // checkpoints and anything else
+			}
+			if f.Verified != nil && first >= f.Verified[rest[:i]] {
+				continue // no verified record in this batch
 			}
 			if !scanBatch(ctx, st, key, &f, yield) {
 				return

@@ -62,7 +62,31 @@ const (
 	// true: a checkpoint that disagrees with a later checkpoint matching the
 	// records, or records that disagree with a trusted checkpoint.
 	ClassFork Class = "fork"
+	// ClassUnsigned: a log with records but no valid checkpoint, whose
+	// newest record is older than VerifyOptions.UnsignedGrace: a writer
+	// signs within seconds, so nobody with the key vouches for these
+	// records (a log copied in, or one whose checkpoints were deleted).
+	ClassUnsigned Class = "unsigned"
+	// ClassUnregistered: a log without a valid registry entry
+	// (audit/_registry/<log>), which every appender writes before a log's
+	// first record, holding records no valid checkpoint covers. (A log all
+	// of whose records are signed is reported with a zero
+	// LogReport.Registered, not as a problem: it predates the registry.)
+	ClassUnregistered Class = "unregistered"
+	// ClassMissing: a registered log, or one the caller verified before
+	// (VerifyOptions.Trusted), that is gone or empty: deleted as a whole.
+	ClassMissing Class = "missing"
+	// ClassReopened: a log the caller saw closed (VerifyOptions.Finals) no
+	// longer holds that final checkpoint: someone deleted it, typically to
+	// append records after it.
+	ClassReopened Class = "reopened"
 )
+
+// DefaultUnsignedGrace is the default VerifyOptions.UnsignedGrace: a
+// writer's checkpoint interval plus the time another appender needs to
+// take over and seal the log of a writer that crashed before its first
+// checkpoint (DefaultLeaseTTL), with a margin.
+const DefaultUnsignedGrace = 2 * time.Minute
 
 // Problem is the first thing wrong in one log.
 type Problem struct {
@@ -100,8 +124,11 @@ type LogReport struct {
 	// and a crashed or abandoned writer leaves such a tail. They are not
 	// protected either, until a checkpoint covers them.
 	Unsealed      int64
-	Continues     string // the log this one replaces (see Appender), if its first record says so
-	ContinuesSize int64  // how many records of Continues that record vouches for
+	Continues     string    // the log this one replaces (see Appender), if its first record says so
+	ContinuesSize int64     // how many records of Continues that record vouches for
+	FinalSize     int64     // size of the latest valid final checkpoint (0: never closed); save it as VerifyOptions.Finals
+	Registered    time.Time // creation time in the log's registry entry (zero: none)
+	Newest        time.Time // the latest record time read
 	Problem       *Problem
 }
 
@@ -132,6 +159,20 @@ type VerifyOptions struct {
 	// was rolled back or forked, which stored checkpoints alone cannot show
 	// when an attacker replaced the whole log with an older copy.
 	Trusted map[string]tlog.Tree
+
+	// Finals holds, per log, the size of a final checkpoint the caller saw
+	// before (LogReport.FinalSize). The log must still hold a valid final
+	// checkpoint of that size (ClassReopened otherwise).
+	Finals map[string]int64
+
+	// UnsignedGrace: a log with records but no valid checkpoint fails
+	// (ClassUnsigned) when its newest record is older than this, and a
+	// registered log with no record at all fails (ClassMissing) when its
+	// registration is. Default DefaultUnsignedGrace.
+	UnsignedGrace time.Duration
+
+	// Now is the clock UnsignedGrace is measured with. Default time.Now.
+	Now func() time.Time
 }
 
 // Verify reads every log under "audit/" in st, checks every record and
@@ -151,15 +192,39 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 		return nil, errors.New("audit: verifier key is not a valid note verifier key")
 	}
 	known := note.VerifierList(vk)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.UnsignedGrace <= 0 {
+		opts.UnsignedGrace = DefaultUnsignedGrace
+	}
 	logs, strays, err := listLogs(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("audit: verify: %w", err)
+	}
+	// After the listing: a log's entry is written before its first record,
+	// so every log listed is in this read of the registry.
+	regs, badRegs, err := readRegistry(ctx, st, known)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify: reading the log registry: %w", err)
 	}
 	seen := make(map[string]bool, len(logs))
 	for _, l := range logs {
 		seen[l] = true
 	}
 	for l := range opts.Trusted {
+		if !seen[l] {
+			seen[l] = true
+			logs = append(logs, l)
+		}
+	}
+	for l := range regs {
+		if !seen[l] {
+			seen[l] = true
+			logs = append(logs, l)
+		}
+	}
+	for l := range badRegs {
 		if !seen[l] {
 			seen[l] = true
 			logs = append(logs, l)
@@ -177,8 +242,11 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 		var lr LogReport
 		if ValidLogID(l) {
 			t, hasT := opts.Trusted[l]
-			lv := &logVerifier{ctx: ctx, st: st, known: known, log: l, finalN: -1}
+			lv := &logVerifier{ctx: ctx, st: st, known: known, log: l, opts: &opts, finalN: -1, pastFinal: -1, wantFinal: opts.Finals[l]}
 			if lr, err = lv.run(t, hasT); err != nil {
+				return rep, fmt.Errorf("audit: verify log %s: %w", l, err)
+			}
+			if err := checkRegistry(ctx, st, known, &lr, regs, badRegs, &opts, hasT); err != nil {
 				return rep, fmt.Errorf("audit: verify log %s: %w", l, err)
 			}
 		} else {
@@ -194,6 +262,44 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 		return rep, fmt.Errorf("%w: %d of %d logs; first: %v", ErrTampered, len(ps), len(rep.Logs), ps[0])
 	}
 	return rep, nil
+}
+
+// checkRegistry adds what the registry says about one log to its report:
+// a log must be registered, and a registered log must hold records unless
+// it is being created: registered within UnsignedGrace, with no signed
+// lease saying it was released or had records.
+func checkRegistry(ctx context.Context, st store.Store, known note.Verifiers, lr *LogReport, regs map[string]registration, bad map[string]*Problem, opts *VerifyOptions, trusted bool) error {
+	reg, ok := regs[lr.Log]
+	if ok {
+		lr.Registered = reg.time
+	}
+	if lr.Problem != nil {
+		return nil
+	}
+	switch {
+	case bad[lr.Log] != nil:
+		lr.Problem = bad[lr.Log]
+	case !ok && lr.Records > lr.Verified.N:
+		// Every appender registers a log before its first record, so
+		// records nobody signed in a log nobody registered were not
+		// written by one. (A log whose records are all signed is
+		// authentic whether registered or not: one written before the
+		// registry existed.)
+		lr.Problem = &Problem{Log: lr.Log, Seq: lr.Verified.N, Class: ClassUnregistered, Detail: "no valid registry entry (" + registryKey(lr.Log) + ") and records no checkpoint covers"}
+	case ok && lr.Records == 0 && lr.Checkpoints == 0 && !trusted:
+		missing := opts.Now().Sub(reg.time) > opts.UnsignedGrace
+		if !missing {
+			l, _, valid, err := latestLease(ctx, st, lr.Log, known)
+			if err != nil {
+				return err
+			}
+			missing = valid && (l.released || l.f.n > 0)
+		}
+		if missing {
+			lr.Problem = &Problem{Log: lr.Log, Seq: -1, Class: ClassMissing, Detail: "registered " + reg.time.Format(time.RFC3339) + " but holds no record"}
+		}
+	}
+	return nil
 }
 
 // listLogs returns the log IDs under audit/ in order, and objects directly
@@ -212,6 +318,9 @@ func listLogs(ctx context.Context, st store.Store) ([]string, map[string]string,
 				strays[rest] = key
 			}
 			continue
+		}
+		if rest[0] == '_' {
+			continue // the registry and the leases, not a log
 		}
 		// All keys of one log share the prefix "audit/<log>/", so they are
 		// adjacent in lexical order.
@@ -237,7 +346,7 @@ func checkContinuations(rep *Report) {
 		i, ok := idx[l.Continues]
 		if !ok {
 			missing = append(missing, LogReport{Log: l.Continues, Problem: &Problem{
-				Log: l.Continues, Seq: -1, Class: ClassRollback,
+				Log: l.Continues, Seq: -1, Class: ClassMissing,
 				Detail: fmt.Sprintf("log is missing; log %s continues it after %d records", l.Log, l.ContinuesSize)}})
 			idx[l.Continues] = -1
 			continue
@@ -272,6 +381,7 @@ type logVerifier struct {
 	st    store.Store
 	known note.Verifiers
 	log   string
+	opts  *VerifyOptions
 	rep   LogReport
 
 	// batch stream
@@ -292,11 +402,15 @@ type logVerifier struct {
 	rec     Record
 	prevRaw []byte
 
-	prob   *Problem
-	refine refinement
-	gapSeq int64
-	finalN int64
-	lastT  time.Time
+	prob      *Problem
+	refine    refinement
+	gapSeq    int64
+	finalN    int64 // size of the final checkpoint in force (-1: none, or reopened)
+	pastFinal int64 // first record after finalN (-1: none)
+	pfKey     string
+	wantFinal int64 // a final checkpoint of this size must exist (0: no demand)
+	sawWant   bool
+	lastT     time.Time
 }
 
 func (v *logVerifier) problem(seq int64, key string, c Class, format string, args ...any) {
@@ -324,7 +438,8 @@ func (v *logVerifier) run(trusted tlog.Tree, hasTrusted bool) (LogReport, error)
 		}
 		name := key[len(cpPrefix):]
 		final := strings.HasSuffix(name, "-final")
-		n, ok := parseSeqName(strings.TrimSuffix(name, "-final"))
+		reopen := strings.HasSuffix(name, "-reopen")
+		n, ok := parseSeqName(strings.TrimSuffix(strings.TrimSuffix(name, "-final"), "-reopen"))
 		if !ok {
 			v.problem(-1, key, ClassCorrupt, "unexpected object among checkpoints")
 			continue
@@ -333,7 +448,7 @@ func (v *logVerifier) run(trusted tlog.Tree, hasTrusted bool) (LogReport, error)
 			v.checkTrusted(trusted)
 			hasTrusted = false
 		}
-		v.checkpoint(key, n, final)
+		v.checkpoint(key, n, final, reopen)
 		if v.err != nil {
 			return v.rep, v.err
 		}
@@ -346,6 +461,15 @@ func (v *logVerifier) run(trusted tlog.Tree, hasTrusted bool) (LogReport, error)
 		return v.rep, v.err
 	}
 	v.rep.Records = v.pos
+	if v.pastFinal >= 0 {
+		v.problem(v.pastFinal, v.pfKey, ClassPastFinal, "record after the final checkpoint at size %d", v.finalN)
+	}
+	if v.wantFinal > 0 && !v.sawWant && v.prob == nil {
+		v.problem(-1, checkpointKey(v.log, v.wantFinal, true), ClassReopened, "the final checkpoint at size %d seen before is gone", v.wantFinal)
+	}
+	if v.prob == nil && v.pos > 0 && v.rep.Verified.N == 0 && v.opts.Now().Sub(v.rep.Newest) > v.opts.UnsignedGrace {
+		v.problem(0, "", ClassUnsigned, "%d records, none covered by a valid checkpoint, the newest from %s", v.pos, v.rep.Newest.Format(time.RFC3339))
+	}
 	if v.prob == nil {
 		if v.finalN >= 0 {
 			v.rep.Final = true
@@ -477,8 +601,13 @@ func (v *logVerifier) record(raw []byte) {
 			v.refine = refineNone
 		}
 	}
-	if v.finalN >= 0 && v.pos >= v.finalN {
-		v.problem(v.pos, v.brKey, ClassPastFinal, "record after the final checkpoint at size %d", v.finalN)
+	if v.finalN >= 0 && v.pos >= v.finalN && v.pastFinal < 0 {
+		// Allowed only once a reopen checkpoint signs for it; decided at
+		// the end.
+		v.pastFinal, v.pfKey = v.pos, v.brKey
+	}
+	if r.Time.After(v.rep.Newest) {
+		v.rep.Newest = r.Time
 	}
 	if v.pos == 0 && r.Event == EventOpen && r.Reason == "continues" {
 		var size int64
@@ -538,13 +667,13 @@ func (v *logVerifier) sameAs(seq int64, raw []byte) bool {
 }
 
 // checkpoint checks the checkpoint stored under key, named for size n.
-func (v *logVerifier) checkpoint(key string, n int64, final bool) {
+func (v *logVerifier) checkpoint(key string, n int64, final, reopen bool) {
 	v.rep.Checkpoints++
 	if v.prob != nil && v.refine != refineMismatch {
 		return
 	}
 	if v.finalN >= 0 && n > v.finalN {
-		v.problem(-1, key, ClassPastFinal, "checkpoint of size %d after the final one at %d", n, v.finalN)
+		v.problem(-1, key, ClassPastFinal, "checkpoint of size %d after the final one at %d without a reopen checkpoint", n, v.finalN)
 		v.refine = refineNone
 		return
 	}
@@ -573,8 +702,10 @@ func (v *logVerifier) checkpoint(key string, n int64, final bool) {
 		v.problem(-1, key, ClassCorrupt, "checkpoint of another log")
 	case c.tree.N != n:
 		v.problem(-1, key, ClassRollback, "checkpoint of size %d stored as size %d", c.tree.N, n)
-	case c.final != final:
-		v.problem(-1, key, ClassCorrupt, "final flag does not match the name")
+	case c.final != final || c.reopen != reopen:
+		v.problem(-1, key, ClassCorrupt, "final or reopen flag does not match the name")
+	case c.reopen && v.finalN != n:
+		v.problem(-1, key, ClassCorrupt, "reopen checkpoint without a final checkpoint of size %d", n)
 	case c.time.Before(v.lastT):
 		v.problem(-1, key, ClassRollback, "checkpoint of size %d is older than a smaller one", n)
 	default:
@@ -604,8 +735,16 @@ func (v *logVerifier) checkpoint(key string, n int64, final bool) {
 		return
 	}
 	v.rep.Verified = c.tree
-	if c.final {
+	switch {
+	case c.final:
 		v.finalN = n
+		v.rep.FinalSize = n
+		if n == v.wantFinal {
+			v.sawWant = true
+		}
+	case c.reopen:
+		// Signed permission to continue after the final checkpoint.
+		v.finalN, v.pastFinal = -1, -1
 	}
 }
 

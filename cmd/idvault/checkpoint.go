@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/idvault/idvault/vault/audit"
+)
+
+var checkpointCommand = &command{
+	path:    "audit checkpoint",
+	summary: "print the latest signed checkpoint of every log, for a witness to keep",
+	usage:   "audit checkpoint [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--out FILE]",
+	help: `Prints the latest signed checkpoint of every audit log, each exactly as
+stored: a signed note in the golang.org/x/mod/sumdb/note format (the text,
+a blank line, the signature line "— <key name> <base64>"), followed by a
+blank line. The text of each note is
+
+  idvault audit checkpoint v1
+  <log ID>
+  <tree size>
+  <tree hash, base64>
+  <time, RFC 3339 UTC>
+  final            (only once the log was closed)
+
+Keep the output somewhere the store's writers cannot reach (a transparency
+log witness, another account, a cron job's mailbox). Later,
+"idvault audit verify --witness FILE" checks that every log still holds at
+least those records with the same tree hash: records erased together with
+their checkpoints after the heads were taken are caught, which nothing
+inside the store can show. Only checkpoints whose signature verifies with
+the key are printed; it does not check the records (verify does).
+
+With --out FILE the notes are written to FILE atomically instead of stdout.
+
+Example (hourly, from cron):
+  idvault audit checkpoint --store s3://audit?endpoint=minio:9000 \
+      --verifier-key-file /etc/idvault/audit.pub --out /srv/witness/idvault.heads
+`,
+	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
+		storeURL := storeFlag(fs)
+		kf := addKeyFlags(fs)
+		out := fs.String("out", "", "write the checkpoints to `FILE` (replaced atomically) instead of stdout")
+		return func(ctx context.Context, c *cli) int {
+			return c.checkpoint(ctx, *storeURL, kf, *out)
+		}
+	},
+}
+
+func (c *cli) checkpoint(ctx context.Context, storeURL string, kf *keyFlags, out string) int {
+	spec, err := c.storeSpecFrom(storeURL)
+	if err != nil {
+		return c.usageError(err.Error())
+	}
+	st, err := openStore(ctx, spec, c.env)
+	if err != nil {
+		return c.fail(err)
+	}
+	key, code := c.resolveKey(ctx, st, kf)
+	if code != 0 {
+		return code
+	}
+	heads, err := audit.Heads(ctx, st, key)
+	if err != nil {
+		return c.fail(err)
+	}
+	b := audit.FormatHeads(heads)
+	if out == "" {
+		if _, err := c.stdout.Write(b); err != nil {
+			return c.fail(err)
+		}
+	} else {
+		if err := writeFileAtomic(out, b); err != nil {
+			return c.fail(fmt.Errorf("writing %s: %w", out, err))
+		}
+	}
+	fmt.Fprintf(c.stderr, "%d signed checkpoints\n", len(heads))
+	return exitOK
+}
+
+// writeFileAtomic replaces path with b (temporary file, fsync, rename).
+func writeFileAtomic(path string, b []byte) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".idvault-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(b); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

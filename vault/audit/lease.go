@@ -1,0 +1,602 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/idvault/idvault/vault/store"
+)
+
+// Leases let a new Appender continue an idle log instead of starting one,
+// so that the number of logs grows with the number of concurrent writers,
+// not with restarts. A lease is a sequence of create-only objects
+//
+//	audit/_lease/<log>/<generation, 20 digits>
+//
+// whose latest generation says who holds the log until when (or that it
+// was released at Close), and carries the Merkle frontier of a checkpointed
+// prefix of the log, so that the next holder rebuilds its state from that
+// checkpoint and the records after it rather than from the whole log. It
+// is a note signed with the audit key, whose text is exactly:
+//
+//	idvault audit lease v1
+//	<log ID>
+//	<holder: 32 lower-case hex digits>
+//	<expiry, RFC 3339 with nanoseconds, UTC> | released
+//	<size of the checkpointed prefix, decimal>
+//	<one base64 hash per subtree of the frontier, largest first>
+//
+// Taking a lease is creating the next generation: of two contenders exactly
+// one succeeds. A lease is a courtesy, not the safety net: every batch is
+// itself a create-only object named by its first sequence number, so two
+// writers that both believe they hold a log collide on their next batch,
+// and the one whose write fails moves to another log without losing a
+// record. The frontier in a lease is used only once its root matches a
+// signed checkpoint of the same size. Verify reads the latest lease of a
+// registered log that holds no record: a signed release, or a frontier of
+// a non-empty log, proves the log had records (so it was deleted).
+const (
+	leasePrefix = auditPrefix + "_lease/"
+	leaseHeader = "idvault audit lease v1"
+	maxLeaseLen = 8192
+)
+
+// DefaultLeaseTTL is the default AppenderOptions.LeaseTTL.
+const DefaultLeaseTTL = 30 * time.Second
+
+// maxAdopt bounds how many idle logs NewAppender tries before it starts a
+// new one.
+const maxAdopt = 8
+
+func leaseDir(log string) string { return leasePrefix + log + "/" }
+
+func leaseKey(log string, gen int64) string { return fmt.Sprintf("%s%020d", leaseDir(log), gen) }
+
+type lease struct {
+	log      string
+	holder   string
+	expires  time.Time
+	released bool
+	f        frontier
+}
+
+// sign returns the lease as a signed note.
+func (l *lease) sign(s note.Signer) ([]byte, error) {
+	return note.Sign(&note.Note{Text: string(l.marshal())}, s)
+}
+
+// openLease verifies a lease note and parses its text.
+func openLease(msg []byte, known note.Verifiers) (lease, error) {
+	if len(msg) > maxLeaseLen {
+		return lease{}, corruptf("lease longer than %d bytes", maxLeaseLen)
+	}
+	text, _, err := openNote(msg, known)
+	if err != nil {
+		return lease{}, err
+	}
+	return parseLease([]byte(text))
+}
+
+func (l *lease) marshal() []byte {
+	var b strings.Builder
+	b.WriteString(leaseHeader + "\n" + l.log + "\n" + l.holder + "\n")
+	if l.released {
+		b.WriteString("released\n")
+	} else {
+		b.WriteString(l.expires.UTC().Format(time.RFC3339Nano) + "\n")
+	}
+	b.WriteString(strconv.FormatInt(l.f.n, 10) + "\n")
+	for _, h := range l.f.hashes {
+		b.WriteString(h.String() + "\n")
+	}
+	return []byte(b.String())
+}
+
+// parseLease decodes a lease object strictly (only what marshal writes).
+func parseLease(b []byte) (lease, error) {
+	if len(b) > maxLeaseLen {
+		return lease{}, corruptf("lease longer than %d bytes", maxLeaseLen)
+	}
+	s := string(b)
+	if !strings.HasSuffix(s, "\n") {
+		return lease{}, corruptf("lease does not end in newline")
+	}
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if len(lines) < 5 || lines[0] != leaseHeader {
+		return lease{}, corruptf("not an idvault lease")
+	}
+	l := lease{log: lines[1], holder: lines[2]}
+	if !ValidLogID(l.log) {
+		return lease{}, corruptf("lease log ID malformed")
+	}
+	if len(l.holder) != 32 || validField(fieldSpec{"holder", 32, kindHex, true}, l.holder) != nil {
+		return lease{}, corruptf("lease holder malformed")
+	}
+	if lines[3] == "released" {
+		l.released = true
+	} else {
+		t, err := time.Parse(time.RFC3339Nano, lines[3])
+		if err != nil || t.UTC().Format(time.RFC3339Nano) != lines[3] {
+			return lease{}, corruptf("lease expiry malformed")
+		}
+		l.expires = t.UTC()
+	}
+	n, err := strconv.ParseInt(lines[4], 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != lines[4] {
+		return lease{}, corruptf("lease size malformed")
+	}
+	if len(lines)-5 != bits.OnesCount64(uint64(n)) {
+		return lease{}, corruptf("lease frontier has the wrong number of hashes")
+	}
+	l.f.n = n
+	for _, line := range lines[5:] {
+		h, err := tlog.ParseHash(line)
+		if err != nil || h.String() != line {
+			return lease{}, corruptf("lease frontier hash malformed")
+		}
+		l.f.hashes = append(l.f.hashes, h)
+	}
+	return l, nil
+}
+
+// latestLease returns the latest lease generation of log (gen -1: none),
+// with ok false when it is not a lease signed by a known key: an expired
+// lease with an empty frontier then, which blocks nobody.
+func latestLease(ctx context.Context, st store.Store, log string, known note.Verifiers) (l lease, gen int64, ok bool, err error) {
+	gen = -1
+	var key string
+	for k, err := range st.List(ctx, leaseDir(log)) {
+		if err != nil {
+			return lease{}, -1, false, err
+		}
+		if g, ok := parseSeqName(k[len(leaseDir(log)):]); ok && g > gen {
+			gen, key = g, k
+		}
+	}
+	if gen < 0 {
+		return lease{}, -1, false, nil
+	}
+	b, err := readSmall(ctx, st, key, maxLeaseLen)
+	if errors.Is(err, store.ErrNotFound) {
+		return lease{log: log}, gen, false, nil
+	}
+	if err != nil {
+		return lease{}, -1, false, err
+	}
+	l, err = openLease(b, known)
+	if err != nil || l.log != log {
+		return lease{log: log}, gen, false, nil
+	}
+	return l, gen, true, nil
+}
+
+// verifierOf returns the verifier of a note signer key (Ed25519).
+func verifierOf(signerKey string) (note.Verifier, error) {
+	parts := strings.SplitN(signerKey, "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
+		return nil, errors.New("audit: signer key is not a valid note signer key")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return nil, errors.New("audit: signer key is not an Ed25519 note signer key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	vkey, err := note.NewEd25519VerifierKey(parts[2], pub)
+	if err != nil {
+		return nil, err
+	}
+	return note.NewVerifier(vkey)
+}
+
+// loaded is the state of a log an appender is about to continue.
+type loaded struct {
+	f      frontier   // every record
+	cp     checkpoint // the latest valid checkpoint (tree.N 0: none)
+	closed bool       // cp is final and not reopened: the next batch needs a reopen checkpoint
+}
+
+// errNotContinuable: the log is damaged, or someone else's: leave it to
+// Verify.
+var errNotContinuable = errors.New("audit: log cannot be continued")
+
+// loadLog reads what an appender needs to continue log. from is the
+// frontier a lease carried: when its root matches a signed checkpoint of
+// its size, only the batches after it are read, by name, with the
+// checkpoints at their boundaries (a handful of GETs for a log closed
+// cleanly, whatever its length). Otherwise loadLogFull reads the whole log.
+func (a *Appender) loadLog(ctx context.Context, log string, from frontier) (loaded, error) {
+	if from.n == 0 {
+		return a.loadLogFull(ctx, log, frontier{})
+	}
+	var ld loaded
+	at := func(n int64) (plain, final, reopen *checkpoint, err error) {
+		for _, k := range []struct {
+			key string
+			dst **checkpoint
+		}{{checkpointKey(log, n, false), &plain}, {checkpointKey(log, n, true), &final}, {reopenKey(log, n), &reopen}} {
+			c, ok, err := a.checkpointAt(ctx, k.key, log, n)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if ok {
+				*k.dst = &c
+			}
+		}
+		return
+	}
+	plain, final, reopen, err := at(from.n)
+	if err != nil {
+		return ld, err
+	}
+	var base *checkpoint
+	for _, c := range []*checkpoint{plain, final} {
+		if c != nil && c.tree.Hash == from.root() {
+			base = c
+		}
+	}
+	if base == nil {
+		return a.loadLogFull(ctx, log, frontier{})
+	}
+	ld.cp, ld.f = *base, from.clone()
+	if reopen != nil && reopen.tree.Hash == from.root() {
+		ld.cp = *reopen
+	}
+	closedAt := func(final, reopen *checkpoint) bool { return final != nil && reopen == nil }
+	baseClosed := closedAt(final, reopen)
+	var r Record
+	for {
+		key := batchKey(log, ld.f.n)
+		rc, err := a.st.Get(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return ld, err
+		}
+		err = func() error {
+			defer rc.Close()
+			br, err := newBatchReader(rc)
+			if err != nil {
+				return err
+			}
+			for {
+				raw, err := br.next(&r)
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if r.Log != log || r.Seq != ld.f.n {
+					return errNotContinuable
+				}
+				ld.f.add(tlog.RecordHash(raw))
+			}
+		}()
+		if err != nil {
+			var ioe *ioError
+			if errors.As(err, &ioe) {
+				return ld, ioe.err
+			}
+			return ld, errNotContinuable
+		}
+		if baseClosed {
+			// Records after a final checkpoint without a reopen: not ours
+			// to sign.
+			return ld, errNotContinuable
+		}
+		// Checkpoints a crashed writer signed in the tail: they must agree,
+		// and the next one must not be older.
+		plain, final, reopen, err := at(ld.f.n)
+		if err != nil {
+			return ld, err
+		}
+		for _, c := range []*checkpoint{plain, final, reopen} {
+			if c == nil {
+				continue
+			}
+			if c.tree.Hash != ld.f.root() {
+				return ld, errNotContinuable
+			}
+			if !c.time.Before(ld.cp.time) {
+				ld.cp = *c
+			}
+		}
+		baseClosed = closedAt(final, reopen)
+	}
+	ld.closed = ld.cp.final
+	return ld, nil
+}
+
+// checkpointAt reads and checks the checkpoint stored under key, which
+// must be of log at size n; ok is false when it is absent or invalid.
+func (a *Appender) checkpointAt(ctx context.Context, key, log string, n int64) (checkpoint, bool, error) {
+	msg, err := readSmall(ctx, a.st, key, maxCheckpointLen)
+	if errors.Is(err, store.ErrNotFound) {
+		return checkpoint{}, false, nil
+	}
+	if err != nil {
+		return checkpoint{}, false, err
+	}
+	c, _, err := openCheckpoint(msg, note.VerifierList(a.verifier))
+	if err != nil || c.log != log || c.tree.N != n || key != checkpointKeyOf(c) {
+		return checkpoint{}, false, nil
+	}
+	return c, true, nil
+}
+
+// loadLogFull reads the whole log: every checkpoint and every record.
+func (a *Appender) loadLogFull(ctx context.Context, log string, from frontier) (loaded, error) {
+	known := note.VerifierList(a.verifier)
+	var ld loaded
+	var start frontier
+	finalAt, reopenAt := int64(-1), int64(-1)
+	cpPrefix := checkpointPrefix(log)
+	for key, err := range a.st.List(ctx, cpPrefix) {
+		if err != nil {
+			return ld, err
+		}
+		msg, err := readSmall(ctx, a.st, key, maxCheckpointLen)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			return ld, err
+		}
+		c, _, err := openCheckpoint(msg, known)
+		if err != nil || c.log != log || key != checkpointKeyOf(c) || c.tree.N < ld.cp.tree.N || c.time.Before(ld.cp.time) {
+			return ld, errNotContinuable
+		}
+		ld.cp = c
+		switch {
+		case c.final:
+			finalAt = c.tree.N
+		case c.reopen:
+			reopenAt = c.tree.N
+		}
+		if from.n > 0 && c.tree.N == from.n && !c.reopen && from.root() == c.tree.Hash {
+			start = from.clone()
+		}
+	}
+	ld.closed = finalAt >= 0 && finalAt == ld.cp.tree.N && reopenAt != finalAt
+	ld.f = start
+	prefix := logPrefix(log)
+	var r Record
+	for key, err := range a.st.List(ctx, prefix) {
+		if err != nil {
+			return ld, err
+		}
+		first, ok := parseSeqName(key[len(prefix):])
+		if !ok {
+			if strings.HasPrefix(key[len(prefix):], "checkpoints/") {
+				continue
+			}
+			return ld, errNotContinuable
+		}
+		if first < ld.f.n {
+			continue
+		}
+		if first != ld.f.n {
+			return ld, errNotContinuable
+		}
+		rc, err := a.st.Get(ctx, key)
+		if err != nil {
+			return ld, err
+		}
+		err = func() error {
+			defer rc.Close()
+			br, err := newBatchReader(rc)
+			if err != nil {
+				return err
+			}
+			for {
+				raw, err := br.next(&r)
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if r.Log != log || r.Seq != ld.f.n {
+					return errNotContinuable
+				}
+				ld.f.add(tlog.RecordHash(raw))
+				if ld.f.n == ld.cp.tree.N && ld.f.root() != ld.cp.tree.Hash {
+					return errNotContinuable
+				}
+			}
+		}()
+		if err != nil {
+			var ioe *ioError
+			if errors.As(err, &ioe) {
+				return ld, ioe.err
+			}
+			return ld, errNotContinuable
+		}
+	}
+	if ld.f.n < ld.cp.tree.N || (ld.f.n == ld.cp.tree.N && ld.f.root() != ld.cp.tree.Hash) {
+		return ld, errNotContinuable
+	}
+	if finalAt >= 0 && finalAt == ld.cp.tree.N && reopenAt != finalAt && ld.f.n > finalAt {
+		// Records after a final checkpoint without a reopen: not ours to sign.
+		return ld, errNotContinuable
+	}
+	return ld, nil
+}
+
+func checkpointKeyOf(c checkpoint) string {
+	if c.reopen {
+		return reopenKey(c.log, c.tree.N)
+	}
+	return checkpointKey(c.log, c.tree.N, c.final)
+}
+
+// adopt tries to lease an idle registered log and continue it; it reports
+// whether it did. Only errors of the store are returned.
+func (a *Appender) adopt(ctx context.Context) (bool, error) {
+	tried := 0
+	for key, err := range a.st.List(ctx, registryPrefix) {
+		if err != nil {
+			return false, err
+		}
+		if tried >= maxAdopt {
+			break
+		}
+		log := key[len(registryPrefix):]
+		if !ValidLogID(log) {
+			continue
+		}
+		// Only a log this key registered: another key's log is not ours to
+		// sign.
+		msg, err := readSmall(ctx, a.st, key, maxCheckpointLen)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			return false, err
+		}
+		if r, _, err := openRegistration(msg, note.VerifierList(a.verifier)); err != nil || r.log != log {
+			continue
+		}
+		l, gen, _, err := latestLease(ctx, a.st, log, note.VerifierList(a.verifier))
+		if err != nil {
+			return false, err
+		}
+		now := a.opts.Now()
+		if gen >= 0 && !l.released && now.Before(l.expires) {
+			continue // held
+		}
+		tried++
+		mine := lease{log: log, holder: a.holder, expires: now.Add(a.opts.LeaseTTL), f: l.f}
+		lmsg, err := mine.sign(a.signer)
+		if err != nil {
+			return false, err
+		}
+		if err := a.st.Put(ctx, leaseKey(log, gen+1), bytes.NewReader(lmsg), int64(len(lmsg)), store.PutOptions{IfAbsent: true}); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				continue // someone else took it
+			}
+			return false, err
+		}
+		ld, err := a.loadLog(ctx, log, l.f)
+		if errors.Is(err, errNotContinuable) {
+			continue // our lease expires; Verify will say what is wrong
+		}
+		if err != nil {
+			return false, err
+		}
+		a.continueLog(log, gen+1, ld)
+		if gen >= 0 {
+			_ = a.st.Delete(ctx, leaseKey(log, gen)) // history; keep the store small
+		}
+		if ld.f.n > ld.cp.tree.N {
+			// A crashed writer's unsealed tail: seal it now.
+			if err := a.writeCheckpoints(ctx, false); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// continueLog makes the appender write log from the state ld, under lease
+// generation gen.
+func (a *Appender) continueLog(log string, gen int64, ld loaded) {
+	a.w = logState{id: log, f: ld.f, ready: true, reopen: ld.closed}
+	a.cur = logTree{log: log, tree: ld.f.tree(), f: ld.f}
+	a.curCP = ld.cp.tree.N
+	if ld.cp.tree.N > 0 {
+		a.lastCP[log] = ld.cp
+	}
+	a.lease = leaseState{log: log, gen: gen, renewed: a.opts.Now()}
+	if ld.cp.tree.N == ld.f.n {
+		a.lease.f = ld.f.clone()
+	}
+}
+
+// leaseState is the appender's lease on its current log; leaseMu guards it.
+type leaseState struct {
+	log     string
+	gen     int64
+	renewed time.Time
+	f       frontier // the frontier at the last checkpoint, for the next holder
+	lost    bool     // someone else took the log: move on before the next batch
+}
+
+// takeLease writes generation 0 of a new log's lease.
+func (a *Appender) takeLease(ctx context.Context, log string) error {
+	l := lease{log: log, holder: a.holder, expires: a.opts.Now().Add(a.opts.LeaseTTL)}
+	msg, err := l.sign(a.signer)
+	if err != nil {
+		return err
+	}
+	err = a.st.Put(ctx, leaseKey(log, 0), bytes.NewReader(msg), int64(len(msg)), store.PutOptions{IfAbsent: true})
+	if errors.Is(err, store.ErrExists) {
+		// An earlier attempt of ours that reported failure (the ID is new).
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	a.leaseMu.Lock()
+	a.lease = leaseState{log: log, gen: 0, renewed: a.opts.Now()}
+	a.leaseMu.Unlock()
+	return nil
+}
+
+// renewLease writes the next lease generation when a third of the TTL has
+// passed (or, with release, a released one). Losing the race means another
+// appender took the log: the writer moves on.
+func (a *Appender) renewLease(ctx context.Context, release bool) {
+	a.renewMu.Lock() // one renewal at a time; the writer only reads lost
+	defer a.renewMu.Unlock()
+	a.leaseMu.Lock()
+	ls := a.lease
+	a.leaseMu.Unlock()
+	now := a.opts.Now()
+	if ls.log == "" || ls.lost || (!release && now.Sub(ls.renewed) < a.opts.LeaseTTL/3) {
+		return
+	}
+	l := lease{log: ls.log, holder: a.holder, expires: now.Add(a.opts.LeaseTTL), released: release, f: ls.f}
+	msg, err := l.sign(a.signer)
+	if err != nil {
+		return
+	}
+	err = a.st.Put(ctx, leaseKey(ls.log, ls.gen+1), bytes.NewReader(msg), int64(len(msg)), store.PutOptions{IfAbsent: true})
+	a.leaseMu.Lock()
+	switch {
+	case a.lease.log != ls.log || a.lease.gen != ls.gen:
+		err = errors.New("moved") // the writer moved to another log meanwhile
+	case errors.Is(err, store.ErrExists):
+		a.lease.lost = true
+	case err == nil:
+		a.lease.gen++
+		a.lease.renewed = now
+	}
+	a.leaseMu.Unlock()
+	if err == nil {
+		// Older generations are history; keep the store small.
+		_ = a.st.Delete(ctx, leaseKey(ls.log, ls.gen))
+	}
+}
+
+// leaseLost reports whether the current log's lease was taken by another
+// appender.
+func (a *Appender) leaseLost() bool {
+	a.leaseMu.Lock()
+	defer a.leaseMu.Unlock()
+	return a.lease.lost && a.lease.log == a.w.id
+}

@@ -1,0 +1,485 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/idvault/idvault/internal/memstore"
+	"github.com/idvault/idvault/vault/store"
+)
+
+// countLogs returns the IDs of the logs holding records.
+func countLogs(t *testing.T, st *memstore.Store) map[string]bool {
+	t.Helper()
+	logs := map[string]bool{}
+	for _, k := range st.Keys() {
+		rest, ok := strings.CutPrefix(k, auditPrefix)
+		if !ok || rest[0] == '_' {
+			continue
+		}
+		logs[rest[:strings.IndexByte(rest, '/')]] = true
+	}
+	return logs
+}
+
+// TestBoundedLogs: 100 restarts (Open, a few records, Close) leave one
+// log, not 100, and Verify passes after every one.
+func TestBoundedLogs(t *testing.T) {
+	skey, vkey := keys(t)
+	ctx := context.Background()
+	st := newTestStore()
+	c := newClock()
+	total := 0
+	for cycle := range 100 {
+		a, err := NewAppender(ctx, st, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if _, err := a.Append(ctx, sampleRecord(cycle*3+i)); err != nil {
+				t.Fatal(err)
+			}
+			total++
+		}
+		if err := a.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if cycle%10 == 9 {
+			rep := verifyOK(t, st, vkey, VerifyOptions{Now: c.Now})
+			if len(rep.Logs) != 1 || rep.Logs[0].Records != int64(total) || !rep.Logs[0].Final || rep.Logs[0].Unsealed != 0 {
+				t.Fatalf("cycle %d: report %+v", cycle, rep.Logs)
+			}
+		}
+	}
+	if n := len(countLogs(t, st)); n != 1 {
+		t.Fatalf("100 restarts left %d logs", n)
+	}
+	// Leases do not pile up: the latest generation and nothing else.
+	leases := 0
+	for _, k := range st.Keys() {
+		if strings.HasPrefix(k, leasePrefix) {
+			leases++
+		}
+	}
+	if leases > 1 {
+		t.Fatalf("%d lease objects left", leases)
+	}
+}
+
+// getCounter counts Gets of batch objects that exist.
+type getCounter struct {
+	*memstore.Store
+	batches atomic.Int64
+}
+
+func (g *getCounter) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := g.Store.Get(ctx, key)
+	if rest, ok := strings.CutPrefix(key, auditPrefix); ok && rest[0] != '_' && err == nil {
+		if _, ok := parseSeqName(rest[strings.IndexByte(rest, '/')+1:]); ok {
+			g.batches.Add(1)
+		}
+	}
+	return rc, err
+}
+
+// TestContinueReadsOnlyTheTail: a continued log rebuilds its Merkle
+// frontier from the lease's copy, checked against the last signed
+// checkpoint, and reads only the batches after it.
+func TestContinueReadsOnlyTheTail(t *testing.T) {
+	skey, vkey := keys(t)
+	ctx := context.Background()
+	gc := &getCounter{Store: newTestStore()}
+	c := newClock()
+	for cycle := range 5 {
+		a, err := NewAppender(ctx, gc, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour, MaxBatch: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 50 {
+			if _, err := a.Append(ctx, sampleRecord(cycle*50+i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gc.batches.Store(0)
+	a, err := NewAppender(ctx, gc, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := gc.batches.Load(); n != 0 {
+		t.Fatalf("continuing a closed log of 250 batches read %d of them", n)
+	}
+	if a.cur.tree.N != 250 {
+		t.Fatalf("continued at size %d", a.cur.tree.N)
+	}
+	a.Close(ctx)
+
+	// A forged frontier in the lease is not believed: the appender reads
+	// the whole log instead, and still continues it correctly.
+	for _, k := range gc.Keys() {
+		if strings.HasPrefix(k, leasePrefix) {
+			b, _ := gc.Bytes(k)
+			signer, err := note.NewSigner(skey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, _ := verifierOf(skey)
+			l, err := openLease(b, note.VerifierList(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Signed with the key (a bug, not an attacker): still only
+			// believed once it matches a signed checkpoint.
+			l.f.hashes[0][0] ^= 1
+			msg, _ := l.sign(signer)
+			gc.SetBytes(k, msg)
+		}
+	}
+	gc.batches.Store(0)
+	a, err = NewAppender(ctx, gc, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := gc.batches.Load(); n != 250 || a.cur.tree.N != 250 {
+		t.Fatalf("with a forged frontier: read %d batches, continued at %d", n, a.cur.tree.N)
+	}
+	if _, err := a.Append(ctx, sampleRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	a.Close(ctx)
+	verifyOK(t, gc.Store, vkey, VerifyOptions{Now: c.Now})
+}
+
+// TestConcurrentInstances: two live appenders never share a log; each
+// keeps its own across restarts of the other.
+func TestConcurrentInstances(t *testing.T) {
+	skey, vkey := keys(t)
+	ctx := context.Background()
+	st := newTestStore()
+	c := newClock()
+	opts := AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour}
+	a, err := NewAppender(ctx, st, skey, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	for cycle := range 10 {
+		b, err := NewAppender(ctx, st, skey, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for _, x := range []*Appender{a, b} {
+			wg.Go(func() {
+				for i := range 20 {
+					if _, err := x.Append(ctx, sampleRecord(i)); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if a.LogID() == b.LogID() {
+			t.Fatalf("cycle %d: two live appenders write log %s", cycle, a.LogID())
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(countLogs(t, st)); n != 2 {
+		t.Fatalf("two instances, one restarted 10 times: %d logs", n)
+	}
+	a.Close(ctx)
+	verifyOK(t, st, vkey, VerifyOptions{Now: c.Now})
+}
+
+// TestLeaseTakeover: a writer that stopped renewing (crashed, or paused)
+// loses its log to the next appender once the lease expired; if it wakes
+// up and writes, its batch collides with the new holder's create-only
+// batch and its records go to a fresh log: nothing is lost, no sequence
+// number holds two records, Verify passes.
+func TestLeaseTakeover(t *testing.T) {
+	skey, vkey := keys(t)
+	ctx := context.Background()
+	st := newTestStore()
+	c := newClock()
+	opts := AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour, LeaseTTL: time.Hour}
+	zombie, err := NewAppender(ctx, st, skey, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := zombie.Append(ctx, sampleRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not past the lease: a second appender starts its own log.
+	b, err := NewAppender(ctx, st, skey, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.LogID() == zombie.LogID() {
+		t.Fatal("a held log was taken")
+	}
+	b.Close(ctx)
+	// Past it (the zombie's renewals run on a real-time ticker of 20 min):
+	// the next appender continues the zombie's log and seals its tail.
+	c.mu.Lock()
+	c.t = c.t.Add(2 * time.Hour)
+	c.mu.Unlock()
+	heir, err := NewAppender(ctx, st, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heir.LogID() != zombie.LogID() && heir.LogID() != b.LogID() {
+		t.Fatalf("heir started a new log %s", heir.LogID())
+	}
+	took := heir.LogID() == zombie.LogID()
+	if !took {
+		// It took the idle closed log of b; take the zombie's too.
+		heir2, err := NewAppender(ctx, st, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer heir2.Close(ctx)
+		if heir2.LogID() != zombie.LogID() {
+			t.Fatalf("expired log not continued: %s", heir2.LogID())
+		}
+		heir, heir2 = heir2, heir
+	}
+	rep := verifyOK(t, st, vkey, VerifyOptions{Now: c.Now})
+	for _, l := range rep.Logs {
+		if l.Log == zombie.LogID() && l.Unsealed != 0 {
+			t.Fatalf("the heir did not seal the zombie's tail: %+v", l)
+		}
+	}
+	// Both write now.
+	for i := range 10 {
+		for _, x := range []*Appender{zombie, heir} {
+			r, err := x.Append(ctx, sampleRecord(100+i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if x == zombie && i > 0 && r.Log == heir.LogID() {
+				t.Fatal("zombie keeps writing the heir's log")
+			}
+		}
+	}
+	if zombie.LogID() == heir.LogID() {
+		t.Fatal("zombie did not move to a fresh log")
+	}
+	zombie.Close(ctx)
+	heir.Close(ctx)
+	verifyOK(t, st, vkey, VerifyOptions{Now: c.Now})
+}
+
+// TestReopenAttack: records appended after a final checkpoint by someone
+// without the key fail, whether or not the final checkpoint is deleted (the
+// latter caught with VerifyOptions.Finals, what --state remembers), and a
+// continuation by an appender is not signing them.
+func TestReopenAttack(t *testing.T) {
+	skey, vkey := keys(t)
+	ctx := context.Background()
+	forge := func(st *memstore.Store, log string, n int) {
+		raws := flatRecords(t, st, log)
+		r1, r2 := mustParse(t, raws[0]), mustParse(t, raws[0])
+		r1.Seq, r2.Seq = int64(n), int64(n+1)
+		r1.Principal, r2.Principal = "forger", "forger"
+		st.SetBytes(batchKey(log, int64(n)), encodeBatch([][]byte{mustMarshal(t, r1), mustMarshal(t, r2)}))
+	}
+	t.Run("final kept", func(t *testing.T) {
+		st := newTestStore()
+		log := buildLog(t, st, skey, logSpec{n: 4, batch: 2, checkpoints: []int64{2}, final: true})
+		forge(st, log, 4)
+		checkProblem(t, st, vkey, VerifyOptions{}, log, ClassPastFinal, 4)
+		// The next appender does not adopt (and sign) the forged records.
+		a, err := NewAppender(ctx, st, skey, AppenderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.LogID() == log {
+			t.Fatal("appender continued a log with records after its final checkpoint")
+		}
+		a.Close(ctx)
+		checkProblem(t, st, vkey, VerifyOptions{}, log, ClassPastFinal, 4)
+	})
+	t.Run("final deleted", func(t *testing.T) {
+		st := newTestStore()
+		log := buildLog(t, st, skey, logSpec{n: 4, batch: 2, checkpoints: []int64{2}, final: true})
+		rep := verifyOK(t, st, vkey, VerifyOptions{})
+		finals := map[string]int64{log: rep.Logs[0].FinalSize}
+		if finals[log] != 4 {
+			t.Fatalf("FinalSize %d", finals[log])
+		}
+		if err := st.Delete(ctx, checkpointKey(log, 4, true)); err != nil {
+			t.Fatal(err)
+		}
+		forge(st, log, 4)
+		checkProblem(t, st, vkey, VerifyOptions{Finals: finals, Now: soonAfterBuild}, log, ClassReopened, -1)
+	})
+	t.Run("legitimate reopen", func(t *testing.T) {
+		st := newTestStore()
+		c := newClock()
+		a := mustAppender(t, st, skey, AppenderOptions{Now: c.Now})
+		a.Append(ctx, sampleRecord(0))
+		a.Close(ctx)
+		log := a.LogID()
+		finals := verifyOK(t, st, vkey, VerifyOptions{Now: c.Now}).VerifiedSizes()
+		b := mustAppender(t, st, skey, AppenderOptions{Now: c.Now})
+		if b.LogID() != log {
+			t.Fatal("closed log not continued")
+		}
+		if _, err := b.Append(ctx, sampleRecord(1)); err != nil {
+			t.Fatal(err)
+		}
+		// Before b checkpoints: a live tail after a reopen checkpoint.
+		l := verifyOK(t, st, vkey, VerifyOptions{Now: c.Now, Finals: finals}).Logs[0]
+		if l.Unsealed != 1 || l.Final {
+			t.Fatalf("report %+v", l)
+		}
+		b.Close(ctx)
+		l = verifyOK(t, st, vkey, VerifyOptions{Now: c.Now, Finals: finals}).Logs[0]
+		if !l.Final || l.Records != 2 || l.FinalSize != 2 {
+			t.Fatalf("report %+v", l)
+		}
+	})
+}
+
+// TestVanishedAndForgedLogs: a log deleted as a whole is missing (its
+// registry entry says it existed); a log copied in without a registry entry
+// is unregistered; a registered log whose checkpoints were deleted is
+// unsigned once older than the grace period, and Scan with Verified returns
+// none of its records.
+func TestVanishedAndForgedLogs(t *testing.T) {
+	skey, vkey := keys(t)
+	ctx := context.Background()
+	t.Run("vanished", func(t *testing.T) {
+		st := newTestStore()
+		buildLog(t, st, skey, logSpec{n: 4, batch: 2, final: true, logID: "keep"})
+		log := buildLog(t, st, skey, logSpec{n: 4, batch: 2, final: true, logID: "gone"})
+		for _, k := range st.Keys() {
+			if strings.HasPrefix(k, logPrefix(log)) {
+				st.Delete(ctx, k)
+			}
+		}
+		checkProblem(t, st, vkey, VerifyOptions{}, "gone", ClassMissing, -1)
+	})
+	t.Run("copied in", func(t *testing.T) {
+		st := newTestStore()
+		buildLog(t, st, skey, logSpec{n: 4, batch: 2, final: true, logID: "real"})
+		other := newTestStore()
+		otherKey, _, _ := GenerateKey("attacker")
+		buildLog(t, other, otherKey, logSpec{n: 3, batch: 3, logID: "fake"})
+		for _, k := range other.Keys() {
+			if strings.HasPrefix(k, logPrefix("fake")) {
+				b, _ := other.Bytes(k)
+				st.SetBytes(k, b)
+			}
+		}
+		checkProblem(t, st, vkey, VerifyOptions{Now: soonAfterBuild}, "fake", ClassUnregistered, 0)
+		// Query with verified records only lists none of them.
+		rep, _ := Verify(ctx, st, vkey, VerifyOptions{Now: soonAfterBuild})
+		for r, err := range Scan(ctx, st, Filter{Verified: rep.VerifiedSizes()}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Log == "fake" {
+				t.Fatal("Scan of verified records yields a forged one")
+			}
+		}
+	})
+	t.Run("checkpoints deleted", func(t *testing.T) {
+		st := newTestStore()
+		log := buildLog(t, st, skey, logSpec{n: 4, batch: 2, checkpoints: []int64{2}, final: true})
+		for _, k := range checkpointKeys(st, log) {
+			st.Delete(ctx, k)
+		}
+		// Fresh (a writer may not have signed yet): a live unsealed tail.
+		if l := verifyOK(t, st, vkey, VerifyOptions{Now: soonAfterBuild}).Logs[0]; l.Unsealed != 4 {
+			t.Fatalf("report %+v", l)
+		}
+		checkProblem(t, st, vkey, VerifyOptions{}, log, ClassUnsigned, 0)
+		rep, _ := Verify(ctx, st, vkey, VerifyOptions{})
+		n := 0
+		for _, err := range Scan(ctx, st, Filter{Verified: rep.VerifiedSizes()}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		if n != 0 {
+			t.Fatalf("Scan of verified records yields %d unsigned ones", n)
+		}
+	})
+	t.Run("registry entry forged", func(t *testing.T) {
+		st := newTestStore()
+		buildLog(t, st, skey, logSpec{n: 4, batch: 2, final: true, logID: "x"})
+		b, _ := st.Bytes(registryKey("x"))
+		b[len(b)-3] ^= 1
+		st.SetBytes(registryKey("x"), b)
+		rep, err := Verify(ctx, st, vkey, VerifyOptions{})
+		if !errors.Is(err, ErrTampered) || rep.OK() {
+			t.Fatalf("forged registry entry: %v", err)
+		}
+	})
+}
+
+// TestHeadsWitness: heads taken before an erasure catch it, although the
+// erased records went with their checkpoints.
+func TestHeadsWitness(t *testing.T) {
+	skey, vkey := keys(t)
+	ctx := context.Background()
+	st := newTestStore()
+	log := buildLog(t, st, skey, logSpec{n: 6, batch: 2, checkpoints: []int64{2, 4}, final: true})
+	heads, err := Heads(ctx, st, vkey)
+	if err != nil || len(heads) != 1 || heads[0].Tree.N != 6 || !heads[0].Final {
+		t.Fatalf("Heads: %+v, %v", heads, err)
+	}
+	parsed, err := ParseHeads(FormatHeads(heads), vkey)
+	if err != nil || len(parsed) != 1 || parsed[0].Tree != heads[0].Tree || string(parsed[0].Note) != string(heads[0].Note) {
+		t.Fatalf("ParseHeads: %+v, %v", parsed, err)
+	}
+	// Erase the last batch and every checkpoint above 4: the store alone
+	// shows a live log of 4 records.
+	st.Delete(ctx, batchKey(log, 4))
+	for _, k := range checkpointKeys(st, log) {
+		if !strings.Contains(k, "00000000000000000002") && !strings.HasSuffix(k, "00000000000000000004") {
+			st.Delete(ctx, k)
+		}
+	}
+	verifyOK(t, st, vkey, VerifyOptions{})
+	trusted := map[string]Head{}
+	for _, h := range parsed {
+		trusted[h.Log] = h
+	}
+	checkProblem(t, st, vkey, VerifyOptions{Trusted: treesOf(parsed)}, log, ClassRollback, 4)
+	// A note signed by another key is refused.
+	_, otherV, _ := GenerateKey("other")
+	if _, err := ParseHeads(FormatHeads(heads), otherV); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("ParseHeads with another key: %v", err)
+	}
+}
+
+func treesOf(heads []Head) map[string]tlogTree {
+	m := map[string]tlogTree{}
+	for _, h := range heads {
+		m[h.Log] = h.Tree
+	}
+	return m
+}
+
+var _ store.Store = (*getCounter)(nil)
+
+type tlogTree = tlog.Tree
