@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idvault/idvault/internal/token"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/detect"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -79,9 +81,14 @@ type Config struct {
 	// QuotaFor, if set, gives the quota of a principal (per class:
 	// reviewers, auditors, batch jobs); it overrides Quota.
 	QuotaFor func(principal string) Quota
-	// Limiter keeps the quota counts (default: in-process). Give all
-	// instances one shared Limiter to enforce quotas cluster-wide.
+	// Limiter keeps the quota and alert counts (default: NewStoreLimiter
+	// on Store, shared by every instance on the store). An in-process
+	// NewMemoryLimiter is refused while other instances are live on the
+	// store, unless AllowLocalLimiter.
 	Limiter Limiter
+	// AllowLocalLimiter opts out of shared counts: Open accepts an
+	// in-process Limiter even when other instances use the store.
+	AllowLocalLimiter bool
 	// OnAlert is called, synchronously, for every alert (quota exceeded,
 	// bulk access, refusal burst, canary touched); each is also audited.
 	OnAlert func(Alert)
@@ -110,7 +117,9 @@ type Vault struct {
 	sweeperDone chan struct{}
 	instance    [16]byte // random per Vault: whose sweep claim is whose
 
-	limiter Limiter
+	limiter    Limiter
+	detector   *detect.Detector
+	liveMarked atomic.Int64 // the live-marker slot this instance wrote last
 
 	mu      sync.RWMutex // guards sys and sealer (token-key rotation)
 	sys     *systemKeys
@@ -163,8 +172,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	}
 	v.limiter = cfg.Limiter
 	if v.limiter == nil {
-		v.limiter = NewMemoryLimiter()
+		v.limiter = NewStoreLimiter(cfg.Store)
 	}
+	v.detector = detect.New(v.limiter, detect.Options{Rules: cfg.Quota.rules()})
 	if err := checkUnversioned(ctx, v.keys, cfg.AllowVersionedKeyStore); err != nil {
 		return nil, err
 	}
@@ -173,6 +183,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		return nil, err
 	}
 	if err := v.installKeys(sys); err != nil {
+		return nil, err
+	}
+	if err := v.checkLimiterShared(ctx); err != nil {
 		return nil, err
 	}
 	retain := cfg.AuditRetention
@@ -275,6 +288,7 @@ func (v *Vault) Close(ctx context.Context) error {
 		if v.sweeperDone != nil {
 			<-v.sweeperDone
 		}
+		v.unmarkLive(ctx)
 		err = v.log.Close(ctx)
 	})
 	return err

@@ -64,13 +64,25 @@ type memShard struct {
 }
 
 func (c *MemoryCounter) shard(k string) *memShard {
-	// FNV-1a: cheap and good enough to spread keyed hashes.
+	return &c.shards[fnv(k)%uint32(len(c.shards))]
+}
+
+// fnv is FNV-1a: cheap, and good enough to spread keyed hashes.
+func fnv(k string) uint32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(k); i++ {
 		h ^= uint32(k[i])
 		h *= 16777619
 	}
-	return &c.shards[h%uint32(len(c.shards))]
+	return h
+}
+
+// Ranger is optionally implemented by a Counter that can read many slots
+// of one key at once (a store listing, a Redis MGET): Range returns the
+// counts of the slots from, from+width, …, to. The Detector uses it to
+// fill its cache of closed slots in one call.
+type Ranger interface {
+	Range(ctx context.Context, key string, from, to time.Time, width, keep time.Duration) ([]int64, error)
 }
 
 // Add implements Counter.

@@ -61,6 +61,9 @@ type Event struct {
 	Time      time.Time
 	Principal string
 	Addr      string
+	// Rules, if set, are the principal's own (e.g. by role); nil: the
+	// Detector's. Vault-wide rules are always the Detector's.
+	Rules *Rules
 }
 
 // Rule names.
@@ -189,9 +192,6 @@ type Outcome struct {
 // Options configure a Detector.
 type Options struct {
 	Rules Rules
-	// RulesFor, if set, gives a principal's rules (e.g. by role); it
-	// overrides Rules for per-principal limits.
-	RulesFor func(principal string) Rules
 	// Shards spreads vault-wide counts over that many counter keys, so
 	// instances do not contend on one (default 8).
 	Shards int
@@ -229,9 +229,9 @@ func New(c Counter, opts Options) *Detector {
 	return &Detector{c: c, opts: opts, rules: opts.Rules, closed: newSlotCache(opts.CacheSize), sat: newSlotCache(opts.CacheSize)}
 }
 
-func (d *Detector) rulesFor(principal string) Rules {
-	if d.opts.RulesFor != nil && principal != "" {
-		return d.opts.RulesFor(principal).withDefaults()
+func (d *Detector) rulesFor(e Event) Rules {
+	if e.Rules != nil {
+		return e.Rules.withDefaults()
 	}
 	return d.rules
 }
@@ -248,6 +248,18 @@ const (
 )
 
 func slotOf(t time.Time, width time.Duration) time.Time { return t.Truncate(width) }
+
+// spanOf is how far back windows read slots of a width.
+func spanOf(width time.Duration) time.Duration {
+	switch {
+	case width <= minute:
+		return 2 * hour
+	case width <= hour:
+		return 2 * day
+	default:
+		return 8 * day
+	}
+}
 
 // keepOf is how long slots of a width are kept: past the longest window
 // read in them (minutes: 1 h + grace, hours: a day, days: a week).
@@ -283,7 +295,7 @@ func (d *Detector) Observe(ctx context.Context, e Event) (Outcome, error) {
 }
 
 func (d *Detector) view(ctx context.Context, e Event, out *Outcome) error {
-	r := d.rulesFor(e.Principal)
+	r := d.rulesFor(e)
 	p := "p/" + e.Principal
 	// Per-minute, per-hour and per-day view counts: short windows sum
 	// minutes, long ones hours and days, so no read grows with the window.
@@ -429,7 +441,7 @@ func (d *Detector) undecided(ctx context.Context, keys []string, now time.Time, 
 }
 
 func (d *Detector) redeem(ctx context.Context, e Event, out *Outcome) error {
-	r := d.rulesFor(e.Principal)
+	r := d.rulesFor(e)
 	p := "p/" + e.Principal
 	n, err := d.c.Add(ctx, p+"/r1m", slotOf(e.Time, minute), keepOf(minute))
 	if err != nil {
@@ -558,12 +570,31 @@ func (d *Detector) window(ctx context.Context, key string, now time.Time, w, win
 	return sum, nil
 }
 
-// get reads a slot, from the cache once the slot is closed.
+// get reads a slot, from the cache once the slot is closed. A miss on a
+// closed slot fills the cache for the whole window behind it in one call
+// when the Counter is a Ranger.
 func (d *Detector) get(ctx context.Context, key string, slot time.Time, w time.Duration, now time.Time) (int64, error) {
 	closed := !now.Before(slot.Add(w + settle))
 	if closed {
 		if n, ok := d.closed.get(key, slot); ok {
 			return n, nil
+		}
+		if r, ok := d.c.(Ranger); ok {
+			last := slotOf(now.Add(-settle), w).Add(-w) // the newest closed slot
+			first := slotOf(now.Add(-spanOf(w)), w)
+			if slot.Before(first) {
+				first = slot
+			}
+			ns, err := r.Range(ctx, key, first, last, w, keepOf(w))
+			if err != nil {
+				return 0, err
+			}
+			for i, n := range ns {
+				d.closed.put(key, first.Add(time.Duration(i)*w), n)
+			}
+			if n, ok := d.closed.get(key, slot); ok {
+				return n, nil
+			}
 		}
 	}
 	n, err := d.c.Get(ctx, key, slot, keepOf(w))

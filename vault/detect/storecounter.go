@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/idvault/idvault/vault/store"
@@ -34,6 +35,9 @@ type StoreCounter struct {
 	st     store.Store
 	prefix string
 	hints  *slotCache // last n seen per key and slot
+	// Adds of one key in this process take turns, so they do not race
+	// each other for the same ticket (only other processes can).
+	stripes [256]sync.Mutex
 }
 
 func forgetHour(slot time.Time, keep time.Duration) string {
@@ -97,6 +101,9 @@ func (c *StoreCounter) Add(ctx context.Context, key string, slot time.Time, keep
 	if err := store.ValidKey(base + "1"); err != nil {
 		return 0, fmt.Errorf("detect: counter key: %w", err)
 	}
+	mu := &c.stripes[fnv(base)%uint32(len(c.stripes))]
+	mu.Lock()
+	defer mu.Unlock()
 	n, _ := c.hints.get(base, slot)
 	for {
 		n++
@@ -152,4 +159,47 @@ func (c *StoreCounter) Sweep(ctx context.Context, now time.Time) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// Range implements Ranger: the counts of key's slots from..to (step
+// width) with one LIST per forget-hour they span, so a detector warming
+// its cache for a window pays a LIST or two, not a GET per slot.
+func (c *StoreCounter) Range(ctx context.Context, key string, from, to time.Time, width, keep time.Duration) ([]int64, error) {
+	if to.Before(from) {
+		return nil, nil
+	}
+	out := make([]int64, int(to.Sub(from)/width)+1)
+	seen := map[string]bool{}
+	for s := from; !s.After(to); s = s.Add(width) {
+		fh := forgetHour(s, keep)
+		if seen[fh] {
+			continue
+		}
+		seen[fh] = true
+		prefix := c.prefix + fh + "/" + key + "/"
+		if err := store.ValidPrefix(prefix); err != nil {
+			return nil, fmt.Errorf("detect: counter key: %w", err)
+		}
+		for k, err := range c.st.List(ctx, prefix) {
+			if err != nil {
+				return nil, fmt.Errorf("detect: counter: %w", err)
+			}
+			ss, ns, ok := strings.Cut(strings.TrimPrefix(k, prefix), "/")
+			if !ok {
+				continue
+			}
+			sec, err1 := strconv.ParseInt(ss, 10, 64)
+			n, err2 := strconv.ParseInt(ns, 10, 64)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			t := time.Unix(sec, 0)
+			if t.Before(from) || t.After(to) || t.Sub(from)%width != 0 {
+				continue
+			}
+			i := int(t.Sub(from) / width)
+			out[i] = max(out[i], n)
+		}
+	}
+	return out, nil
 }
