@@ -92,6 +92,9 @@ type Config struct {
 	// OnAlert is called, synchronously, for every alert (quota exceeded,
 	// bulk access, refusal burst, canary touched); each is also audited.
 	OnAlert func(Alert)
+	// CanaryRate is how many listed documents MixCanaries adds one canary
+	// to (default DefaultCanaryRate; negative: none).
+	CanaryRate int
 	// FreezeOnAlert refuses every further grant and redemption of a
 	// principal that raised an alert, until an audited Unfreeze.
 	FreezeOnAlert bool
@@ -119,6 +122,7 @@ type Vault struct {
 
 	limiter    Limiter
 	detector   *detect.Detector
+	canaries   canaryPool
 	liveMarked atomic.Int64 // the live-marker slot this instance wrote last
 
 	mu      sync.RWMutex // guards sys and sealer (token-key rotation)
