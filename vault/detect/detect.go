@@ -579,8 +579,15 @@ func (d *Detector) get(ctx context.Context, key string, slot time.Time, w time.D
 		if n, ok := d.closed.get(key, slot); ok {
 			return n, nil
 		}
-		if r, ok := d.c.(Ranger); ok {
-			last := slotOf(now.Add(-settle), w).Add(-w) // the newest closed slot
+		last := slotOf(now.Add(-settle), w).Add(-w) // the newest closed slot
+		// An isolated miss (a slot that closed since the last read) is one
+		// Get; a cold window (its neighbours missing too) is one Range.
+		cold := false
+		for i := 1; i <= 3 && !cold; i++ {
+			_, ok := d.closed.get(key, slot.Add(time.Duration(-i)*w))
+			cold = !ok
+		}
+		if r, ok := d.c.(Ranger); ok && slot.Before(last) && cold {
 			first := slotOf(now.Add(-spanOf(w)), w)
 			if slot.Before(first) {
 				first = slot
