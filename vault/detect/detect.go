@@ -299,21 +299,23 @@ func (d *Detector) view(ctx context.Context, e Event, out *Outcome) error {
 	p := "p/" + e.Principal
 	// Per-minute, per-hour and per-day view counts: short windows sum
 	// minutes, long ones hours and days, so no read grows with the window.
-	nMin, err := d.c.Add(ctx, p+"/v1m", slotOf(e.Time, minute), keepOf(minute))
-	if err != nil {
-		return err
-	}
-	nHour, err := d.c.Add(ctx, p+"/v1h", slotOf(e.Time, hour), keepOf(hour))
-	if err != nil {
-		return err
-	}
-	nDay, err := d.c.Add(ctx, p+"/v1d", slotOf(e.Time, day), keepOf(day))
-	if err != nil {
-		return err
-	}
+	// The four counts are independent: add them at once, so a shared
+	// Counter costs one round trip of latency, not four.
+	var nMin, nHour, nDay int64
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	wg.Go(func() { nMin, errs[0] = d.c.Add(ctx, p+"/v1m", slotOf(e.Time, minute), keepOf(minute)) })
+	wg.Go(func() { nHour, errs[1] = d.c.Add(ctx, p+"/v1h", slotOf(e.Time, hour), keepOf(hour)) })
+	wg.Go(func() { nDay, errs[2] = d.c.Add(ctx, p+"/v1d", slotOf(e.Time, day), keepOf(day)) })
 	sh := rand.IntN(d.opts.Shards)
-	if _, err := d.c.Add(ctx, "vault/v1m/"+strconv.Itoa(sh), slotOf(e.Time, minute), keepOf(minute)); err != nil {
-		return err
+	wg.Go(func() {
+		_, errs[3] = d.c.Add(ctx, "vault/v1m/"+strconv.Itoa(sh), slotOf(e.Time, minute), keepOf(minute))
+	})
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	// Each window is read from the coarsest slots that still resolve it.
 	views := func(win time.Duration) (int64, error) {
