@@ -254,3 +254,72 @@ func TestRefusalTiming(t *testing.T) {
 		t.Fatalf("refusal classes differ by %v: %v", hi-lo, medians)
 	}
 }
+
+// TestFrozenBeforeRelease: a principal frozen after its quota check (a
+// canary it touched in a parallel request, an alert on another instance)
+// is refused by the last check before the first byte leaves.
+func TestFrozenBeforeRelease(t *testing.T) {
+	v, _, _ := newAbuseVault(t, Quota{}, true)
+	ctx := context.Background()
+	if err := v.checkFrozenBeforeRelease(ctx, "insider"); err != nil {
+		t.Fatalf("not frozen: %v", err)
+	}
+	v.alert(ctx, Alert{Kind: AlertCanary, Principal: "insider"}) // raised elsewhere meanwhile
+	if err := v.checkFrozenBeforeRelease(ctx, "insider"); !errors.Is(err, ErrFrozen) {
+		t.Fatalf("frozen principal passed the release check: %v", err)
+	}
+	if err := v.checkFrozenBeforeRelease(ctx, "colleague"); err != nil {
+		t.Fatalf("another principal: %v", err)
+	}
+}
+
+// TestUndecidedViews: a principal that opens documents slowly (well under
+// every rate threshold) and decides none raises AlertUndecided before it
+// has seen 50; one that decides each within minutes never does.
+func TestUndecidedViews(t *testing.T) {
+	v, _, al := newAbuseVault(t, Quota{}, false)
+	ctx := context.Background()
+	var ids []string
+	for i := range 60 {
+		ids = append(ids, putImage(t, v, image(100+i, ""), "m").ID)
+	}
+	for _, id := range ids[:30] { // honest: 30 an hour, each decided 2 min later
+		grant(t, v, id, "honest")
+		v.clock.Advance(2 * time.Minute)
+		if err := v.Decide(ctx, id, Decision{Verdict: HandedOn}, Actor{Principal: "honest"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := al.kinds(); len(got) != 0 {
+		t.Fatalf("honest reviewer raised %v", got)
+	}
+	seen := 0
+	for _, id := range ids {
+		grant(t, v, id, "thief")
+		seen++
+		v.clock.Advance(time.Hour / 199)
+		if slices.Contains(al.kinds(), AlertUndecided) {
+			break
+		}
+	}
+	if !slices.Contains(al.kinds(), AlertUndecided) || seen >= 50 {
+		t.Fatalf("thief at 199/h: alerts %v after %d documents", al.kinds(), seen)
+	}
+	t.Logf("undecided alert after %d documents at 199/h", seen)
+	// Decisions about made-up documents do not offset views.
+	if err := v.Decide(ctx, "00000000000000000000000000000000", Decision{Verdict: HandedOn}, Actor{Principal: "thief"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("decision about an absent document: %v", err)
+	}
+	if err := v.Decide(ctx, ids[40], Decision{Verdict: "maybe"}, Actor{Principal: "thief"}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("unknown verdict: %v", err)
+	}
+	if err := v.Decide(ctx, ids[40], Decision{Verdict: Approved}, Actor{}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("no actor: %v", err)
+	}
+	if err := v.Decide(ctx, ids[40], Decision{Verdict: Approved, Note: "ok"}, Actor{Principal: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Grant(ctx, ids[40], Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an approved document was not deleted: %v", err)
+	}
+}

@@ -118,7 +118,7 @@ func mustAdd(t *testing.T, c detect.Counter, key string, slot time.Time, keep ti
 	t.Helper()
 	n, err := c.Add(context.Background(), key, slot, keep)
 	if err != nil {
-		t.Fatal(fmt.Errorf("Add: %w", err))
+		t.Fatal(fmt.Errorf("add: %w", err))
 	}
 	return n
 }
