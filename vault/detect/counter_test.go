@@ -3,6 +3,7 @@ package detect_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/idvault/idvault/vault/detect"
 	"github.com/idvault/idvault/vault/detect/countertest"
 	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/store"
 )
 
 func TestMemoryCounterConformance(t *testing.T) {
@@ -68,4 +70,36 @@ func TestStoreCounterSweep(t *testing.T) {
 	if n, _ := c.Get(ctx, "p/x/v1d", t0, 9*24*time.Hour); n != 1 {
 		t.Fatalf("the long-kept count was swept: %d", n)
 	}
+}
+
+// FuzzStoreCounterRange: Range parses object names it finds under a key's
+// prefix (<slot>/<n>); whatever someone with write access put there, it
+// neither panics nor reports a slot outside the range asked for.
+func FuzzStoreCounterRange(f *testing.F) {
+	f.Add("1764406800/3")
+	f.Add("1764406860/1")
+	f.Add("x/1")
+	f.Add("1764406800/-5")
+	f.Add("99999999999999999999/1")
+	f.Fuzz(func(t *testing.T, name string) {
+		st := memstore.New()
+		c := detect.NewStoreCounter(st, "counts")
+		slot := time.Unix(1764406800, 0)
+		ctx := context.Background()
+		if _, err := c.Add(ctx, "p/k/v1m", slot, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		var prefix string
+		for _, k := range st.Keys() {
+			prefix = k[:len(k)-len("1764406800/1")]
+		}
+		st.Put(ctx, prefix+name, strings.NewReader(""), 0, store.PutOptions{})
+		ns, err := c.Range(ctx, "p/k/v1m", slot, slot.Add(2*time.Minute), time.Minute, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ns) != 3 || ns[0] < 1 {
+			t.Fatalf("Range: %v", ns)
+		}
+	})
 }
