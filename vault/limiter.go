@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,13 +34,16 @@ func isLocal(l Limiter) bool {
 	return ok && lc.Local()
 }
 
-// Live markers: each instance writes live/<slot>/<instance> once per slot
-// while it serves grants or redemptions, so an instance opening with an
-// in-process limiter can see that it is not alone.
+// Live markers: each instance writes limits/live/<instance>/<slot> (slot
+// in Unix nanoseconds) once per 5-minute slot while it serves grants or
+// redemptions, so an instance opening with an in-process limiter can see
+// that it is not alone. Sweep collects them (the time is the last segment).
 const liveSlot = 5 * time.Minute
 
+const livePrefix = "limits/live/"
+
 func liveKey(slot time.Time, instance [16]byte) string {
-	return fmt.Sprintf("live/%d/%x", slot.Unix(), instance)
+	return fmt.Sprintf("%s%x/%d", livePrefix, instance, slot.UnixNano())
 }
 
 // markLive writes this instance's marker for the current slot, once.
@@ -56,19 +60,21 @@ func (v *Vault) markLive(ctx context.Context) {
 }
 
 // othersLive reports whether another instance wrote a live marker in the
-// current or the previous two slots (up to 15 minutes).
+// current or the previous two slots (up to 15 minutes). It lists the
+// markers (one per instance and slot, collected by Sweep): once per Open.
 func (v *Vault) othersLive(ctx context.Context) (bool, error) {
-	now := v.now().Truncate(liveSlot)
-	mine := fmt.Sprintf("%x", v.instance)
-	for i := range 3 {
-		prefix := fmt.Sprintf("live/%d/", now.Add(-time.Duration(i)*liveSlot).Unix())
-		for k, err := range v.st.List(ctx, prefix) {
-			if err != nil {
-				return false, err
-			}
-			if !strings.HasSuffix(k, "/"+mine) {
-				return true, nil
-			}
+	since := v.now().Truncate(liveSlot).Add(-2 * liveSlot).UnixNano()
+	mine := fmt.Sprintf("%s%x/", livePrefix, v.instance)
+	for k, err := range v.st.List(ctx, livePrefix) {
+		if err != nil {
+			return false, err
+		}
+		if strings.HasPrefix(k, mine) {
+			continue
+		}
+		i := strings.LastIndexByte(k, '/')
+		if ts, err := strconv.ParseInt(k[i+1:], 10, 64); err == nil && ts >= since {
+			return true, nil
 		}
 	}
 	return false, nil
@@ -112,13 +118,13 @@ func (v *Vault) sweepLimiter(ctx context.Context) error {
 			return fmt.Errorf("vault: sweep limiter: %w", err)
 		}
 	}
-	cut := v.now().Add(-time.Hour).Unix()
-	for k, err := range v.st.List(ctx, "live/") {
+	cut := v.now().Add(-time.Hour).UnixNano()
+	for k, err := range v.st.List(ctx, livePrefix) {
 		if err != nil {
 			return fmt.Errorf("vault: sweep live markers: %w", err)
 		}
-		var slot int64
-		if _, err := fmt.Sscanf(k, "live/%d/", &slot); err == nil && slot < cut {
+		i := strings.LastIndexByte(k, '/')
+		if ts, err := strconv.ParseInt(k[i+1:], 10, 64); err == nil && ts < cut {
 			if err := v.st.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("vault: sweep live markers: %w", err)
 			}

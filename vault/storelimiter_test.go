@@ -96,7 +96,7 @@ func TestSweepCollectsLimiterCounts(t *testing.T) {
 	grant(t, v, info.ID, "r")
 	counts := func() (n int) {
 		for _, k := range st.Keys() {
-			if strings.HasPrefix(k, "counts/") || strings.HasPrefix(k, "live/") {
+			if strings.HasPrefix(k, "counts/") || strings.HasPrefix(k, "limits/") {
 				n++
 			}
 		}

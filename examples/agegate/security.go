@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/idvault/idvault/vault"
@@ -189,15 +190,25 @@ func frozenPrincipals(alertsNewestFirst []audit.Record) []string {
 	seen := map[string]bool{}
 	var frozen []string
 	for _, rec := range alertsNewestFirst {
-		if rec.Principal == "" || seen[rec.Principal] {
+		p := rec.Principal
+		if rec.Reason == "unfrozen" {
+			// Unfreeze records the acting auditor as Principal and the
+			// unfrozen one in Detail: "unfroze <principal>: <reason>".
+			rest, ok := strings.CutPrefix(rec.Detail, "unfroze ")
+			if !ok {
+				continue
+			}
+			p, _, _ = strings.Cut(rest, ": ")
+		}
+		if p == "" || seen[p] {
 			continue
 		}
 		switch rec.Reason {
 		case string(vault.AlertFrozen):
-			seen[rec.Principal] = true
-			frozen = append(frozen, rec.Principal)
+			seen[p] = true
+			frozen = append(frozen, p)
 		case "unfrozen":
-			seen[rec.Principal] = true
+			seen[p] = true
 		}
 	}
 	slices.Sort(frozen)
