@@ -69,7 +69,8 @@ type Quota struct {
 	// Window is the quota window (default 1 h, at most 2 h).
 	Window time.Duration
 	// DocumentsPerDay and DocumentsPerWeek are the long-window quotas
-	// (defaults 1,200 and 6,000: an 8-hour shift at 120 an hour, and six).
+	// (defaults 1,200 and 6,000: an 8-hour shift at 120 an hour, and five;
+	// or 6 and 30 times Documents when that is higher).
 	DocumentsPerDay, DocumentsPerWeek int
 	// Burst: more than Burst grants within BurstWindow raise a bulk-access
 	// alert (default 25 in 5 min: a reviewer reads one in tens of seconds,
@@ -103,11 +104,18 @@ const (
 // rules maps a Quota onto the detector's rules (zero fields stay zero:
 // the detector's defaults are the same figures).
 func (q Quota) rules() detect.Rules {
+	day, week := int64(q.DocumentsPerDay), int64(q.DocumentsPerWeek)
+	if day <= 0 && q.Documents > 0 { // a raised hourly quota raises the long ones
+		day = max(DefaultQuotaDay, 6*int64(q.Documents))
+	}
+	if week <= 0 && q.Documents > 0 {
+		week = max(DefaultQuotaWeek, 30*int64(q.Documents))
+	}
 	r := detect.Rules{
 		Hour:        detect.Limit{Max: int64(q.Documents), Window: q.Window},
 		Redemptions: detect.Limit{Max: int64(q.Redemptions), Window: q.Window},
-		Day:         detect.Limit{Max: int64(q.DocumentsPerDay)},
-		Week:        detect.Limit{Max: int64(q.DocumentsPerWeek)},
+		Day:         detect.Limit{Max: day},
+		Week:        detect.Limit{Max: week},
 		Burst:       detect.Limit{Max: int64(q.Burst), Window: q.BurstWindow},
 		Undecided:   detect.Limit{Max: int64(q.Undecided)},
 		Grace:       q.UndecidedGrace,
