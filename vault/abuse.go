@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/detect"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -21,7 +21,8 @@ type AlertKind string
 
 // Alert kinds.
 const (
-	// AlertQuota: a principal went over a quota and was refused.
+	// AlertQuota: a principal went over a quota (an hour, a day, a week,
+	// redemptions) and was refused.
 	AlertQuota AlertKind = "quota-exceeded"
 	// AlertBulk: a principal's access rate jumped (a burst of distinct
 	// documents), well before any quota is exhausted.
@@ -46,23 +47,42 @@ type Alert struct {
 	Detail     string
 }
 
-// Quota bounds what one principal may do in a sliding window. Zero fields
-// take the defaults.
+// AlertUndecided: a principal opened documents and neither decided
+// them (Decide) nor handed them on within minutes; AlertVolume: views
+// vault-wide are out of line (no principal named).
+const (
+	AlertUndecided AlertKind = "views-undecided"
+	AlertVolume    AlertKind = "vault-volume"
+)
+
+// Quota bounds what one principal may do and when an alert fires. Zero
+// fields take the defaults; counts are kept in the Limiter, shared by every
+// instance on the store unless Config.Limiter says otherwise.
 type Quota struct {
-	// Documents is how many distinct documents a principal may be granted
-	// per Window (default 200: a busy human reviewer's hour).
+	// Documents is how many documents a principal may be granted per
+	// Window (default 200: a busy human reviewer's hour). Every grant
+	// counts, also a second grant of one document.
 	Documents int
 	// Redemptions is how many tokens a principal may redeem per Window
-	// (default 400: every document twice).
+	// (default 400).
 	Redemptions int
-	// Window is the sliding window (default 1 h).
+	// Window is the quota window (default 1 h, at most 2 h).
 	Window time.Duration
-	// Burst is how many distinct documents within BurstWindow raise a
-	// bulk-access alert (default 30; a reviewer reads one in tens of
-	// seconds, a script several a second).
+	// DocumentsPerDay and DocumentsPerWeek are the long-window quotas
+	// (defaults 1,200 and 6,000: an 8-hour shift at 120 an hour, and five;
+	// or 6 and 30 times Documents when that is higher).
+	DocumentsPerDay, DocumentsPerWeek int
+	// Burst: more than Burst grants within BurstWindow raise a bulk-access
+	// alert (default 25 in 5 min: a reviewer reads one in tens of seconds,
+	// an auditor opens 20 at once).
 	Burst int
 	// BurstWindow defaults to 5 min.
 	BurstWindow time.Duration
+	// Undecided: more than Undecided documents granted to a principal over
+	// UndecidedGrace ago (and within the hour) that it has not decided or
+	// handed on (Vault.Decide) raise AlertUndecided (default 20, 4 min).
+	Undecided      int
+	UndecidedGrace time.Duration
 }
 
 // Defaults of Quota and of the probing detector.
@@ -70,37 +90,37 @@ const (
 	DefaultQuotaDocuments   = 200
 	DefaultQuotaRedemptions = 400
 	DefaultQuotaWindow      = time.Hour
-	DefaultBurst            = 30
+	DefaultQuotaDay         = 1200
+	DefaultQuotaWeek        = 6000
+	DefaultBurst            = 25
 	DefaultBurstWindow      = 5 * time.Minute
-	DefaultProbeThreshold   = 10 // refusals per principal or address
+	DefaultUndecided        = 20
+	DefaultUndecidedGrace   = 4 * time.Minute
+	DefaultProbeThreshold   = 10 // refusals per principal or address in DefaultProbeWindow
 	DefaultProbeWindow      = 5 * time.Minute
+	DefaultProbeDay         = 40 // refusals per principal or address a day
 )
 
-func (q Quota) withDefaults() Quota {
-	if q.Documents <= 0 {
-		q.Documents = DefaultQuotaDocuments
+// rules maps a Quota onto the detector's rules (zero fields stay zero:
+// the detector's defaults are the same figures).
+func (q Quota) rules() detect.Rules {
+	day, week := int64(q.DocumentsPerDay), int64(q.DocumentsPerWeek)
+	if day <= 0 && q.Documents > 0 { // a raised hourly quota raises the long ones
+		day = max(DefaultQuotaDay, 6*int64(q.Documents))
 	}
-	if q.Redemptions <= 0 {
-		q.Redemptions = DefaultQuotaRedemptions
+	if week <= 0 && q.Documents > 0 {
+		week = max(DefaultQuotaWeek, 30*int64(q.Documents))
 	}
-	if q.Window <= 0 {
-		q.Window = DefaultQuotaWindow
+	r := detect.Rules{
+		Hour:        detect.Limit{Max: int64(q.Documents), Window: q.Window},
+		Redemptions: detect.Limit{Max: int64(q.Redemptions), Window: q.Window},
+		Day:         detect.Limit{Max: day},
+		Week:        detect.Limit{Max: week},
+		Burst:       detect.Limit{Max: int64(q.Burst), Window: q.BurstWindow},
+		Undecided:   detect.Limit{Max: int64(q.Undecided)},
+		Grace:       q.UndecidedGrace,
 	}
-	if q.Burst <= 0 {
-		q.Burst = DefaultBurst
-	}
-	if q.BurstWindow <= 0 {
-		q.BurstWindow = DefaultBurstWindow
-	}
-	return q
-}
-
-func (v *Vault) quotaFor(principal string) Quota {
-	q := v.cfg.Quota
-	if v.cfg.QuotaFor != nil {
-		q = v.cfg.QuotaFor(principal)
-	}
-	return q.withDefaults()
+	return r
 }
 
 // principalMAC keys per-principal state in the store without naming the
@@ -115,53 +135,84 @@ func (v *Vault) principalMAC(principal string) string {
 
 func frozenKey(mac string) string { return "frozen/" + mac }
 
-// checkGrantQuota notes a grant of id to principal and refuses it over
-// quota; it raises a bulk-access alert when the burst threshold is crossed.
+// observe feeds one event to the detector, raises its alerts and says
+// whether the request must be refused: over a quota always, over any alert
+// threshold with FreezeOnAlert (decided by the count's ticket, so a
+// parallel burst gets no more than the threshold, whatever the timing of
+// the freeze marker). A detector error refuses (fail closed).
+func (v *Vault) observe(ctx context.Context, e detect.Event, principal, remote, object string) error {
+	out, err := v.detector.Observe(ctx, e)
+	if err != nil {
+		return fmt.Errorf("vault: abuse detector: %w", errors.Join(ErrQuotaExceeded, err))
+	}
+	for _, a := range out.Alerts {
+		al := Alert{Kind: kindOf(a.Rule), Object: object, Detail: a.String()}
+		if a.Principal != "" {
+			al.Principal = principal
+		}
+		if a.Addr != "" || a.Principal != "" {
+			al.RemoteAddr = remote
+		}
+		v.alert(ctx, al)
+	}
+	switch {
+	case out.Refuse:
+		return ErrQuotaExceeded
+	case out.Over && v.cfg.FreezeOnAlert && principal != "" && e.Kind != detect.Refusal:
+		return ErrFrozen
+	}
+	return nil
+}
+
+func kindOf(rule string) AlertKind {
+	switch rule {
+	case detect.RuleBurst:
+		return AlertBulk
+	case detect.RuleUndecided:
+		return AlertUndecided
+	case detect.RuleVaultUndecided, detect.RuleVaultVolume:
+		return AlertVolume
+	case detect.RuleProbe, detect.RuleProbeDay:
+		return AlertProbing
+	default:
+		return AlertQuota
+	}
+}
+
+func (v *Vault) eventFor(kind detect.Kind, principal string) detect.Event {
+	e := detect.Event{Kind: kind, Time: v.now()}
+	if principal != "" {
+		e.Principal = v.principalMAC(principal)
+		if v.cfg.QuotaFor != nil {
+			r := v.cfg.QuotaFor(principal).rules()
+			e.Rules = &r
+		}
+	}
+	return e
+}
+
+// checkGrantQuota counts a grant of id to principal, refuses it over quota
+// (or frozen), and raises the alerts it crosses.
 func (v *Vault) checkGrantQuota(ctx context.Context, principal, remote string, id objectID) error {
+	v.markLive(ctx)
 	mac := v.principalMAC(principal)
 	if err := v.checkFrozen(ctx, mac); err != nil {
 		return err
 	}
-	q := v.quotaFor(principal)
-	now := v.now()
-	n, err := v.limiter.Note(ctx, "grant-docs/"+mac, id.String(), now, q.Window)
-	if err != nil {
-		return fmt.Errorf("vault: quota: %w", err)
-	}
-	burst, err := v.limiter.Note(ctx, "grant-burst/"+mac, id.String(), now, q.BurstWindow)
-	if err != nil {
-		return fmt.Errorf("vault: quota: %w", err)
-	}
-	if burst == q.Burst {
-		v.alert(ctx, Alert{Kind: AlertBulk, Principal: principal, RemoteAddr: remote,
-			Detail: fmt.Sprintf("%d distinct documents in %s", burst, q.BurstWindow)})
-	}
-	if n > q.Documents {
-		if n == q.Documents+1 { // alert once per crossing, not per request
-			v.alert(ctx, Alert{Kind: AlertQuota, Principal: principal, RemoteAddr: remote, Object: id.String(),
-				Detail: fmt.Sprintf("grants: %d distinct documents in %s, quota %d", n, q.Window, q.Documents)})
-		}
-		return fmt.Errorf("vault: grant: %w", ErrQuotaExceeded)
+	if err := v.observe(ctx, v.eventFor(detect.View, principal), principal, remote, id.String()); err != nil {
+		return fmt.Errorf("vault: grant: %w", err)
 	}
 	return nil
 }
 
 func (v *Vault) checkRedeemQuota(ctx context.Context, principal, remote string, tokenID [16]byte) error {
+	v.markLive(ctx)
 	mac := v.principalMAC(principal)
 	if err := v.checkFrozen(ctx, mac); err != nil {
 		return err
 	}
-	q := v.quotaFor(principal)
-	n, err := v.limiter.Note(ctx, "redeem/"+mac, hex.EncodeToString(tokenID[:]), v.now(), q.Window)
-	if err != nil {
-		return fmt.Errorf("vault: quota: %w", err)
-	}
-	if n > q.Redemptions {
-		if n == q.Redemptions+1 {
-			v.alert(ctx, Alert{Kind: AlertQuota, Principal: principal, RemoteAddr: remote,
-				Detail: fmt.Sprintf("redemptions: %d in %s, quota %d", n, q.Window, q.Redemptions)})
-		}
-		return fmt.Errorf("vault: redeem: %w", ErrQuotaExceeded)
+	if err := v.observe(ctx, v.eventFor(detect.Redeem, principal), principal, remote, ""); err != nil {
+		return fmt.Errorf("vault: redeem: %w", err)
 	}
 	return nil
 }
@@ -182,31 +233,31 @@ func (v *Vault) checkFrozen(ctx context.Context, mac string) error {
 	}
 }
 
+// checkFrozenBeforeRelease is the last check before the first byte of a
+// redemption leaves: a principal frozen since its quota check (a canary
+// it touched in a parallel request, an alert raised on another instance)
+// gets nothing. Redeem calls it after the audit record and the spend are
+// durable, just before returning the reader.
+func (v *Vault) checkFrozenBeforeRelease(ctx context.Context, principal string) error {
+	if err := v.checkFrozen(ctx, v.principalMAC(principal)); err != nil {
+		return fmt.Errorf("vault: redeem: %w", err)
+	}
+	return nil
+}
+
 // noteRefusal feeds the probing detector: a burst of refused tokens from
-// one principal or one remote address raises an alert.
+// one principal or one remote address raises an alert. Past the day's
+// threshold a key costs one cache lookup per refusal (no Limiter write),
+// so a flood of bogus tokens does not load the shared store.
 func (v *Vault) noteRefusal(ctx context.Context, principal, remote, tokenID string) {
-	member := tokenID
-	if member == "" { // a token that did not open: every attempt counts
-		var r [8]byte
-		rand.Read(r[:])
-		member = hex.EncodeToString(r[:])
-	}
-	keys := []struct{ key, principal, remote string }{}
-	if principal != "" {
-		keys = append(keys, struct{ key, principal, remote string }{"probe-p/" + v.principalMAC(principal), principal, ""})
-	}
-	if host := remoteHost(remote); host != "" {
+	e := v.eventFor(detect.Refusal, principal)
+	host := remoteHost(remote)
+	if host != "" {
 		// Keyed like principals: no raw address in a limiter key (and IPv6
 		// colons are outside the store's key alphabet).
-		keys = append(keys, struct{ key, principal, remote string }{"probe-a/" + v.principalMAC("addr\x00"+host), "", host})
+		e.Addr = v.principalMAC("addr\x00" + host)
 	}
-	for _, k := range keys {
-		n, err := v.limiter.Note(ctx, k.key, member, v.now(), DefaultProbeWindow)
-		if err == nil && n == DefaultProbeThreshold {
-			v.alert(ctx, Alert{Kind: AlertProbing, Principal: k.principal, RemoteAddr: k.remote,
-				Detail: fmt.Sprintf("%d refused tokens in %s", n, DefaultProbeWindow)})
-		}
-	}
+	_ = v.observe(ctx, e, principal, host, "")
 }
 
 func remoteHost(addr string) string {
@@ -220,7 +271,9 @@ func remoteHost(addr string) string {
 }
 
 // alert writes the alert to the audit log, tells Config.OnAlert, and
-// freezes the principal when Config.FreezeOnAlert is set.
+// freezes the principal when Config.FreezeOnAlert is set. The detector
+// raises each alert once per rule, principal and window (a create-only
+// marker in the Limiter), so a parallel burst raises one.
 func (v *Vault) alert(ctx context.Context, a Alert) {
 	a.Time = v.now().UTC()
 	_ = v.audit(ctx, audit.Record{Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: string(a.Kind),

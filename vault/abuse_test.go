@@ -59,9 +59,10 @@ func TestGrantQuota(t *testing.T) {
 	for i := range 5 {
 		grant(t, v, ids[i], "r")
 	}
-	grant(t, v, ids[0], "r") // the same document again is not a new one
-	if _, err := v.Grant(ctx, ids[5], Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrQuotaExceeded) {
-		t.Fatalf("6th distinct document: %v, want ErrQuotaExceeded", err)
+	// Every grant counts, also one of a document granted before: a count
+	// of distinct documents would need a set per principal and window.
+	if _, err := v.Grant(ctx, ids[0], Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("6th grant: %v, want ErrQuotaExceeded", err)
 	}
 	if _, err := v.Grant(ctx, ids[6], Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrQuotaExceeded) {
 		t.Fatalf("7th: %v", err)
@@ -69,9 +70,9 @@ func TestGrantQuota(t *testing.T) {
 	if got := al.kinds(); !slices.Equal(got, []AlertKind{AlertQuota}) {
 		t.Fatalf("alerts %v, want one quota alert", got)
 	}
-	grant(t, v, ids[5], "other-reviewer") // quotas are per principal
-	v.clock.Advance(DefaultQuotaWindow + time.Second)
-	grant(t, v, ids[5], "r") // the window slid
+	grant(t, v, ids[5], "other-reviewer")             // quotas are per principal
+	v.clock.Advance(DefaultQuotaWindow + time.Minute) // windows are read in whole minutes
+	grant(t, v, ids[5], "r")                          // the window slid
 	n := 0
 	for r, err := range audit.Scan(ctx, st, audit.Filter{Event: audit.EventAlert}) {
 		if err != nil {
@@ -107,10 +108,17 @@ func TestBulkAndProbingAlerts(t *testing.T) {
 		grant(t, v, putImage(t, v, image(100+i, ""), "m").ID, "script")
 		v.clock.Advance(300 * time.Millisecond)
 	}
+	if got := al.kinds(); len(got) != 0 {
+		t.Fatalf("alert on reaching the threshold (not crossing it): %v", got)
+	}
+	for i := range 3 { // the 5th crosses it; the 6th and 7th do not alert again
+		grant(t, v, putImage(t, v, image(100+i, ""), "m").ID, "script")
+		v.clock.Advance(300 * time.Millisecond)
+	}
 	if got := al.kinds(); !slices.Equal(got, []AlertKind{AlertBulk}) {
 		t.Fatalf("after a burst: %v", got)
 	}
-	for range DefaultProbeThreshold {
+	for range DefaultProbeThreshold + 3 {
 		v.Redeem(context.Background(), "idv1_forged", Requester{Principal: "prober", RemoteAddr: "203.0.113.9:4000"})
 	}
 	n := 0
@@ -244,5 +252,74 @@ func TestRefusalTiming(t *testing.T) {
 	}
 	if hi-lo > 15*time.Millisecond {
 		t.Fatalf("refusal classes differ by %v: %v", hi-lo, medians)
+	}
+}
+
+// TestFrozenBeforeRelease: a principal frozen after its quota check (a
+// canary it touched in a parallel request, an alert on another instance)
+// is refused by the last check before the first byte leaves.
+func TestFrozenBeforeRelease(t *testing.T) {
+	v, _, _ := newAbuseVault(t, Quota{}, true)
+	ctx := context.Background()
+	if err := v.checkFrozenBeforeRelease(ctx, "insider"); err != nil {
+		t.Fatalf("not frozen: %v", err)
+	}
+	v.alert(ctx, Alert{Kind: AlertCanary, Principal: "insider"}) // raised elsewhere meanwhile
+	if err := v.checkFrozenBeforeRelease(ctx, "insider"); !errors.Is(err, ErrFrozen) {
+		t.Fatalf("frozen principal passed the release check: %v", err)
+	}
+	if err := v.checkFrozenBeforeRelease(ctx, "colleague"); err != nil {
+		t.Fatalf("another principal: %v", err)
+	}
+}
+
+// TestUndecidedViews: a principal that opens documents slowly (well under
+// every rate threshold) and decides none raises AlertUndecided before it
+// has seen 50; one that decides each within minutes never does.
+func TestUndecidedViews(t *testing.T) {
+	v, _, al := newAbuseVault(t, Quota{}, false)
+	ctx := context.Background()
+	var ids []string
+	for i := range 60 {
+		ids = append(ids, putImage(t, v, image(100+i, ""), "m").ID)
+	}
+	for _, id := range ids[:30] { // honest: 30 an hour, each decided 2 min later
+		grant(t, v, id, "honest")
+		v.clock.Advance(2 * time.Minute)
+		if err := v.Decide(ctx, id, Decision{Verdict: HandedOn}, Actor{Principal: "honest"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := al.kinds(); len(got) != 0 {
+		t.Fatalf("honest reviewer raised %v", got)
+	}
+	seen := 0
+	for _, id := range ids {
+		grant(t, v, id, "thief")
+		seen++
+		v.clock.Advance(time.Hour / 199)
+		if slices.Contains(al.kinds(), AlertUndecided) {
+			break
+		}
+	}
+	if !slices.Contains(al.kinds(), AlertUndecided) || seen >= 50 {
+		t.Fatalf("thief at 199/h: alerts %v after %d documents", al.kinds(), seen)
+	}
+	t.Logf("undecided alert after %d documents at 199/h", seen)
+	// Decisions about made-up documents do not offset views.
+	if err := v.Decide(ctx, "00000000000000000000000000000000", Decision{Verdict: HandedOn}, Actor{Principal: "thief"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("decision about an absent document: %v", err)
+	}
+	if err := v.Decide(ctx, ids[40], Decision{Verdict: "maybe"}, Actor{Principal: "thief"}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("unknown verdict: %v", err)
+	}
+	if err := v.Decide(ctx, ids[40], Decision{Verdict: Approved}, Actor{}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("no actor: %v", err)
+	}
+	if err := v.Decide(ctx, ids[40], Decision{Verdict: Approved, Note: "ok"}, Actor{Principal: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Grant(ctx, ids[40], Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an approved document was not deleted: %v", err)
 	}
 }

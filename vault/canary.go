@@ -15,6 +15,8 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/idvault/idvault/vault/audit"
 )
@@ -39,10 +41,7 @@ func (v *Vault) PlantCanaries(ctx context.Context, n int) ([]Info, error) {
 	for range n {
 		var subj [16]byte
 		rand.Read(subj[:])
-		size := 350 << 10
-		if len(sizes) > 0 {
-			size = int(sizes[mrand.IntN(len(sizes))])
-		}
+		size := decoySize(sizes)
 		img := decoyJPEG(max(size, 4096))
 		info, _, err := v.put(ctx, Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "canary:" + hex.EncodeToString(subj[:]), Kind: "drivers-license"}, true)
 		if err != nil {
@@ -51,6 +50,18 @@ func (v *Vault) PlantCanaries(ctx context.Context, n int) ([]Info, error) {
 		out = append(out, info)
 	}
 	return out, nil
+}
+
+// decoySize draws a size from the real sizes, smoothed: a sampled size
+// scaled by a log-normal factor (sd 8 %), so a decoy never copies a real
+// document's exact length (the rule "same length as an older payload"
+// flagged every decoy that did) yet follows the real distribution.
+func decoySize(sizes []int64) int {
+	if len(sizes) == 0 {
+		return int(float64(350<<10) * math.Exp(0.25*mrand.NormFloat64()))
+	}
+	s := float64(sizes[mrand.IntN(len(sizes))])
+	return int(s * math.Exp(0.08*mrand.NormFloat64()))
 }
 
 // sampleSizes reads the sizes of up to k live documents (reservoir sample
@@ -126,4 +137,75 @@ func decoyJPEG(size int) []byte {
 // touchCanary raises the canary alert for a grant or redemption.
 func (v *Vault) touchCanary(ctx context.Context, ev audit.Event, principal, remote string, id objectID) {
 	v.alert(ctx, Alert{Kind: AlertCanary, Principal: principal, RemoteAddr: remote, Object: id.String(), Detail: string(ev) + " of a canary document"})
+}
+
+// DefaultCanaryRate is Config.CanaryRate's default: one canary in 40
+// listed documents.
+const DefaultCanaryRate = 40
+
+type canaryPool struct {
+	mu  sync.Mutex
+	ids []canaryEntry
+}
+
+type canaryEntry struct {
+	id      string
+	expires time.Time
+}
+
+// MixCanaries returns ids with canary documents inserted at random
+// places, about one per Config.CanaryRate (at least one in any non-empty
+// list), for listings that a person with a stolen session could walk in
+// bulk: the review queue's list, an export. Give the listing to people and
+// scripts; assign work to reviewers from your own records (which never
+// hold a canary), so an honest reviewer does not open one.
+//
+// Canaries come from a pool this Vault planted; MixCanaries plants new ones
+// as the pool runs short (at most one per call), so canaries are created
+// while people work, like real uploads, not all at one moment. With
+// Config.CanaryRate negative it returns ids unchanged.
+func (v *Vault) MixCanaries(ctx context.Context, ids []string) ([]string, error) {
+	if v.isClosed() {
+		return nil, ErrClosed
+	}
+	rate := v.cfg.CanaryRate
+	if rate == 0 {
+		rate = DefaultCanaryRate
+	}
+	if rate < 0 || len(ids) == 0 {
+		return ids, nil
+	}
+	want := max(1, (len(ids)+rate/2)/rate)
+	now := v.now()
+	v.canaries.mu.Lock()
+	live := v.canaries.ids[:0]
+	for _, c := range v.canaries.ids {
+		if c.expires.After(now.Add(time.Hour)) {
+			live = append(live, c)
+		}
+	}
+	v.canaries.ids = live
+	short := min(want-len(live), 1)
+	v.canaries.mu.Unlock()
+	if short > 0 {
+		planted, err := v.PlantCanaries(ctx, short)
+		if err != nil {
+			return nil, err
+		}
+		v.canaries.mu.Lock()
+		for _, c := range planted {
+			v.canaries.ids = append(v.canaries.ids, canaryEntry{c.ID, c.Expires})
+		}
+		v.canaries.mu.Unlock()
+	}
+	v.canaries.mu.Lock()
+	pool := append([]canaryEntry(nil), v.canaries.ids...)
+	v.canaries.mu.Unlock()
+	mrand.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	out := append([]string(nil), ids...)
+	for _, c := range pool[:min(want, len(pool))] {
+		i := mrand.IntN(len(out) + 1)
+		out = append(out[:i], append([]string{c.id}, out[i:]...)...)
+	}
+	return out, nil
 }

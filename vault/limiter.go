@@ -1,60 +1,134 @@
 package vault
 
 import (
+	"bytes"
 	"context"
-	"sync"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/idvault/idvault/vault/detect"
+	"github.com/idvault/idvault/vault/store"
 )
 
-// Limiter counts distinct events per key in a sliding window. The vault
-// uses it for quotas and alerts. Implementations are safe for concurrent
-// use; several Vault instances can share counts through one Limiter backed
-// by shared storage (the in-process default counts per instance).
-type Limiter interface {
-	// Note records member (a document ID, a token ID) under key at now,
-	// and returns how many distinct members key has in (now-window, now],
-	// including this one. Noting a member again refreshes it; it does not
-	// count twice.
-	Note(ctx context.Context, key, member string, now time.Time, window time.Duration) (int, error)
+// Limiter keeps the counts behind quotas and alerts, in fixed time slots
+// (see detect.Counter for the contract: Add hands out tickets, so counts
+// are exact under concurrency). The default, NewStoreLimiter on
+// Config.Store, is shared by every instance on the store; Redis is in the
+// module github.com/idvault/idvault/vault/redislimiter. Every
+// implementation passes the suite in vault/detect/countertest.
+type Limiter = detect.Counter
+
+// NewMemoryLimiter returns an in-process Limiter: its counts are this
+// process's only, so an attacker spreading requests over N instances gets
+// N quotas. Open refuses it while other instances are live on the same
+// store unless Config.AllowLocalLimiter is set. Memory is bounded (about
+// 40 MB at most, whatever keys arrive).
+func NewMemoryLimiter() Limiter { return detect.NewMemoryCounter(0) }
+
+// isLocal reports whether a Limiter keeps per-process counts.
+func isLocal(l Limiter) bool {
+	lc, ok := l.(interface{ Local() bool })
+	return ok && lc.Local()
 }
 
-// NewMemoryLimiter returns the in-process Limiter: exact sliding windows,
-// memory proportional to the events inside each window.
-func NewMemoryLimiter() Limiter { return &memLimiter{keys: map[string]*window{}} }
+// Live markers: each instance writes limits/live/<instance>/<slot> (slot
+// in Unix nanoseconds) once per 5-minute slot while it serves grants or
+// redemptions, so an instance opening with an in-process limiter can see
+// that it is not alone. Sweep collects them (the time is the last segment).
+const liveSlot = 5 * time.Minute
 
-type memLimiter struct {
-	mu   sync.Mutex
-	keys map[string]*window
-	ops  int
+const livePrefix = "limits/live/"
+
+func liveKey(slot time.Time, instance [16]byte) string {
+	return fmt.Sprintf("%s%x/%d", livePrefix, instance, slot.UnixNano())
 }
 
-type window struct {
-	seen map[string]time.Time // member → last noted
-}
-
-func (l *memLimiter) Note(_ context.Context, key, member string, now time.Time, win time.Duration) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w := l.keys[key]
-	if w == nil {
-		w = &window{seen: map[string]time.Time{}}
-		l.keys[key] = w
+// markLive writes this instance's marker for the current slot, once.
+func (v *Vault) markLive(ctx context.Context) {
+	slot := v.now().Truncate(liveSlot).Unix()
+	if v.liveMarked.Load() == slot {
+		return
 	}
-	w.seen[member] = now
-	cutoff := now.Add(-win)
-	for m, t := range w.seen {
-		if !t.After(cutoff) {
-			delete(w.seen, m)
+	v.liveMarked.Store(slot)
+	k := liveKey(time.Unix(slot, 0), v.instance)
+	if err := v.st.Put(ctx, k, bytes.NewReader(nil), 0, store.PutOptions{}); err != nil {
+		v.liveMarked.Store(0) // retry on the next request
+	}
+}
+
+// othersLive reports whether another instance wrote a live marker in the
+// current or the previous two slots (up to 15 minutes). It lists the
+// markers (one per instance and slot, collected by Sweep): once per Open.
+func (v *Vault) othersLive(ctx context.Context) (bool, error) {
+	since := v.now().Truncate(liveSlot).Add(-2 * liveSlot).UnixNano()
+	mine := fmt.Sprintf("%s%x/", livePrefix, v.instance)
+	for k, err := range v.st.List(ctx, livePrefix) {
+		if err != nil {
+			return false, err
+		}
+		if strings.HasPrefix(k, mine) {
+			continue
+		}
+		i := strings.LastIndexByte(k, '/')
+		if ts, err := strconv.ParseInt(k[i+1:], 10, 64); err == nil && ts >= since {
+			return true, nil
 		}
 	}
-	n := len(w.seen)
-	// Now and then drop keys whose windows have emptied.
-	if l.ops++; l.ops%4096 == 0 {
-		for k, w := range l.keys {
-			if len(w.seen) == 0 {
-				delete(l.keys, k)
+	return false, nil
+}
+
+// checkLimiterShared runs in Open: an in-process limiter next to other
+// live instances on the same store would give an attacker one quota per
+// instance, so Open refuses it unless the user opted out. (A crashed
+// instance's markers count as live for up to 15 minutes; Close removes
+// its own.)
+func (v *Vault) checkLimiterShared(ctx context.Context) error {
+	if !isLocal(v.limiter) || v.cfg.AllowLocalLimiter {
+		v.markLive(ctx)
+		return nil
+	}
+	others, err := v.othersLive(ctx)
+	if err != nil {
+		return fmt.Errorf("vault: open: checking for other instances: %w", err)
+	}
+	if others {
+		return fmt.Errorf("vault: open: other instances are live on this store and Config.Limiter counts per process, "+
+			"which gives an attacker one quota per instance; use the default (shared) limiter or set AllowLocalLimiter: %w", ErrInvalidArgument)
+	}
+	v.markLive(ctx)
+	return nil
+}
+
+// unmarkLive removes this instance's live markers (Close).
+func (v *Vault) unmarkLive(ctx context.Context) {
+	now := v.now().Truncate(liveSlot)
+	for i := range 3 {
+		_ = v.st.Delete(ctx, liveKey(now.Add(-time.Duration(i)*liveSlot), v.instance))
+	}
+}
+
+// sweepLimiter deletes limiter counts past their keep time and live markers
+// older than an hour. Sweep calls it (instead of the old per-mark scan).
+func (v *Vault) sweepLimiter(ctx context.Context) error {
+	if sc, ok := v.limiter.(*detect.StoreCounter); ok {
+		if _, err := sc.Sweep(ctx, v.now()); err != nil {
+			return fmt.Errorf("vault: sweep limiter: %w", err)
+		}
+	}
+	cut := v.now().Add(-time.Hour).UnixNano()
+	for k, err := range v.st.List(ctx, livePrefix) {
+		if err != nil {
+			return fmt.Errorf("vault: sweep live markers: %w", err)
+		}
+		i := strings.LastIndexByte(k, '/')
+		if ts, err := strconv.ParseInt(k[i+1:], 10, 64); err == nil && ts < cut {
+			if err := v.st.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("vault: sweep live markers: %w", err)
 			}
 		}
 	}
-	return n, nil
+	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -101,7 +100,7 @@ func (v *Vault) sweep(ctx context.Context, by Actor, progress func(SweepReport))
 	if err := v.sweepOrphans(ctx, &rep); err != nil {
 		return rep, err
 	}
-	if err := v.sweepLimiterMarks(ctx); err != nil {
+	if err := v.sweepLimiter(ctx); err != nil {
 		return rep, err
 	}
 	if rep != (SweepReport{}) {
@@ -412,27 +411,6 @@ func (v *Vault) collectOrphan(ctx context.Context, id objectID, rep *SweepReport
 		return err
 	}
 	rep.Orphans++
-	return nil
-}
-
-// limiterMarkAge is how long Sweep keeps a store limiter's marks: longer
-// than any sensible quota window. Each Note also drops its own stale marks;
-// this catches keys that are never noted again.
-const limiterMarkAge = 48 * time.Hour
-
-func (v *Vault) sweepLimiterMarks(ctx context.Context) error {
-	cutoff := v.now().Add(-limiterMarkAge).UnixNano()
-	for k, err := range v.st.List(ctx, "limits/") {
-		if err != nil {
-			return fmt.Errorf("vault: sweep limiter marks: %w", err)
-		}
-		i := strings.LastIndexByte(k, '/')
-		if ts, err := strconv.ParseInt(k[i+1:], 10, 64); err == nil && ts <= cutoff {
-			if err := v.st.Delete(ctx, k); err != nil {
-				return fmt.Errorf("vault: sweep limiter marks: %w", err)
-			}
-		}
-	}
 	return nil
 }
 

@@ -126,13 +126,13 @@ func (t *telemetry) event(ev audit.Event) metric.MeasurementOption {
 func (v *Vault) appendObserved(ctx context.Context, r audit.Record) (audit.Record, error) {
 	start := time.Now() // real time, not Config.Now: this is a latency
 	w, err := v.log.Append(ctx, r)
-	v.observe(r, time.Since(start), err)
+	v.observeAudit(r, time.Since(start), err)
 	return w, err
 }
 
-// observe derives every log line and metric from one audit append: r is
+// observeAudit derives every log line and metric from one audit append: r is
 // the record, d how long the append took, err its failure.
-func (v *Vault) observe(r audit.Record, d time.Duration, err error) {
+func (v *Vault) observeAudit(r audit.Record, d time.Duration, err error) {
 	t := v.tel
 	if t == nil {
 		return

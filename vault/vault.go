@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -15,6 +16,7 @@ import (
 	"github.com/idvault/idvault/internal/token"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/detect"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -82,12 +84,20 @@ type Config struct {
 	// QuotaFor, if set, gives the quota of a principal (per class:
 	// reviewers, auditors, batch jobs); it overrides Quota.
 	QuotaFor func(principal string) Quota
-	// Limiter keeps the quota counts (default: in-process). Give all
-	// instances one shared Limiter to enforce quotas cluster-wide.
+	// Limiter keeps the quota and alert counts (default: NewStoreLimiter
+	// on Store, shared by every instance on the store). An in-process
+	// NewMemoryLimiter is refused while other instances are live on the
+	// store, unless AllowLocalLimiter.
 	Limiter Limiter
+	// AllowLocalLimiter opts out of shared counts: Open accepts an
+	// in-process Limiter even when other instances use the store.
+	AllowLocalLimiter bool
 	// OnAlert is called, synchronously, for every alert (quota exceeded,
 	// bulk access, refusal burst, canary touched); each is also audited.
 	OnAlert func(Alert)
+	// CanaryRate is how many listed documents MixCanaries adds one canary
+	// to (default DefaultCanaryRate; negative: none).
+	CanaryRate int
 	// FreezeOnAlert refuses every further grant and redemption of a
 	// principal that raised an alert, until an audited Unfreeze.
 	FreezeOnAlert bool
@@ -132,7 +142,10 @@ type Vault struct {
 	sweeperDone chan struct{}
 	instance    [16]byte // random per Vault: whose sweep claim is whose
 
-	limiter Limiter
+	limiter    Limiter
+	detector   *detect.Detector
+	canaries   canaryPool
+	liveMarked atomic.Int64 // the live-marker slot this instance wrote last
 
 	mu      sync.RWMutex // guards sys and sealer (token-key rotation)
 	sys     *systemKeys
@@ -187,8 +200,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	}
 	v.limiter = cfg.Limiter
 	if v.limiter == nil {
-		v.limiter = NewMemoryLimiter()
+		v.limiter = NewStoreLimiter(cfg.Store)
 	}
+	v.detector = detect.New(v.limiter, detect.Options{Rules: cfg.Quota.rules()})
 	if err := checkUnversioned(ctx, v.keys, cfg.AllowVersionedKeyStore); err != nil {
 		return nil, err
 	}
@@ -200,6 +214,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		return nil, err
 	}
 	if err := v.installKeys(sys); err != nil {
+		return nil, err
+	}
+	if err := v.checkLimiterShared(ctx); err != nil {
 		return nil, err
 	}
 	retain := cfg.AuditRetention
@@ -302,6 +319,7 @@ func (v *Vault) Close(ctx context.Context) error {
 		if v.sweeperDone != nil {
 			<-v.sweeperDone
 		}
+		v.unmarkLive(ctx)
 		err = v.log.Close(ctx)
 	})
 	return err

@@ -201,9 +201,15 @@ func (a *App) handleDecide(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusInternalServerError, "Could not record the decision.")
 		return
 	}
-	// The decision is made: the image has no further use. Delete shreds it
-	// (key record first) and audits the deletion.
-	switch err := a.v.Delete(r.Context(), id, vault.Actor{Principal: acct.ID, Reason: "reviewed-" + outcome}); {
+	// The decision is made: the image has no further use. Decide records
+	// it (the vault's detector counts a reviewer's views without
+	// decisions), then shreds the image (key record first) and audits the
+	// deletion.
+	verdict := vault.Approved
+	if outcome == outcomeRejected {
+		verdict = vault.Rejected
+	}
+	switch err := a.v.Decide(r.Context(), id, vault.Decision{Verdict: verdict}, vault.Actor{Principal: acct.ID, Reason: "reviewed-" + outcome}); {
 	case err == nil, errors.Is(err, vault.ErrNotFound):
 	case errors.Is(err, vault.ErrHeld):
 		a.fail(w, r, http.StatusConflict, "Decision recorded. The image is under legal hold and is kept until the hold is lifted.")

@@ -1,0 +1,66 @@
+package vault_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/fsstore"
+)
+
+// A review queue: the listing goes through MixCanaries (a script walking
+// it touches a decoy); the reviewer opens one document and decides it with
+// Decide, which deletes it and tells the abuse detector the view was dealt
+// with.
+func ExampleVault_Decide() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "idvault-example")
+	defer os.RemoveAll(dir)
+	st, err := fsstore.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	kek, err := kms.CreateLocal(filepath.Join(dir, "kek"), []byte("demo passphrase: not for production"), kms.LocalOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close(ctx)
+
+	var pending []string // your own records: real documents only
+	for _, member := range []string{"member-1", "member-2", "member-3"} {
+		info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(scan), Size: int64(len(scan)), Subject: member})
+		if err != nil {
+			log.Fatal(err)
+		}
+		pending = append(pending, info.ID)
+	}
+	listing, err := v.MixCanaries(ctx, pending)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("listed:", len(listing), "of which real:", len(pending))
+
+	// The reviewer is assigned pending[0] (never a canary) and decides it.
+	id := pending[0]
+	if _, err := v.Grant(ctx, id, vault.Access{Principal: "reviewer-7", Purpose: "age-check"}); err != nil {
+		log.Fatal(err)
+	}
+	err = v.Decide(ctx, id, vault.Decision{Verdict: vault.Approved, Note: "over 18"}, vault.Actor{Principal: "reviewer-7", Reason: "age check"})
+	fmt.Println("decided:", err)
+	_, err = v.Grant(ctx, id, vault.Access{Principal: "reviewer-7", Purpose: "age-check"})
+	fmt.Println("deleted:", errors.Is(err, vault.ErrNotFound))
+	// Output:
+	// listed: 4 of which real: 3
+	// decided: <nil>
+	// deleted: true
+}
