@@ -173,3 +173,11 @@ func readKey(t testing.TB, st store.Store, key string) []byte {
 
 // testActor is the acting principal of administrative calls in tests.
 var testActor = Actor{Principal: "operator-1", Reason: "test"}
+
+// flush waits until the folder has folded every release so far.
+func (f *folder) flush(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f.sync(ctx)
+}
