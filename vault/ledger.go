@@ -297,6 +297,17 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 	done := map[string]string{}
 	for _, e := range stray {
 		if !inLog[e.TokenID] {
+			// One adopter per entry, across instances: a create-only claim.
+			// (An adopter that dies between claim and fold leaves the entry
+			// in no log; audit.CheckLedger reports it.)
+			claim := []byte(v.log.LogID() + "\n")
+			err := v.st.Put(ctx, adoptClaimPrefix+e.TokenID, bytes.NewReader(claim), int64(len(claim)), store.PutOptions{IfAbsent: true})
+			if errors.Is(err, store.ErrExists) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("vault: adopt ledger: %w", err)
+			}
 			if _, err := v.log.Append(ctx, e.Record); err != nil {
 				return fmt.Errorf("vault: adopt ledger: %w", errors.Join(ErrAuditUnavailable, err))
 			}
@@ -305,6 +316,11 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 	}
 	return v.writeFoldNote(ctx, done)
 }
+
+// adoptClaimPrefix holds the create-only claims of adopters
+// (ledger-adopt/<token-id>); Sweep's collectLedger removes each with its
+// entry.
+const adoptClaimPrefix = "ledger-adopt/"
 
 // foldNoteLifetime: a fold note names entries spent before it was written;
 // each such entry is collectible within MaxGrantTTLLimit + ledgerHorizon.
@@ -328,3 +344,36 @@ func foldNoteTime(key string) (time.Time, bool) {
 
 // tokenHex is the hex of a token ID.
 func tokenHex(id [16]byte) string { return hex.EncodeToString(id[:]) }
+
+// collectLedger is the ledger part of Sweep: it adopts un-folded entries
+// (adoptLedger) and, only if that succeeded, deletes the entries that
+// ledgerEntryCollectible allows at the vault's clock. retention.go's
+// sweepLedger is this call.
+func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
+	if err := v.adoptLedger(ctx); err != nil {
+		return 0, err
+	}
+	now := v.now()
+	for k, err := range v.st.List(ctx, audit.LedgerPrefix) {
+		if err != nil {
+			return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+		}
+		b, err := getSmall(ctx, v.st, k, 8<<10)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+		}
+		if ledgerEntryCollectible(b, now) {
+			if err := v.st.Delete(ctx, k); err != nil {
+				return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+			}
+			if err := v.st.Delete(ctx, adoptClaimPrefix+strings.TrimPrefix(k, audit.LedgerPrefix)); err != nil {
+				return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+			}
+			removed++
+		}
+	}
+	return removed, nil
+}

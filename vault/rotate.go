@@ -31,7 +31,7 @@ import (
 // a revocation takes effect everywhere within keyRefresh and no instance
 // seals under a demoted key longer than that.
 const (
-	keyReloadEvery = 100 * time.Millisecond
+	keyReloadEvery = 10 * time.Millisecond
 	keyRefresh     = 10 * time.Second
 	// keyRetireAfter: a demoted key may be retired once every token it can
 	// have sealed is past its acceptance window on every clock.
@@ -121,7 +121,7 @@ func (v *Vault) RotateTokenKey(ctx context.Context, by Actor, opts RotateOptions
 	if err := v.st.Put(ctx, systemKeysetKey, bytes.NewReader(enc), int64(len(enc)), store.PutOptions{}); err != nil {
 		return fmt.Errorf("vault: store rotated keyset: %w", err)
 	}
-	v.rl.noteLoaded(enc)
+	v.rl.noteLoaded(v.now(), enc)
 	return v.installKeys(cur)
 }
 
@@ -158,7 +158,8 @@ func encodeKeyTimes(times map[uint32]time.Time) []byte {
 }
 
 // keyReloader serializes keyset reloads: one at a time, at most one start
-// per keyReloadEvery.
+// per keyReloadEvery (monotonic). Staleness (keyRefresh) is judged by the
+// vault's clock, Config.Now.
 type keyReloader struct {
 	mu        sync.Mutex
 	call      *reloadCall // in flight, or nil
@@ -174,9 +175,9 @@ type reloadCall struct {
 	ok    bool
 }
 
-func (r *keyReloader) noteLoaded(enc []byte) {
+func (r *keyReloader) noteLoaded(now time.Time, enc []byte) {
 	r.mu.Lock()
-	r.loadedAt, r.lastBytes = time.Now(), bytes.Clone(enc)
+	r.loadedAt, r.lastBytes = now, bytes.Clone(enc)
 	r.mu.Unlock()
 }
 
@@ -247,7 +248,7 @@ func (v *Vault) reloadKeys(ctx context.Context) bool {
 			return false
 		}
 	}
-	r.noteLoaded(enc)
+	r.noteLoaded(v.now(), enc)
 	return true
 }
 
@@ -256,7 +257,7 @@ func (v *Vault) reloadKeys(ctx context.Context) bool {
 func (v *Vault) refreshKeys() {
 	r := &v.rl
 	r.mu.Lock()
-	stale := time.Since(r.loadedAt) > keyRefresh && !r.refreshing
+	stale := v.now().Sub(r.loadedAt) > keyRefresh && !r.refreshing
 	if stale {
 		r.refreshing = true
 	}

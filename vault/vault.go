@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idvault/idvault/internal/token"
@@ -131,6 +132,7 @@ type Vault struct {
 	adopting     sync.WaitGroup
 	streams      streamCounter
 	lat          latencyWindow
+	lastAppend   atomic.Int64 // duration of the latest refusal record append
 }
 
 // Open opens the vault kept in cfg.Store, creating its keyset on first use.
@@ -196,7 +198,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if err := v.installKeys(sys); err != nil {
 		return nil, err
 	}
-	v.rl.noteLoaded(nil)
+	v.rl.noteLoaded(v.now(), nil)
 	if v.ledgerSigner, err = audit.NewLedgerSigner(sys.auditSigner); err != nil {
 		return nil, fmt.Errorf("vault: open: %w", err)
 	}
