@@ -24,7 +24,7 @@ type HandlerOptions struct {
 	// forged token costs no I/O, a replay costs two reads and a write — so
 	// every refusal waits until the larger of RefusalFloor and
 	// Vault.RefusalFloor, which follows the measured latency of the
-	// slowest refusal path (its 99th percentile over the last 256 such
+	// slowest refusal path (110 % of its maximum over the last 256 such
 	// requests, at most MaxRefusalFloor): a slow or loaded store raises
 	// the floor with it. Served requests are not delayed.
 	RefusalFloor time.Duration

@@ -191,7 +191,9 @@ func (f *folder) foldBatch(batch []foldItem) {
 			continue
 		}
 		if it.void {
+			mu.Lock()
 			states[it.tok] = audit.FoldVoid
+			mu.Unlock()
 			continue
 		}
 		left := foldDeadline - time.Since(it.spentAt)

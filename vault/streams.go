@@ -91,13 +91,13 @@ func (w *latencyWindow) observe(d time.Duration) {
 		w.dirty = 0
 		s := slices.Clone(w.ring[:w.n])
 		slices.Sort(s)
-		// The 99th percentile of the last 256: about one deep path in a
-		// hundred outlasts the floor, and only by its own tail.
-		w.q = s[min(len(s)-1, len(s)*99/100)]
+		// The slowest of the last 256, plus a tenth: a deep path outlasts
+		// the floor only when it is slower than every recent one.
+		w.q = s[len(s)-1] + s[len(s)-1]/10
 	}
 }
 
-// quantile is the high quantile of the recent window (0 when empty).
+// quantile is the maximum of the recent window plus 10 % (0 when empty).
 func (w *latencyWindow) quantile() time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -110,9 +110,10 @@ func (w *latencyWindow) quantile() time.Duration {
 const MaxRefusalFloor = 2 * time.Second
 
 // RefusalFloor is the least time every refusal should take now for its
-// timing to say nothing about its kind: the 99th percentile of the time
-// the slowest refusal path (up to and including the spend write) took over
-// the last 256 such requests, at least min, at most MaxRefusalFloor.
+// timing to say nothing about its kind: 110 % of the longest time the
+// slowest refusal path (up to and including the spend write and the
+// refusal record) took over the last 256 such requests, at least least,
+// at most MaxRefusalFloor.
 // Handler applies it; callers that build their own transport over Redeem
 // should too (start the clock before calling Redeem).
 func (v *Vault) RefusalFloor(least time.Duration) time.Duration {
