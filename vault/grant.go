@@ -77,7 +77,7 @@ func (v *Vault) grant(ctx context.Context, idStr string, a Access) (Grant, audit
 		return Grant{}, rec, err
 	}
 	rec.Object = id.String()
-	v.refreshKeys()
+	v.refreshKeys(ctx)
 	// The payload must exist too: a key record left without one (a failed
 	// Put, a half-finished delete) is not a document.
 	payc := make(chan error, 1)

@@ -267,7 +267,7 @@ func (r *redeemReader) Close() error {
 // reload the keyset first, so rotation never refuses a legitimate token;
 // see reloadKeysFor.
 func (v *Vault) openToken(ctx context.Context, tok string) (token.Claims, error) {
-	v.refreshKeys()
+	v.refreshKeys(ctx)
 	_, sealer := v.keyset()
 	c, err := sealer.Open(tok)
 	if err != nil && !sealer.KnowsKey(tok) && v.reloadKeysFor(ctx, time.Now()) {

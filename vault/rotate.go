@@ -166,7 +166,6 @@ type keyReloader struct {
 	lastStart time.Time
 	loadedAt  time.Time // when the installed keyset was last confirmed current
 	lastBytes []byte    // its stored encoding
-	refreshing bool     // a background refresh runs
 }
 
 type reloadCall struct {
@@ -252,25 +251,15 @@ func (v *Vault) reloadKeys(ctx context.Context) bool {
 	return true
 }
 
-// refreshKeys starts a background reload when the keyset was last
-// confirmed more than keyRefresh ago; the caller does not wait for it.
-func (v *Vault) refreshKeys() {
+// refreshKeys reloads the keyset when it was last confirmed more than
+// keyRefresh ago (by Config.Now), joining a reload in flight. A failure
+// keeps the installed keyset; ctx bounds the wait.
+func (v *Vault) refreshKeys(ctx context.Context) {
 	r := &v.rl
 	r.mu.Lock()
-	stale := v.now().Sub(r.loadedAt) > keyRefresh && !r.refreshing
-	if stale {
-		r.refreshing = true
-	}
+	stale := v.now().Sub(r.loadedAt) > keyRefresh
 	r.mu.Unlock()
-	if !stale {
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), keyRefresh)
+	if stale {
 		v.reloadKeysFor(ctx, time.Time{})
-		cancel()
-		r.mu.Lock()
-		r.refreshing = false
-		r.mu.Unlock()
-	}()
+	}
 }
