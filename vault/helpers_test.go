@@ -18,7 +18,12 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(redeemCrashEnv); dir != "" {
+		os.Exit(redeemCrashChild(dir)) // the child process of TestRedeemCrash
+	}
+	os.Exit(miniotest.Main(m))
+}
 
 // fakeClock is an injected clock; tests move it, never sleep.
 type fakeClock struct {
