@@ -33,7 +33,7 @@ const RedeemAuthBytes = 16 << 10
 
 // reasonSpendUnconfirmed is the audit reason of a redemption whose spend
 // write failed or answered too late: nothing was served.
-const reasonSpendUnconfirmed = "spend-unconfirmed"
+const reasonSpendUnconfirmed = audit.ReasonSpendUnconfirmed
 
 // errSpendUnconfirmed: the spend write failed ambiguously or answered
 // after the spend window; nothing was served.

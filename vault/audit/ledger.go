@@ -131,7 +131,7 @@ func parseLedgerText(b []byte) (string, time.Time, []byte, error) {
 		return "", time.Time{}, nil, corruptf("not a ledger entry")
 	}
 	text, _, ok := bytes.Cut(b, []byte("\n\n"))
-	if !ok {
+	if !ok || len(text) < len(ledgerHeader) {
 		return "", time.Time{}, nil, corruptf("ledger entry without signature")
 	}
 	lines := strings.Split(string(text[len(ledgerHeader):]), "\n")
@@ -233,7 +233,7 @@ func FoldedKey(t time.Time, rnd [8]byte) string {
 type LedgerReport struct {
 	Entries  int // spend entries read
 	Folded   int // entries whose release record is in a log
-	Void     int // entries voided (a refusal record of the token is in a log)
+	Void     int // entries voided (a spend-unconfirmed refusal of the token is in a log)
 	Pending  int // entries younger than the grace, not yet in a log
 	Problems []string
 }
@@ -247,6 +247,11 @@ type LedgerCheckOptions struct {
 	// entries older than 2 minutes at Open and Sweep).
 	Grace time.Duration
 }
+
+// ReasonSpendUnconfirmed is the Reason of the refusal a redeemer appends
+// when its spend write failed ambiguously or answered too late: nothing was
+// served, and the spend entry (if it exists) is void.
+const ReasonSpendUnconfirmed = "spend-unconfirmed"
 
 // LedgerKeepUntilPrefix starts the Detail of a release record: the time
 // until which its spend entry must exist (RFC 3339, UTC).
@@ -281,7 +286,7 @@ func CheckLedger(ctx context.Context, st store.Store, verifierKey string, opts L
 		}
 		if r.Outcome == OutcomeOK {
 			released[r.TokenID] = r
-		} else {
+		} else if r.Reason == ReasonSpendUnconfirmed {
 			refused[r.TokenID] = true
 		}
 	}
