@@ -141,22 +141,33 @@ func (f *folder) close() {
 	<-f.done
 }
 
+// foldGather is how long the folder gathers releases before folding them
+// together: the records are durable in their spend entries already, so
+// folding them in one audit batch and one fold note, rather than one each,
+// keeps background writes off a busy store.
+const foldGather = 200 * time.Millisecond
+
 func (f *folder) run() {
 	defer close(f.done)
 	for it := range f.ch {
 		batch := []foldItem{it}
-	more:
-		for len(batch) < 512 {
+		timer := time.NewTimer(foldGather)
+	gather:
+		for len(batch) < 512 && it.synced == nil {
 			select {
-			case it, ok := <-f.ch:
+			case it2, ok := <-f.ch:
 				if !ok {
-					break more
+					break gather
 				}
-				batch = append(batch, it)
-			default:
-				break more
+				batch = append(batch, it2)
+				if it2.synced != nil {
+					break gather
+				}
+			case <-timer.C:
+				break gather
 			}
 		}
+		timer.Stop()
 		f.foldBatch(batch)
 	}
 }
