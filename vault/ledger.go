@@ -116,6 +116,9 @@ type folder struct {
 	v    *Vault
 	ch   chan foldItem
 	done chan struct{}
+
+	mu     sync.RWMutex // guards closed and sends on ch
+	closed bool
 }
 
 const foldQueue = 4096
@@ -129,6 +132,11 @@ func (v *Vault) startFolder() {
 // long: when the queue is full the item is left to adoption (its entry is
 // durable; a void token then relies on its refusal record).
 func (f *folder) enqueue(it foldItem) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return // a Redeem racing Close: left to adoption
+	}
 	select {
 	case f.ch <- it:
 	default:
@@ -137,7 +145,12 @@ func (f *folder) enqueue(it foldItem) {
 
 // close waits for the queued items to be folded.
 func (f *folder) close() {
-	close(f.ch)
+	f.mu.Lock()
+	if !f.closed {
+		f.closed = true
+		close(f.ch)
+	}
+	f.mu.Unlock()
 	<-f.done
 }
 
@@ -175,11 +188,18 @@ func (f *folder) run() {
 // sync waits until every item enqueued before it is folded (tests, Sweep).
 func (f *folder) sync(ctx context.Context) {
 	c := make(chan struct{})
+	f.mu.RLock()
+	if f.closed {
+		f.mu.RUnlock()
+		return
+	}
 	select {
 	case f.ch <- foldItem{synced: c}:
 	case <-ctx.Done():
+		f.mu.RUnlock()
 		return
 	}
+	f.mu.RUnlock()
 	select {
 	case <-c:
 	case <-ctx.Done():

@@ -323,3 +323,45 @@ func ledgerKeyHex(t testing.TB, st store.Store) string {
 	}
 	return ks[0]
 }
+
+// TestSpendLateServesNothing: a spend whose write answers after the spend
+// window serves nothing, is recorded as one spend-unconfirmed refusal and
+// no release, and its entry is never folded as a release.
+func TestSpendLateServesNothing(t *testing.T) {
+	ctx := context.Background()
+	hs := newHoldStore(fsBackend(t), audit.LedgerPrefix)
+	v := openTestVault(t, hs, testKEK(t), nil)
+	info := putImage(t, v, image(20<<10, ""), "m")
+	g := grant(t, v, info.ID, "r")
+	old := spendDeadline
+	spendDeadline = 50 * time.Millisecond
+	defer func() { spendDeadline = old }()
+	hs.arm()
+	done := make(chan error, 1)
+	go func() { _, err := redeemAll(v, g.Token, "r"); done <- err }()
+	<-hs.held
+	time.Sleep(100 * time.Millisecond) // the store answers after the window
+	close(hs.release)
+	if err := <-done; !errors.Is(err, ErrTokenExpired) {
+		t.Fatalf("late spend: %v, want ErrTokenExpired and nothing served", err)
+	}
+	v.fold.flush(t)
+	v.clock.Advance(adoptAfter + time.Minute)
+	if err := v.adoptLedger(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ok, unconfirmed := 0, 0
+	for r, err := range audit.Scan(ctx, hs, audit.Filter{Event: audit.EventRedeem}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Outcome == audit.OutcomeOK {
+			ok++
+		} else if r.Reason == audit.ReasonSpendUnconfirmed {
+			unconfirmed++
+		}
+	}
+	if ok != 0 || unconfirmed != 1 {
+		t.Fatalf("%d release records and %d spend-unconfirmed refusals; want 0 and 1", ok, unconfirmed)
+	}
+}

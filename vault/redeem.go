@@ -35,6 +35,9 @@ const RedeemAuthBytes = 16 << 10
 // write failed or answered too late: nothing was served.
 const reasonSpendUnconfirmed = audit.ReasonSpendUnconfirmed
 
+// spendDeadline is spendWindow; tests shorten it.
+var spendDeadline = spendWindow
+
 // errSpendUnconfirmed: the spend write failed ambiguously or answered
 // after the spend window; nothing was served.
 var errSpendUnconfirmed = errors.New("vault: redeem: spend not confirmed in time; nothing served")
@@ -209,10 +212,10 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		cancelBlob()
 		return nil, Info{}, false, fmt.Errorf("vault: redeem: ledger entry: %w", err)
 	}
-	sctx, cancelSpend := context.WithDeadline(ctx, accepted.Add(spendWindow))
+	sctx, cancelSpend := context.WithDeadline(ctx, accepted.Add(spendDeadline))
 	err = v.st.Put(sctx, ledgerKey(c.ID), bytes.NewReader(entry), int64(len(entry)), store.PutOptions{IfAbsent: true})
 	cancelSpend()
-	late := time.Since(accepted) > spendWindow
+	late := time.Since(accepted) > spendDeadline
 	if err != nil || late {
 		pr.Close()
 		cancelBlob()
