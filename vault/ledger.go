@@ -410,3 +410,17 @@ func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
 	}
 	return removed, nil
 }
+
+// SyncAudit waits until every redemption this Vault released so far has
+// its release record in the audit log. Release records are durable (in
+// their spend entries) before any byte leaves, and are folded into the log
+// in the background within about 200 ms; a reader that must see this
+// instance's latest releases in audit.Scan (a dashboard, a test) calls
+// SyncAudit first. It returns ctx's error if ctx ends first.
+func (v *Vault) SyncAudit(ctx context.Context) error {
+	if v.isClosed() {
+		return ErrClosed
+	}
+	v.fold.sync(ctx)
+	return ctx.Err()
+}
