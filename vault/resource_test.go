@@ -204,3 +204,43 @@ func TestHungAuditStoreBounded(t *testing.T) {
 		t.Errorf("%d goroutines remain after every request was answered (baseline %d)", n, baseline)
 	}
 }
+
+// TestStalledClientDisconnected: a client that stops reading is cut off
+// after HandlerOptions.WriteTimeout, which frees its stream slot and
+// read-ahead.
+func TestStalledClientDisconnected(t *testing.T) {
+	v := openTestVault(t, fsBackend(t), testKEK(t), nil)
+	info := putImage(t, v, image(4<<20, ""), "m")
+	g := grant(t, v, info.ID, "r")
+	srv := httptest.NewUnstartedServer(v.Handler(HandlerOptions{Principal: principalHeader, WriteTimeout: 200 * time.Millisecond}))
+	srv.Listener = smallBufListener{srv.Listener}
+	srv.Start()
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(conn, "GET /%s HTTP/1.1\r\nHost: x\r\nX-Test-Principal: r\r\n\r\n", g.Token)
+	// Read nothing more; the server must give up on its own.
+	open := func() int {
+		v.streams.mu.Lock()
+		defer v.streams.mu.Unlock()
+		return len(v.streams.m)
+	}
+	waitFor := func(want int, within time.Duration) bool {
+		for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if open() == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitFor(1, 5*time.Second) {
+		t.Fatal("the stream never started")
+	}
+	if !waitFor(0, 5*time.Second) {
+		t.Fatal("a stalled client still holds its stream 5 s later (WriteTimeout 200 ms)")
+	}
+}
