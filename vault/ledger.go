@@ -266,6 +266,7 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 	sys, _ := v.keyset()
 	now := v.now()
 	states := map[string]string{}
+	var settled []string // readable notes older than adoptAfter: compactable
 	for k, err := range v.st.List(ctx, audit.FoldedPrefix) {
 		if err != nil {
 			return fmt.Errorf("vault: adopt ledger: %w", err)
@@ -284,14 +285,18 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 		}
 		if t, ok := foldNoteTime(k); ok && now.Sub(t) > foldNoteLifetime {
 			v.st.Delete(ctx, k) // every entry it names is collectible by now
+		} else if ok && now.Sub(t) > adoptAfter {
+			settled = append(settled, k)
 		}
 	}
 	var stray []audit.LedgerEntry
+	present := map[string]bool{}
 	for k, err := range v.st.List(ctx, audit.LedgerPrefix) {
 		if err != nil {
 			return fmt.Errorf("vault: adopt ledger: %w", err)
 		}
 		tok := strings.TrimPrefix(k, audit.LedgerPrefix)
+		present[tok] = true
 		if states[tok] != "" {
 			continue
 		}
@@ -313,6 +318,25 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 			continue // its owner folds it
 		}
 		stray = append(stray, e)
+	}
+	if len(settled) > compactNotesAbove {
+		// Compact: one note for the tokens whose entries still exist
+		// replaces the settled notes, so the notes stay few whatever the
+		// redemption rate and every Open reads little.
+		merged := map[string]string{}
+		for tok, st := range states {
+			if present[tok] {
+				merged[tok] = st
+			}
+		}
+		if err := v.writeFoldNote(ctx, merged); err != nil {
+			return fmt.Errorf("vault: adopt ledger: %w", err)
+		}
+		for _, k := range settled {
+			if err := v.st.Delete(ctx, k); err != nil {
+				return fmt.Errorf("vault: adopt ledger: %w", err)
+			}
+		}
 	}
 	if len(stray) == 0 {
 		return nil
@@ -349,6 +373,10 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 	}
 	return v.writeFoldNote(ctx, done)
 }
+
+// compactNotesAbove: adoptLedger merges the settled fold notes when there
+// are more than this many.
+const compactNotesAbove = 8
 
 // adoptClaimPrefix holds the create-only claims of adopters
 // (ledger-adopt/<token-id>); Sweep's collectLedger removes each with its

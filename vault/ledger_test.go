@@ -365,3 +365,44 @@ func TestSpendLateServesNothing(t *testing.T) {
 		t.Fatalf("%d release records and %d spend-unconfirmed refusals; want 0 and 1", ok, unconfirmed)
 	}
 }
+
+// TestFoldNotesCompacted: many fold notes are merged into one by the next
+// adoption, keeping only tokens whose entries exist, and nothing folded is
+// adopted again.
+func TestFoldNotesCompacted(t *testing.T) {
+	ctx := context.Background()
+	v, st := newMemVault(t)
+	info := putImage(t, v, image(5000, ""), "m")
+	for range 12 {
+		g := grant(t, v, info.ID, "r")
+		if _, err := redeemAll(v, g.Token, "r"); err != nil {
+			t.Fatal(err)
+		}
+		v.fold.flush(t) // one note each
+		v.clock.Advance(time.Second)
+	}
+	if n := len(storeKeys(t, st, audit.FoldedPrefix)); n != 12 {
+		t.Fatalf("%d fold notes, want 12", n)
+	}
+	v.clock.Advance(adoptAfter + time.Minute)
+	if err := v.adoptLedger(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(storeKeys(t, st, audit.FoldedPrefix)); n != 1 {
+		t.Fatalf("%d fold notes after compaction, want 1", n)
+	}
+	if err := v.adoptLedger(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for r, err := range audit.Scan(ctx, st, audit.Filter{Event: audit.EventRedeem, Outcome: audit.OutcomeOK}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		_ = r
+	}
+	if n != 12 {
+		t.Fatalf("%d release records, want 12 (nothing adopted twice)", n)
+	}
+}
