@@ -176,6 +176,12 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		key.Destroy()
 		return fail(fmt.Errorf("vault: redeem: %w", ErrExpired))
 	}
+	if !allowedTypes[md.ContentType] {
+		// Put accepts nothing else; a record saying otherwise is refused
+		// before the spend, so nothing is recorded as released.
+		key.Destroy()
+		return fail(fmt.Errorf("vault: redeem: %w", ErrUnsupportedContent))
+	}
 	if md.Canary {
 		v.touchCanary(ctx, audit.EventRedeem, req.Principal, req.RemoteAddr, id)
 	}
