@@ -259,9 +259,12 @@ const LedgerKeepUntilPrefix = "ledger-keep-until "
 
 // CheckLedger checks the ledger against the logs both ways: every spend
 // entry is signed and its release record is in a log (or, when voided, a
-// refusal of the token is), unless it is younger than the grace; and every
-// release record in a log whose keep-until time has not passed still has
-// its spend entry. Problems say which token, never record contents.
+// spend-unconfirmed refusal of the token is), unless it is younger than
+// the grace; and every release record in a log whose keep-until time has
+// not passed still has its spend entry. Problems say which token, never
+// record contents. Memory is bounded by the number of spend entries (the
+// ledger keeps them about an hour past their tokens' expiry), not by the
+// size of the logs, which are streamed once.
 func CheckLedger(ctx context.Context, st store.Store, verifierKey string, opts LedgerCheckOptions) (*LedgerReport, error) {
 	vk, err := note.NewVerifier(verifierKey)
 	if err != nil {
@@ -275,8 +278,36 @@ func CheckLedger(ctx context.Context, st store.Store, verifierKey string, opts L
 		opts.Grace = 10 * time.Minute
 	}
 	now := opts.Now()
-	released := map[string]Record{}
-	refused := map[string]bool{}
+	rep := &LedgerReport{}
+	entries := map[string]*LedgerEntry{} // valid entries, by token
+	for k, err := range st.List(ctx, LedgerPrefix) {
+		if err != nil {
+			return nil, fmt.Errorf("audit: check ledger: %w", err)
+		}
+		tok := strings.TrimPrefix(k, LedgerPrefix)
+		b, err := getAll(ctx, st, k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return nil, fmt.Errorf("audit: check ledger: %w", err)
+		}
+		rep.Entries++
+		var e LedgerEntry
+		if err == nil {
+			e, err = openLedgerEntry(b, known)
+		}
+		if err != nil || e.TokenID != tok {
+			if len(b) != 8 { // the former format (an expiry) holds no record
+				rep.Problems = append(rep.Problems, "ledger entry "+tok+": not a valid signed spend entry")
+			}
+			entries[tok] = nil
+			continue
+		}
+		entries[tok] = &e
+	}
+	folded := map[string]bool{}
+	void := map[string]bool{}
 	for r, err := range Scan(ctx, st, Filter{Event: EventRedeem}) {
 		if err != nil {
 			return nil, fmt.Errorf("audit: check ledger: %w", err)
@@ -284,57 +315,38 @@ func CheckLedger(ctx context.Context, st store.Store, verifierKey string, opts L
 		if r.TokenID == "" {
 			continue
 		}
-		if r.Outcome == OutcomeOK {
-			released[r.TokenID] = r
-		} else if r.Reason == ReasonSpendUnconfirmed {
-			refused[r.TokenID] = true
+		e, present := entries[r.TokenID]
+		switch {
+		case r.Outcome == OutcomeOK && present && e != nil:
+			if !SameRelease(r, *e) {
+				rep.Problems = append(rep.Problems, "ledger entry "+r.TokenID+": differs from its folded release record")
+			} else if folded[r.TokenID] {
+				rep.Problems = append(rep.Problems, "release of token "+r.TokenID+": folded more than once")
+			}
+			folded[r.TokenID] = true
+		case r.Outcome == OutcomeOK && !present:
+			s, ok := strings.CutPrefix(r.Detail, LedgerKeepUntilPrefix)
+			if !ok {
+				continue // a release record of the former format: no spend entry promised
+			}
+			if until, err := time.Parse(time.RFC3339, s); err != nil || now.Before(until) {
+				rep.Problems = append(rep.Problems, "release of token "+r.TokenID+": its spend entry is missing")
+			}
+		case r.Reason == ReasonSpendUnconfirmed && present:
+			void[r.TokenID] = true
 		}
 	}
-	rep := &LedgerReport{}
-	present := map[string]bool{}
-	for k, err := range st.List(ctx, LedgerPrefix) {
-		if err != nil {
-			return nil, fmt.Errorf("audit: check ledger: %w", err)
-		}
-		tok := strings.TrimPrefix(k, LedgerPrefix)
-		present[tok] = true
-		rep.Entries++
-		b, err := getAll(ctx, st, k)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("audit: check ledger: %w", err)
-		}
-		e, err := openLedgerEntry(b, known)
-		if err != nil || e.TokenID != tok {
-			rep.Problems = append(rep.Problems, "ledger entry "+tok+": not a valid signed spend entry")
-			continue
-		}
-		switch r, ok := released[tok]; {
-		case ok && SameRelease(r, e):
+	for tok, e := range entries {
+		switch {
+		case e == nil:
+		case folded[tok]:
 			rep.Folded++
-		case ok:
-			rep.Problems = append(rep.Problems, "ledger entry "+tok+": differs from its folded release record")
-		case refused[tok]:
+		case void[tok]:
 			rep.Void++
 		case now.Sub(e.Record.Time) < opts.Grace:
 			rep.Pending++
 		default:
 			rep.Problems = append(rep.Problems, "ledger entry "+tok+": release record in no log")
-		}
-	}
-	for tok, r := range released {
-		if present[tok] {
-			continue
-		}
-		s, ok := strings.CutPrefix(r.Detail, LedgerKeepUntilPrefix)
-		if !ok {
-			continue // a release record of the former format: no spend entry promised
-		}
-		until, err := time.Parse(time.RFC3339, s)
-		if err != nil || now.Before(until) {
-			rep.Problems = append(rep.Problems, "release of token "+tok+": its spend entry is missing")
 		}
 	}
 	return rep, nil

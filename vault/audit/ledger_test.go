@@ -114,9 +114,22 @@ func TestCheckLedgerBothWays(t *testing.T) {
 	if err != nil || len(rep.Problems) != 0 || rep.Folded != 1 {
 		t.Fatalf("folded entry: %+v %v", rep, err)
 	}
+	// A second fold of the same release (two adopters) is reported.
+	a2, err := NewAppender(ctx, st, skey, AppenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a2.Append(ctx, e.Record); err != nil {
+		t.Fatal(err)
+	}
+	a2.Close(ctx)
+	rep, err = CheckLedger(ctx, st, vkey, LedgerCheckOptions{Now: later})
+	if err != nil || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "more than once") {
+		t.Fatalf("double fold not reported: %+v %v", rep, err)
+	}
 	st.Delete(ctx, LedgerPrefix+e.TokenID)
 	rep, err = CheckLedger(ctx, st, vkey, LedgerCheckOptions{Now: later})
-	if err != nil || len(rep.Problems) != 1 {
+	if err != nil || len(rep.Problems) != 2 { // both copies lack it
 		t.Fatalf("release without its entry not reported: %+v %v", rep, err)
 	}
 	after := func() time.Time { return time.Date(2026, 11, 21, 10, 2, 0, 0, time.UTC) }
