@@ -179,3 +179,41 @@ func FuzzParseFolded(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifyChecksLedger: Verify fails when a release record's spend entry
+// vanished before its keep-until time, and passes while it exists.
+func TestVerifyChecksLedger(t *testing.T) {
+	ctx := context.Background()
+	st, err := fsstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, _ := GenerateKey("ledger-test")
+	ls, _ := NewLedgerSigner(skey)
+	e := sampleEntry(t)
+	e.Record.Detail = LedgerKeepUntilPrefix + "2099-01-01T00:00:00Z"
+	b, err := ls.Sign(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, LedgerPrefix+e.TokenID, bytes.NewReader(b), int64(len(b)), store.PutOptions{IfAbsent: true}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAppender(ctx, st, skey, AppenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(ctx, e.Record); err != nil {
+		t.Fatal(err)
+	}
+	a.Close(ctx)
+	rep, err := Verify(ctx, st, vkey, VerifyOptions{})
+	if err != nil || !rep.OK() || rep.Ledger == nil || rep.Ledger.Folded != 1 {
+		t.Fatalf("intact: %v %+v", err, rep)
+	}
+	st.Delete(ctx, LedgerPrefix+e.TokenID)
+	rep, err = Verify(ctx, st, vkey, VerifyOptions{})
+	if !errors.Is(err, ErrTampered) || rep.OK() {
+		t.Fatalf("spend entry deleted: %v", err)
+	}
+}
