@@ -108,15 +108,10 @@ type LogReport struct {
 // Report is the result of Verify: one LogReport per log, sorted by log ID.
 type Report struct {
 	Logs []LogReport
-	// Ledger is what CheckLedger found (spend entries against release
-	// records, both ways); nil if Verify stopped before it.
-	Ledger *LedgerReport
 }
 
-// OK reports whether no log and no ledger entry has a problem.
-func (r *Report) OK() bool {
-	return len(r.Problems()) == 0 && (r.Ledger == nil || len(r.Ledger.Problems) == 0)
-}
+// OK reports whether no log has a problem.
+func (r *Report) OK() bool { return len(r.Problems()) == 0 }
 
 // Problems returns the first problem of each log that has one.
 func (r *Report) Problems() []Problem {
@@ -197,14 +192,6 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 	checkContinuations(rep)
 	if ps := rep.Problems(); len(ps) > 0 {
 		return rep, fmt.Errorf("%w: %d of %d logs; first: %v", ErrTampered, len(ps), len(rep.Logs), ps[0])
-	}
-	// The single-use ledger (ledger.go): every spend entry is in a log, and
-	// no release record lacks its entry while it should exist.
-	if rep.Ledger, err = CheckLedger(ctx, st, verifierKey, LedgerCheckOptions{}); err != nil {
-		return rep, fmt.Errorf("audit: verify: %w", err)
-	}
-	if lp := rep.Ledger.Problems; len(lp) > 0 {
-		return rep, fmt.Errorf("%w: ledger: %d problems; first: %s", ErrTampered, len(lp), lp[0])
 	}
 	return rep, nil
 }
