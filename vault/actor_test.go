@@ -24,7 +24,7 @@ func TestAdminCallsRequireAndRecordActor(t *testing.T) {
 			"Hold":           v.Hold(ctx, info.ID, a),
 			"Release":        v.Release(ctx, info.ID, a),
 			"Unfreeze":       v.Unfreeze(ctx, "someone", a),
-			"RotateTokenKey": v.RotateTokenKey(ctx, a),
+			"RotateTokenKey": v.RotateTokenKey(ctx, a, RotateOptions{}),
 		}
 		_, checks["EraseSubject"] = v.EraseSubject(ctx, "member-1", a)
 		_, checks["Sweep"] = v.Sweep(ctx, a)
@@ -46,7 +46,7 @@ func TestAdminCallsRequireAndRecordActor(t *testing.T) {
 	if err := v.Release(ctx, info.ID, by); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.RotateTokenKey(ctx, by); err != nil {
+	if err := v.RotateTokenKey(ctx, by, RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.Unfreeze(ctx, "reviewer-1", by); err != nil {

@@ -12,13 +12,14 @@
 //     touches the storage. Only JPEG, PNG, WebP, HEIC/HEIF and PDF are
 //     accepted, by their magic bytes. Object IDs are 128 random bits.
 //   - Grant issues an opaque token ("idv1_…") sealed with the vault's token
-//     key: valid 60 s by default (Config.MaxGrantTTL caps it), for one
-//     document, one principal and one purpose.
-//   - Redeem checks the seal, the expiry, the requester, the document, then
-//     spends the token with a create-only write to the store (so a replay
-//     fails on every instance), makes the audit record durable, and only
-//     then streams the plaintext. If the audit log cannot be written,
-//     nothing is served (ErrAuditUnavailable).
+//     key: valid 60 s by default (at most Config.MaxGrantTTL; longer is
+//     refused), for one document, one principal and one purpose.
+//   - Redeem checks the seal, the expiry, the requester, the document and
+//     the first 16 KiB of its plaintext, then spends the token with one
+//     create-only write to the store that also carries the signed release
+//     record (so a replay fails on every instance, and nothing is released
+//     without a durable record), and only then streams the plaintext. The
+//     record is folded into the audit log in the background.
 //
 // Documents expire 72 hours after upload by default (Config.Retention) and
 // are refused from then on, whether or not anything has been deleted yet.
@@ -31,8 +32,10 @@
 // keys/<id> (the key record: the wrapped data key; written after the
 // indexes that lead Sweep to it, and the object is readable only once both
 // it and the payload exist),
-// redeemed/<token-id> (the single-use ledger), audit/<log>/... (the audit
-// log) and system/... (the vault's own keyset, wrapped by the KEK). Vault
+// redeemed/<token-id> (the single-use ledger: each entry the signed release
+// record), ledger-folded/... and ledger-adopt/... (ledger bookkeeping),
+// audit/<log>/... (the audit log) and system/... (the vault's own keyset,
+// wrapped by the KEK, and token-key rotation times). Vault
 // instances keep no state of their own, so any number may share one store.
 //
 // # Operations

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/idvault/idvault/internal/token"
 	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/store"
 )
 
 // Access says to whom, why and for how long a document is granted.
@@ -20,8 +22,8 @@ type Access struct {
 	Principal string
 	// Purpose says why (e.g. "age-check"); required, recorded in the audit log.
 	Purpose string
-	// TTL is how long the token is valid: default 60 s, capped at
-	// Config.MaxGrantTTL.
+	// TTL is how long the token is valid: default 60 s (DefaultGrantTTL).
+	// Grant refuses a TTL above Config.MaxGrantTTL with ErrInvalidArgument.
 	TTL time.Duration
 }
 
@@ -67,17 +69,38 @@ func (v *Vault) grant(ctx context.Context, idStr string, a Access) (Grant, audit
 	if ttl <= 0 {
 		ttl = DefaultGrantTTL
 	}
-	ttl = min(ttl, v.cfg.MaxGrantTTL)
+	if ttl > v.cfg.MaxGrantTTL {
+		return Grant{}, rec, fmt.Errorf("vault: grant: TTL above MaxGrantTTL %s: %w", v.cfg.MaxGrantTTL, ErrInvalidArgument)
+	}
 	id, err := parseObjectID(idStr)
 	if err != nil {
 		return Grant{}, rec, err
 	}
 	rec.Object = id.String()
+	v.refreshKeys(ctx)
+	// The payload must exist too: a key record left without one (a failed
+	// Put, a half-finished delete) is not a document.
+	payc := make(chan error, 1)
+	go func() {
+		rc, err := v.st.Get(ctx, blobKey(id))
+		if err == nil {
+			rc.Close()
+		}
+		payc <- err
+	}()
 	md, key, err := v.loadRecord(ctx, id)
+	perr := <-payc
 	if err != nil {
 		return Grant{}, rec, err
 	}
 	key.Destroy()
+	if perr != nil {
+		rec.Subject = hex.EncodeToString(md.SubjectMAC)
+		if errors.Is(perr, store.ErrNotFound) {
+			return Grant{}, rec, fmt.Errorf("vault: grant %s: payload: %w", id, ErrNotFound)
+		}
+		return Grant{}, rec, fmt.Errorf("vault: grant %s: payload: %w", id, perr)
+	}
 	rec.Subject = hex.EncodeToString(md.SubjectMAC)
 	if v.expired(md) {
 		return Grant{}, rec, fmt.Errorf("vault: grant %s: %w", id, ErrExpired)

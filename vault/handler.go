@@ -1,6 +1,8 @@
 package vault
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -18,15 +20,30 @@ type HandlerOptions struct {
 	// logs). The error never contains the token.
 	OnError func(r *http.Request, err error)
 	// RefusalFloor is the least time any refusal takes (default 25 ms;
-	// negative: none). Refusal paths do different work — a forged token
-	// costs no I/O, a replay costs a write — and the floor hides that
-	// difference from a prober timing the answers. Served requests are
-	// not delayed.
+	// negative: no floor at all). Refusal paths do different work — a
+	// forged token costs no I/O, a replay costs two reads and a write — so
+	// every refusal waits until the larger of RefusalFloor and
+	// Vault.RefusalFloor, which follows the measured latency of the
+	// slowest refusal path (110 % of its maximum over the last 256 such
+	// requests, at most MaxRefusalFloor): a slow or loaded store raises
+	// the floor with it. Served requests are not delayed.
 	RefusalFloor time.Duration
+	// RequestTimeout bounds everything before the first byte of an answer
+	// (token, store, KMS, audit): a request whose dependencies hang is
+	// refused (404) by then (default 30 s).
+	RequestTimeout time.Duration
+	// WriteTimeout bounds each write of the body to the client (32 KiB at
+	// a time; default 10 s): a client that reads slower than that is
+	// disconnected, which frees its stream and read-ahead.
+	WriteTimeout time.Duration
 }
 
-// DefaultRefusalFloor is HandlerOptions.RefusalFloor's default.
-const DefaultRefusalFloor = 25 * time.Millisecond
+// Defaults of HandlerOptions.
+const (
+	DefaultRefusalFloor   = 25 * time.Millisecond
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+)
 
 // notFoundBody is the one answer to every refusal.
 const notFoundBody = "not found\n"
@@ -47,12 +64,17 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 	if opts.Principal == nil {
 		panic("vault: HandlerOptions.Principal is required")
 	}
-	floor := opts.RefusalFloor
-	if floor == 0 {
-		floor = DefaultRefusalFloor
+	least := opts.RefusalFloor
+	if least == 0 {
+		least = DefaultRefusalFloor
 	}
+	reqTimeout := cmp.Or(opts.RequestTimeout, DefaultRequestTimeout)
+	writeTimeout := cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		deadline := start.Add(reqTimeout)
+		ctx, cancel := context.WithDeadline(r.Context(), deadline)
+		defer cancel()
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("Pragma", "no-cache")
@@ -64,7 +86,11 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 			if opts.OnError != nil && err != nil {
 				opts.OnError(r, err)
 			}
-			if wait := floor - time.Since(start); wait > 0 {
+			floor := time.Duration(0)
+			if least > 0 {
+				floor = v.RefusalFloor(least)
+			}
+			if wait := min(floor-time.Since(start), time.Until(deadline)); wait > 0 {
 				t := time.NewTimer(wait)
 				select {
 				case <-t.C:
@@ -93,7 +119,7 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 			refuse(errors.New("vault: handler: unauthenticated request"))
 			return
 		}
-		rc, info, err := v.Redeem(r.Context(), tok, Requester{Principal: principal, RemoteAddr: r.RemoteAddr})
+		rc, info, err := v.Redeem(ctx, tok, Requester{Principal: principal, RemoteAddr: r.RemoteAddr})
 		if err != nil {
 			refuse(err)
 			return
@@ -111,7 +137,7 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 			h.Set("Content-Disposition", "inline")
 		}
 		w.WriteHeader(http.StatusOK)
-		if _, err := io.Copy(w, rc); err != nil {
+		if err := copyWithDeadline(w, rc, writeTimeout); err != nil {
 			if opts.OnError != nil {
 				opts.OnError(r, err)
 			}
@@ -120,4 +146,27 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 			panic(http.ErrAbortHandler)
 		}
 	})
+}
+
+// copyWithDeadline copies src to w 32 KiB at a time, each write bounded by
+// timeout (where the ResponseWriter supports write deadlines).
+func copyWithDeadline(w http.ResponseWriter, src io.Reader, timeout time.Duration) error {
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			rc.SetWriteDeadline(time.Now().Add(timeout))
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			rc.SetWriteDeadline(time.Time{})
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }

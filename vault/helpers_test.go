@@ -18,7 +18,12 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(redeemCrashEnv); dir != "" {
+		os.Exit(redeemCrashChild(dir)) // the child process of TestRedeemCrash
+	}
+	os.Exit(miniotest.Main(m))
+}
 
 // fakeClock is an injected clock; tests move it, never sleep.
 type fakeClock struct {
@@ -173,3 +178,11 @@ func readKey(t testing.TB, st store.Store, key string) []byte {
 
 // testActor is the acting principal of administrative calls in tests.
 var testActor = Actor{Principal: "operator-1", Reason: "test"}
+
+// flush waits until the folder has folded every release so far.
+func (f *folder) flush(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f.sync(ctx)
+}

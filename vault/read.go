@@ -122,3 +122,31 @@ func (p *plainReader) Close() error {
 	p.key.Destroy()
 	return p.blob.Close()
 }
+
+// readHead reads and authenticates the first n bytes of plaintext (all of
+// it, to its verified end, when the document is no longer than n) and
+// returns them; nothing is released yet. Its errors are Read's.
+func (p *plainReader) readHead(n int) ([]byte, error) {
+	whole := p.size <= int64(n)
+	if whole {
+		n = int(p.size)
+	}
+	head := make([]byte, n)
+	if _, err := io.ReadFull(p, head); err != nil {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = fmt.Errorf("vault: payload shorter than recorded: %w", ErrTampered)
+		}
+		return nil, err
+	}
+	if whole {
+		// Reach the authenticated end (the last segment's tag).
+		var one [1]byte
+		if m, err := p.Read(one[:]); m != 0 || err != io.EOF {
+			if err == nil || err == io.EOF {
+				err = fmt.Errorf("vault: payload longer than recorded: %w", ErrTampered)
+			}
+			return nil, err
+		}
+	}
+	return head, nil
+}

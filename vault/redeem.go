@@ -3,11 +3,11 @@ package vault
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/idvault/idvault/internal/token"
 	"github.com/idvault/idvault/vault/audit"
@@ -23,78 +23,130 @@ type Requester struct {
 	RemoteAddr string
 }
 
-func ledgerKey(tokenID [16]byte) string { return "redeemed/" + hex.EncodeToString(tokenID[:]) }
+func ledgerKey(tokenID [16]byte) string { return audit.LedgerPrefix + tokenHex(tokenID) }
+
+// RedeemAuthBytes is how much of a document's plaintext Redeem
+// authenticates before it spends the token: the first 16 KiB (the first
+// one or two 16 KiB ciphertext segments), or the whole document when it
+// is smaller.
+const RedeemAuthBytes = 16 << 10
+
+// reasonSpendUnconfirmed is the audit reason of a redemption whose spend
+// write failed or answered too late: nothing was served.
+const reasonSpendUnconfirmed = audit.ReasonSpendUnconfirmed
+
+// spendDeadline is spendWindow; tests shorten it.
+var spendDeadline = spendWindow
+
+// errSpendUnconfirmed: the spend write failed ambiguously or answered
+// after the spend window; nothing was served.
+var errSpendUnconfirmed = errors.New("vault: redeem: spend not confirmed in time; nothing served")
 
 // Redeem spends token and returns the document's plaintext as a stream.
 //
 // It checks, in order: the token's seal (ErrTokenInvalid), its expiry with
 // Config.ClockLeeway (ErrTokenExpired), that req is the grantee
-// (ErrWrongPrincipal), the principal's quota (ErrQuotaExceeded), that the
-// document is present and not expired (ErrNotFound, ErrExpired); it spends
-// the token by creating redeemed/<token-id> create-only in the Store, so a
-// second redemption anywhere in the cluster fails (ErrTokenReplayed); then
-// it makes the audit record durable (ErrAuditUnavailable otherwise) and
-// only then returns the reader. Every refusal is audited with its precise
-// reason. (The document lookup, the spend and the audit write run
-// concurrently; all are done before the reader is returned. A token
-// presented for a deleted document is spent too, and a replay's audit trail
-// is an "ok" record followed by the refusal that says it was not served.)
+// (ErrWrongPrincipal), the principal's quota and concurrent streams
+// (ErrQuotaExceeded); then it reads the key record and the payload at once
+// and checks that the document is present and not expired (ErrNotFound,
+// ErrExpired) and that the first RedeemAuthBytes of plaintext authenticate
+// (ErrTampered). Only then does it spend the token: one create-only write
+// of redeemed/<token-id> holding the signed release record (see ledger.go),
+// which fails for a second redemption anywhere in the cluster
+// (ErrTokenReplayed). A refusal before that point spends nothing, so a
+// missing, expired or tampered document leaves the token unspent and no
+// release record. The spend must answer within 10 s of the expiry check
+// (ErrTokenExpired otherwise, nothing served); any other spend failure
+// serves nothing either (the error wraps the store's). Every refusal is
+// audited with its precise reason; a release record exists iff a reader
+// was returned.
 //
-// The reader authenticates the payload segment by segment: if storage was
-// tampered with, a Read fails with ErrTampered. The caller must Close it.
+// The reader authenticates the rest of the payload segment by segment
+// (16 KiB of ciphertext, 16,384 − 16 bytes of plaintext per segment; the
+// first holds 40 bytes less): if storage was tampered with past the first
+// RedeemAuthBytes, the reader releases the plaintext of every authentic
+// segment before the first bad one, then fails with ErrTampered. A store
+// connection that drops mid-stream fails a Read with an I/O error that is
+// not ErrTampered. The caller must Close the reader.
 func (v *Vault) Redeem(ctx context.Context, tok string, req Requester) (io.ReadCloser, Info, error) {
 	if v.isClosed() {
 		return nil, Info{}, ErrClosed
 	}
+	start := time.Now()
 	rec := audit.Record{Event: audit.EventRedeem, Principal: clip(req.Principal, 256), RemoteAddr: clip(req.RemoteAddr, 128)}
-	rc, info, err := v.redeem(ctx, tok, req, &rec)
+	rc, info, deep, err := v.redeem(ctx, tok, req, &rec)
 	if err != nil {
-		if isProbe(err) {
+		if isProbe(err) && !errors.Is(err, errSpendUnconfirmed) {
 			v.noteRefusal(ctx, req.Principal, req.RemoteAddr, rec.TokenID)
 		}
-		if !errors.Is(err, ErrAuditUnavailable) {
+		if !errors.Is(err, ErrAuditUnavailable) || errors.Is(err, errSpendUnconfirmed) {
 			rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
-			if aerr := v.audit(ctx, rec); aerr != nil {
-				return nil, Info{}, fmt.Errorf("%w (and %w)", err, aerr)
+			if errors.Is(err, errSpendUnconfirmed) {
+				rec.Reason = reasonSpendUnconfirmed
 			}
+			astart := time.Now()
+			aerr := v.audit(ctx, rec)
+			v.lastAppend.Store(int64(time.Since(astart)))
+			if aerr != nil {
+				err = fmt.Errorf("%w (and %w)", err, aerr)
+			}
+		}
+		if deep {
+			// The slowest refusal path (up to the spend, then its refusal
+			// record) sets the floor every refusal waits for.
+			v.lat.observe(time.Since(start))
 		}
 		return nil, Info{}, err
 	}
+	// A served request did the same work as a replay but for the refusal
+	// record: count that in, so the floor is right before any replay.
+	v.lat.observe(time.Since(start) + time.Duration(v.lastAppend.Load()))
 	return rc, info, nil
 }
 
-func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audit.Record) (io.ReadCloser, Info, error) {
+// redeem does the work of Redeem; deep reports that the request went as
+// far as the spend (the costliest path, served or refused).
+func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audit.Record) (io.ReadCloser, Info, bool, error) {
 	c, err := v.openToken(ctx, tok)
 	if err != nil {
-		return nil, Info{}, err
+		return nil, Info{}, false, err
 	}
-	rec.TokenID = hex.EncodeToString(c.ID[:])
+	rec.TokenID = tokenHex(c.ID)
 	rec.Object = objectID(c.ObjectID).String()
 	rec.Purpose = c.Purpose
 	now := v.now()
 	leeway := v.cfg.ClockLeeway
 	if now.After(c.ExpiresAt.Add(leeway)) {
-		return nil, Info{}, fmt.Errorf("vault: redeem: %w", ErrTokenExpired)
+		return nil, Info{}, false, fmt.Errorf("vault: redeem: %w", ErrTokenExpired)
 	}
+	// The spend window starts at the expiry check (monotonic clock).
+	accepted := time.Now()
 	// A token "issued in the future" means this clock went back (or is
 	// skewed past the leeway); refusing it keeps an expired token from
 	// becoming valid again when a clock jumps back.
 	if now.Before(c.IssuedAt.Add(-leeway)) {
-		return nil, Info{}, fmt.Errorf("vault: redeem: token not yet valid: %w", ErrTokenExpired)
+		return nil, Info{}, false, fmt.Errorf("vault: redeem: token not yet valid: %w", ErrTokenExpired)
 	}
 	if req.Principal != c.Principal {
-		return nil, Info{}, fmt.Errorf("vault: redeem: %w", ErrWrongPrincipal)
+		return nil, Info{}, false, fmt.Errorf("vault: redeem: %w", ErrWrongPrincipal)
 	}
 	id := objectID(c.ObjectID)
 	if err := v.checkRedeemQuota(ctx, req.Principal, req.RemoteAddr, c.ID); err != nil {
-		return nil, Info{}, err
+		return nil, Info{}, false, err
 	}
+	releaseStream, err := v.streams.acquire(ctx, req.Principal, v.cfg.MaxStreamsPerPrincipal)
+	if err != nil {
+		return nil, Info{}, false, err
+	}
+	served := false
+	defer func() {
+		if !served {
+			releaseStream()
+		}
+	}()
 
-	// Three round trips run at once: the key record, the payload, and
-	// spending the token. None releases anything (plaintext leaves only
-	// after the audit record below is durable), and spending a token whose
-	// document turns out to be gone costs nothing. A refusal reports the
-	// document's state before a replay, as if the steps ran in order.
+	// The key record and the payload are read at once; nothing is spent
+	// until the document is known present, unexpired and authentic.
 	type blobResult struct {
 		rc  io.ReadCloser
 		err error
@@ -108,68 +160,134 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		}
 		blobc <- blobResult{rc, err}
 	}()
-	spentc := make(chan error, 1)
-	go func() { spentc <- v.spend(ctx, c) }()
-	fail := func(err error) (io.ReadCloser, Info, error) {
+	fail := func(err error) (io.ReadCloser, Info, bool, error) {
 		cancelBlob()
 		if b := <-blobc; b.rc != nil {
 			b.rc.Close()
 		}
-		return nil, Info{}, err
+		return nil, Info{}, false, err
 	}
 	md, key, err := v.loadRecord(ctx, id)
 	if err != nil {
-		<-spentc
 		return fail(err)
 	}
 	rec.Subject = hex.EncodeToString(md.SubjectMAC)
 	if v.expired(md) {
-		<-spentc
 		key.Destroy()
 		return fail(fmt.Errorf("vault: redeem: %w", ErrExpired))
 	}
+	if !allowedTypes[md.ContentType] {
+		// Put accepts nothing else; a record saying otherwise is refused
+		// before the spend, so nothing is recorded as released.
+		key.Destroy()
+		return fail(fmt.Errorf("vault: redeem: %w", ErrUnsupportedContent))
+	}
 	if md.Canary {
 		v.touchCanary(ctx, audit.EventRedeem, req.Principal, req.RemoteAddr, id)
-	}
-	// The audit record is written while the spend is still in flight; both
-	// must be durable before anything is released. If the spend then
-	// fails (a replay), the refusal record Redeem appends names this one
-	// as not served.
-	ok := *rec
-	ok.Outcome = audit.OutcomeOK
-	okRec, auditErr := v.auditRecord(ctx, ok)
-	spendErr := <-spentc
-	if auditErr != nil || spendErr != nil {
-		key.Destroy()
-		if auditErr == nil {
-			rec.Detail = fmt.Sprintf("not served: supersedes %s seq %d", okRec.Log, okRec.Seq)
-		}
-		return fail(firstError(spendErr, auditErr))
 	}
 	b := <-blobc
 	if b.err != nil {
 		key.Destroy()
 		cancelBlob()
 		if errors.Is(b.err, store.ErrNotFound) {
-			return nil, Info{}, fmt.Errorf("vault: redeem: payload: %w", ErrNotFound)
+			return nil, Info{}, false, fmt.Errorf("vault: redeem: payload: %w", ErrNotFound)
 		}
-		return nil, Info{}, fmt.Errorf("vault: redeem: payload: %w", b.err)
+		return nil, Info{}, false, fmt.Errorf("vault: redeem: payload: %w", b.err)
 	}
 	pr, err := newPlainReader(b.rc, key, md.Size)
 	if err != nil {
 		cancelBlob()
-		return nil, Info{}, fmt.Errorf("vault: redeem: %w", err)
+		return nil, Info{}, false, fmt.Errorf("vault: redeem: %w", err)
 	}
-	return &cancelOnClose{ReadCloser: pr, cancel: cancelBlob}, infoOf(md), nil
+	head, err := pr.readHead(RedeemAuthBytes)
+	if err != nil {
+		pr.Close()
+		cancelBlob()
+		return nil, Info{}, false, fmt.Errorf("vault: redeem: %w", err)
+	}
+
+	// A freeze raised while this request was on its way (another
+	// instance's alert) is honoured before anything is spent or released.
+	if err := v.checkFrozenBeforeRelease(ctx, req.Principal); err != nil {
+		pr.Close()
+		cancelBlob()
+		return nil, Info{}, false, err
+	}
+
+	// Spend: one create-only write that carries the release record.
+	ok := *rec
+	ok.Log, ok.Seq = audit.LedgerLog, 0
+	ok.Outcome = audit.OutcomeOK
+	ok.Time = v.now().UTC()
+	ok.Detail = audit.LedgerKeepUntilPrefix + ledgerKeepUntil(c.ExpiresAt).UTC().Format(time.RFC3339)
+	entry, err := v.ledgerSigner.Sign(audit.LedgerEntry{TokenID: rec.TokenID, Expires: c.ExpiresAt, Record: ok})
+	if err != nil {
+		pr.Close()
+		cancelBlob()
+		return nil, Info{}, false, fmt.Errorf("vault: redeem: ledger entry: %w", err)
+	}
+	sctx, cancelSpend := context.WithDeadline(ctx, accepted.Add(spendDeadline))
+	err = v.st.Put(sctx, ledgerKey(c.ID), bytes.NewReader(entry), int64(len(entry)), store.PutOptions{IfAbsent: true})
+	cancelSpend()
+	late := time.Since(accepted) > spendDeadline
+	if err != nil || late {
+		pr.Close()
+		cancelBlob()
+		switch {
+		case errors.Is(err, store.ErrExists):
+			return nil, Info{}, true, fmt.Errorf("vault: redeem: %w", ErrTokenReplayed)
+		case late:
+			v.fold.enqueue(foldItem{tok: rec.TokenID, void: true})
+			return nil, Info{}, true, fmt.Errorf("%w: %w", errSpendUnconfirmed, ErrTokenExpired)
+		default:
+			v.fold.enqueue(foldItem{tok: rec.TokenID, void: true})
+			return nil, Info{}, true, fmt.Errorf("%w: %w", errSpendUnconfirmed, err)
+		}
+	}
+	served = true
+	v.fold.enqueue(foldItem{tok: rec.TokenID, rec: ok, spentAt: time.Now()})
+	return v.countReleased(&redeemReader{head: head, pr: pr, cancel: cancelBlob, release: releaseStream}), infoOf(md), true, nil
 }
 
-// openToken opens a token's seal. After a failure it reloads the vault's
-// keyset at most once a second, so a token sealed by another instance under
-// a freshly rotated key still opens here.
+// redeemReader releases the authenticated head, then the rest of the
+// payload as it authenticates.
+type redeemReader struct {
+	head    []byte
+	pr      *plainReader
+	cancel  context.CancelFunc
+	release func()
+	closed  bool
+}
+
+func (r *redeemReader) Read(p []byte) (int, error) {
+	if len(r.head) > 0 {
+		n := copy(p, r.head)
+		r.head = r.head[n:]
+		return n, nil
+	}
+	return r.pr.Read(p)
+}
+
+func (r *redeemReader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	err := r.pr.Close()
+	r.cancel()
+	r.release()
+	return err
+}
+
+// openToken opens a token's seal. A token sealed under a key this instance
+// does not know (another instance may just have rotated it in) makes it
+// reload the keyset first, so rotation never refuses a legitimate token;
+// see reloadKeysFor.
 func (v *Vault) openToken(ctx context.Context, tok string) (token.Claims, error) {
+	v.refreshKeys(ctx)
 	_, sealer := v.keyset()
 	c, err := sealer.Open(tok)
-	if err != nil && v.reloadKeys(ctx) {
+	if err != nil && !sealer.KnowsKey(tok) && v.reloadKeysFor(ctx, time.Now()) {
 		_, sealer = v.keyset()
 		c, err = sealer.Open(tok)
 	}
@@ -177,32 +295,6 @@ func (v *Vault) openToken(ctx context.Context, tok string) (token.Claims, error)
 		return token.Claims{}, fmt.Errorf("vault: redeem: %w", ErrTokenInvalid)
 	}
 	return c, nil
-}
-
-// spend creates the single-use ledger entry. Its body is the token's
-// expiry, so Sweep can collect entries that can no longer matter.
-func (v *Vault) spend(ctx context.Context, c token.Claims) error {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(c.ExpiresAt.UnixNano()))
-	err := v.st.Put(ctx, ledgerKey(c.ID), bytes.NewReader(b[:]), int64(len(b)), store.PutOptions{IfAbsent: true})
-	if errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("vault: redeem: %w", ErrTokenReplayed)
-	}
-	if err != nil {
-		return fmt.Errorf("vault: redeem: spend token: %w", err)
-	}
-	return nil
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
 }
 
 // isProbe: refusals that say "this caller holds tokens it should not".

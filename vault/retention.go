@@ -329,29 +329,14 @@ func stamp(t time.Time) []byte {
 
 func unstamp(b []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(b))) }
 
-// sweepLedger removes spent-token entries whose token is past expiry plus
-// leeway: a replay of such a token fails on expiry alone.
+// sweepLedger adopts and collects the single-use ledger (ledger.go).
 func (v *Vault) sweepLedger(ctx context.Context, rep *SweepReport) error {
-	now := v.now()
-	for k, err := range v.st.List(ctx, "redeemed/") {
-		if err != nil {
-			return fmt.Errorf("vault: sweep ledger: %w", err)
-		}
-		b, err := getSmall(ctx, v.st, k, 64)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("vault: sweep ledger: %w", err)
-		}
-		if len(b) == 8 && !now.Before(unstamp(b).Add(v.cfg.ClockLeeway+time.Second)) {
-			if err := v.st.Delete(ctx, k); err != nil {
-				return fmt.Errorf("vault: sweep ledger: %w", err)
-			}
-			rep.Ledger++
-		}
-	}
-	return nil
+	// collectLedger adopts un-folded spend entries first and deletes only
+	// entries past ledgerCollectible's rule (see ledger.go): never one
+	// whose release record is not yet in a log.
+	n, err := v.collectLedger(ctx)
+	rep.Ledger += n
+	return err
 }
 
 // sweepOrphans finds payloads without a key record by walking the two

@@ -301,7 +301,7 @@ func TestSweepCollectsGarbage(t *testing.T) {
 	if err != nil || rep.Orphans != 0 || rep.Ledger != 0 {
 		t.Fatalf("first sweep collected too early: %+v %v", rep, err)
 	}
-	v.clock.Advance(DefaultOrphanGrace + time.Minute)
+	v.clock.Advance(DefaultOrphanGrace + 2*time.Minute)
 	rep, err = v.Sweep(context.Background(), testActor)
 	if err != nil || rep.Orphans != 1 || rep.Ledger != 1 {
 		t.Fatalf("second sweep: %+v %v", rep, err)

@@ -28,6 +28,10 @@ const (
 	DefaultMaxGrantTTL = 5 * time.Minute
 	DefaultLeeway      = 2 * time.Second
 	MaxLeeway          = 5 * time.Second
+	// MaxGrantTTLLimit bounds Config.MaxGrantTTL: token keys are retired,
+	// and ledger notes collected, on the assumption that no token lives
+	// longer.
+	MaxGrantTTLLimit = time.Hour
 	// DefaultAuditRetention is how long audit batches are write-once
 	// (object lock on S3, best effort on a filesystem).
 	DefaultAuditRetention = 400 * 24 * time.Hour
@@ -53,7 +57,8 @@ type Config struct {
 	MaxRetention time.Duration
 	// MaxSize is the largest accepted document in bytes (default 25 MiB).
 	MaxSize int64
-	// MaxGrantTTL caps Access.TTL (default 5 min).
+	// MaxGrantTTL is the longest Access.TTL Grant accepts (default 5 min,
+	// at most MaxGrantTTLLimit); Grant refuses a longer TTL.
 	MaxGrantTTL time.Duration
 	// ClockLeeway is the tolerance for clock skew between instances when
 	// checking token expiry (default 2 s, at most 5 s).
@@ -98,6 +103,10 @@ type Config struct {
 	// CanaryRate is how many listed documents MixCanaries adds one canary
 	// to (default DefaultCanaryRate; negative: none).
 	CanaryRate int
+	// MaxStreamsPerPrincipal bounds the redemption streams one principal
+	// may have open at once (default DefaultMaxStreams); Redeem refuses
+	// more with ErrQuotaExceeded, before spending the token.
+	MaxStreamsPerPrincipal int
 	// FreezeOnAlert refuses every further grant and redemption of a
 	// principal that raised an alert, until an audited Unfreeze.
 	FreezeOnAlert bool
@@ -147,10 +156,17 @@ type Vault struct {
 	canaries   canaryPool
 	liveMarked atomic.Int64 // the live-marker slot this instance wrote last
 
-	mu      sync.RWMutex // guards sys and sealer (token-key rotation)
-	sys     *systemKeys
-	sealer  *token.Sealer
-	lastRld time.Time
+	mu     sync.RWMutex // guards sys and sealer (token-key rotation)
+	sys    *systemKeys
+	sealer *token.Sealer
+	rl     keyReloader
+
+	ledgerSigner *audit.LedgerSigner
+	fold         *folder
+	adopting     sync.WaitGroup
+	streams      streamCounter
+	lat          latencyWindow
+	lastAppend   atomic.Int64 // duration of the latest refusal record append
 
 	tel *telemetry
 }
@@ -175,6 +191,12 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	}
 	if cfg.MaxGrantTTL <= 0 {
 		cfg.MaxGrantTTL = DefaultMaxGrantTTL
+	}
+	if cfg.MaxGrantTTL > MaxGrantTTLLimit {
+		return nil, fmt.Errorf("vault: open: MaxGrantTTL above %s: %w", MaxGrantTTLLimit, ErrInvalidArgument)
+	}
+	if cfg.MaxStreamsPerPrincipal <= 0 {
+		cfg.MaxStreamsPerPrincipal = DefaultMaxStreams
 	}
 	if cfg.ClockLeeway == 0 {
 		cfg.ClockLeeway = DefaultLeeway
@@ -219,6 +241,10 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if err := v.checkLimiterShared(ctx); err != nil {
 		return nil, err
 	}
+	v.rl.noteLoaded(v.now(), nil)
+	if v.ledgerSigner, err = audit.NewLedgerSigner(sys.auditSigner); err != nil {
+		return nil, fmt.Errorf("vault: open: %w", err)
+	}
 	retain := cfg.AuditRetention
 	if retain < 0 {
 		retain = 0
@@ -230,6 +256,21 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if err := v.audit(ctx, audit.Record{Event: audit.EventOpen, Outcome: audit.OutcomeOK}); err != nil {
 		return nil, err
 	}
+	v.startFolder()
+	// Entries a crashed instance left un-folded are adopted in the
+	// background (see adoptLedger); Close waits for it.
+	v.adopting.Go(func() {
+		actx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		go func() {
+			select {
+			case <-v.closed:
+				cancel()
+			case <-actx.Done():
+			}
+		}()
+		v.adoptLedger(actx)
+	})
 	if cfg.SweepEvery > 0 {
 		v.sweeperDone = make(chan struct{})
 		go v.sweepLoop(cfg.SweepEvery)
@@ -320,6 +361,8 @@ func (v *Vault) Close(ctx context.Context) error {
 			<-v.sweeperDone
 		}
 		v.unmarkLive(ctx)
+		v.adopting.Wait()
+		v.fold.close()
 		err = v.log.Close(ctx)
 	})
 	return err

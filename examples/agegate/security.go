@@ -83,6 +83,9 @@ func (a *App) handleSecurity(w http.ResponseWriter, r *http.Request) {
 	}
 	data := securityPage{Filter: f, EventOpts: auditEvents, OutOpts: auditOutcomes,
 		Live: a.alerts.recent(), VerifyKey: a.v.AuditVerifierKey()}
+	// This instance's latest releases are folded into the log in the
+	// background; wait for them so the page counts every view.
+	a.v.SyncAudit(ctx)
 	data.Verify = a.verify(ctx, now)
 
 	events, matched, err := newestRecords(ctx, a, f, recentEvents)

@@ -26,7 +26,11 @@ func FuzzOpen(f *testing.F) {
 	f.Add(Prefix + strings.Repeat("A", MaxLen))
 	f.Add("idv1_\n\r")
 	f.Fuzz(func(t *testing.T, tok string) {
+		KeyID(tok) // never panics
 		c, err := s.Open(tok)
+		if err == nil && !s.KnowsKey(tok) {
+			t.Fatal("a token that opens names a key the sealer does not know")
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)

@@ -77,7 +77,8 @@ func NewID() [16]byte {
 // use. It holds key material: printing it shows no key or vault bytes.
 type Sealer struct {
 	aead tink.AEAD
-	ad   []byte // adLabel || vaultID
+	ad   []byte          // adLabel || vaultID
+	keys map[uint32]bool // IDs of the keys that open tokens
 }
 
 // NewSealer returns a Sealer for the vault vaultID using the AEAD keyset h
@@ -98,7 +99,77 @@ func NewSealer(h *keyset.Handle, vaultID [16]byte) (*Sealer, error) {
 	ad := make([]byte, 0, len(adLabel)+len(vaultID))
 	ad = append(ad, adLabel...)
 	ad = append(ad, vaultID[:]...)
-	return &Sealer{aead: a, ad: ad}, nil
+	keys := make(map[uint32]bool, h.Len())
+	for _, id := range KeyIDs(h) {
+		keys[id] = true
+	}
+	return &Sealer{aead: a, ad: ad, keys: keys}, nil
+}
+
+// KeyIDs returns the IDs of the enabled keys of h, primary first.
+func KeyIDs(h *keyset.Handle) []uint32 {
+	var ids []uint32
+	for i := 0; i < h.Len(); i++ {
+		e, err := h.Entry(i)
+		if err != nil || e.KeyStatus() != keyset.Enabled {
+			continue
+		}
+		if e.IsPrimary() {
+			ids = append([]uint32{e.KeyID()}, ids...)
+		} else {
+			ids = append(ids, e.KeyID())
+		}
+	}
+	return ids
+}
+
+// KeyID returns the ID of the key tok says it was sealed under (Tink's
+// 5-byte prefix: 0x01 and the key ID, big-endian), without authenticating
+// anything. ok is false when tok is not shaped like a token.
+func KeyID(tok string) (id uint32, ok bool) {
+	body, found := strings.CutPrefix(tok, Prefix)
+	if !found || len(body) < 8 || len(tok) > MaxLen {
+		return 0, false
+	}
+	var b [6]byte
+	if _, err := enc.Decode(b[:], []byte(body[:8])); err != nil || b[0] != 1 {
+		return 0, false
+	}
+	return uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4]), true
+}
+
+// KnowsKey reports whether tok names a key of this Sealer's keyset (it
+// authenticates nothing: a forged token may name a known key). A token
+// naming an unknown key may have been sealed under a key rotated in since
+// this Sealer was made.
+func (s *Sealer) KnowsKey(tok string) bool {
+	id, ok := KeyID(tok)
+	return !ok || s.keys[id]
+}
+
+// Retire returns a copy of h without the non-primary keys for which
+// retire(keyID) is true; the primary is never removed. h is not modified.
+func Retire(h *keyset.Handle, retire func(keyID uint32) bool) (*keyset.Handle, error) {
+	if h == nil {
+		return nil, errors.New("token: retire: nil keyset")
+	}
+	m := keyset.NewManagerFromHandle(h)
+	for i := 0; i < h.Len(); i++ {
+		e, err := h.Entry(i)
+		if err != nil {
+			return nil, fmt.Errorf("token: retire: %w", err)
+		}
+		if !e.IsPrimary() && retire(e.KeyID()) {
+			if err := m.Delete(e.KeyID()); err != nil {
+				return nil, fmt.Errorf("token: retire: %w", err)
+			}
+		}
+	}
+	nh, err := m.Handle()
+	if err != nil {
+		return nil, fmt.Errorf("token: retire: %w", err)
+	}
+	return nh, nil
 }
 
 // Seal validates c and returns it as a token. Times are truncated to the

@@ -1,0 +1,454 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/store"
+)
+
+// The single-use ledger.
+//
+// Spend. Redeem spends a token with one create-only write of
+// redeemed/<token-id> (audit.LedgerEntry): the release record, signed with
+// the vault's audit signing key. Of any number of concurrent redemptions of
+// one token, exactly one write succeeds (store.PutOptions.IfAbsent); that
+// write also makes the release record durable, so nothing is released
+// before it returns nil (fail closed) and nothing is released without it.
+//
+// Acceptance window inside the entry's lifetime. Let L = MaxLeeway: every
+// instance's clock is within L of every other's (the bound ClockLeeway
+// assumes), and an instance accepts a token until expiry + its own
+// ClockLeeway <= expiry + L on its clock. The expiry check starts a
+// monotonic timer; Redeem releases only if the spend write returned within
+// spendWindow of it, so the store decided the create-only write at the
+// latest at (acceptance + spendWindow). On any other instance's clock that
+// is at most expiry + L + L + spendWindow. ledgerCollectible keeps every
+// entry until expiry + 2L + spendWindow + ledgerMargin on the sweeper's
+// clock, so while any instance can still accept a token, and while any
+// accepted spend can still reach the store, the token's entry exists and a
+// second create-only write fails. This holds for every ClockLeeway
+// setting (each is <= L) and every write latency (a slower write is
+// refused, not served).
+//
+// Fold. After the spend, the entry's record is appended to the instance's
+// Merkle log by the group-committed Appender, off the client's path, and
+// the token is noted under ledger-folded/ (one note per group). An entry
+// that no note names and that is older than adoptAfter (a crash between
+// spend and fold) is adopted by adoptLedger, which Open starts and Sweep
+// must call before it collects entries: it folds each such entry whose
+// record is in no log. A collectible entry is far older than adoptAfter,
+// so the sweeper never removes an un-folded entry once adoptLedger has
+// returned nil.
+//
+// Invariant (checked by audit.CheckLedger): a release record exists iff
+// its spend entry was written, i.e. iff Redeem handed out a reader — up to
+// a crash between the entry becoming durable and the first byte leaving,
+// which the record cannot tell from a completed release; every spend entry
+// is in a log within adoptAfter (plus the next Open or Sweep); no release
+// record lacks its spend entry before its keep-until time.
+//
+// An ambiguous spend (the store errored, or answered after spendWindow: the
+// entry may exist) serves nothing; Redeem appends a refusal with reason
+// "spend-unconfirmed" and notes the token as void, so the entry is never
+// folded as a release. Such a token stays spent if the entry exists.
+const (
+	// spendWindow bounds the time from the expiry check to the spend
+	// write's answer; a spend that answers later is refused.
+	spendWindow = 10 * time.Second
+	// ledgerMargin is kept beyond the acceptance window (entries are a few
+	// hundred bytes; an hour is cheap).
+	ledgerMargin = time.Hour
+	// adoptAfter: an entry this old without a fold note may be adopted.
+	adoptAfter = 2 * time.Minute
+	// foldDeadline: the owner folds its own entry only this soon after the
+	// spend; later entries are left to adoption, so the owner and an
+	// adopter never both fold one entry.
+	foldDeadline = adoptAfter / 4
+)
+
+// ledgerHorizon is how long after a token's expiry its entry is kept.
+const ledgerHorizon = 2*MaxLeeway + spendWindow + ledgerMargin
+
+// ledgerKeepUntil is when an entry of a token expiring at tokenExpiry may
+// be collected.
+func ledgerKeepUntil(tokenExpiry time.Time) time.Time { return tokenExpiry.Add(ledgerHorizon) }
+
+// ledgerCollectible is the sweeper's rule: the entry of a token that
+// expires at tokenExpiry may be deleted at now (the sweeper's clock). See
+// the argument above: every acceptance window ends, on any clock within
+// MaxLeeway, before expiry + 2*MaxLeeway + spendWindow.
+func ledgerCollectible(tokenExpiry, now time.Time) bool {
+	return now.After(ledgerKeepUntil(tokenExpiry))
+}
+
+// ledgerEntryCollectible applies ledgerCollectible to a stored entry's
+// bytes. Entries of the former format (8 bytes: the expiry in Unix
+// nanoseconds) use the same rule. Unreadable entries are kept.
+func ledgerEntryCollectible(b []byte, now time.Time) bool {
+	if len(b) == 8 {
+		return ledgerCollectible(unstamp(b), now)
+	}
+	exp, err := audit.LedgerExpiry(b)
+	return err == nil && ledgerCollectible(exp, now)
+}
+
+// foldItem is one entry for the folder: a release record to append, or a
+// void token to note.
+type foldItem struct {
+	tok     string
+	rec     audit.Record
+	void    bool
+	spentAt time.Time     // monotonic
+	synced  chan struct{} // if set: closed once every earlier item is folded
+}
+
+// folder appends release records and writes fold notes in the background.
+type folder struct {
+	v    *Vault
+	ch   chan foldItem
+	done chan struct{}
+
+	mu     sync.RWMutex // guards closed and sends on ch
+	closed bool
+}
+
+const foldQueue = 4096
+
+func (v *Vault) startFolder() {
+	v.fold = &folder{v: v, ch: make(chan foldItem, foldQueue), done: make(chan struct{})}
+	go v.fold.run()
+}
+
+// enqueue hands an item to the folder. It never blocks the client for
+// long: when the queue is full the item is left to adoption (its entry is
+// durable; a void token then relies on its refusal record).
+func (f *folder) enqueue(it foldItem) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return // a Redeem racing Close: left to adoption
+	}
+	select {
+	case f.ch <- it:
+	default:
+	}
+}
+
+// close waits for the queued items to be folded.
+func (f *folder) close() {
+	f.mu.Lock()
+	if !f.closed {
+		f.closed = true
+		close(f.ch)
+	}
+	f.mu.Unlock()
+	<-f.done
+}
+
+// foldGather is how long the folder gathers releases before folding them
+// together: the records are durable in their spend entries already, so
+// folding them in one audit batch and one fold note, rather than one each,
+// keeps background writes off a busy store.
+const foldGather = 200 * time.Millisecond
+
+func (f *folder) run() {
+	defer close(f.done)
+	for it := range f.ch {
+		batch := []foldItem{it}
+		timer := time.NewTimer(foldGather)
+	gather:
+		for len(batch) < 512 && it.synced == nil {
+			select {
+			case it2, ok := <-f.ch:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, it2)
+				if it2.synced != nil {
+					break gather
+				}
+			case <-timer.C:
+				break gather
+			}
+		}
+		timer.Stop()
+		f.foldBatch(batch)
+	}
+}
+
+// sync waits until every item enqueued before it is folded (tests, Sweep).
+func (f *folder) sync(ctx context.Context) {
+	c := make(chan struct{})
+	f.mu.RLock()
+	if f.closed {
+		f.mu.RUnlock()
+		return
+	}
+	select {
+	case f.ch <- foldItem{synced: c}:
+	case <-ctx.Done():
+		f.mu.RUnlock()
+		return
+	}
+	f.mu.RUnlock()
+	select {
+	case <-c:
+	case <-ctx.Done():
+	}
+}
+
+func (f *folder) foldBatch(batch []foldItem) {
+	var synced []chan struct{}
+	defer func() {
+		for _, c := range synced {
+			close(c)
+		}
+	}()
+	states := make(map[string]string, len(batch))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, it := range batch {
+		if it.synced != nil {
+			synced = append(synced, it.synced)
+			continue
+		}
+		if it.void {
+			mu.Lock()
+			states[it.tok] = audit.FoldVoid
+			mu.Unlock()
+			continue
+		}
+		left := foldDeadline - time.Since(it.spentAt)
+		if left <= 0 {
+			continue // adoption's now
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), left)
+			defer cancel()
+			if _, err := f.v.log.Append(ctx, it.rec); err == nil {
+				mu.Lock()
+				states[it.tok] = audit.FoldFolded
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(states) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), foldDeadline)
+	defer cancel()
+	f.v.writeFoldNote(ctx, states) // on failure adoption finds the records in the logs
+}
+
+func (v *Vault) writeFoldNote(ctx context.Context, states map[string]string) error {
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	b := audit.EncodeFolded(states)
+	return v.st.Put(ctx, audit.FoldedKey(v.now(), rnd), bytes.NewReader(b), int64(len(b)), store.PutOptions{IfAbsent: true})
+}
+
+// adoptLedger folds every spend entry older than adoptAfter that no fold
+// note names and whose release record is in no log (a crash between spend
+// and fold), and removes fold notes older than every entry they can name.
+// Open runs it in the background; Sweep must run it before collecting
+// ledger entries and must not collect any when it fails.
+func (v *Vault) adoptLedger(ctx context.Context) error {
+	sys, _ := v.keyset()
+	now := v.now()
+	states := map[string]string{}
+	var settled []string // readable notes older than adoptAfter: compactable
+	for k, err := range v.st.List(ctx, audit.FoldedPrefix) {
+		if err != nil {
+			return fmt.Errorf("vault: adopt ledger: %w", err)
+		}
+		rc, err := v.st.Get(ctx, k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("vault: adopt ledger: %w", err)
+		}
+		perr := audit.ParseFolded(rc, states)
+		rc.Close()
+		if perr != nil {
+			continue // unreadable: its tokens are checked against the logs
+		}
+		if t, ok := foldNoteTime(k); ok && now.Sub(t) > foldNoteLifetime {
+			v.st.Delete(ctx, k) // every entry it names is collectible by now
+		} else if ok && now.Sub(t) > adoptAfter {
+			settled = append(settled, k)
+		}
+	}
+	var stray []audit.LedgerEntry
+	present := map[string]bool{}
+	for k, err := range v.st.List(ctx, audit.LedgerPrefix) {
+		if err != nil {
+			return fmt.Errorf("vault: adopt ledger: %w", err)
+		}
+		tok := strings.TrimPrefix(k, audit.LedgerPrefix)
+		present[tok] = true
+		if states[tok] != "" {
+			continue
+		}
+		b, err := getSmall(ctx, v.st, k, 8<<10)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("vault: adopt ledger: %w", err)
+		}
+		if len(b) == 8 {
+			continue // former format: no record to fold
+		}
+		e, err := audit.OpenLedgerEntry(b, sys.auditVerifier)
+		if err != nil || e.TokenID != tok {
+			continue // not ours to fold: audit.CheckLedger reports it
+		}
+		if now.Sub(e.Record.Time) < adoptAfter {
+			continue // its owner folds it
+		}
+		stray = append(stray, e)
+	}
+	if len(settled) > compactNotesAbove {
+		// Compact: one note for the tokens whose entries still exist
+		// replaces the settled notes, so the notes stay few whatever the
+		// redemption rate and every Open reads little.
+		merged := map[string]string{}
+		for tok, st := range states {
+			if present[tok] {
+				merged[tok] = st
+			}
+		}
+		if err := v.writeFoldNote(ctx, merged); err != nil {
+			return fmt.Errorf("vault: adopt ledger: %w", err)
+		}
+		for _, k := range settled {
+			if err := v.st.Delete(ctx, k); err != nil {
+				return fmt.Errorf("vault: adopt ledger: %w", err)
+			}
+		}
+	}
+	if len(stray) == 0 {
+		return nil
+	}
+	// The slow path (after a crash): which of them are in a log already?
+	inLog := map[string]bool{}
+	for r, err := range audit.Scan(ctx, v.st, audit.Filter{Event: audit.EventRedeem}) {
+		if err != nil {
+			return fmt.Errorf("vault: adopt ledger: %w", err)
+		}
+		if r.Outcome == audit.OutcomeOK || r.Reason == reasonSpendUnconfirmed {
+			inLog[r.TokenID] = true
+		}
+	}
+	done := map[string]string{}
+	for _, e := range stray {
+		if !inLog[e.TokenID] {
+			// One adopter per entry, across instances: a create-only claim.
+			// (An adopter that dies between claim and fold leaves the entry
+			// in no log; audit.CheckLedger reports it.)
+			claim := []byte(v.log.LogID() + "\n")
+			err := v.st.Put(ctx, adoptClaimPrefix+e.TokenID, bytes.NewReader(claim), int64(len(claim)), store.PutOptions{IfAbsent: true})
+			if errors.Is(err, store.ErrExists) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("vault: adopt ledger: %w", err)
+			}
+			if _, err := v.log.Append(ctx, e.Record); err != nil {
+				return fmt.Errorf("vault: adopt ledger: %w", errors.Join(ErrAuditUnavailable, err))
+			}
+		}
+		done[e.TokenID] = audit.FoldFolded
+	}
+	return v.writeFoldNote(ctx, done)
+}
+
+// compactNotesAbove: adoptLedger merges the settled fold notes when there
+// are more than this many.
+const compactNotesAbove = 8
+
+// adoptClaimPrefix holds the create-only claims of adopters
+// (ledger-adopt/<token-id>); Sweep's collectLedger removes each with its
+// entry.
+const adoptClaimPrefix = "ledger-adopt/"
+
+// foldNoteLifetime: a fold note names entries spent before it was written;
+// each such entry is collectible within MaxGrantTTLLimit + ledgerHorizon.
+const foldNoteLifetime = MaxGrantTTLLimit + ledgerHorizon + adoptAfter
+
+func foldNoteTime(key string) (time.Time, bool) {
+	name := strings.TrimPrefix(key, audit.FoldedPrefix)
+	ns, _, ok := strings.Cut(name, "-")
+	if !ok || len(ns) != 20 {
+		return time.Time{}, false
+	}
+	var n int64
+	for _, c := range ns {
+		if c < '0' || c > '9' {
+			return time.Time{}, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return time.Unix(0, n), true
+}
+
+// tokenHex is the hex of a token ID.
+func tokenHex(id [16]byte) string { return hex.EncodeToString(id[:]) }
+
+// collectLedger is the ledger part of Sweep: it adopts un-folded entries
+// (adoptLedger) and, only if that succeeded, deletes the entries that
+// ledgerEntryCollectible allows at the vault's clock. retention.go's
+// sweepLedger is this call.
+func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
+	if err := v.adoptLedger(ctx); err != nil {
+		return 0, err
+	}
+	now := v.now()
+	for k, err := range v.st.List(ctx, audit.LedgerPrefix) {
+		if err != nil {
+			return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+		}
+		b, err := getSmall(ctx, v.st, k, 8<<10)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+		}
+		if ledgerEntryCollectible(b, now) {
+			if err := v.st.Delete(ctx, k); err != nil {
+				return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+			}
+			if err := v.st.Delete(ctx, adoptClaimPrefix+strings.TrimPrefix(k, audit.LedgerPrefix)); err != nil {
+				return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+			}
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+// SyncAudit waits until every redemption this Vault released so far has
+// its release record in the audit log. Release records are durable (in
+// their spend entries) before any byte leaves, and are folded into the log
+// in the background within about 200 ms; a reader that must see this
+// instance's latest releases in audit.Scan (a dashboard, a test) calls
+// SyncAudit first. It returns ctx's error if ctx ends first.
+func (v *Vault) SyncAudit(ctx context.Context) error {
+	if v.isClosed() {
+		return ErrClosed
+	}
+	v.fold.sync(ctx)
+	return ctx.Err()
+}

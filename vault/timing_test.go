@@ -1,0 +1,251 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idvault/idvault/vault/store"
+)
+
+// slowStore adds a fixed latency to every write (a remote S3).
+type slowStore struct {
+	store.Store
+	delay time.Duration
+}
+
+func (s *slowStore) Put(ctx context.Context, key string, body io.Reader, size int64, opts store.PutOptions) error {
+	if s.delay > 0 {
+		t := time.NewTimer(s.delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	return s.Store.Put(ctx, key, body, size, opts)
+}
+
+// bestTimingThreshold is the accuracy of the best single-threshold classifier
+// telling sample a from sample b (0.5 = chance).
+func bestTimingThreshold(a, b []time.Duration) float64 {
+	type pt struct {
+		d time.Duration
+		a bool
+	}
+	var all []pt
+	for _, d := range a {
+		all = append(all, pt{d, true})
+	}
+	for _, d := range b {
+		all = append(all, pt{d, false})
+	}
+	slices.SortFunc(all, func(x, y pt) int { return int(x.d - y.d) })
+	// Sweep the threshold: "a if below" and "b if below".
+	belowA, belowB := 0, 0
+	best := 0.0
+	n := float64(len(all))
+	for i, p := range all {
+		if p.a {
+			belowA++
+		} else {
+			belowB++
+		}
+		if i+1 < len(all) && all[i+1].d == p.d {
+			continue
+		}
+		acc1 := float64(belowA+(len(b)-belowB)) / n
+		acc2 := float64(belowB+(len(a)-belowA)) / n
+		best = max(best, acc1, acc2)
+	}
+	return best
+}
+
+// refusalKinds sets up one token (or token maker) per refusal kind and
+// returns, per kind, the token and principal to present.
+func refusalKinds(t *testing.T, v *testVault) map[string]func() (string, string) {
+	ctx := context.Background()
+	doc := putImage(t, v, image(40<<10, ""), "m")
+	spent := grant(t, v, doc.ID, "r")
+	if _, err := redeemAll(v, spent.Token, "r"); err != nil {
+		t.Fatal(err)
+	}
+	wrong := grant(t, v, doc.ID, "r")
+	short, err := v.Grant(ctx, doc.ID, Access{Principal: "r", Purpose: "p", TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := putImage(t, v, image(40<<10, ""), "m")
+	goneTok := grant(t, v, gone.ID, "r")
+	if err := v.Delete(ctx, gone.ID, testActor); err != nil {
+		t.Fatal(err)
+	}
+	info, err := v.Put(ctx, Document{Body: bytes.NewReader(image(40<<10, "")), Size: 40 << 10, Subject: "m", Retention: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldDoc := grant(t, v, info.ID, "r")
+	v.clock.Advance(30 * time.Second) // the short token and the short-lived document expire
+	forged := []byte(wrong.Token)
+	return map[string]func() (string, string){
+		"forged": func() (string, string) {
+			f := slices.Clone(forged)
+			i := 10 + rand.IntN(len(f)-12)
+			f[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[rand.IntN(26)]
+			if f[i] == forged[i] {
+				f[i] = 'a'
+			}
+			return string(f), "r"
+		},
+		"spent":            func() (string, string) { return spent.Token, "r" },
+		"wrong principal":  func() (string, string) { return wrong.Token, "x" },
+		"expired token":    func() (string, string) { return short.Token, "r" },
+		"deleted document": func() (string, string) { return goneTok.Token, "r" },
+		"expired document": func() (string, string) { return oldDoc.Token, "r" },
+	}
+}
+
+// measureRefusals presents n tokens of every kind, interleaved, from
+// `workers` clients at once, and returns the client-side latencies.
+func measureRefusals(t *testing.T, url string, kinds map[string]func() (string, string), n, workers int) map[string][]time.Duration {
+	type job struct{ kind string }
+	var jobs []job
+	for k := range kinds {
+		for range n {
+			jobs = append(jobs, job{k})
+		}
+	}
+	rand.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
+	out := map[string][]time.Duration{}
+	var mu sync.Mutex
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	for range workers {
+		wg.Go(func() {
+			for j := range ch {
+				tok, p := kinds[j.kind]()
+				req, _ := http.NewRequest("GET", url+"/"+tok, nil)
+				req.Header.Set("X-Test-Principal", p)
+				start := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				d := time.Since(start)
+				if resp.StatusCode != 404 {
+					t.Errorf("%s: status %d", j.kind, resp.StatusCode)
+				}
+				mu.Lock()
+				out[j.kind] = append(out[j.kind], d)
+				mu.Unlock()
+			}
+		})
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+	return out
+}
+
+func checkIndistinguishable(t *testing.T, lat map[string][]time.Duration) {
+	t.Helper()
+	kinds := slices.Sorted(func(yield func(string) bool) {
+		for k := range lat {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	worst, pair := 0.0, ""
+	for i, a := range kinds {
+		for _, b := range kinds[i+1:] {
+			if acc := bestTimingThreshold(lat[a], lat[b]); acc > worst {
+				worst, pair = acc, a+" vs "+b
+			}
+		}
+	}
+	med := map[string]time.Duration{}
+	for k, d := range lat {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		med[k] = s[len(s)/2].Round(100 * time.Microsecond)
+	}
+	t.Logf("medians %v; best single-threshold classifier %.1f%% (%s)", med, 100*worst, pair)
+	if worst > 0.60 {
+		t.Errorf("refusal kinds told apart %.1f%% of the time (%s), want <= 60%%", 100*worst, pair)
+	}
+}
+
+// TestRefusalTimingUniform (issue 12.2): with store writes taking 0, 20 and
+// 50 ms, no single latency threshold tells any two refusal kinds apart
+// better than 60 % over 200 requests each.
+func TestRefusalTimingUniform(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test: seconds of wall time")
+	}
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond, 50 * time.Millisecond} {
+		t.Run(fmt.Sprint(delay), func(t *testing.T) {
+			st := &slowStore{Store: fsBackend(t)}
+			v := openTestVault(t, st, testKEK(t), nil)
+			kinds := refusalKinds(t, v)
+			st.delay = delay
+			srv := httptest.NewServer(v.Handler(HandlerOptions{Principal: principalHeader}))
+			defer srv.Close()
+			// Warm up: the floor learns the store's latency from real traffic.
+			measureRefusals(t, srv.URL, kinds, 10, 16)
+			checkIndistinguishable(t, measureRefusals(t, srv.URL, kinds, 200, 32))
+		})
+	}
+}
+
+// TestRefusalTimingUniformS3: the same on real MinIO while 8 clients
+// redeem documents in the background.
+func TestRefusalTimingUniformS3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test: seconds of wall time")
+	}
+	st := s3Backend(t)
+	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.Quota = Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20} })
+	kinds := refusalKinds(t, v)
+	srv := httptest.NewServer(v.Handler(HandlerOptions{Principal: principalHeader}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	doc := putImage(t, v, image(64<<10, ""), "m")
+	for i := range 8 {
+		wg.Go(func() {
+			p := fmt.Sprintf("bg-%d", i)
+			for ctx.Err() == nil {
+				g, err := v.Grant(ctx, doc.ID, Access{Principal: p, Purpose: "p"})
+				if err != nil {
+					continue
+				}
+				rc, _, err := v.Redeem(ctx, g.Token, Requester{Principal: p})
+				if err == nil {
+					io.Copy(io.Discard, rc)
+					rc.Close()
+				}
+			}
+		})
+	}
+	measureRefusals(t, srv.URL, kinds, 10, 16)
+	lat := measureRefusals(t, srv.URL, kinds, 200, 32)
+	cancel()
+	wg.Wait()
+	checkIndistinguishable(t, lat)
+}
