@@ -108,6 +108,7 @@ type Vault struct {
 	once   sync.Once
 
 	sweeperDone chan struct{}
+	bg          sync.WaitGroup // background cleanups of failed Puts
 	instance    [16]byte // random per Vault: whose sweep claim is whose
 
 	limiter Limiter
@@ -274,6 +275,14 @@ func (v *Vault) Close(ctx context.Context) error {
 		close(v.closed)
 		if v.sweeperDone != nil {
 			<-v.sweeperDone
+		}
+		// Background cleanups of failed Puts, bounded by PutCleanupTimeout
+		// and by ctx.
+		bgDone := make(chan struct{})
+		go func() { v.bg.Wait(); close(bgDone) }()
+		select {
+		case <-bgDone:
+		case <-ctx.Done():
 		}
 		err = v.log.Close(ctx)
 	})
