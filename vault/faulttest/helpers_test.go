@@ -227,9 +227,11 @@ func within(t testing.TB, limit time.Duration, what string, f func() error) erro
 	t.Helper()
 	start := time.Now()
 	err := f()
-	if d := time.Since(start); d > limit {
+	d := time.Since(start)
+	if d > limit {
 		t.Errorf("%s returned after %v, limit %v (err: %v)", what, d.Round(time.Millisecond), limit, err)
 	}
+	t.Logf("%s returned after %v", what, d.Round(time.Millisecond))
 	return err
 }
 
