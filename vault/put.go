@@ -67,7 +67,11 @@ func infoOf(md envelope.Metadata) Info {
 // document is committed, and Put returns success only once it is durable.
 // If it cannot be written, the commit is undone (the key record deleted)
 // and Put fails with ErrAuditUnavailable; every other failure is audited
-// as a refusal, and no "put ok" record exists for it.
+// as a refusal, and no "put ok" record exists for it. One case is
+// ambiguous: ctx ends while the "put ok" record may be in a batch being
+// written. Then the document is left committed, so that a "put ok" record
+// that lands still names a stored document; its ID was never returned, so
+// it cannot be granted, and Sweep shreds it at its deadline with a receipt.
 //
 // Deadlines: Put returns within ctx's deadline plus PutAuditMargin (the
 // time it allows itself to audit a refusal after ctx has ended), whatever
@@ -234,6 +238,14 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 	// undone, so that the record exists exactly when the document does.
 	okRec := audit.Record{Event: audit.EventPut, Outcome: audit.OutcomeOK, Object: info.ID, Subject: subj, Detail: ct}
 	if err := v.audit(ctx, okRec); err != nil {
+		if ctx.Err() != nil {
+			// The deadline passed while the record may have been in a
+			// batch being written: it may still land, so the document
+			// stays (a "put ok" record never names a missing document).
+			// Its ID was never returned, so no one can grant it; Sweep
+			// shreds it at its deadline, with a receipt.
+			return Info{}, refusal, err
+		}
 		v.cleanupInBackground(ctx, written)
 		return Info{}, refusal, err
 	}

@@ -298,12 +298,17 @@ func failPrefix(prefix string) func(context.Context, string) error {
 	}
 }
 
-// hangPrefix blocks writes under prefix until their context ends.
-func hangPrefix(prefix string) func(context.Context, string) error {
+// hangPrefix blocks writes under prefix until their context ends or
+// release is closed (the store answers again, as a SIGSTOPped server does
+// after SIGCONT); then the write goes through.
+func hangPrefix(prefix string, release <-chan struct{}) func(context.Context, string) error {
 	return func(ctx context.Context, key string) error {
 		if strings.HasPrefix(key, prefix) {
-			<-ctx.Done()
-			return ctx.Err()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-release:
+			}
 		}
 		return nil
 	}
