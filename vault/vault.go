@@ -109,7 +109,7 @@ type Vault struct {
 
 	sweeperDone chan struct{}
 	bg          sync.WaitGroup // background cleanups of failed Puts
-	instance    [16]byte // random per Vault: whose sweep claim is whose
+	instance    [16]byte       // random per Vault: whose sweep claim is whose
 
 	limiter Limiter
 
