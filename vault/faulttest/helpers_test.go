@@ -3,8 +3,6 @@ package faulttest_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"iter"
@@ -137,21 +135,18 @@ func jpeg(n int) []byte {
 	return b
 }
 
+// put stores a 4 KiB document; all of a test's documents share one
+// subject, "member-of-all".
 func put(t testing.TB, v *vault.Vault, retention time.Duration) vault.Info {
 	t.Helper()
 	b := jpeg(4 << 10)
-	info, err := v.Put(context.Background(), vault.Document{Body: bytes.NewReader(b), Size: int64(len(b)), Subject: "member-" + randHex(4), Retention: retention})
+	info, err := v.Put(context.Background(), vault.Document{Body: bytes.NewReader(b), Size: int64(len(b)), Subject: "member-of-all", Retention: retention})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return info
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 func keys(t testing.TB, st store.Store, prefix string) []string {
 	t.Helper()

@@ -94,6 +94,12 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 					t.Errorf("Grant during the outage: %v; want ErrKEKUnavailable", err)
 				}
 				ctx, cancel = call()
+				n, err := v.EraseSubject(ctx, "member-of-all", operator)
+				cancel()
+				if n != 0 || err == nil {
+					t.Errorf("EraseSubject during the outage = %d, %v", n, err)
+				}
+				ctx, cancel = call()
 				_, err = vault.Open(ctx, vault.Config{Store: st, KEK: kek})
 				cancel()
 				if !errors.Is(err, vault.ErrKEKUnavailable) || errors.Is(err, vault.ErrWrongKEK) {
