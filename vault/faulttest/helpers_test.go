@@ -147,7 +147,6 @@ func put(t testing.TB, v *vault.Vault, retention time.Duration) vault.Info {
 	return info
 }
 
-
 func keys(t testing.TB, st store.Store, prefix string) []string {
 	t.Helper()
 	var out []string
