@@ -22,23 +22,32 @@ type grpcError struct{ s *grpcStatus }
 func (e grpcError) Error() string           { return fmt.Sprintf("rpc error: code = %d", e.s.code) }
 func (e grpcError) GRPCStatus() *grpcStatus { return e.s }
 func grpcErr(code grpcCode) error           { return grpcError{&grpcStatus{code}} }
-func (e httpError) Error() string           { return fmt.Sprintf("http %d", e.code) }
-func (e httpError) HTTPStatusCode() int     { return e.code }
-func (e awsError) Error() string            { return "api error " + e.code }
-func (e awsError) ErrorCode() string        { return e.code }
-func (e vaultLikeError) Error() string {
+
+// httpError has an HTTP status, as SDK response errors do.
+type httpError struct{ code int }
+
+func (e httpError) Error() string       { return fmt.Sprintf("http %d", e.code) }
+func (e httpError) HTTPStatusCode() int { return e.code }
+
+// awsError has an AWS error code (smithy.APIError).
+type awsError struct{ code string }
+
+func (e awsError) Error() string     { return "api error " + e.code }
+func (e awsError) ErrorCode() string { return e.code }
+
+// vaultLikeError is how HashiCorp Vault's transit engine reports a
+// ciphertext that does not authenticate: HTTP 400.
+type vaultLikeError struct{}
+
+func (vaultLikeError) Error() string {
 	return "Error making API request. Code: 400. Errors: cipher: message authentication failed"
 }
-func (e vaultLikeError) StatusCode() int                  { return 400 }
+func (vaultLikeError) StatusCode() int { return 400 }
+
+// failingAEAD is a Tink AEAD whose every call fails with err.
+type failingAEAD struct{ err error }
+
 func (failingAEAD) Encrypt(pt, ad []byte) ([]byte, error) { return nil, errors.New("encrypt refused") }
-
-type (
-	httpError      struct{ code int }
-	awsError       struct{ code string }
-	vaultLikeError struct{}
-	failingAEAD    struct{ err error }
-)
-
 func (a failingAEAD) Decrypt(ct, ad []byte) ([]byte, error) { return nil, a.err }
 
 // TestFromAEADClassifiesOutages: a KMS that cannot answer is ErrUnavailable,
