@@ -47,7 +47,7 @@ func (vaultLikeError) StatusCode() int { return 400 }
 // failingAEAD is a Tink AEAD whose every call fails with err.
 type failingAEAD struct{ err error }
 
-func (failingAEAD) Encrypt(pt, ad []byte) ([]byte, error) { return nil, errors.New("encrypt refused") }
+func (failingAEAD) Encrypt(pt, ad []byte) ([]byte, error)   { return nil, errors.New("encrypt refused") }
 func (a failingAEAD) Decrypt(ct, ad []byte) ([]byte, error) { return nil, a.err }
 
 // TestFromAEADClassifiesOutages: a KMS that cannot answer is ErrUnavailable,
