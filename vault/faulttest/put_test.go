@@ -193,6 +193,11 @@ func TestFaultStorageKilled(t *testing.T) {
 			srv := privateMinIO(t)
 			st := s3On(t, srv)
 			v, _ := openVault(t, st, kektest.New(t), nil)
+			info := put(t, v, 0)
+			g, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+			if err != nil {
+				t.Fatal(err)
+			}
 			img := jpeg(12 << 20) // over one 5 MiB part: multipart when the size is unknown
 			body := &slowBody{r: bytes.NewReader(img), at: 6 << 20, fire: func() { srv.Kill() }}
 			n := int64(len(img))
@@ -201,12 +206,24 @@ func TestFaultStorageKilled(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
 			defer cancel()
-			err := within(t, putLimit, "Put with MinIO killed", func() error {
+			err = within(t, putLimit, "Put with MinIO killed", func() error {
 				_, err := v.Put(ctx, vault.Document{Body: body, Size: n, Subject: "member-3"})
 				return err
 			})
 			if err == nil {
 				t.Fatal("Put succeeded with MinIO killed")
+			}
+			rctx, rcancel := context.WithTimeout(context.Background(), putDeadline)
+			defer rcancel()
+			err = within(t, putLimit, "Redeem with MinIO killed", func() error {
+				rc, _, err := v.Redeem(rctx, g.Token, vault.Requester{Principal: "reviewer-1"})
+				if err == nil {
+					rc.Close()
+				}
+				return err
+			})
+			if err == nil {
+				t.Fatal("Redeem succeeded with MinIO killed")
 			}
 		})
 	}
