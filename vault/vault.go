@@ -267,7 +267,9 @@ func (v *Vault) AuditVerifierKey() string {
 	return sys.auditVerifier
 }
 
-// Close writes the audit log's final signed checkpoint. The Vault refuses
+// Close waits for the background cleanups of failed Puts (each bounded by
+// PutCleanupTimeout; the wait by ctx), then writes the audit log's final
+// signed checkpoint. The Vault refuses
 // every call after Close.
 func (v *Vault) Close(ctx context.Context) error {
 	var err error
