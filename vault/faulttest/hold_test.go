@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/s3store"
+	"github.com/idvault/idvault/vault/store"
 )
 
 // TestFaultHoldRollback (issue 12.4): restoring an older key record from a
@@ -99,5 +102,34 @@ func TestFaultHoldRollback(t *testing.T) {
 				t.Fatalf("Sweep with a forged hold marker = %+v, %v; want Unknown 1", rep, err)
 			}
 		})
+	}
+}
+
+// TestFaultHoldMarkersWriteOnce: on an object-lock bucket (the key
+// records in a second, unversioned bucket, as the README says) the hold
+// markers cannot be deleted through the store, so the one rollback the
+// markers cannot tell (delete the latest marker and restore the matching
+// key record) is refused by S3 itself.
+func TestFaultHoldMarkersWriteOnce(t *testing.T) {
+	srv := miniotest.Server(t)
+	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, true), s3store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := openVault(t, st, kektest.New(t), func(c *vault.Config) { c.KeyStore = ks })
+	info := put(t, v, time.Hour)
+	if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	markers := keys(t, st, "holds/"+info.ID+"/")
+	if len(markers) != 1 {
+		t.Fatalf("%d hold markers, want 1", len(markers))
+	}
+	if err := st.Delete(context.Background(), markers[0]); !errors.Is(err, store.ErrRetained) {
+		t.Fatalf("Delete of a hold marker on an object-lock bucket: %v; want store.ErrRetained", err)
 	}
 }

@@ -188,6 +188,27 @@ func TestFaultStorageKilled(t *testing.T) {
 		srv.Resume()
 		checkPutTrail(t, st)
 	})
+	t.Run("fs-hung", func(t *testing.T) {
+		// The filesystem store hangs on the key record's write and on
+		// every delete (as a hung NFS mount would, until the context
+		// ends). Before the fix Put waited 10 s for its cleanup.
+		fs := &faultStore{Store: fsBackend(t)}
+		v, _ := openVault(t, fs, kektest.New(t), nil)
+		release := make(chan struct{})
+		defer close(release)
+		fs.set(hangPrefix("keys/", release), nil, hangPrefix("", release))
+		img := jpeg(1 << 20)
+		body := bytes.NewReader(img)
+		ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
+		defer cancel()
+		err := within(t, putLimit, "Put with the filesystem hung", func() error {
+			_, err := v.Put(ctx, vault.Document{Body: body, Size: int64(len(img)), Subject: "member-2"})
+			return err
+		})
+		if err == nil {
+			t.Fatal("Put succeeded with the store hung")
+		}
+	})
 	for _, size := range []string{"known", "unknown"} {
 		t.Run("sigkill/size-"+size, func(t *testing.T) {
 			srv := privateMinIO(t)
