@@ -1,6 +1,7 @@
 package faulttest_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -92,6 +93,13 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 				cancel()
 				if !errors.Is(err, vault.ErrKEKUnavailable) || errors.Is(err, vault.ErrTampered) {
 					t.Errorf("Grant during the outage: %v; want ErrKEKUnavailable", err)
+				}
+				ctx, cancel = call()
+				img := jpeg(4 << 10)
+				_, err = v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "member-of-all"})
+				cancel()
+				if !errors.Is(err, vault.ErrKEKUnavailable) {
+					t.Errorf("Put during the outage: %v; want ErrKEKUnavailable", err)
 				}
 				ctx, cancel = call()
 				n, err := v.EraseSubject(ctx, "member-of-all", operator)
