@@ -52,6 +52,8 @@ func IsUnavailable(err error) bool {
 		"throttl", "rate exceeded", "rate limit", "too many requests", "timeout", "timed out",
 		"unavailable", "connection refused", "connection reset", "service error", "internal server error",
 		"bad gateway", "gateway timeout", "temporarily", "try again",
+		// HashiCorp Vault's API errors carry the status in the message.
+		"code: 429", "code: 500", "code: 502", "code: 503", "code: 504",
 	} {
 		if strings.Contains(msg, s) {
 			return true

@@ -75,6 +75,7 @@ func TestFromAEADClassifiesOutages(t *testing.T) {
 		{"AWS invalid ciphertext", awsError{"InvalidCiphertextException"}, false},
 		{"message says throttled", errors.New("Rate exceeded: request throttled"), true},
 		{"vault transit auth failure", vaultLikeError{}, false},
+		{"vault sealed", errors.New("Error making API request. Code: 503. Errors: Vault is sealed"), true},
 		{"tink auth failure", errors.New("aead_factory: decryption failed"), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
