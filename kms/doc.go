@@ -38,7 +38,11 @@
 //
 // # Errors
 //
-// Decrypt fails with [ErrDecrypt] and nothing more, whatever the cause.
+// Decrypt fails with [ErrDecrypt] and nothing more when the ciphertext or
+// its associated data do not authenticate, and with an error wrapping
+// [ErrUnavailable] when the key could not be asked (transport error,
+// timeout, throttling, the context ending; see [IsUnavailable]): an outage
+// is never reported as tampering.
 // Opening a local keyset fails with [ErrWrongPassphrase] (which covers a
 // tampered file: the two cannot be told apart) or [ErrKeysetCorrupt];
 // creating one over an existing file fails with [ErrKeysetExists]. No error,

@@ -117,3 +117,21 @@ func ExampleLocal_Rotate() {
 	fmt.Println(string(dataKey), err, reopened.ID() == kek.ID())
 	// Output: data key <nil> true
 }
+
+// An adapter for a key service of your own decides between ErrUnavailable
+// (the service did not answer: nothing is known about the ciphertext) and
+// ErrDecrypt (the ciphertext does not authenticate) with IsUnavailable.
+func ExampleIsUnavailable() {
+	timeout := fmt.Errorf("hsm: %w", context.DeadlineExceeded)
+	authFailure := fmt.Errorf("hsm: tag mismatch")
+	for _, err := range []error{timeout, authFailure} {
+		if kms.IsUnavailable(err) {
+			fmt.Println("unavailable: refuse, destroy nothing")
+		} else {
+			fmt.Println("decrypt failed: a verdict on the ciphertext")
+		}
+	}
+	// Output:
+	// unavailable: refuse, destroy nothing
+	// decrypt failed: a verdict on the ciphertext
+}

@@ -214,7 +214,7 @@ func (l *Local) ID() string { return l.id }
 // Encrypt seals plaintext with associatedData under the primary key.
 func (l *Local) Encrypt(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("kms: encrypt: %w", err)
+		return nil, unavailable("encrypt", err)
 	}
 	ct, err := l.state.Load().aead.Encrypt(plaintext, associatedData)
 	if err != nil {
@@ -224,10 +224,11 @@ func (l *Local) Encrypt(ctx context.Context, plaintext, associatedData []byte) (
 }
 
 // Decrypt opens ciphertext made by Encrypt of this keyset, under any of its
-// keys, with the same associatedData. Any failure is ErrDecrypt.
+// keys, with the same associatedData. Any failure is ErrDecrypt, except a
+// context already done, which wraps ErrUnavailable and ctx.Err().
 func (l *Local) Decrypt(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("kms: decrypt: %w", err)
+		return nil, unavailable("decrypt", err)
 	}
 	pt, err := l.state.Load().aead.Decrypt(ciphertext, associatedData)
 	if err != nil {

@@ -17,12 +17,15 @@ import (
 // may), the context is passed on; otherwise ctx is only checked before the
 // call, because tink.AEAD takes none.
 //
-// Every Decrypt failure is reported as [ErrDecrypt] alone: Tink's message is
-// dropped because it differs from one key type to another and would let a
-// caller tell failure causes apart. The price is that a KMS outage during
-// Decrypt also reads as ErrDecrypt; check ctx and the KMS's own health to
-// tell them apart. Encrypt failures (nothing secret to hide) keep the
-// underlying error for diagnosis.
+// A Decrypt failure that [IsUnavailable] recognises as the KMS not
+// answering (a transport error, a timeout, throttling, gRPC Unavailable,
+// DeadlineExceeded or ResourceExhausted, an HTTP 429 or 5xx, the context
+// ending) wraps [ErrUnavailable] and keeps the transport's message. Every
+// other Decrypt failure is a verdict on the ciphertext and is reported as
+// [ErrDecrypt] alone: Tink's message is dropped because it differs from one
+// key type to another and would let a caller tell failure causes apart.
+// Every Encrypt failure wraps ErrUnavailable (nothing is decided by a
+// failed Encrypt) and keeps the underlying error for diagnosis.
 //
 // FromAEAD panics if a is nil or id is empty: both are programming errors.
 // The returned KEK is safe for concurrent use if a is, as Tink's AEADs are.
@@ -48,7 +51,7 @@ type tinkKEK struct {
 // Encrypt seals plaintext under the Tink AEAD with associatedData.
 func (k *tinkKEK) Encrypt(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("kms: encrypt: %w", err)
+		return nil, unavailable("encrypt", err)
 	}
 	var (
 		ct  []byte
@@ -60,7 +63,7 @@ func (k *tinkKEK) Encrypt(ctx context.Context, plaintext, associatedData []byte)
 		ct, err = k.a.Encrypt(plaintext, associatedData)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kms: %s: encrypt: %w", k.id, err)
+		return nil, unavailable(k.id+": encrypt", err)
 	}
 	return ct, nil
 }
@@ -68,7 +71,7 @@ func (k *tinkKEK) Encrypt(ctx context.Context, plaintext, associatedData []byte)
 // Decrypt opens ciphertext under the Tink AEAD with associatedData.
 func (k *tinkKEK) Decrypt(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("kms: decrypt: %w", err)
+		return nil, unavailable("decrypt", err)
 	}
 	var (
 		pt  []byte
@@ -83,7 +86,10 @@ func (k *tinkKEK) Decrypt(ctx context.Context, ciphertext, associatedData []byte
 		// A context that ended during the call is the caller's doing, not
 		// an authentication failure; saying so reveals nothing about keys.
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("kms: decrypt: %w", cerr)
+			return nil, unavailable("decrypt", cerr)
+		}
+		if IsUnavailable(err) {
+			return nil, unavailable(k.id+": decrypt", err)
 		}
 		return nil, ErrDecrypt
 	}

@@ -41,6 +41,7 @@ func reasonOf(err error) string {
 		{ErrNotFound, "not-found"},
 		{ErrExpired, "object-expired"},
 		{ErrTampered, "tampered"},
+		{ErrKEKUnavailable, "kek-unavailable"},
 		{ErrFrozen, "frozen"},
 		{ErrQuotaExceeded, "quota-exceeded"},
 		{ErrAuditUnavailable, "audit-unavailable"},

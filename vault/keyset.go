@@ -129,7 +129,7 @@ func unmarshalSystemKeys(ctx context.Context, kek kms.KEK, b []byte) (*systemKey
 		if errors.Is(err, kms.ErrDecrypt) {
 			return nil, fmt.Errorf("vault: cannot unwrap keyset: %w", ErrWrongKEK)
 		}
-		return nil, fmt.Errorf("vault: unwrap keyset: %w", err)
+		return nil, fmt.Errorf("vault: unwrap keyset: %w: %w", ErrKEKUnavailable, err)
 	}
 	defer clear(pt)
 	s := &systemKeys{}

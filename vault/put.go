@@ -59,11 +59,26 @@ func infoOf(md envelope.Metadata) Info {
 //
 // The index markers (expiry, subject) are written before the key record,
 // so Sweep can always find what a failed or interrupted Put left; the
-// object is readable only once both its key record and its payload exist.
-// The upload overlaps the other writes: with a known size, the key record
-// and the audit record go while the payload is still uploading. On any
-// failure Put removes what it wrote, and an audit "put ok" record already
-// written is superseded by the refusal that follows it.
+// object is readable only once both its key record and its payload exist
+// (the commit). With a known size the key record goes while the payload is
+// still uploading.
+//
+// The audit record is exact: a "put ok" record is written only once the
+// document is committed, and Put returns success only once it is durable.
+// If it cannot be written, the commit is undone (the key record deleted)
+// and Put fails with ErrAuditUnavailable; every other failure is audited
+// as a refusal, and no "put ok" record exists for it. One case is
+// ambiguous: ctx ends while the "put ok" record may be in a batch being
+// written. Then the document is left committed, so that a "put ok" record
+// that lands still names a stored document; its ID was never returned, so
+// it cannot be granted, and Sweep shreds it at its deadline with a receipt.
+//
+// Deadlines: Put returns within ctx's deadline plus PutAuditMargin (the
+// time it allows itself to audit a refusal after ctx has ended), whatever
+// the store does. Removing what a failed Put wrote runs in the background,
+// bounded by PutCleanupTimeout; what it cannot remove (the store is down)
+// Sweep collects: payloads after Config.OrphanGrace, index entries and key
+// records at the document's deadline.
 func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	if v.isClosed() {
 		return Info{}, ErrClosed
@@ -72,11 +87,31 @@ func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	if err != nil {
 		if !errors.Is(err, ErrAuditUnavailable) {
 			rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
-			_ = v.audit(ctx, rec)
+			actx, cancel := refusalContext(ctx)
+			_ = v.audit(actx, rec)
+			cancel()
 		}
 		return Info{}, err
 	}
 	return info, nil
+}
+
+const (
+	// PutAuditMargin is how long Put may go on after its context ended, to
+	// audit the refusal: Put returns within the deadline plus this margin.
+	PutAuditMargin = 250 * time.Millisecond
+	// PutCleanupTimeout bounds the background removal of what a failed
+	// Put wrote; Sweep collects whatever it could not remove.
+	PutCleanupTimeout = 30 * time.Second
+)
+
+// refusalContext is ctx while it is live; once ctx has ended, a context
+// detached from it that lasts PutAuditMargin.
+func refusalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Err() == nil {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), PutAuditMargin)
 }
 
 func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit.Record, error) {
@@ -131,46 +166,38 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 	}
 	record, key, err := envelope.Seal(ctx, v.kek, md)
 	if err != nil {
-		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: seal: %w", err)
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: seal: %w", mapEnvelopeErr(err))
 	}
 	defer key.Destroy()
 
 	info := infoOf(md)
 	subj := fmt.Sprintf("%x", mac)
-	// Everything Put may create, in the order cleanup removes it. Cleanup
-	// deletes all of it, whether or not its write reported success: a
-	// write cancelled mid-flight may still have landed (deletes are
-	// idempotent).
-	indexes := []string{expiryIndexKey(md.Expires, id), subjectIndexKey(mac, id)}
-	cleanup := func() {
-		// Detached from a possibly cancelled ctx: what is left is
-		// unreadable (no key record) and Sweep collects it anyway.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = v.keys.Delete(cctx, keyRecordKey(id))
-		for _, k := range append([]string{blobKey(id)}, indexes...) {
-			_ = v.st.Delete(cctx, k)
-		}
+	// Everything Put may create. On failure all of it is deleted, whether
+	// or not its write reported success: a write cancelled mid-flight may
+	// still have landed (deletes are idempotent).
+	written := []string{keyRecordKey(id), blobKey(id), subjectIndexKey(mac, id), expiryIndexKey(md.Expires, id)}
+	refusal := audit.Record{Event: audit.EventPut, Object: info.ID, Subject: subj}
+	fail := func(err error) (Info, audit.Record, error) {
+		v.cleanupInBackground(ctx, written)
+		return Info{}, refusal, err
 	}
 
 	body := &bodyReader{r: br, declared: doc.Size, max: v.cfg.MaxSize}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	okRec := audit.Record{Event: audit.EventPut, Outcome: audit.OutcomeOK, Object: info.ID, Subject: subj, Detail: ct}
 	putRecord := func(ctx context.Context) error {
 		return v.keys.Put(ctx, keyRecordKey(id), bytes.NewReader(record), int64(len(record)), store.PutOptions{IfAbsent: true})
 	}
 	// With the size known up front the key record is final before the
 	// payload is, so it goes as soon as the index markers are durable,
-	// with the audit record alongside, while the payload is still
-	// uploading. Nothing is readable until the payload is there too, and
-	// no one knows the ID before Put returns; a crash leaves a key record
-	// that the expiry index (written before it) leads Sweep to.
+	// while the payload is still uploading. Nothing is readable until the
+	// payload is there too, and no one knows the ID before Put returns; a
+	// crash leaves a key record that the expiry index (written before it)
+	// leads Sweep to.
 	early := doc.Size >= 0
 	var (
-		wg                                 sync.WaitGroup
-		payloadErr, indexErr, keyErr, aerr error
-		written                            audit.Record
+		wg                           sync.WaitGroup
+		payloadErr, indexErr, keyErr error
 	)
 	wg.Go(func() {
 		if payloadErr = v.putPayload(pctx, id, key, body, doc.Size); payloadErr != nil {
@@ -178,7 +205,7 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 		}
 	})
 	wg.Go(func() {
-		if indexErr = v.putIndexes(pctx, indexes); indexErr != nil {
+		if indexErr = v.putIndexes(pctx, md.Expires, mac, id); indexErr != nil {
 			cancel()
 			return
 		}
@@ -188,64 +215,75 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 			}
 		}
 	})
-	if early {
-		// Not pctx: a record that is written must be known to be, so that
-		// a failure can be followed by a refusal that supersedes it.
-		wg.Go(func() { written, aerr = v.auditRecord(ctx, okRec) })
-	}
 	wg.Wait()
-	audited := early && aerr == nil // an ok record exists: a failure must supersede it
-	fail := func(err error) (Info, audit.Record, error) {
-		cleanup()
-		refusal := audit.Record{Event: audit.EventPut, Object: info.ID, Subject: subj}
-		if audited {
-			refusal.Detail = fmt.Sprintf("not stored: supersedes %s seq %d", written.Log, written.Seq)
-		}
-		return Info{}, refusal, err
-	}
 	if err := firstError(body.err, payloadErr, indexErr); err != nil {
 		return fail(fmt.Errorf("vault: put: %w", err))
 	}
 	if keyErr != nil {
 		return fail(fmt.Errorf("vault: put: key record: %w", keyErr))
 	}
-	if aerr != nil {
-		return fail(aerr)
+	if !early {
+		// Size unknown until the body ended: seal the counted size, then
+		// write the key record.
+		md.Size = body.n
+		info.Size = body.n
+		if record, err = envelope.Reseal(ctx, v.kek, md, key); err != nil {
+			return fail(fmt.Errorf("vault: put: seal: %w", mapEnvelopeErr(err)))
+		}
+		if err := putRecord(ctx); err != nil {
+			return fail(fmt.Errorf("vault: put: key record: %w", err))
+		}
 	}
-	if early {
-		return info, okRec, nil
-	}
-
-	// Size unknown until the body ended: seal the counted size, then write
-	// the key record and the audit record together.
-	md.Size = body.n
-	info.Size = body.n
-	if record, err = envelope.Reseal(ctx, v.kek, md, key); err != nil {
-		return fail(fmt.Errorf("vault: put: seal: %w", err))
-	}
-	okRec.Object = info.ID
-	wg.Go(func() { written, aerr = v.auditRecord(ctx, okRec) })
-	keyErr = putRecord(ctx)
-	wg.Wait()
-	audited = aerr == nil
-	if keyErr != nil {
-		return fail(fmt.Errorf("vault: put: key record: %w", keyErr))
-	}
-	if aerr != nil {
-		return fail(aerr)
+	// Committed. Only now is "put ok" written; without it the commit is
+	// undone, so that the record exists exactly when the document does.
+	okRec := audit.Record{Event: audit.EventPut, Outcome: audit.OutcomeOK, Object: info.ID, Subject: subj, Detail: ct}
+	if err := v.audit(ctx, okRec); err != nil {
+		if ctx.Err() != nil {
+			// The deadline passed while the record may have been in a
+			// batch being written: it may still land, so the document
+			// stays (a "put ok" record never names a missing document).
+			// Its ID was never returned, so no one can grant it; Sweep
+			// shreds it at its deadline, with a receipt.
+			return Info{}, refusal, err
+		}
+		v.cleanupInBackground(ctx, written)
+		return Info{}, refusal, err
 	}
 	return info, okRec, nil
 }
 
-// putIndexes writes the empty index markers, in parallel.
-func (v *Vault) putIndexes(ctx context.Context, keys []string) error {
-	errs := make([]error, len(keys))
+// cleanupInBackground deletes what a failed Put wrote, key record first
+// (from then on the rest is unreadable noise), without making Put wait:
+// detached from ctx, bounded by PutCleanupTimeout. What it cannot delete,
+// Sweep collects (an orphan payload after Config.OrphanGrace; index
+// entries and a key record through the expiry index at the deadline).
+func (v *Vault) cleanupInBackground(ctx context.Context, keys []string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PutCleanupTimeout)
+	v.bg.Go(func() {
+		defer cancel()
+		if err := v.keys.Delete(cctx, keys[0]); err != nil {
+			return // the key record may remain: keep the index that leads Sweep to it
+		}
+		for _, k := range keys[1:] {
+			if err := v.st.Delete(cctx, k); err != nil {
+				return // keep the rest (expiry index last) for Sweep
+			}
+		}
+	})
+}
+
+// putIndexes writes the two index markers, in parallel. The expiry
+// entry's body is the subject's keyed hash, so that Sweep can remove the
+// subject entry of a Put that failed (see expireOne).
+func (v *Vault) putIndexes(ctx context.Context, expires time.Time, mac []byte, id objectID) error {
 	var wg sync.WaitGroup
-	for i, k := range keys {
-		wg.Go(func() { errs[i] = v.st.Put(ctx, k, bytes.NewReader(nil), 0, store.PutOptions{}) })
-	}
+	var e1, e2 error
+	wg.Go(func() {
+		e1 = v.st.Put(ctx, expiryIndexKey(expires, id), bytes.NewReader(mac), int64(len(mac)), store.PutOptions{})
+	})
+	wg.Go(func() { e2 = v.st.Put(ctx, subjectIndexKey(mac, id), bytes.NewReader(nil), 0, store.PutOptions{}) })
 	wg.Wait()
-	return firstError(errs...)
+	return firstError(e1, e2)
 }
 
 // putPayload streams the body through encryption into blobs/<id>.

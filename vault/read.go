@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/idvault/idvault/internal/envelope"
+	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -14,8 +15,28 @@ import (
 const maxKeyRecord = 4 << 10
 
 // loadRecord reads and opens the key record of id. It maps storage and
-// envelope failures to the vault's sentinels; it does not check expiry.
+// envelope failures to the vault's sentinels; it does not check expiry, but
+// where the legal hold decides it (the record says held, or the deadline
+// has passed) md.LegalHold is the state resolved from the hold markers (see
+// hold.go), and a state in doubt is errHoldInDoubt (which is ErrTampered).
 func (v *Vault) loadRecord(ctx context.Context, id objectID) (envelope.Metadata, *envelope.Key, error) {
+	md, key, err := v.openRecord(ctx, id)
+	if err != nil {
+		return md, nil, err
+	}
+	if md.LegalHold || !v.now().Before(md.Expires) {
+		held, err := v.resolveHold(ctx, id, md)
+		if err != nil {
+			key.Destroy()
+			return envelope.Metadata{}, nil, err
+		}
+		md.LegalHold = held
+	}
+	return md, key, nil
+}
+
+// openRecord is loadRecord without the hold markers: the key record alone.
+func (v *Vault) openRecord(ctx context.Context, id objectID) (envelope.Metadata, *envelope.Key, error) {
 	b, err := getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -31,8 +52,13 @@ func (v *Vault) loadRecord(ctx context.Context, id objectID) (envelope.Metadata,
 	return md, key, nil
 }
 
+// mapEnvelopeErr maps envelope and KEK failures to the vault's sentinels.
+// An unreachable KEK (kms.ErrUnavailable) is ErrKEKUnavailable, never
+// ErrTampered: nothing is known about the record then.
 func mapEnvelopeErr(err error) error {
 	switch {
+	case errors.Is(err, kms.ErrUnavailable):
+		return fmt.Errorf("%w: %w", ErrKEKUnavailable, err)
 	case errors.Is(err, envelope.ErrWrongKEK):
 		return errors.Join(ErrWrongKEK, ErrTampered)
 	case errors.Is(err, envelope.ErrTampered), errors.Is(err, envelope.ErrUnsupportedVersion):

@@ -37,7 +37,25 @@ type SweepReport struct {
 	Dangling int // index entries that pointed nowhere, removed
 	Ledger   int // spent-token entries past expiry plus leeway, removed
 	Busy     int // objects another sweeper was working on
+	// Unknown counts due objects whose expiry or hold could not be
+	// established (KEK unavailable or hanging, store error, hold markers
+	// that disagree with the key record): kept, untouched, for a later
+	// Sweep. Non-zero is worth a look; hold doubts also raise AlertTampered.
+	Unknown int
+	// Quarantined counts objects whose key record fails authentication:
+	// kept (not shredded) under quarantine/<id>, audited and alerted
+	// (AlertTampered) the first time, and counted by every Sweep until an
+	// operator resolves them.
+	Quarantined int
 }
+
+// AlertTampered: a key record failed authentication (the object is
+// quarantined), or a document's legal-hold markers and key record disagree
+// (a rollback from a backup, or an interrupted Hold/Release). Nothing is
+// destroyed on it.
+const AlertTampered AlertKind = "object-tampered"
+
+func quarantineKey(id objectID) string { return "quarantine/" + id.String() }
 
 // Sweep deletes what has expired and collects garbage. It finds expired
 // objects through the expiry index (never by reading every object),
@@ -104,8 +122,8 @@ func (v *Vault) sweep(ctx context.Context, by Actor, progress func(SweepReport))
 		return rep, err
 	}
 	if rep != (SweepReport{}) {
-		detail := fmt.Sprintf("expired %d held %d orphans %d dangling %d ledger %d busy %d",
-			rep.Expired, rep.Held, rep.Orphans, rep.Dangling, rep.Ledger, rep.Busy)
+		detail := fmt.Sprintf("expired %d held %d orphans %d dangling %d ledger %d busy %d unknown %d quarantined %d",
+			rep.Expired, rep.Held, rep.Orphans, rep.Dangling, rep.Ledger, rep.Busy, rep.Unknown, rep.Quarantined)
 		if by.Reason != "" {
 			detail += ": " + by.reason()
 		}
@@ -191,24 +209,44 @@ func (r *SweepReport) add(o SweepReport) {
 	r.Dangling += o.Dangling
 	r.Ledger += o.Ledger
 	r.Busy += o.Busy
+	r.Unknown += o.Unknown
+	r.Quarantined += o.Quarantined
 }
 
 func (v *Vault) expireOne(ctx context.Context, by Actor, id objectID, indexKey string, now time.Time, rep *SweepReport) error {
 	md, key, err := v.loadRecord(ctx, id)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		// Shredded already (or never committed): what is left is garbage.
-		if err := v.deleteAll(ctx, blobKey(id), orphanKey(id), indexKey, claimKey(id)); err != nil {
+		// Shredded already (or never committed): what is left is garbage,
+		// including the subject index entry a failed Put left, which the
+		// expiry index entry names.
+		keys := []string{blobKey(id), orphanKey(id)}
+		if sk, ok := v.subjectKeyFromExpiryIndex(ctx, indexKey, id); ok {
+			keys = append(keys, sk)
+		}
+		if err := v.deleteAll(ctx, append(keys, indexKey, claimKey(id))...); err != nil {
 			return err
 		}
 		rep.Dangling++
 		return nil
+	case errors.Is(err, errHoldInDoubt):
+		// Someone rolled back a hold or a release (or one was
+		// interrupted): keep the document, say so.
+		rep.Unknown++
+		v.alert(ctx, Alert{Kind: AlertTampered, Object: id.String(), Detail: "legal hold markers and key record disagree: kept"})
+		return nil
 	case errors.Is(err, ErrTampered):
-		// An unreadable record is shredded like an expired one: it can
-		// never be served, and keeping it helps no one.
-		return v.shred(ctx, by, id, nil, audit.EventExpire, "tampered", rep)
+		// A record that fails authentication is evidence: quarantine it
+		// and raise the alarm; never shred it silently.
+		return v.quarantine(ctx, by, id, audit.EventExpire, rep)
 	case err != nil:
-		return err
+		// KEK unavailable or hanging, a store error: the deadline and the
+		// hold are unknown, so nothing is destroyed.
+		rep.Unknown++
+		if ctx.Err() != nil {
+			return err
+		}
+		return nil
 	}
 	key.Destroy()
 	if md.LegalHold {
@@ -219,6 +257,42 @@ func (v *Vault) expireOne(ctx context.Context, by Actor, id objectID, indexKey s
 		return nil // same hour bucket, not yet due
 	}
 	return v.shred(ctx, by, id, &md, audit.EventExpire, "retention-deadline", rep)
+}
+
+// quarantine marks id's key record as failing authentication: it is kept
+// (not shredded), audited and alerted the first time, and counted in rep.
+func (v *Vault) quarantine(ctx context.Context, by Actor, id objectID, ev audit.Event, rep *SweepReport) error {
+	body := stamp(v.now())
+	err := v.st.Put(ctx, quarantineKey(id), bytes.NewReader(body), int64(len(body)), store.PutOptions{IfAbsent: true})
+	switch {
+	case err == nil:
+		rec := audit.Record{Event: ev, Outcome: audit.OutcomeRefused, Object: id.String(), Reason: "tampered", Principal: by.principal(),
+			Detail: "quarantined: the key record fails authentication; kept for inspection, not shredded"}
+		if err := v.audit(ctx, rec); err != nil {
+			_ = v.st.Delete(context.WithoutCancel(ctx), quarantineKey(id))
+			return err
+		}
+		v.alert(ctx, Alert{Kind: AlertTampered, Object: id.String(), Detail: "key record fails authentication: quarantined"})
+	case errors.Is(err, store.ErrExists):
+		// Quarantined and reported before.
+	default:
+		return fmt.Errorf("vault: quarantine %s: %w", id, err)
+	}
+	if rep != nil {
+		rep.Quarantined++
+	}
+	return nil
+}
+
+// subjectKeyFromExpiryIndex returns the subject index key named in the
+// body of an expiry index entry (Put writes the subject's keyed hash
+// there), so that Sweep can remove what a failed Put left.
+func (v *Vault) subjectKeyFromExpiryIndex(ctx context.Context, indexKey string, id objectID) (string, bool) {
+	b, err := getSmall(ctx, v.st, indexKey, envelope.SubjectMACLen+1)
+	if err != nil || len(b) != envelope.SubjectMACLen {
+		return "", false
+	}
+	return subjectIndexKey(b, id), true
 }
 
 // shred removes one object for good. Order, for crash safety: claim,
@@ -268,6 +342,7 @@ func (v *Vault) shred(ctx context.Context, by Actor, id objectID, md *envelope.M
 	if err := v.keys.Delete(ctx, keyRecordKey(id)); err != nil {
 		return fmt.Errorf("vault: shred %s: %w", id, err)
 	}
+	v.deleteHoldMarkers(ctx, id)
 	// The expiry index entry goes last: while it exists, a later Sweep
 	// finds and finishes whatever an interrupted one left.
 	keys = []string{blobKey(id), orphanKey(id), claimKey(id)}
@@ -423,7 +498,8 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string, by Actor) (n i
 	sys, _ := v.keyset()
 	mac := sys.subjectMAC(subject)
 	prefix := "index/subject/" + hex.EncodeToString(mac) + "/"
-	held := 0
+	held, unknown := 0, 0
+	var firstUnknown error
 	for k, lerr := range v.st.List(ctx, prefix) {
 		if lerr != nil {
 			return n, fmt.Errorf("vault: erase: %w", lerr)
@@ -432,17 +508,29 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string, by Actor) (n i
 		if perr != nil {
 			continue
 		}
-		md, key, lerr := v.loadRecord(ctx, id)
+		md, lerr := v.recordForDeletion(ctx, id)
 		if errors.Is(lerr, ErrNotFound) {
 			if err := v.st.Delete(ctx, k); err != nil { // dangling entry
 				return n, err
 			}
 			continue
 		}
-		if lerr != nil {
-			return n, lerr
+		if lerr != nil && !errors.Is(lerr, errHoldInDoubt) && errors.Is(lerr, ErrTampered) {
+			if err := v.quarantine(ctx, by, id, audit.EventErase, nil); err != nil {
+				return n, err
+			}
 		}
-		key.Destroy()
+		if lerr != nil {
+			// Hold or deadline unknown: keep it, report it.
+			if ctx.Err() != nil {
+				return n, lerr
+			}
+			unknown++
+			if firstUnknown == nil {
+				firstUnknown = lerr
+			}
+			continue
+		}
 		if md.LegalHold {
 			held++
 			continue
@@ -454,8 +542,11 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string, by Actor) (n i
 		n += rep.Expired
 	}
 	if err := v.audit(ctx, audit.Record{Event: audit.EventErase, Outcome: audit.OutcomeOK, Subject: hex.EncodeToString(mac),
-		Principal: by.principal(), Reason: "subject-erased", Detail: fmt.Sprintf("erased %d held %d: %s", n, held, by.reason())}); err != nil {
+		Principal: by.principal(), Reason: "subject-erased", Detail: fmt.Sprintf("erased %d held %d unknown %d: %s", n, held, unknown, by.reason())}); err != nil {
 		return n, err
+	}
+	if unknown > 0 {
+		return n, fmt.Errorf("vault: erase: %d documents kept, their hold or key record could not be checked: %w", unknown, firstUnknown)
 	}
 	if held > 0 {
 		return n, fmt.Errorf("vault: erase: %d documents kept: %w", held, ErrHeld)
@@ -464,8 +555,12 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string, by Actor) (n i
 }
 
 // Delete shreds and deletes one document now (a decision was made, the
-// member asked). It refuses a document under legal hold with ErrHeld. by
-// is recorded in the audit log.
+// member asked). It refuses a document under legal hold with ErrHeld. It
+// destroys nothing when it cannot establish the hold: with the KEK
+// unavailable it fails with ErrKEKUnavailable; when the hold markers and
+// the key record disagree, or the key record fails authentication (then
+// the object is quarantined and AlertTampered raised), with ErrTampered.
+// by is recorded in the audit log.
 func (v *Vault) Delete(ctx context.Context, id string, by Actor) error {
 	if v.isClosed() {
 		return ErrClosed
@@ -477,14 +572,21 @@ func (v *Vault) Delete(ctx context.Context, id string, by Actor) error {
 	if err != nil {
 		return err
 	}
-	md, key, err := v.loadRecord(ctx, oid)
-	if errors.Is(err, ErrTampered) {
-		return v.shred(ctx, by, oid, nil, audit.EventDelete, "tampered", nil)
-	}
+	md, err := v.recordForDeletion(ctx, oid)
 	if err != nil {
+		if errors.Is(err, ErrTampered) && !errors.Is(err, errHoldInDoubt) {
+			if qerr := v.quarantine(ctx, by, oid, audit.EventDelete, nil); qerr != nil {
+				return errors.Join(err, qerr)
+			}
+			return fmt.Errorf("vault: delete %s: quarantined, not deleted: %w", oid, err)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			// Hold or record unknown (KEK unavailable, hold in doubt):
+			// nothing is destroyed.
+			_ = v.audit(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: reasonOf(err), Principal: by.principal(), Detail: by.reason()})
+		}
 		return err
 	}
-	key.Destroy()
 	if md.LegalHold {
 		_ = v.audit(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: "legal-hold", Principal: by.principal(), Detail: by.reason()})
 		return fmt.Errorf("vault: delete %s: %w", oid, ErrHeld)
@@ -492,10 +594,29 @@ func (v *Vault) Delete(ctx context.Context, id string, by Actor) error {
 	return v.shred(ctx, by, oid, &md, audit.EventDelete, "requested", nil)
 }
 
+// recordForDeletion opens id's key record and resolves its legal hold from
+// the hold markers, whatever the deadline (a deletion always depends on the
+// hold). The data key is destroyed at once.
+func (v *Vault) recordForDeletion(ctx context.Context, id objectID) (envelope.Metadata, error) {
+	md, key, err := v.openRecord(ctx, id)
+	if err != nil {
+		return md, err
+	}
+	key.Destroy()
+	held, err := v.resolveHold(ctx, id, md)
+	if err != nil {
+		return envelope.Metadata{}, err
+	}
+	md.LegalHold = held
+	return md, nil
+}
+
 // Hold puts a document under legal hold: it no longer expires, Sweep skips
-// it, Delete and EraseSubject refuse it, until Release. The flag lives in
-// the encrypted, authenticated key record, so no one can set or clear it
-// without the KEK. by is recorded in the audit log.
+// it, Delete and EraseSubject refuse it, until Release. The state lives in
+// a create-only, write-once hold marker MACed with a key of the vault's
+// keyset, and in the encrypted, authenticated key record; restoring an
+// older key record is detected (see hold.go). by is recorded in the audit
+// log.
 func (v *Vault) Hold(ctx context.Context, id string, by Actor) error {
 	return v.setHold(ctx, id, by, true)
 }
@@ -521,20 +642,30 @@ func (v *Vault) setHold(ctx context.Context, id string, by Actor, hold bool) err
 	if err != nil {
 		return err
 	}
-	md, key, err := v.loadRecord(ctx, oid)
+	// The record alone: a hold in doubt is settled by this call.
+	md, key, err := v.openRecord(ctx, oid)
 	if err != nil {
 		return err
 	}
 	defer key.Destroy()
-	if hold && v.expired(md) {
-		return fmt.Errorf("vault: hold %s: %w", oid, ErrExpired)
+	if hold && !v.now().Before(md.Expires) {
+		held, err := v.resolveHold(ctx, oid, md)
+		if err == nil && !held {
+			return fmt.Errorf("vault: hold %s: %w", oid, ErrExpired)
+		}
 	}
 	md.LegalHold = hold
 	rec, err := envelope.Reseal(ctx, v.kek, md, key)
 	if err != nil {
-		return fmt.Errorf("vault: hold %s: %w", oid, err)
+		return fmt.Errorf("vault: hold %s: %w", oid, mapEnvelopeErr(err))
 	}
 	if err := v.audit(ctx, audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id, Subject: hex.EncodeToString(md.SubjectMAC), Principal: by.principal(), Detail: by.reason()}); err != nil {
+		return err
+	}
+	// Marker first, record second: a crash between them leaves the two
+	// in disagreement, which keeps the document (errHoldInDoubt) until
+	// the call is repeated.
+	if err := v.writeHoldMarker(ctx, oid, hold); err != nil {
 		return err
 	}
 	if err := v.keys.Put(ctx, keyRecordKey(oid), bytes.NewReader(rec), int64(len(rec)), store.PutOptions{}); err != nil {

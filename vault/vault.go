@@ -149,7 +149,8 @@ type Vault struct {
 	once   sync.Once
 
 	sweeperDone chan struct{}
-	instance    [16]byte // random per Vault: whose sweep claim is whose
+	bg          sync.WaitGroup // background cleanups of failed Puts
+	instance    [16]byte       // random per Vault: whose sweep claim is whose
 
 	limiter    Limiter
 	detector   *detect.Detector
@@ -351,7 +352,9 @@ func (v *Vault) AuditVerifierKey() string {
 	return sys.auditVerifier
 }
 
-// Close writes the audit log's final signed checkpoint. The Vault refuses
+// Close waits for the background cleanups of failed Puts (each bounded by
+// PutCleanupTimeout; the wait by ctx), then writes the audit log's final
+// signed checkpoint. The Vault refuses
 // every call after Close.
 func (v *Vault) Close(ctx context.Context) error {
 	var err error
@@ -363,6 +366,14 @@ func (v *Vault) Close(ctx context.Context) error {
 		v.unmarkLive(ctx)
 		v.adopting.Wait()
 		v.fold.close()
+		// Background cleanups of failed Puts, bounded by PutCleanupTimeout
+		// and by ctx.
+		bgDone := make(chan struct{})
+		go func() { v.bg.Wait(); close(bgDone) }()
+		select {
+		case <-bgDone:
+		case <-ctx.Done():
+		}
 		err = v.log.Close(ctx)
 	})
 	return err

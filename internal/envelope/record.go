@@ -77,7 +77,7 @@ func Reseal(ctx context.Context, kek kms.KEK, md Metadata, k *Key) ([]byte, erro
 
 	blob, err := kek.Encrypt(ctx, pt, recordAD(md.VaultID, md.ObjectID, kekID))
 	if err != nil {
-		return nil, fmt.Errorf("envelope: wrapping data key: %w", err)
+		return nil, fmt.Errorf("envelope: wrapping data key: %w", asUnavailable(err))
 	}
 	if len(blob) == 0 || len(blob) > MaxRecordLen {
 		return nil, fmt.Errorf("envelope: KEK returned %d bytes of ciphertext", len(blob))
@@ -152,8 +152,10 @@ func PeekKEKID(record []byte) (string, error) {
 // decodes the metadata, checks that it names vaultID and objectID and checks
 // the key commitment. Any failure of the record itself is ErrTampered (or
 // ErrUnsupportedVersion, or ErrWrongKEK when kek.ID() differs from the
-// record's); a KEK that fails for another reason (KMS unreachable, ctx done)
-// is returned wrapped as it is, so an outage is not reported as tampering.
+// record's); a KEK that fails for any reason other than kms.ErrDecrypt (KMS
+// unreachable, throttled, hung until ctx ended, or an error this package
+// does not know) is returned wrapping kms.ErrUnavailable, so an outage is
+// never reported as tampering.
 func Open(ctx context.Context, kek kms.KEK, vaultID, objectID [16]byte, record []byte) (Metadata, *Key, error) {
 	kekID, blob, err := parseRecord(record)
 	if err != nil {
@@ -167,7 +169,7 @@ func Open(ctx context.Context, kek kms.KEK, vaultID, objectID [16]byte, record [
 		if errors.Is(err, kms.ErrDecrypt) {
 			return Metadata{}, nil, ErrTampered
 		}
-		return Metadata{}, nil, fmt.Errorf("envelope: unwrapping data key: %w", err)
+		return Metadata{}, nil, fmt.Errorf("envelope: unwrapping data key: %w", asUnavailable(err))
 	}
 	defer clear(pt)
 	if len(pt) != wrappedLen {
@@ -185,4 +187,15 @@ func Open(ctx context.Context, kek kms.KEK, vaultID, objectID [16]byte, record [
 		return Metadata{}, nil, ErrTampered
 	}
 	return md, k, nil
+}
+
+// asUnavailable makes a KEK failure that is not an authentication verdict
+// match kms.ErrUnavailable: only kms.ErrDecrypt says anything about the
+// record; every other failure (transport, ctx, an unknown KEK's own error)
+// leaves the record's state unknown.
+func asUnavailable(err error) error {
+	if errors.Is(err, kms.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", kms.ErrUnavailable, err)
 }

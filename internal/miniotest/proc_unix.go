@@ -22,3 +22,12 @@ func signalGroup(cmd *exec.Cmd, kill bool) {
 	// A negative pid addresses the process group this package created.
 	_ = syscall.Kill(-cmd.Process.Pid, sig)
 }
+
+// stopGroup sends SIGSTOP (stop) or SIGCONT to the server's process group.
+func stopGroup(cmd *exec.Cmd, stop bool) error {
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	return syscall.Kill(-cmd.Process.Pid, sig)
+}

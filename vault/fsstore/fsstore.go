@@ -40,9 +40,6 @@ const (
 	// placeAttempts bounds the retries of a rename or link whose directory
 	// a concurrent Delete pruned.
 	placeAttempts = 8
-	// staleTemp is the age after which Open removes a temporary file: it
-	// was left by a crash, since a Put in progress keeps writing it.
-	staleTemp = 24 * time.Hour
 	// lockStripes is the number of in-process locks keys are hashed onto.
 	lockStripes = 64
 )
@@ -139,17 +136,26 @@ func (s *Store) checkCaseSensitive() error {
 	}
 }
 
-// removeStaleTemps removes temporary files a crashed Put left behind. It
-// spares recent ones: another process may be writing them.
+// removeStaleTemps removes temporary files a crashed writer left behind.
+// A writer holds an exclusive flock(2) on its temporary file from creation
+// until the file is placed or removed, so a file that can be locked, and is
+// older than tempGrace (one minute; it covers the instant between creating
+// and locking), belongs to no live writer in any process. Where flock is
+// missing (not unix) only files older than 24 h are removed.
 func (s *Store) removeStaleTemps() {
 	ents, err := os.ReadDir(s.tmp)
 	if err != nil {
 		return
 	}
-	cutoff := time.Now().Add(-staleTemp)
+	now := time.Now()
 	for _, e := range ents {
-		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.ModTime().Before(cutoff) {
-			os.Remove(filepath.Join(s.tmp, e.Name()))
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		p := filepath.Join(s.tmp, e.Name())
+		if tempAbandoned(p, info.ModTime(), now) {
+			os.Remove(p)
 		}
 	}
 }

@@ -600,26 +600,71 @@ func TestOpen(t *testing.T) {
 		}
 	})
 	t.Run("RemovesStaleTemps", func(t *testing.T) {
+		// A temp file two minutes old whose writer died goes at the next
+		// Open (before: only after 24 h); a fresh one, and an old one whose
+		// writer still holds its lock, stay.
 		s := open(t)
-		old, fresh := filepath.Join(s.Dir(), ".tmp", "put-old"), filepath.Join(s.Dir(), ".tmp", "put-fresh")
-		for _, p := range []string{old, fresh} {
+		old, fresh, locked := filepath.Join(s.Dir(), ".tmp", "put-old"), filepath.Join(s.Dir(), ".tmp", "put-fresh"), filepath.Join(s.Dir(), ".tmp", "put-locked")
+		for _, p := range []string{old, fresh, locked} {
 			if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
-		past := time.Now().Add(-staleTemp - time.Minute)
-		if err := os.Chtimes(old, past, past); err != nil {
+		past := time.Now().Add(-2 * time.Minute)
+		for _, p := range []string{old, locked} {
+			if err := os.Chtimes(p, past, past); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A live writer: its own open file, locked as writeTemp locks it.
+		w, err := os.OpenFile(locked, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		lockTemp(w)
+		if _, err := Open(s.Dir()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("an abandoned two-minute-old temporary file survived Open (err = %v)", err)
+		}
+		if _, err := os.Stat(fresh); err != nil {
+			t.Errorf("Open removed a recent temporary file that a live Put may own: %v", err)
+		}
+		if _, err := os.Stat(locked); err != nil {
+			t.Errorf("Open removed a temporary file a live writer holds: %v", err)
+		}
+	})
+	t.Run("SparesLivePut", func(t *testing.T) {
+		// A Put whose body stalls (its temp file's clock set back past
+		// any grace period) survives an Open of the same directory.
+		s := open(t)
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() { done <- s.Put(context.Background(), "slow", pr, 8, store.PutOptions{}) }()
+		if _, err := pw.Write([]byte("1234")); err != nil {
+			t.Fatal(err)
+		}
+		ents, err := os.ReadDir(filepath.Join(s.Dir(), ".tmp"))
+		if err != nil || len(ents) != 1 {
+			t.Fatalf("temp dir: %v, %d entries", err, len(ents))
+		}
+		past := time.Now().Add(-25 * time.Hour)
+		if err := os.Chtimes(filepath.Join(s.Dir(), ".tmp", ents[0].Name()), past, past); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := Open(s.Dir()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("a day-old temporary file survived Open (err = %v)", err)
+		if _, err := pw.Write([]byte("5678")); err != nil {
+			t.Fatal(err)
 		}
-		if _, err := os.Stat(fresh); err != nil {
-			t.Errorf("Open removed a recent temporary file that a live Put may own: %v", err)
+		pw.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("a live Put failed after a concurrent Open: %v", err)
 		}
+		mustRead(t, s, "slow", "12345678")
 	})
 }
 

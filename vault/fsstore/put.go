@@ -45,10 +45,12 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64,
 	if opts.IfAbsent && s.isObject(dst) {
 		return fmt.Errorf("fsstore: put %q: %w", key, store.ErrExists)
 	}
-	tmp, err := s.writeTemp(ctx, key, body, size)
+	tf, err := s.writeTemp(ctx, key, body, size)
 	if err != nil {
 		return err
 	}
+	tmp := tf.Name()
+	defer tf.Close()     // after the remove: the lock covers the file's whole life
 	defer os.Remove(tmp) // gone after a rename; the spare name after a link
 
 	mu := s.lock(key)
@@ -106,12 +108,15 @@ func (s *Store) isObject(p string) bool {
 }
 
 // writeTemp copies body into a new temporary file, checks its length and
-// the context, fsyncs it and returns its path. On error nothing remains.
-func (s *Store) writeTemp(ctx context.Context, key string, body io.Reader, size int64) (name string, err error) {
+// the context, fsyncs it and returns it, still open and locked (see
+// removeStaleTemps); the caller removes, then closes it. On error nothing
+// remains.
+func (s *Store) writeTemp(ctx context.Context, key string, body io.Reader, size int64) (_ *os.File, err error) {
 	f, err := os.CreateTemp(s.tmp, "put-*")
 	if err != nil {
-		return "", fsErr("put", key, err)
+		return nil, fsErr("put", key, err)
 	}
+	lockTemp(f)
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -124,7 +129,7 @@ func (s *Store) writeTemp(ctx context.Context, key string, body io.Reader, size 
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {
-			return "", fmt.Errorf("fsstore: put %q: %w", key, err)
+			return nil, fmt.Errorf("fsstore: put %q: %w", key, err)
 		}
 		chunk := buf
 		if size >= 0 && size-n+1 < int64(len(chunk)) {
@@ -134,29 +139,26 @@ func (s *Store) writeTemp(ctx context.Context, key string, body io.Reader, size 
 		if m > 0 {
 			n += int64(m)
 			if size >= 0 && n > size {
-				return "", fmt.Errorf("fsstore: put %q: body longer than %d bytes: %w", key, size, store.ErrSizeMismatch)
+				return nil, fmt.Errorf("fsstore: put %q: body longer than %d bytes: %w", key, size, store.ErrSizeMismatch)
 			}
 			if _, err := f.Write(chunk[:m]); err != nil {
-				return "", fsErr("put", key, err)
+				return nil, fsErr("put", key, err)
 			}
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return "", fmt.Errorf("fsstore: put %q: reading body: %w", key, rerr)
+			return nil, fmt.Errorf("fsstore: put %q: reading body: %w", key, rerr)
 		}
 	}
 	if size >= 0 && n != size {
-		return "", fmt.Errorf("fsstore: put %q: body of %d bytes, declared %d: %w", key, n, size, store.ErrSizeMismatch)
+		return nil, fmt.Errorf("fsstore: put %q: body of %d bytes, declared %d: %w", key, n, size, store.ErrSizeMismatch)
 	}
 	if err := f.Sync(); err != nil {
-		return "", fsErr("put", key, err)
+		return nil, fsErr("put", key, err)
 	}
-	if err := f.Close(); err != nil {
-		return "", fsErr("put", key, err)
-	}
-	return f.Name(), nil
+	return f, nil
 }
 
 // place makes the file tmp visible as rel under root: rename(2), or
@@ -231,14 +233,13 @@ func (s *Store) writeFileAtomic(root, rel string, data []byte) error {
 	if err != nil {
 		return err
 	}
+	lockTemp(f)
 	tmp := f.Name()
+	defer f.Close()
 	defer os.Remove(tmp)
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	if err != nil {
 		return err

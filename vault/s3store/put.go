@@ -23,7 +23,7 @@ const PartSize = 5 << 20
 const maxParts = 10000
 
 // abortTimeout bounds the cleanup of a failed multipart upload, which runs
-// even when the caller's context is already cancelled.
+// in the background, even when the caller's context is already cancelled.
 const abortTimeout = 30 * time.Second
 
 var partPool = sync.Pool{New: func() any { b := make([]byte, PartSize); return &b }}
@@ -146,9 +146,19 @@ func (s *Store) putMultipart(ctx context.Context, name string, body io.Reader, b
 	}
 	defer func() {
 		if err != nil {
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-			defer cancel()
-			_ = s.core.AbortMultipartUpload(actx, s.bucket, name, uploadID)
+			// Within the caller's context while it lasts; otherwise in the
+			// background, so that the caller's deadline holds even when the
+			// server is gone (minio-go would retry the abort for seconds).
+			// An upload no abort reaches is left to the bucket's lifecycle
+			// rule (see SetExpiryRule).
+			if ctx.Err() == nil && s.core.AbortMultipartUpload(ctx, s.bucket, name, uploadID) == nil {
+				return
+			}
+			go func() {
+				actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+				defer cancel()
+				_ = s.core.AbortMultipartUpload(actx, s.bucket, name, uploadID)
+			}()
 		}
 	}()
 	var parts []minio.CompletePart

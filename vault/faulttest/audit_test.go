@@ -1,0 +1,91 @@
+package faulttest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/vault"
+)
+
+// TestFaultAuditUnavailable: audit writes that fail, and audit writes that
+// hang. Put, Grant and Redeem refuse with ErrAuditUnavailable, by their
+// deadline (plus PutAuditMargin for Put); nothing is served, no document
+// is committed without its "put ok" record, and once the log is back the
+// vault works again.
+func TestFaultAuditUnavailable(t *testing.T) {
+	for _, b := range backends {
+		for _, mode := range []string{"failing", "hanging"} {
+			t.Run(b.name+"/"+mode, func(t *testing.T) {
+				fs := &faultStore{Store: b.new(t)}
+				v, _ := openVault(t, fs, kektest.New(t), nil)
+				info := put(t, v, 0)
+				g, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				release := make(chan struct{})
+				if mode == "failing" {
+					fs.set(failPrefix("audit/"), nil, nil)
+				} else {
+					fs.set(hangPrefix("audit/", release), nil, nil)
+				}
+				img := jpeg(256 << 10)
+				ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
+				err = within(t, putLimit, "Put with the audit log "+mode, func() error {
+					_, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "member-2"})
+					return err
+				})
+				cancel()
+				if !errors.Is(err, vault.ErrAuditUnavailable) {
+					t.Errorf("Put: %v; want ErrAuditUnavailable", err)
+				}
+				ctx, cancel = context.WithTimeout(context.Background(), putDeadline)
+				err = within(t, putLimit, "Grant with the audit log "+mode, func() error {
+					_, err := v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+					return err
+				})
+				cancel()
+				if !errors.Is(err, vault.ErrAuditUnavailable) {
+					t.Errorf("Grant: %v; want ErrAuditUnavailable", err)
+				}
+				ctx, cancel = context.WithTimeout(context.Background(), putDeadline)
+				err = within(t, putLimit, "Redeem with the audit log "+mode, func() error {
+					rc, _, err := v.Redeem(ctx, g.Token, vault.Requester{Principal: "reviewer-1"})
+					if err == nil {
+						rc.Close()
+					}
+					return err
+				})
+				cancel()
+				if !errors.Is(err, vault.ErrAuditUnavailable) {
+					t.Errorf("Redeem: %v; want ErrAuditUnavailable", err)
+				}
+				fs.set(nil, nil, nil)
+				close(release)
+				// The log is back: the vault serves again.
+				ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				g2, err := v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+				if err != nil {
+					t.Fatalf("Grant after the audit log came back: %v", err)
+				}
+				rc, _, err := v.Redeem(ctx, g2.Token, vault.Requester{Principal: "reviewer-1"})
+				if err != nil {
+					t.Fatalf("Redeem after the audit log came back: %v", err)
+				}
+				n, err := io.Copy(io.Discard, rc)
+				rc.Close()
+				if err != nil || n != info.Size {
+					t.Fatalf("read %d of %d bytes: %v", n, info.Size, err)
+				}
+				// After the records that waited behind the hung write.
+				checkPutTrail(t, fs.Store)
+			})
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package faulttest_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/fsstore"
+)
+
+const (
+	crashDirEnv   = "IDVAULT_FAULT_CRASH_DIR"
+	crashKEKEnv   = "IDVAULT_FAULT_CRASH_KEK"
+	crashPass     = "crash-test-passphrase"
+	crashDocBytes = 4 << 10
+)
+
+// crashChild is the child process of TestFaultCrashLoop (dispatched from
+// TestMain): it Puts documents into an fsstore vault from 4 goroutines
+// until killed, printing "ok <id>" once each Put has returned nil.
+func crashChild() int {
+	st, err := fsstore.Open(os.Getenv(crashDirEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	kek, err := kms.OpenLocal(os.Getenv(crashKEKEnv), []byte(crashPass))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			b := jpeg(crashDocBytes)
+			for i := 0; ; i++ {
+				info, err := v.Put(context.Background(), vault.Document{Body: bytes.NewReader(b), Size: int64(len(b)), Subject: fmt.Sprintf("crash-%d-%d", w, i)})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					continue
+				}
+				mu.Lock()
+				fmt.Fprintf(out, "ok %s\n", info.ID)
+				out.Flush() // printed only once Put returned
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return 0
+}
+
+// TestFaultCrashLoop SIGKILLs a writer process at random moments, 6 times:
+// every Put it acknowledged is present, readable and has its "put ok"
+// record; no "put ok" record names a document that is missing; the audit
+// log verifies.
+func TestFaultCrashLoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 6 processes")
+	}
+	dir := t.TempDir()
+	kekPath := filepath.Join(t.TempDir(), "kek")
+	if _, err := kms.CreateLocal(kekPath, []byte(crashPass), kms.LocalOptions{Time: 1, MemoryKiB: 8, Threads: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	for round := range 6 {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashKEKEnv+"="+kekPath)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 1024)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		// Kill after the first few acknowledgements plus a random delay,
+		// so the kill lands anywhere in a Put.
+		killAt := time.After(5 * time.Second)
+		n := 0
+		var got []string
+	wait:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break wait
+				}
+				got = append(got, l)
+				if n++; n == 3 {
+					killAt = time.After(time.Duration(rand.IntN(150)) * time.Millisecond)
+				}
+			case <-killAt:
+				break wait
+			}
+		}
+		cmd.Process.Kill()
+		for l := range lines {
+			got = append(got, l)
+		}
+		cmd.Wait()
+		if n == 0 {
+			t.Fatalf("round %d: the child acknowledged nothing; stderr:\n%s", round, stderr.String())
+		}
+		for _, l := range got {
+			if id, ok := strings.CutPrefix(l, "ok "); ok && len(id) == 32 {
+				acked = append(acked, id)
+			}
+		}
+	}
+	st, err := fsstore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := kms.OpenLocal(kekPath, []byte(crashPass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close(context.Background())
+	audited := map[string]bool{}
+	for _, r := range records(t, st, audit.Filter{Event: audit.EventPut, Outcome: audit.OutcomeOK}) {
+		audited[r.Object] = true
+	}
+	for _, id := range acked {
+		if !exists(t, st, "keys/"+id) || !exists(t, st, "blobs/"+id) {
+			t.Errorf("an acknowledged Put is missing")
+		}
+		if !audited[id] {
+			t.Errorf("an acknowledged Put has no put ok record")
+		}
+	}
+	checkPutTrail(t, st)
+	for _, id := range acked[:3] {
+		g, err := v.Grant(context.Background(), id, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _, err := v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil || n != crashDocBytes {
+			t.Fatalf("acknowledged document read back %d bytes, %v", n, err)
+		}
+	}
+	if rep, err := audit.Verify(context.Background(), st, v.AuditVerifierKey(), audit.VerifyOptions{}); err != nil {
+		t.Fatalf("audit verify after %d kills: %v (%+v)", 6, err, rep.Problems())
+	}
+	t.Logf("%d acknowledged Puts over 6 kills: all present and audited", len(acked))
+}

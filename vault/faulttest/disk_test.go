@@ -1,0 +1,117 @@
+package faulttest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/fsstore"
+)
+
+// TestFaultDiskFull: the filesystem store's disk fills up (a 4 MiB tmpfs
+// when root; otherwise a store that answers ENOSPC to every write). Put and
+// Grant fail by their deadline with an error, nothing half-written stays
+// readable, no "put ok" names a missing document, no temporary file is left
+// behind; once space is freed the vault works again and the audit log
+// verifies.
+func TestFaultDiskFull(t *testing.T) {
+	disk := t.TempDir()
+	real := mountTmpfs(t, disk, "4m")
+	fst, err := fsstore.Open(filepath.Join(disk, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full atomic.Bool
+	st := &faultStore{Store: fst}
+	if !real {
+		st.set(func(context.Context, string) error {
+			if full.Load() {
+				return &fs.PathError{Op: "write", Path: "store", Err: syscall.ENOSPC}
+			}
+			return nil
+		}, nil, nil)
+	}
+	kek := kektest.New(t)
+	v, _ := openVault(t, st, kek, nil)
+	info := put(t, v, 0)
+
+	filler := filepath.Join(disk, "filler")
+	if real {
+		f, err := os.Create(filler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := f.Write(chunk); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		f.Close()
+	} else {
+		full.Store(true)
+	}
+
+	img := jpeg(256 << 10)
+	ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
+	err = within(t, putLimit, "Put on a full disk", func() error {
+		_, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "member-2"})
+		return err
+	})
+	cancel()
+	if err == nil {
+		t.Fatal("Put succeeded on a full disk")
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), putDeadline)
+	err = within(t, putLimit, "Grant on a full disk", func() error {
+		_, err := v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+		return err
+	})
+	cancel()
+	if !errors.Is(err, vault.ErrAuditUnavailable) {
+		t.Fatalf("Grant on a full disk: %v; want ErrAuditUnavailable (nothing granted without its record)", err)
+	}
+
+	if real {
+		os.Remove(filler)
+	} else {
+		full.Store(false)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(disk, "store", ".tmp")); len(tmp) != 0 {
+		t.Errorf("%d temporary files left after the failed writes", len(tmp))
+	}
+	checkPutTrail(t, fst)
+	info2 := put(t, v, 0)
+	for _, id := range []string{info.ID, info2.ID} {
+		g, err := v.Grant(context.Background(), id, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+		if err != nil {
+			t.Fatalf("Grant after space was freed: %v", err)
+		}
+		rc, _, err := v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
+		if err != nil {
+			t.Fatalf("Redeem after space was freed: %v", err)
+		}
+		io.Copy(io.Discard, rc)
+		rc.Close()
+	}
+	if err := v.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := audit.Verify(context.Background(), fst, v.AuditVerifierKey(), audit.VerifyOptions{}); err != nil {
+		t.Fatalf("audit verify after the disk was full: %v %+v", err, rep.Problems())
+	}
+	t.Logf("real tmpfs: %v", real)
+}

@@ -1,0 +1,135 @@
+package faulttest_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/s3store"
+	"github.com/idvault/idvault/vault/store"
+)
+
+// TestFaultHoldRollback (issue 12.4): restoring an older key record from a
+// backup can neither undo a legal hold nor a release.
+//
+//   - Copy keys/<id> before Hold, put it back after: Sweep past the
+//     deadline must not shred the document (before the fix: Expired 1,
+//     with a deletion receipt).
+//   - Copy the held keys/<id> before Release, put it back after: the
+//     document must not be grantable past its deadline (before: it was).
+//
+// Either way the document is kept and reported (SweepReport.Unknown) until
+// an operator repeats the Hold or Release, which settles it.
+func TestFaultHoldRollback(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name+"/restore-record-from-before-hold", func(t *testing.T) {
+			st := b.new(t)
+			var alerts []vault.Alert
+			v, clk := openVault(t, st, kektest.New(t), func(c *vault.Config) {
+				c.OnAlert = func(a vault.Alert) { alerts = append(alerts, a) }
+			})
+			info := put(t, v, time.Hour)
+			before := read(t, st, "keys/"+info.ID)
+			if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+				t.Fatal(err)
+			}
+			write(t, st, "keys/"+info.ID, before) // the rollback
+			clk.Advance(2 * time.Hour)
+			rep, err := v.Sweep(context.Background(), operator)
+			if err != nil || rep.Expired != 0 || rep.Unknown != 1 {
+				t.Fatalf("Sweep after rolling back the hold = %+v, %v; want Expired 0, Unknown 1", rep, err)
+			}
+			if err := v.Delete(context.Background(), info.ID, operator); err == nil || !exists(t, st, "keys/"+info.ID) {
+				t.Fatalf("Delete after rolling back the hold: %v; the held document must stay", err)
+			}
+			if len(alerts) == 0 || alerts[0].Kind != vault.AlertTampered {
+				t.Fatalf("no AlertTampered raised for the rollback: %+v", alerts)
+			}
+			// The operator repeats the hold: settled, held.
+			if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+				t.Fatal(err)
+			}
+			rep, err = v.Sweep(context.Background(), operator)
+			if err != nil || rep.Held != 1 || rep.Expired != 0 || rep.Unknown != 0 {
+				t.Fatalf("Sweep after the hold was repeated = %+v, %v; want Held 1", rep, err)
+			}
+			if _, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "legal"}); err != nil {
+				t.Fatalf("a held document past its deadline: Grant = %v", err)
+			}
+		})
+		t.Run(b.name+"/restore-held-record-after-release", func(t *testing.T) {
+			st := b.new(t)
+			v, clk := openVault(t, st, kektest.New(t), nil)
+			info := put(t, v, time.Hour)
+			if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+				t.Fatal(err)
+			}
+			held := read(t, st, "keys/"+info.ID)
+			if err := v.Release(context.Background(), info.ID, operator); err != nil {
+				t.Fatal(err)
+			}
+			write(t, st, "keys/"+info.ID, held) // the rollback
+			clk.Advance(2 * time.Hour)
+			if _, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"}); err == nil {
+				t.Fatal("a released document past its deadline was granted after its held key record was restored")
+			}
+			// The operator repeats the release: settled, expired at once.
+			if err := v.Release(context.Background(), info.ID, operator); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"}); !errors.Is(err, vault.ErrExpired) {
+				t.Fatalf("Grant after the release was repeated: %v; want ErrExpired", err)
+			}
+			rep, err := v.Sweep(context.Background(), operator)
+			if err != nil || rep.Expired != 1 {
+				t.Fatalf("Sweep = %+v, %v; want Expired 1", rep, err)
+			}
+		})
+		t.Run(b.name+"/forged-marker", func(t *testing.T) {
+			// A marker not made with the vault's key (anyone with write
+			// access to the store can drop one) is itself a doubt.
+			st := b.new(t)
+			v, clk := openVault(t, st, kektest.New(t), nil)
+			info := put(t, v, time.Hour)
+			write(t, st, "holds/"+info.ID+"/00000000000000000001", make([]byte, 50))
+			clk.Advance(2 * time.Hour)
+			rep, err := v.Sweep(context.Background(), operator)
+			if err != nil || rep.Expired != 0 || rep.Unknown != 1 {
+				t.Fatalf("Sweep with a forged hold marker = %+v, %v; want Unknown 1", rep, err)
+			}
+		})
+	}
+}
+
+// TestFaultHoldMarkersWriteOnce: on an object-lock bucket (the key
+// records in a second, unversioned bucket, as the README says) the hold
+// markers cannot be deleted through the store, so the one rollback the
+// markers cannot tell (delete the latest marker and restore the matching
+// key record) is refused by S3 itself.
+func TestFaultHoldMarkersWriteOnce(t *testing.T) {
+	srv := miniotest.Server(t)
+	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, true), s3store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := openVault(t, st, kektest.New(t), func(c *vault.Config) { c.KeyStore = ks })
+	info := put(t, v, time.Hour)
+	if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+		t.Fatal(err)
+	}
+	markers := keys(t, st, "holds/"+info.ID+"/")
+	if len(markers) != 1 {
+		t.Fatalf("%d hold markers, want 1", len(markers))
+	}
+	if err := st.Delete(context.Background(), markers[0]); !errors.Is(err, store.ErrRetained) {
+		t.Fatalf("Delete of a hold marker on an object-lock bucket: %v; want store.ErrRetained", err)
+	}
+}
