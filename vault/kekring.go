@@ -11,7 +11,7 @@ import (
 // Config.KEK and Config.DecryptKEKs by the KEK ID written in the clear
 // header of every key record and of the keyset.
 type kekRing struct {
-	kms.KEK            // wraps everything new; its ID is the ring's ID
+	kms.KEK           // wraps everything new; its ID is the ring's ID
 	others  []kms.KEK // open only
 }
 
