@@ -18,7 +18,12 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(rewrapChildEnv) != "" {
+		os.Exit(rewrapChild()) // a child process of TestRewrapSurvivesSIGKILL
+	}
+	os.Exit(miniotest.Main(m))
+}
 
 // fakeClock is an injected clock; tests move it, never sleep.
 type fakeClock struct {
