@@ -396,11 +396,11 @@ func (v *Vault) shreddedMeanwhile(ctx context.Context, id objectID, expires time
 	return true, false, nil
 }
 
-// KEKCounts says which KEKs wrap the vault: Records counts key records per
+// KEKUsage says which KEKs wrap a vault: Records counts key records per
 // KEK ID (read from each record's clear header, without unwrapping), and
-// Keyset is the KEK ID of the vault's own keyset. Once a KEK ID no longer
-// appears in either, and every instance wraps with another, that KEK can
-// be disabled. It reads every key record once, and holds only the counts.
+// Keyset is the KEK ID of the vault's own keyset. Once a KEK ID appears in
+// neither, and every instance wraps with another, that KEK can be
+// disabled.
 type KEKUsage struct {
 	Keyset  string
 	Records map[string]int
@@ -408,20 +408,31 @@ type KEKUsage struct {
 	Unreadable int
 }
 
-// KEKCounts returns the KEKUsage of the vault; see KEKUsage.
+// KEKCounts returns the KEKUsage of the vault (see ReadKEKUsage).
 func (v *Vault) KEKCounts(ctx context.Context) (KEKUsage, error) {
-	u := KEKUsage{Records: map[string]int{}}
 	if v.isClosed() {
-		return u, ErrClosed
+		return KEKUsage{}, ErrClosed
 	}
-	b, err := getSmall(ctx, v.st, systemKeysetKey, maxSystemObject)
+	return ReadKEKUsage(ctx, v.st, v.keys)
+}
+
+// ReadKEKUsage reads the KEKUsage of the vault kept in st (key records in
+// keys, or in st when keys is nil) without opening it: it needs no KEK,
+// only read access. It reads every key record once and holds only the
+// counts.
+func ReadKEKUsage(ctx context.Context, st, keys store.Store) (KEKUsage, error) {
+	u := KEKUsage{Records: map[string]int{}}
+	if keys == nil {
+		keys = st
+	}
+	b, err := getSmall(ctx, st, systemKeysetKey, maxSystemObject)
 	if err != nil {
 		return u, fmt.Errorf("vault: kek usage: %w", err)
 	}
 	if u.Keyset, err = systemKeysetKEKID(b); err != nil {
 		return u, err
 	}
-	for k, lerr := range v.keys.List(ctx, "keys/") {
+	for k, lerr := range keys.List(ctx, "keys/") {
 		if lerr != nil {
 			return u, fmt.Errorf("vault: kek usage: %w", lerr)
 		}
@@ -429,7 +440,7 @@ func (v *Vault) KEKCounts(ctx context.Context) (KEKUsage, error) {
 		if perr != nil {
 			continue
 		}
-		rb, err := getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord)
+		rb, err := getSmall(ctx, keys, keyRecordKey(id), maxKeyRecord)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // shredded since the listing
 		}

@@ -50,14 +50,14 @@ func TestSweepCommand(t *testing.T) {
 	}
 	v.Close(ctx)
 
-	env := map[string]string{"IDVAULT_PASSPHRASE": pass}
+	env := map[string]string{"IDVAULT_PASSPHRASE": pass, "IDVAULT_ACTOR": "cron:test"}
 	if r := runCLI(t, env, "sweep", "--store", storeDir); r.code != exitUsage || !strings.Contains(r.stderr, "kek-file") {
 		t.Fatalf("sweep without a keyset: %v", r)
 	}
-	if r := runCLI(t, nil, "sweep", "--store", storeDir, "--kek-file", kekFile); r.code != exitUsage {
+	if r := runCLI(t, map[string]string{"IDVAULT_ACTOR": "cron:test"}, "sweep", "--store", storeDir, "--kek-file", kekFile); r.code != exitUsage {
 		t.Fatalf("sweep without a passphrase: %v", r)
 	}
-	if r := runCLI(t, map[string]string{"IDVAULT_PASSPHRASE": "not-the-passphrase-q7"}, "sweep", "--store", storeDir, "--kek-file", kekFile); r.code != exitUsage || strings.Contains(r.stderr, "q7") {
+	if r := runCLI(t, map[string]string{"IDVAULT_PASSPHRASE": "not-the-passphrase-q7", "IDVAULT_ACTOR": "cron:test"}, "sweep", "--store", storeDir, "--kek-file", kekFile); r.code != exitUsage || strings.Contains(r.stderr, "q7") {
 		t.Fatalf("sweep with a wrong passphrase: %v", r)
 	}
 	r := runCLI(t, env, "sweep", "--store", storeDir, "--kek-file", kekFile)
