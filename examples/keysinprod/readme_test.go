@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/kms/awskms"
 	"github.com/idvault/idvault/kms/awskms/localkms"
@@ -20,7 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := miniotest.Main(m)
 	softhsm.Cleanup()
 	os.Exit(code)
 }
