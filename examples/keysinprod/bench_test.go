@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,7 +160,8 @@ func BenchmarkPutRedeem(b *testing.B) {
 	ctx := context.Background()
 	scan := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 100<<10-4)...)
 	for _, kk := range []string{"local", "localkms"} {
-		kek, _ := kekPair(b, kk)
+		k, _ := kekPair(b, kk)
+		kek := &countingKEK{KEK: k}
 		st, err := fsstore.Open(b.TempDir())
 		if err != nil {
 			b.Fatal(err)
@@ -170,6 +172,8 @@ func BenchmarkPutRedeem(b *testing.B) {
 		}
 		var ids []string
 		b.Run("put/"+kk, func(b *testing.B) {
+			kek.calls.Store(0)
+			defer func() { b.ReportMetric(float64(kek.calls.Load())/float64(b.N), "kek-calls/op") }()
 			for b.Loop() {
 				info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(scan), Size: int64(len(scan)), Subject: "s"})
 				if err != nil {
@@ -179,6 +183,8 @@ func BenchmarkPutRedeem(b *testing.B) {
 			}
 		})
 		b.Run("redeem/"+kk, func(b *testing.B) {
+			kek.calls.Store(0)
+			defer func() { b.ReportMetric(float64(kek.calls.Load())/float64(b.N), "kek-calls/op") }()
 			i := 0
 			for b.Loop() {
 				g, err := v.Grant(ctx, ids[i%len(ids)], vault.Access{Principal: "r", Purpose: "bench"})
@@ -197,5 +203,42 @@ func BenchmarkPutRedeem(b *testing.B) {
 			}
 		})
 		v.Close(ctx)
+	}
+}
+
+// countingKEK counts Encrypt and Decrypt calls.
+type countingKEK struct {
+	kms.KEK
+	calls atomic.Int64
+}
+
+func (c *countingKEK) Encrypt(ctx context.Context, pt, ad []byte) ([]byte, error) {
+	c.calls.Add(1)
+	return c.KEK.Encrypt(ctx, pt, ad)
+}
+
+func (c *countingKEK) Decrypt(ctx context.Context, ct, ad []byte) ([]byte, error) {
+	c.calls.Add(1)
+	return c.KEK.Decrypt(ctx, ct, ad)
+}
+
+// BenchmarkKEKRoundTrip measures one Decrypt of a wrapped data key: an
+// in-process AES-GCM for the local keyset, an HTTP request for local-kms.
+func BenchmarkKEKRoundTrip(b *testing.B) {
+	ctx := context.Background()
+	for _, kk := range []string{"local", "localkms"} {
+		kek, _ := kekPair(b, kk)
+		dk := make([]byte, 64)
+		ct, err := kek.Encrypt(ctx, dk, []byte("ad"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("decrypt/"+kk, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := kek.Decrypt(ctx, ct, []byte("ad")); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
