@@ -76,6 +76,9 @@ func Open(ctx context.Context, uri string, opts OpenOptions) (KEK, error) {
 		}
 		k, err := o.Open(ctx, uri)
 		if err != nil {
+			if strings.HasPrefix(err.Error(), scheme+": ") {
+				return nil, fmt.Errorf("kms: open: %w", err) // the opener named the scheme
+			}
 			return nil, fmt.Errorf("kms: open %s: %w", scheme, err)
 		}
 		return k, nil

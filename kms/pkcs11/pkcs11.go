@@ -253,6 +253,11 @@ func (k *kek) run(ctx context.Context, op func(*sess) ([]byte, error)) ([]byte, 
 			ch <- result{nil, err}
 			return
 		}
+		if ctx.Err() != nil { // the caller has gone: do not do the work
+			k.put(s)
+			ch <- result{nil, ctx.Err()}
+			return
+		}
 		b, err := op(s)
 		if err != nil && !authCode(err) && !isCode(err, p11.CKR_GENERAL_ERROR) {
 			k.drop(s) // the session may be broken: do not reuse it
