@@ -74,6 +74,13 @@ func TestKEKCommands(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, "zq1") || strings.Contains(r.stdout+r.stderr, "zq2") {
 		t.Fatal("a passphrase in the output")
 	}
+	// The rewrap is in the audit log, which still verifies.
+	if r := runCLI(t, nil, "audit", "verify", "--store", storeDir); r.code != exitOK {
+		t.Fatalf("verify after rewrap: %v", r)
+	}
+	if r := runCLI(t, nil, "audit", "query", "--store", storeDir, "--event", "rotate"); strings.Count(r.stdout, "alice") != 2 || !strings.Contains(r.stdout, "CHG-7") {
+		t.Fatalf("rewrap audit records: %v", r)
+	}
 	r = runCLI(t, nil, "kek", "--store", storeDir)
 	if r.code != exitOK || !strings.Contains(r.stdout, "4 key records wrapped by "+newKEK.ID()) || strings.Contains(r.stdout, oldKEK.ID()) {
 		t.Fatalf("kek after rewrap: %v", r)
