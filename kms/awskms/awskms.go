@@ -2,8 +2,9 @@
 // Tink's AWS KMS client, for kms.Open. It lives in its own module so that a
 // program using only vault, fsstore and kms downloads no AWS SDK.
 //
-// Every call is bounded by its context (the SDK's *WithContext calls are
-// used under Tink's AEAD). Errors are classified: a ciphertext or key that
+// It uses tink-go-awskms/v3 (AWS SDK for Go v2; v2 of Tink's client is
+// built on the SDK v1, out of support since July 2025). Every call is
+// bounded by its context (Tink's AEADWithContext). Errors are classified: a ciphertext or key that
 // does not authenticate (InvalidCiphertextException, IncorrectKeyException)
 // is kms.ErrDecrypt; everything else — a transport error, a timeout,
 // throttling, a disabled or pending-deletion key, access denied, the
@@ -17,13 +18,12 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/aws/aws-sdk-go/aws"
-	"github.com/aws/aws-sdk-go/aws/awserr"
-	"github.com/aws/aws-sdk-go/aws/request"
-	"github.com/aws/aws-sdk-go/aws/session"
-	awssdk "github.com/aws/aws-sdk-go/service/kms"
-	"github.com/aws/aws-sdk-go/service/kms/kmsiface"
-	tinkaws "github.com/tink-crypto/tink-go-awskms/v2/integration/awskms"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awssdk "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go"
+	tinkaws "github.com/tink-crypto/tink-go-awskms/v3/integration/awskms"
+	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/idvault/idvault/kms"
 )
@@ -34,9 +34,10 @@ const Prefix = "aws-kms://"
 // Options configure an Opener. The zero value uses the SDK's default
 // credential chain and the region named in each key URI.
 type Options struct {
-	// KMS is the AWS SDK client calls go to. Nil: one is made per region
-	// from a default session (environment, shared config, instance role).
-	KMS kmsiface.KMSAPI
+	// KMS is the AWS SDK (v2) client calls go to (a *kms.Client). Nil: one
+	// is made for the URI's region from the default configuration
+	// (environment, shared config, instance role).
+	KMS tinkaws.KMSAPI
 	// Endpoint, when KMS is nil, overrides the KMS endpoint (a VPC
 	// endpoint, or local-kms in tests: "http://127.0.0.1:PORT").
 	Endpoint string
@@ -64,23 +65,24 @@ func (op opener) Open(ctx context.Context, uri string) (kms.KEK, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg := aws.NewConfig().WithRegion(region)
-		if op.o.Endpoint != "" {
-			cfg = cfg.WithEndpoint(op.o.Endpoint)
-		}
-		sess, err := session.NewSession(cfg)
+		cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(region))
 		if err != nil {
-			return nil, fmt.Errorf("aws-kms: session: %w", errors.Join(kms.ErrUnavailable, err))
+			return nil, fmt.Errorf("aws-kms: loading the AWS configuration failed: %w", kms.ErrUnavailable)
 		}
-		api = awssdk.New(sess)
+		endpoint := op.o.Endpoint
+		api = awssdk.NewFromConfig(cfg, func(o *awssdk.Options) {
+			if endpoint != "" {
+				o.BaseEndpoint = aws.String(endpoint)
+			}
+		})
 	}
-	return New(uri, api, op.o.EncryptionContextName)
+	return New(ctx, uri, api, op.o.EncryptionContextName)
 }
 
 // New returns the KEK for one key URI ("aws-kms://arn:aws:kms:REGION:
 // ACCOUNT:key/ID") on the given client. Its ID is the URI. ecName zero
 // means tinkaws.AssociatedData.
-func New(uri string, api kmsiface.KMSAPI, ecName tinkaws.EncryptionContextName) (kms.KEK, error) {
+func New(ctx context.Context, uri string, api tinkaws.KMSAPI, ecName tinkaws.EncryptionContextName) (kms.KEK, error) {
 	if _, err := regionOf(uri); err != nil {
 		return nil, err
 	}
@@ -90,12 +92,11 @@ func New(uri string, api kmsiface.KMSAPI, ecName tinkaws.EncryptionContextName) 
 	if ecName == 0 {
 		ecName = tinkaws.AssociatedData
 	}
-	k := &kek{uri: uri, api: api, ecName: ecName}
-	// Fail now, not at first use, if Tink refuses the URI.
-	if _, err := k.aead(context.Background()); err != nil {
-		return nil, err
+	a, err := tinkaws.NewAEADWithContext(ctx, strings.TrimPrefix(uri, Prefix), tinkaws.WithKMS(api), tinkaws.WithEncryptionContextName(ecName))
+	if err != nil {
+		return nil, fmt.Errorf("aws-kms: the Tink client refused the key URI: %w", kms.ErrUnsupportedURI)
 	}
-	return k, nil
+	return &kek{uri: uri, a: a}, nil
 }
 
 // regionOf checks the URI's shape and returns its region.
@@ -109,26 +110,8 @@ func regionOf(uri string) (string, error) {
 }
 
 type kek struct {
-	uri    string
-	api    kmsiface.KMSAPI
-	ecName tinkaws.EncryptionContextName
-}
-
-// aead returns Tink's AWS KMS AEAD for this key, its SDK calls bound to
-// ctx. Building it is local work (no request).
-func (k *kek) aead(ctx context.Context) (interface {
-	Encrypt(pt, ad []byte) ([]byte, error)
-	Decrypt(ct, ad []byte) ([]byte, error)
-}, error) {
-	c, err := tinkaws.NewClientWithOptions(k.uri, tinkaws.WithKMS(ctxKMS{KMSAPI: k.api, ctx: ctx}), tinkaws.WithEncryptionContextName(k.ecName))
-	if err != nil {
-		return nil, fmt.Errorf("aws-kms: the Tink client refused the key URI: %w", kms.ErrUnsupportedURI)
-	}
-	a, err := c.GetAEAD(k.uri)
-	if err != nil {
-		return nil, fmt.Errorf("aws-kms: the Tink client refused the key URI: %w", kms.ErrUnsupportedURI)
-	}
-	return a, nil
+	uri string
+	a   tink.AEADWithContext // Tink's AWS KMS AEAD
 }
 
 // ID returns the key URI.
@@ -143,11 +126,7 @@ func (k *kek) Encrypt(ctx context.Context, plaintext, associatedData []byte) ([]
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("aws-kms: encrypt: %w", err)
 	}
-	a, err := k.aead(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ct, err := a.Encrypt(plaintext, associatedData)
+	ct, err := k.a.EncryptWithContext(ctx, plaintext, associatedData)
 	if err != nil {
 		return nil, classify(ctx, "encrypt", err, false)
 	}
@@ -159,11 +138,7 @@ func (k *kek) Decrypt(ctx context.Context, ciphertext, associatedData []byte) ([
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("aws-kms: decrypt: %w", err)
 	}
-	a, err := k.aead(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pt, err := a.Decrypt(ciphertext, associatedData)
+	pt, err := k.a.DecryptWithContext(ctx, ciphertext, associatedData)
 	if err != nil {
 		return nil, classify(ctx, "decrypt", err, true)
 	}
@@ -173,8 +148,8 @@ func (k *kek) Decrypt(ctx context.Context, ciphertext, associatedData []byte) ([
 // authFailures are the AWS KMS error codes that are an authentication
 // verdict on the ciphertext (or on the key asked to open it).
 var authFailures = map[string]bool{
-	awssdk.ErrCodeInvalidCiphertextException: true,
-	awssdk.ErrCodeIncorrectKeyException:      true,
+	"InvalidCiphertextException": true,
+	"IncorrectKeyException":      true,
 }
 
 // classify maps an SDK error to ErrDecrypt (decrypt: the ciphertext does
@@ -185,12 +160,11 @@ func classify(ctx context.Context, op string, err error, decrypt bool) error {
 		return fmt.Errorf("aws-kms: %s: %w: %w", op, kms.ErrUnavailable, cerr)
 	}
 	code := "transport"
-	var ae awserr.Error
+	var ae smithy.APIError
 	if errors.As(err, &ae) {
-		code = ae.Code()
-		if code == request.CanceledErrorCode {
-			return fmt.Errorf("aws-kms: %s: %w: %w", op, kms.ErrUnavailable, context.Canceled)
-		}
+		code = ae.ErrorCode()
+	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("aws-kms: %s: %w: %w", op, kms.ErrUnavailable, err)
 	}
 	if decrypt && authFailures[code] {
 		return kms.ErrDecrypt
@@ -208,18 +182,4 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// ctxKMS runs Tink's Encrypt and Decrypt requests with a context.
-type ctxKMS struct {
-	kmsiface.KMSAPI
-	ctx context.Context
-}
-
-func (c ctxKMS) Encrypt(in *awssdk.EncryptInput) (*awssdk.EncryptOutput, error) {
-	return c.KMSAPI.EncryptWithContext(c.ctx, in)
-}
-
-func (c ctxKMS) Decrypt(in *awssdk.DecryptInput) (*awssdk.DecryptOutput, error) {
-	return c.KMSAPI.DecryptWithContext(c.ctx, in)
 }

@@ -9,11 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go/aws"
-	"github.com/aws/aws-sdk-go/aws/credentials"
-	"github.com/aws/aws-sdk-go/aws/session"
-	awssdk "github.com/aws/aws-sdk-go/service/kms"
-
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/kms/awskms"
 	"github.com/idvault/idvault/kms/awskms/localkms"
@@ -113,12 +108,7 @@ func TestLocalKMS(t *testing.T) {
 				defer c.Close()
 			}
 		}()
-		sess, err := session.NewSession(aws.NewConfig().WithRegion(localkms.Region).WithEndpoint("http://" + l.Addr().String()).
-			WithCredentials(credentials.NewStaticCredentials("local", "local", "")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hung, err := awskms.NewOpener(awskms.Options{KMS: awssdk.New(sess)}).Open(ctx, uriA)
+		hung, err := awskms.NewOpener(awskms.Options{KMS: localkms.Client("http://" + l.Addr().String())}).Open(ctx, uriA)
 		if err != nil {
 			t.Fatal(err)
 		}

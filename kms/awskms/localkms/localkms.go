@@ -28,10 +28,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go/aws"
-	"github.com/aws/aws-sdk-go/aws/credentials"
-	"github.com/aws/aws-sdk-go/aws/session"
-	awssdk "github.com/aws/aws-sdk-go/service/kms"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awssdk "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/kms/awskms"
@@ -55,7 +54,7 @@ type Server struct {
 	Endpoint string
 	// KMS is an SDK client for the server (fixed dummy credentials:
 	// local-kms checks none).
-	KMS *awssdk.KMS
+	KMS *awssdk.Client
 
 	dir  string
 	cmd  *exec.Cmd
@@ -166,14 +165,19 @@ func try(bin string) (*Server, error) {
 		}
 	}
 	s.Endpoint = "http://" + addr
-	sess, err := session.NewSession(aws.NewConfig().WithRegion(Region).WithEndpoint(s.Endpoint).
-		WithCredentials(credentials.NewStaticCredentials("local", "local", "")).WithMaxRetries(1))
-	if err != nil {
-		s.Stop()
-		return nil, err
-	}
-	s.KMS = awssdk.New(sess)
+	s.KMS = Client(s.Endpoint)
 	return s, nil
+}
+
+// Client returns an SDK client for a local-kms-like endpoint, with fixed
+// dummy credentials and no retries.
+func Client(endpoint string) *awssdk.Client {
+	return awssdk.New(awssdk.Options{
+		Region:           Region,
+		BaseEndpoint:     aws.String(endpoint),
+		Credentials:      credentials.NewStaticCredentialsProvider("local", "local", ""),
+		RetryMaxAttempts: 1,
+	})
 }
 
 func tail(b []byte) string {
@@ -205,7 +209,7 @@ func (s *Server) Stop() {
 
 // CreateKey creates a symmetric key and returns its aws-kms:// URI.
 func (s *Server) CreateKey(ctx context.Context) (string, error) {
-	out, err := s.KMS.CreateKeyWithContext(ctx, &awssdk.CreateKeyInput{})
+	out, err := s.KMS.CreateKey(ctx, &awssdk.CreateKeyInput{})
 	if err != nil {
 		return "", err
 	}
@@ -217,9 +221,9 @@ func (s *Server) SetEnabled(ctx context.Context, uri string, on bool) error {
 	id := aws.String(uri[len(awskms.Prefix):])
 	var err error
 	if on {
-		_, err = s.KMS.EnableKeyWithContext(ctx, &awssdk.EnableKeyInput{KeyId: id})
+		_, err = s.KMS.EnableKey(ctx, &awssdk.EnableKeyInput{KeyId: id})
 	} else {
-		_, err = s.KMS.DisableKeyWithContext(ctx, &awssdk.DisableKeyInput{KeyId: id})
+		_, err = s.KMS.DisableKey(ctx, &awssdk.DisableKeyInput{KeyId: id})
 	}
 	return err
 }
