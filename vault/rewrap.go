@@ -75,7 +75,8 @@ type RewrapProgress struct {
 // It is safe while other instances Put, Grant, Redeem and Sweep, as long as
 // each can open both KEKs (Config.KEK one of them, Config.DecryptKEKs the
 // other): every object is readable, under one KEK or the other, at every
-// moment. A record is rewritten only if it is unchanged since it was read,
+// moment. The Vault it runs on must open both, or it refuses with
+// ErrInvalidArgument. A record is rewritten only if it is unchanged since it was read,
 // and a record that a concurrent shred deleted is not brought back.
 //
 // Rewrap is resumable: it keeps no state of its own, a record is under one
@@ -99,6 +100,11 @@ func (v *Vault) Rewrap(ctx context.Context, from, to kms.KEK, by Actor, opts Rew
 	}
 	if len(to.ID()) == 0 || len(to.ID()) > envelope.MaxKEKIDLen {
 		return rep, fmt.Errorf("vault: kek rewrap: the new KEK's ID must be 1 to %d bytes: %w", envelope.MaxKEKIDLen, ErrInvalidArgument)
+	}
+	// This instance must open both while records move from one to the
+	// other, and so must every other (not checkable from here).
+	if r, ok := v.kek.(*kekRing); ok && (r.pick(from.ID()) == nil || r.pick(to.ID()) == nil) {
+		return rep, fmt.Errorf("vault: kek rewrap: open the vault with both KEKs first (Config.KEK and Config.DecryptKEKs): %w", ErrInvalidArgument)
 	}
 	workers := opts.Workers
 	if workers <= 0 {

@@ -58,6 +58,11 @@ func TestRewrapMigratesVault(t *testing.T) {
 				blobs[k] = readKey(t, st, k)
 			}
 
+			if _, err := v.Rewrap(ctx, a, b, testActor, RewrapOptions{}); !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("rewrap on an instance that cannot open the new KEK: %v", err)
+			}
+			v.Close(ctx)
+			v = openTestVault(t, st, a, func(c *Config) { c.DecryptKEKs = []kms.KEK{b} })
 			if _, err := v.Rewrap(ctx, a, b, Actor{}, RewrapOptions{}); !errors.Is(err, ErrInvalidArgument) {
 				t.Fatalf("empty actor: %v", err)
 			}
