@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/idvault/idvault/internal/envelope"
 	"github.com/idvault/idvault/kms"
@@ -142,13 +143,26 @@ func TestRewrapWhileServing(t *testing.T) {
 			st := be.new(t)
 			a, b := testKEK(t), testKEK(t)
 			old := openTestVault(t, st, a, func(c *Config) { c.DecryptKEKs = []kms.KEK{b} })
-			const n = 40
+			const n = 24
 			ids := make([]string, n)
 			imgs := make([][]byte, n)
 			for i := range n {
 				imgs[i] = image(1500+i, "")
 				ids[i] = putImage(t, old, imgs[i], "s").ID
 			}
+			// Short-lived documents that a sweeper shreds during the rewrap:
+			// none of them may come back.
+			var short []string
+			for range 10 {
+				img := image(700, "")
+				info, err := old.Put(ctx, Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "t", Retention: time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				short = append(short, info.ID)
+			}
+			sweeper := openTestVault(t, st, b, func(c *Config) { c.DecryptKEKs = []kms.KEK{a} })
+			sweeper.clock.Advance(2 * time.Hour)
 			migrated := openTestVault(t, st, b, func(c *Config) { c.DecryptKEKs = []kms.KEK{a} })
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
@@ -184,6 +198,19 @@ func TestRewrapWhileServing(t *testing.T) {
 					}
 				})
 			}
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := sweeper.Sweep(ctx, testActor); err != nil {
+						t.Errorf("sweep during the rewrap: %v", err)
+						return
+					}
+				}
+			})
 			wg.Go(func() { // an instance not yet switched keeps wrapping with a
 				for range 5 {
 					putImage(t, old, image(900, ""), "late")
@@ -204,6 +231,12 @@ func TestRewrapWhileServing(t *testing.T) {
 			}
 			if rep.Rewrapped < n {
 				t.Fatalf("report %+v", rep)
+			}
+			for _, id := range short {
+				oid, _ := parseObjectID(id)
+				if _, err := st.Get(ctx, keyRecordKey(oid)); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("a swept document's key record is there after the rewrap: %v", err)
+				}
 			}
 			rep, err = rewrapper.Rewrap(ctx, a, b, testActor, RewrapOptions{})
 			if err != nil || rep.Remaining != 0 {
