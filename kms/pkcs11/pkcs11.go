@@ -314,12 +314,16 @@ func (k *kek) Decrypt(ctx context.Context, ciphertext, associatedData []byte) ([
 			// SoftHSM2 (and some HSMs) report a GCM tag mismatch as
 			// CKR_GENERAL_ERROR, which also means "the device failed".
 			// Tell them apart with a known answer on the same session
-			// and key: if the token seals and opens a probe, it works,
-			// and the failure was the ciphertext's.
-			if k.probe(s) {
+			// and key: if the token seals and opens a probe, it works;
+			// if the ciphertext then fails once more, the failure is
+			// the ciphertext's. A device glitch would have to strike
+			// twice, around a working probe, to pass for tampering.
+			if !k.probe(s) {
+				return nil, err
+			}
+			if pt, err = k.decrypt(s, iv, body, associatedData); isCode(err, p11.CKR_GENERAL_ERROR) {
 				return nil, errAuth
 			}
-			return nil, err
 		}
 		return pt, err
 	})
