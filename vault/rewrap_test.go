@@ -345,3 +345,43 @@ func TestRewrapKMSOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestRewrapLeavesTamperedAlone: a key record that does not open under
+// the old KEK (edited) or does not parse is counted, left as it is (not
+// rewritten, not deleted), and shows in KEKCounts.
+func TestRewrapLeavesTamperedAlone(t *testing.T) {
+	ctx := context.Background()
+	st := fsBackend(t)
+	a, b := testKEK(t), testKEK(t)
+	old := openTestVault(t, st, a, nil)
+	v := openTestVault(t, st, b, func(c *Config) { c.DecryptKEKs = []kms.KEK{a} })
+	good := putImage(t, old, image(500, ""), "s")
+	bad := putImage(t, old, image(500, ""), "s")
+	badID, _ := parseObjectID(bad.ID)
+	rec := readKey(t, st, keyRecordKey(badID))
+	rec[len(rec)-3] ^= 1 // the wrapped blob, not the header
+	if err := st.Put(ctx, keyRecordKey(badID), bytes.NewReader(rec), int64(len(rec)), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	junkID, _ := parseObjectID("0123456789abcdef0123456789abcdef")
+	if err := st.Put(ctx, keyRecordKey(junkID), strings.NewReader("junk"), 4, store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := v.Rewrap(ctx, a, b, testActor, RewrapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rewrapped != 1 || rep.Other != 2 || rep.Remaining != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	if !bytes.Equal(readKey(t, st, keyRecordKey(badID)), rec) {
+		t.Fatal("the tampered record was changed")
+	}
+	u, err := ReadKEKUsage(ctx, st, nil)
+	if err != nil || u.Unreadable != 1 || u.Records[a.ID()] != 1 || u.Records[b.ID()] != 1 {
+		t.Fatalf("usage %+v %v", u, err)
+	}
+	if _, err := v.Grant(ctx, good.ID, Access{Principal: "r", Purpose: "p"}); err != nil {
+		t.Fatal(err)
+	}
+}
