@@ -66,7 +66,7 @@ unit: $(BIN)/minio $(BIN)/local-kms
 ## bench-kms: KEK costs: rewrap rate and memory (fs, MinIO; local keyset, local-kms), Put/Redeem and a KEK round trip with local-kms
 bench-kms: $(BIN)/minio $(BIN)/local-kms
 	MINIO_BIN=$(BIN)/minio LOCAL_KMS_BIN=$(BIN)/local-kms $(GO) test -run '^$$' -bench 'Rewrap' -benchtime 1x ./examples/keysinprod/
-	LOCAL_KMS_BIN=$(BIN)/local-kms $(GO) test -run '^$$' -bench 'PutRedeem|KEKRoundTrip' -benchtime 200x ./examples/keysinprod/
+	LOCAL_KMS_BIN=$(BIN)/local-kms $(GO) test -run '^$$' -bench 'PutRedeem|KEKRoundTrip' -benchtime 300x ./examples/keysinprod/
 
 ## bench: idvault against plain MinIO GET/PUT, presigned URLs, age and raw AES-GCM, in one run
 bench: $(BIN)/minio
