@@ -7,19 +7,20 @@ BIN   := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 export GOFLAGS := -buildvcs=false
 
+# Every module of the workspace (go.work), as package patterns: ./... stops
+# at a nested module's go.mod, so it alone would skip kms/awskms, kms/pkcs11…
+PKGS := $(shell $(GO) list -m -f '{{.Dir}}' 2>/dev/null | sed 's|^$(CURDIR)|.|; s|$$|/...|')
+
 MINIO_MODULE       := github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+LOCAL_KMS_MODULE   := github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6
 STATICCHECK_MODULE := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-# Every package of every module in go.work: `./...` at the root stops at a
-# nested go.mod, so list the workspace's modules instead.
-PKGS = $(shell $(GO) list -m -f '{{.Dir}}/...')
-
-.PHONY: test tools chromium redis lint unit bench replay fuzz clean
+.PHONY: test tools apt chromium redis softhsm2 lint unit bench bench-kms replay fuzz clean
 
 ## test: install the tools into ./bin if missing, then gofmt, vet, staticcheck, go test -race
 test: tools lint unit
 
-tools: $(BIN)/minio $(BIN)/staticcheck chromium redis
+tools: $(BIN)/minio $(BIN)/staticcheck $(BIN)/local-kms chromium redis softhsm2
 
 # Debian's Chromium, for the sample app's end-to-end browser test. Installed
 # when missing and we may (root with apt-get); elsewhere that test skips,
@@ -41,6 +42,20 @@ redis:
 	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	 else echo "note: redis-server missing and cannot be installed here; the Redis limiter tests will skip"; fi
 
+# Debian's SoftHSM2, the PKCS#11 token the HSM KEK tests (kms/pkcs11) initialise
+# in a temporary directory. Installed when missing and we may (root with
+# apt-get); elsewhere those tests skip, except under CI=true, where they fail.
+softhsm2:
+	@if [ -e /usr/lib/softhsm/libsofthsm2.so ]; then :; \
+	 elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	   echo "installing Debian's softhsm2 for the PKCS#11 tests"; \
+	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
+	 else echo "note: softhsm2 missing and cannot be installed here; the PKCS#11 tests will skip"; fi
+
+# local-kms, the AWS KMS stand-in the kms/awskms tests start on a free port.
+$(BIN)/local-kms:
+	GOBIN=$(BIN) $(GO) install $(LOCAL_KMS_MODULE)
+
 # The pinned MinIO server the S3 tests start on 127.0.0.1 (a few minutes the first time).
 $(BIN)/minio:
 	@echo "installing MinIO server into ./bin (first time only, takes a few minutes)"
@@ -55,8 +70,13 @@ lint: $(BIN)/staticcheck
 	$(GO) vet $(PKGS)
 	$(BIN)/staticcheck $(PKGS)
 
-unit: $(BIN)/minio
-	MINIO_BIN=$(BIN)/minio $(GO) test -race -timeout 20m $(PKGS)
+unit: $(BIN)/minio $(BIN)/local-kms
+	MINIO_BIN=$(BIN)/minio LOCAL_KMS_BIN=$(BIN)/local-kms $(GO) test -race -timeout 20m $(PKGS)
+
+## bench-kms: KEK costs: rewrap rate and memory (fs, MinIO; local keyset, local-kms), Put/Redeem and a KEK round trip with local-kms
+bench-kms: $(BIN)/minio $(BIN)/local-kms
+	MINIO_BIN=$(BIN)/minio LOCAL_KMS_BIN=$(BIN)/local-kms $(GO) test -run '^$$' -bench 'Rewrap' -benchtime 1x ./examples/keysinprod/
+	LOCAL_KMS_BIN=$(BIN)/local-kms $(GO) test -run '^$$' -bench 'PutRedeem|KEKRoundTrip' -benchtime 300x ./examples/keysinprod/
 
 ## bench: idvault against plain MinIO GET/PUT, presigned URLs, age and raw AES-GCM, in one run
 bench: $(BIN)/minio

@@ -2,7 +2,17 @@
 // storage, that wrap each object's data key. A vault never sees a KEK's key
 // material, only the [KEK] interface: Encrypt, Decrypt, ID.
 //
-// Two kinds are provided.
+// # By URI
+//
+// [Open] returns the KEK a URI names: "local:PATH" for a keyset file (the
+// passphrase from a [PassphraseSource]: a file, an environment variable, a
+// prompt), and any other scheme through the [Opener]s the caller passes:
+// the nested modules github.com/idvault/idvault/kms/awskms ("aws-kms://…")
+// and github.com/idvault/idvault/kms/pkcs11 ("pkcs11:…", RFC 7512, cgo),
+// or [FromTinkClient] of any Tink KMS client. Nothing registers itself on
+// import. To move a vault from one KEK to another, see vault.Rewrap.
+//
+// Two kinds of KEK are provided in this package.
 //
 // # A cloud or Vault KMS, through Tink
 //

@@ -45,7 +45,11 @@ func (v *Vault) openRecord(ctx context.Context, id objectID) (envelope.Metadata,
 		return envelope.Metadata{}, nil, fmt.Errorf("vault: object %s: %w", id, err)
 	}
 	sys, _ := v.keyset()
-	md, key, err := envelope.Open(ctx, v.kek, sys.vaultID, id, b)
+	kek := v.kek
+	if kekID, perr := envelope.PeekKEKID(b); perr == nil {
+		kek = kekFor(v.kek, kekID) // a record not yet (or already) rewrapped
+	}
+	md, key, err := envelope.Open(ctx, kek, sys.vaultID, id, b)
 	if err != nil {
 		return envelope.Metadata{}, nil, fmt.Errorf("vault: object %s: %w", id, mapEnvelopeErr(err))
 	}

@@ -45,6 +45,12 @@ type Config struct {
 	Store store.Store
 	// KEK wraps every data key and the vault's keyset. Required.
 	KEK kms.KEK
+	// DecryptKEKs open key records and a keyset wrapped under them, chosen
+	// by the KEK ID in each record's clear header; they never wrap
+	// anything. During a KEK migration (Vault.Rewrap) every instance lists
+	// the KEK it does not wrap with, so that no object is unreadable at any
+	// moment. Nil: only KEK.
+	DecryptKEKs []kms.KEK
 	// KeyStore, if set, holds the key records (keys/<id>) instead of Store.
 	// Keep it unversioned and out of backups: deleting a key record then
 	// shreds the object even where copies of its ciphertext survive.
@@ -214,7 +220,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if cfg.SweepPrincipal == "" {
 		cfg.SweepPrincipal = DefaultSweepPrincipal
 	}
-	v := &Vault{cfg: cfg, st: cfg.Store, keys: cfg.KeyStore, kek: cfg.KEK, now: cfg.Now, closed: make(chan struct{}), tel: newTelemetry(cfg)}
+	v := &Vault{cfg: cfg, st: cfg.Store, keys: cfg.KeyStore, kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), tel: newTelemetry(cfg)}
 	if v.keys == nil {
 		v.keys = cfg.Store
 	}

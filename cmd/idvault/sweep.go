@@ -9,14 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 )
 
 var sweepCommand = &command{
 	path:    "sweep",
 	summary: "delete expired documents now (shred first), collect garbage, report",
-	usage:   "sweep --as PRINCIPAL [--store URL] --kek-file FILE [--passphrase-file FILE]",
+	usage:   "sweep --as PRINCIPAL [--store URL] --kek URI [--passphrase SOURCE]",
 	help: `Runs the vault's sweeper once: every document past its retention deadline
 (72 h after upload by default) is shredded — its key record deleted first, so
 no copy of the ciphertext is of any use — then its payload and index entries
@@ -25,28 +24,29 @@ legal hold are kept and counted. Payloads left by failed uploads and spent
 single-use tokens are collected too. Safe to run while vaults serve, and
 from several machines at once.
 
-The vault is opened with its local keyset (the KEK file); the passphrase is
-read from --passphrase-file or $IDVAULT_PASSPHRASE. On a terminal a progress
-bar is drawn on stderr; otherwise one summary line is printed.
+The vault is opened with its KEK (--kek URI, e.g. local:/etc/idvault/kek;
+--kek-file PATH still works and means --kek local:PATH); a local keyset's
+passphrase comes from --passphrase (file:PATH, env:NAME, prompt),
+--passphrase-file or $IDVAULT_PASSPHRASE. On a terminal a progress bar is
+drawn on stderr; otherwise one summary line is printed.
 
 The acting principal (--as, default $IDVAULT_ACTOR) is required: it is
 recorded in the sweep's audit records and every deletion receipt.
 
 Example:
-  IDVAULT_PASSPHRASE=... idvault sweep --as cron:sweep --store /var/lib/idvault/store --kek-file /etc/idvault/kek
+  idvault sweep --as cron:sweep --store /var/lib/idvault/store --kek local:/etc/idvault/kek --passphrase file:/etc/idvault/pass
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
-		kekFile := fs.String("kek-file", "", "the local keyset `FILE` (default $IDVAULT_KEK_FILE)")
-		passFile := fs.String("passphrase-file", "", "read the keyset passphrase from `FILE` (default $IDVAULT_PASSPHRASE)")
+		kf := addKEKFlags(fs)
 		actor := fs.String("as", "", "the acting `PRINCIPAL` recorded in the audit log (default $IDVAULT_ACTOR); required")
 		return func(ctx context.Context, c *cli) int {
-			return c.sweep(ctx, *storeURL, *kekFile, *passFile, *actor)
+			return c.sweep(ctx, *storeURL, kf, *actor)
 		}
 	},
 }
 
-func (c *cli) sweep(ctx context.Context, storeURL, kekFile, passFile, actor string) int {
+func (c *cli) sweep(ctx context.Context, storeURL string, kf *kekFlags, actor string) int {
 	spec, err := c.storeSpecFrom(storeURL)
 	if err != nil {
 		return c.usageError(err.Error())
@@ -57,27 +57,10 @@ func (c *cli) sweep(ctx context.Context, storeURL, kekFile, passFile, actor stri
 	if actor == "" {
 		return c.usageError("no acting principal: pass --as or set IDVAULT_ACTOR (it is recorded in the audit log)")
 	}
-	if kekFile == "" {
-		kekFile = c.env("IDVAULT_KEK_FILE")
+	kek, usage, err := c.openKEK(ctx, kf)
+	if usage {
+		return c.usageError(err.Error())
 	}
-	if kekFile == "" {
-		return c.usageError("no keyset: pass --kek-file or set IDVAULT_KEK_FILE")
-	}
-	var pass []byte
-	if passFile != "" {
-		b, err := os.ReadFile(passFile)
-		if err != nil {
-			return c.fail(fmt.Errorf("reading the passphrase file: %w", err))
-		}
-		pass = []byte(strings.TrimRight(string(b), "\r\n"))
-	} else {
-		pass = []byte(c.env("IDVAULT_PASSPHRASE"))
-	}
-	if len(pass) == 0 {
-		return c.usageError("no passphrase: pass --passphrase-file or set IDVAULT_PASSPHRASE")
-	}
-	kek, err := kms.OpenLocal(kekFile, pass)
-	clear(pass)
 	if err != nil {
 		return c.fail(err)
 	}

@@ -1,0 +1,232 @@
+// Package localkms runs local-kms (github.com/nsmithuk/local-kms), a
+// stand-in for AWS KMS that speaks its protocol, for tests and benchmarks:
+// one process per Server, its data in a temporary directory, reached on
+// 127.0.0.1 only.
+//
+// The binary is looked up in $LOCAL_KMS_BIN, then as "local-kms" on PATH,
+// then as bin/local-kms in the working directory or a parent of it (where
+// `make test` installs it). Start skips the test when none is found,
+// except under CI=true where that is a failure.
+//
+// local-kms has no option to choose its listen address: it listens on
+// every interface, on the random port it is given. Clients here use
+// 127.0.0.1 only.
+package localkms
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awssdk "github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/kms/awskms"
+)
+
+// InstallHint is how the binary is installed.
+const InstallHint = "GOBIN=$PWD/bin go install github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6"
+
+// Region and Account are what the server is configured with.
+const (
+	Region  = "eu-west-1"
+	Account = "111122223333"
+)
+
+// ErrNoBinary: no local-kms binary was found.
+var ErrNoBinary = errors.New("localkms: no local-kms binary ($LOCAL_KMS_BIN, PATH, bin/local-kms); install: " + InstallHint)
+
+// Server is one running local-kms.
+type Server struct {
+	// Endpoint is "http://127.0.0.1:PORT".
+	Endpoint string
+	// KMS is an SDK client for the server (fixed dummy credentials:
+	// local-kms checks none).
+	KMS *awssdk.Client
+
+	dir  string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	once sync.Once
+	done chan struct{}
+}
+
+// Binary returns the path of the local-kms binary.
+func Binary() (string, error) {
+	if p := os.Getenv("LOCAL_KMS_BIN"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("local-kms"); err == nil {
+		return p, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", ErrNoBinary
+	}
+	for {
+		p := filepath.Join(dir, "bin", "local-kms")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", ErrNoBinary
+		}
+		dir = parent
+	}
+}
+
+// Start starts a server for tb and stops it when tb ends. It skips tb
+// when no binary is found (fails under CI=true).
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := StartServer()
+	if err != nil {
+		if errors.Is(err, ErrNoBinary) && os.Getenv("CI") != "true" {
+			tb.Skip(err.Error())
+		}
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// StartServer starts a server; the caller calls Stop.
+func StartServer() (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	var last error
+	for range 3 {
+		s, err := try(bin)
+		if err == nil {
+			return s, nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+func try(bin string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "localkms-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir, out: &bytes.Buffer{}, done: make(chan struct{})}
+	s.cmd = exec.Command(bin)
+	s.cmd.Env = append(os.Environ(),
+		"PORT="+strconv.Itoa(port),
+		"KMS_DATA_PATH="+filepath.Join(dir, "data"),
+		"KMS_SEED_PATH="+filepath.Join(dir, "no-seed.yaml"),
+		"KMS_ACCOUNT_ID="+Account,
+		"KMS_REGION="+Region,
+	)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("localkms: start: %w", err)
+	}
+	go func() { s.cmd.Wait(); close(s.done) }()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-s.done:
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("localkms: exited at start: %s", tail(s.out.Bytes()))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, errors.New("localkms: not ready after 20 s")
+		}
+	}
+	s.Endpoint = "http://" + addr
+	s.KMS = Client(s.Endpoint)
+	return s, nil
+}
+
+// Client returns an SDK client for a local-kms-like endpoint, with fixed
+// dummy credentials and no retries.
+func Client(endpoint string) *awssdk.Client {
+	return awssdk.New(awssdk.Options{
+		Region:           Region,
+		BaseEndpoint:     aws.String(endpoint),
+		Credentials:      credentials.NewStaticCredentialsProvider("local", "local", ""),
+		RetryMaxAttempts: 1,
+	})
+}
+
+func tail(b []byte) string {
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Stop kills the server's process group and removes its data.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		if s.cmd.Process != nil {
+			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		}
+		<-s.done
+		os.RemoveAll(s.dir)
+	})
+}
+
+// CreateKey creates a symmetric key and returns its aws-kms:// URI.
+func (s *Server) CreateKey(ctx context.Context) (string, error) {
+	out, err := s.KMS.CreateKey(ctx, &awssdk.CreateKeyInput{})
+	if err != nil {
+		return "", err
+	}
+	return awskms.Prefix + *out.KeyMetadata.Arn, nil
+}
+
+// SetEnabled enables or disables the key of uri.
+func (s *Server) SetEnabled(ctx context.Context, uri string, on bool) error {
+	id := aws.String(uri[len(awskms.Prefix):])
+	var err error
+	if on {
+		_, err = s.KMS.EnableKey(ctx, &awssdk.EnableKeyInput{KeyId: id})
+	} else {
+		_, err = s.KMS.DisableKey(ctx, &awssdk.DisableKeyInput{KeyId: id})
+	}
+	return err
+}
+
+// Opener returns a kms.Opener for this server's keys.
+func (s *Server) Opener() kms.Opener { return awskms.NewOpener(awskms.Options{KMS: s.KMS}) }

@@ -1,0 +1,60 @@
+package vault_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/fsstore"
+)
+
+// Move a vault from one KEK to another. In production the new KEK is
+// usually a KMS or HSM key (kms.Open with kms/awskms or kms/pkcs11); see
+// the README, "Keys in production".
+func ExampleVault_Rewrap() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "idvault-rewrap")
+	defer os.RemoveAll(dir)
+	cheap := kms.LocalOptions{Time: 1, MemoryKiB: 64, Threads: 1} // tests only
+	oldKEK, err := kms.CreateLocal(filepath.Join(dir, "kek-2025"), []byte("old passphrase"), cheap)
+	if err != nil {
+		log.Fatal(err)
+	}
+	newKEK, err := kms.CreateLocal(filepath.Join(dir, "kek-2026"), []byte("new passphrase"), cheap)
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := fsstore.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: oldKEK})
+	if err != nil {
+		log.Fatal(err)
+	}
+	scan := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
+	if _, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(scan), Size: int64(len(scan)), Subject: "member-42"}); err != nil {
+		log.Fatal(err)
+	}
+	v.Close(ctx)
+
+	// Every instance opens both KEKs and wraps with the new one; then one
+	// of them re-wraps what the old one wrapped.
+	v, err = vault.Open(ctx, vault.Config{Store: st, KEK: newKEK, DecryptKEKs: []kms.KEK{oldKEK}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer v.Close(ctx)
+	rep, err := v.Rewrap(ctx, oldKEK, newKEK, vault.Actor{Principal: "alice@security", Reason: "yearly rotation"}, vault.RewrapOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("keyset %t, rewrapped %d, remaining under the old KEK %d\n", rep.Keyset, rep.Rewrapped, rep.Remaining)
+	// Output:
+	// keyset true, rewrapped 1, remaining under the old KEK 0
+}
