@@ -234,7 +234,7 @@ func (f *folder) foldBatch(batch []foldItem) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), left)
 			defer cancel()
-			if _, err := f.v.log.Append(ctx, it.rec); err == nil {
+			if _, err := f.v.appendObserved(ctx, it.rec); err == nil {
 				mu.Lock()
 				states[it.tok] = audit.FoldFolded
 				mu.Unlock()
@@ -365,7 +365,7 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("vault: adopt ledger: %w", err)
 			}
-			if _, err := v.log.Append(ctx, e.Record); err != nil {
+			if _, err := v.appendObserved(ctx, e.Record); err != nil {
 				return fmt.Errorf("vault: adopt ledger: %w", errors.Join(ErrAuditUnavailable, err))
 			}
 		}

@@ -185,6 +185,13 @@ func (r *keyReloader) noteLoaded(now time.Time, enc []byte) {
 // read; a caller that arrived after the read in flight started waits for
 // the next one.
 func (v *Vault) reloadKeysFor(ctx context.Context, arrival time.Time) bool {
+	return v.reloadKeysPaced(ctx, arrival, true)
+}
+
+// reloadKeysPaced is reloadKeysFor; paced false skips the wait between
+// reloads, for the periodic refresh, which the vault clock already spaces
+// (at most one per keyRefresh) and which no forged token can trigger.
+func (v *Vault) reloadKeysPaced(ctx context.Context, arrival time.Time, paced bool) bool {
 	r := &v.rl
 	for {
 		r.mu.Lock()
@@ -201,6 +208,9 @@ func (v *Vault) reloadKeysFor(ctx context.Context, arrival time.Time) bool {
 			continue
 		}
 		wait := keyReloadEvery - time.Since(r.lastStart)
+		if !paced {
+			wait = 0
+		}
 		c := &reloadCall{done: make(chan struct{})}
 		r.call = c
 		r.mu.Unlock()
@@ -260,6 +270,6 @@ func (v *Vault) refreshKeys(ctx context.Context) {
 	stale := v.now().Sub(r.loadedAt) > keyRefresh
 	r.mu.Unlock()
 	if stale {
-		v.reloadKeysFor(ctx, time.Time{})
+		v.reloadKeysPaced(ctx, time.Time{}, false)
 	}
 }

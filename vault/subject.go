@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/idvault/idvault/vault/audit"
@@ -95,69 +94,32 @@ func (v *Vault) ListSubject(ctx context.Context, subject string, by Actor) ([]Su
 	return docs, nil
 }
 
-// countViews adds to docs the redemptions served for each, by role. A
-// redemption's "ok" record is written while its token is spent; when the
-// spend loses (a replay), the refusal after it says "not served: supersedes
-// <log> seq <n>", and that record is not counted.
+// countViews adds to docs the redemptions served for each, by role: a
+// redeem record with outcome ok exists exactly when plaintext was released
+// (a replay or a missing document is one refusal and nothing else). The
+// instance's own release records are folded into its log first.
 func (v *Vault) countViews(ctx context.Context, docs []SubjectDocument, byID map[string]int) error {
 	if len(docs) == 0 {
 		return nil
 	}
+	v.fold.sync(ctx)
 	since := docs[0].Created
 	for _, d := range docs {
 		if d.Created.Before(since) {
 			since = d.Created
 		}
 	}
-	type ref struct {
-		log string
-		seq int64
-	}
-	type view struct {
-		doc  int
-		role string
-	}
-	views := map[ref]view{}
-	notServed := map[ref]bool{}
 	// Records are stamped by the writer's clock: allow for skew.
-	f := audit.Filter{Event: audit.EventRedeem, Since: since.Add(-MaxLeeway)}
+	f := audit.Filter{Event: audit.EventRedeem, Outcome: audit.OutcomeOK, Since: since.Add(-MaxLeeway)}
 	for r, err := range audit.Scan(ctx, v.st, f) {
 		if err != nil {
 			return fmt.Errorf("vault: list subject: reading the audit log: %w", err)
 		}
-		i, ok := byID[r.Object]
-		if !ok {
-			continue
-		}
-		switch r.Outcome {
-		case audit.OutcomeOK:
-			views[ref{r.Log, r.Seq}] = view{i, v.roleOf(r.Principal)}
-		case audit.OutcomeRefused:
-			if lg, seq, ok := superseded(r.Detail); ok {
-				notServed[ref{lg, seq}] = true
-			}
-		}
-	}
-	for at, w := range views {
-		if !notServed[at] {
-			docs[w.doc].Views[w.role]++
+		if i, ok := byID[r.Object]; ok {
+			docs[i].Views[v.roleOf(r.Principal)]++
 		}
 	}
 	return nil
-}
-
-// superseded parses "not served: supersedes <log> seq <n>".
-func superseded(detail string) (string, int64, bool) {
-	_, rest, ok := strings.Cut(detail, "supersedes ")
-	if !ok {
-		return "", 0, false
-	}
-	lg, n, ok := strings.Cut(rest, " seq ")
-	if !ok {
-		return "", 0, false
-	}
-	seq, err := strconv.ParseInt(n, 10, 64)
-	return lg, seq, err == nil
 }
 
 func (v *Vault) roleOf(principal string) string {

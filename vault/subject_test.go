@@ -111,22 +111,3 @@ func TestListSubject(t *testing.T) {
 		t.Errorf("%d subject-access records, want 4 (one per call that answered)", n)
 	}
 }
-
-func TestSuperseded(t *testing.T) {
-	for _, c := range []struct {
-		in  string
-		log string
-		seq int64
-		ok  bool
-	}{
-		{"not served: supersedes abc-1 seq 42", "abc-1", 42, true},
-		{"not served: supersedes abc seq x", "", 0, false},
-		{"quota 200/h", "", 0, false},
-		{"supersedes  seq 1", "", 1, true},
-	} {
-		lg, seq, ok := superseded(c.in)
-		if ok != c.ok || (ok && (lg != c.log || seq != c.seq)) {
-			t.Errorf("superseded(%q) = %q %d %v", c.in, lg, seq, ok)
-		}
-	}
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,7 +33,6 @@ const (
 	// MetricSuperseded counts "ok" records undone by the refusal that
 	// follows them (a put not stored, a redemption not served), by
 	// attribute "event".
-	MetricSuperseded = "idvault.superseded"
 	// MetricRefusals counts refusals, by attributes "event" (put, grant,
 	// redeem, delete, ...) and "reason" (token-expired, quota-exceeded, ...).
 	MetricRefusals = "idvault.refusals"
@@ -62,7 +60,7 @@ type telemetry struct {
 
 	puts, grants, redemptions, refusals metric.Int64Counter
 	released, deletions, sweeps, alerts metric.Int64Counter
-	auditFailures, superseded           metric.Int64Counter
+	auditFailures                       metric.Int64Counter
 	auditAppend                         metric.Float64Histogram
 	attrOK, attrErr                     metric.MeasurementOption
 	eventAttrs                          sync.Map // audit.Event -> metric.MeasurementOption
@@ -92,7 +90,6 @@ func newTelemetry(cfg Config) *telemetry {
 	t.grants = counter(MetricGrants, "{token}", "Single-use tokens issued.")
 	t.redemptions = counter(MetricRedemptions, "{redemption}", "Redemptions recorded as ok in the audit log.")
 	t.refusals = counter(MetricRefusals, "{refusal}", "Refusals, by event and reason.")
-	t.superseded = counter(MetricSuperseded, "{record}", "Ok records undone by the refusal after them, by event.")
 	t.released = counter(MetricReleasedBytes, "By", "Plaintext bytes handed to redeemers.")
 	t.deletions = counter(MetricDeletions, "{document}", "Documents removed, by event.")
 	t.sweeps = counter(MetricSweeps, "{sweep}", "Completed sweeps.")
@@ -149,9 +146,6 @@ func (v *Vault) observeAudit(r audit.Record, d time.Duration, err error) {
 	if r.Outcome == audit.OutcomeRefused {
 		t.refusals.Add(ctx, 1, metric.WithAttributes(
 			attribute.String("event", string(r.Event)), attribute.String("reason", r.Reason)))
-		if strings.Contains(r.Detail, "supersedes ") {
-			t.superseded.Add(ctx, 1, t.event(r.Event))
-		}
 		return
 	}
 	if r.Outcome != audit.OutcomeOK {

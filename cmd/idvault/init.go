@@ -41,7 +41,7 @@ Example:
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
 		keyBucket := fs.String("key-bucket", "", "the unversioned `BUCKET` for key records; required")
-		kekFile, passFile := kekFlags(fs)
+		kekFile, passFile := localKEKFlags(fs)
 		create := fs.Bool("create-kek", false, "create the keyset file when it does not exist")
 		maxRet := fs.Duration("max-retention", vault.DefaultRetention, "the vault's longest retention (Config.MaxRetention), which sets the backstop: `DURATION`")
 		return func(ctx context.Context, c *cli) int {
@@ -74,7 +74,7 @@ func (c *cli) initS3(ctx context.Context, raw, keyBucket, kekFile, passFile stri
 	if maxRet <= 0 {
 		return c.usageError("--max-retention must be positive")
 	}
-	kek, code := c.openKEK(kekFile, passFile, createKEK)
+	kek, code := c.openLocalKEK(kekFile, passFile, createKEK)
 	if kek == nil {
 		return code
 	}

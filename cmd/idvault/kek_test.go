@@ -63,7 +63,7 @@ func TestKEKCommands(t *testing.T) {
 	if r := runCLI(t, env, "kek", "rewrap", "--store", storeDir, "--from", "local:"+oldFile, "--to", "local:"+newFile); r.code != exitUsage || !strings.Contains(r.stderr, "principal") {
 		t.Fatalf("rewrap without --as: %v", r)
 	}
-	if r := runCLI(t, env, "kek", "rewrap", "--store", storeDir, "--as", "alice", "--from", "aws-kms://arn:aws:kms:eu-west-1:1:key/k", "--to", "local:"+newFile); r.code != exitUsage || !strings.Contains(r.stderr, "aws-kms") {
+	if r := runCLI(t, env, "kek", "rewrap", "--store", storeDir, "--as", "alice", "--from", "gcp-kms://projects/p/locations/l/keyRings/r/cryptoKeys/k", "--to", "local:"+newFile); r.code != exitUsage || !strings.Contains(r.stderr, "gcp-kms") {
 		t.Fatalf("rewrap from a scheme this build does not link: %v", r)
 	}
 	r = runCLI(t, env, "kek", "rewrap", "--store", storeDir, "--as", "alice", "--reason", "CHG-7",

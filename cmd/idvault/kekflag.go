@@ -10,11 +10,8 @@ import (
 	"github.com/idvault/idvault/kms"
 )
 
-// kekOpeners are the KMS and HSM openers this build links. The root
-// module links none (cloud SDKs and cgo live in the nested modules
-// kms/awskms and kms/pkcs11), so this CLI opens local: KEKs; a program
-// that needs aws-kms:// or pkcs11: calls vault.Rewrap with kms.Open and
-// those openers (see README, "Keys in production").
+// kekOpeners are the KMS and HSM openers this build links (openers.go,
+// openers_cgo.go); local: needs none.
 var kekOpeners []kms.Opener
 
 // kekFlags are the flags that name a vault's KEK, shared by every command
@@ -97,7 +94,7 @@ func (e envPassphrase) Passphrase(ctx context.Context) ([]byte, error) {
 func (c *cli) openKEKURI(ctx context.Context, uri string, src kms.PassphraseSource) (kms.KEK, error) {
 	k, err := kms.Open(ctx, uri, kms.OpenOptions{Passphrase: src, Openers: kekOpeners})
 	if errors.Is(err, kms.ErrUnsupportedURI) && kms.URIScheme(uri) != "local" {
-		return nil, fmt.Errorf("%w (this idvault opens local: KEKs; aws-kms:// and pkcs11: are opened by programs linking kms/awskms or kms/pkcs11, see the README)", err)
+		return nil, fmt.Errorf("%w (this idvault opens local:, aws-kms:// and, when built with cgo, pkcs11: KEKs)", err)
 	}
 	return k, err
 }

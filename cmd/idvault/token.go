@@ -14,7 +14,7 @@ import (
 var tokenRotateCommand = &command{
 	path:    "token rotate",
 	summary: "rotate the key that seals access tokens",
-	usage:   "token rotate --as PRINCIPAL [--reason TEXT] [--store URL] --kek-file FILE [--passphrase-file FILE]",
+	usage:   "token rotate --as PRINCIPAL [--reason TEXT] [--revoke] [--store URL] --kek URI [--passphrase SOURCE]",
 	help: `Adds a fresh token-sealing key to the vault's keyset and makes it the one new
 tokens are sealed with (Vault.RotateTokenKey). Tokens already issued keep
 opening until they expire (60 s by default), so nothing in flight breaks;
@@ -22,17 +22,20 @@ running vaults pick the new key up on their own. The rotation is recorded in
 the audit log with the acting principal and reason. Run it from one place at a
 time: two concurrent rotations keep only one of the new keys.
 
-The vault is opened with its local keyset (the KEK file); the passphrase is
-read from --passphrase-file or $IDVAULT_PASSPHRASE.
+The vault is opened with the KEK named by --kek (local:PATH, aws-kms://…,
+pkcs11:…); a local keyset's passphrase comes from --passphrase or
+$IDVAULT_PASSPHRASE. --revoke retires every older token key at once, so
+tokens sealed under a leaked key stop opening.
 
 Example:
-  IDVAULT_PASSPHRASE=... idvault token rotate --as ops-1 --reason "quarterly" --store /var/lib/idvault/store --kek-file /etc/idvault/kek
+  IDVAULT_PASSPHRASE=... idvault token rotate --as ops-1 --reason "quarterly" --store /var/lib/idvault/store --kek local:/etc/idvault/kek
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
-		kekFile, passFile := kekFlags(fs)
+		kf := addKEKFlags(fs)
 		actor := fs.String("as", "", "the acting `PRINCIPAL` recorded in the audit log (default $IDVAULT_ACTOR); required")
 		reason := fs.String("reason", "", "why, recorded in the audit log (a ticket, a schedule): `TEXT`")
+		revoke := fs.Bool("revoke", false, "retire every older token key at once: outstanding tokens stop opening (a leaked key)")
 		return func(ctx context.Context, c *cli) int {
 			by := vault.Actor{Principal: *actor, Reason: *reason}
 			if by.Principal == "" {
@@ -45,9 +48,12 @@ Example:
 			if err != nil {
 				return c.usageError(err.Error())
 			}
-			kek, code := c.openKEK(*kekFile, *passFile, false)
-			if kek == nil {
-				return code
+			kek, usage, err := c.openKEK(ctx, kf)
+			if err != nil {
+				if usage {
+					return c.usageError(err.Error())
+				}
+				return c.fail(err)
 			}
 			st, err := openStore(ctx, spec, c.env)
 			if err != nil {
@@ -57,7 +63,7 @@ Example:
 			if err != nil {
 				return c.fail(err)
 			}
-			err = v.RotateTokenKey(ctx, by)
+			err = v.RotateTokenKey(ctx, by, vault.RotateOptions{Revoke: *revoke})
 			if cerr := v.Close(ctx); err == nil {
 				err = cerr
 			}
@@ -70,8 +76,9 @@ Example:
 	},
 }
 
-// kekFlags registers --kek-file and --passphrase-file.
-func kekFlags(fs *flag.FlagSet) (kekFile, passFile *string) {
+// localKEKFlags registers --kek-file and --passphrase-file (init, which
+// may create the local keyset).
+func localKEKFlags(fs *flag.FlagSet) (kekFile, passFile *string) {
 	kekFile = fs.String("kek-file", "", "the local keyset `FILE` (default $IDVAULT_KEK_FILE)")
 	passFile = fs.String("passphrase-file", "", "read the keyset passphrase from `FILE` (default $IDVAULT_PASSPHRASE)")
 	return kekFile, passFile
@@ -80,7 +87,7 @@ func kekFlags(fs *flag.FlagSet) (kekFile, passFile *string) {
 // openKEK opens (or, with create, creates when absent) the local keyset
 // the way sweep does. On failure it has reported the problem and returns
 // nil and the exit code.
-func (c *cli) openKEK(kekFile, passFile string, create bool) (kms.KEK, int) {
+func (c *cli) openLocalKEK(kekFile, passFile string, create bool) (kms.KEK, int) {
 	if kekFile == "" {
 		kekFile = c.env("IDVAULT_KEK_FILE")
 	}

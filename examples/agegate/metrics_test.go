@@ -84,8 +84,7 @@ func TestMetrics(t *testing.T) {
 	}{
 		{"idvault_puts_total", nil, 1},
 		{"idvault_grants_total", nil, 1},
-		{"idvault_redemptions_total", nil, 2}, // the view, and the replay's record it supersedes
-		{"idvault_superseded_total", []string{`event="redeem"`}, 1},
+		{"idvault_redemptions_total", nil, 1}, // the view; the replay is a refusal only
 		{"idvault_refusals_total", []string{`event="redeem"`, `reason="token-replayed"`}, 1},
 		{"idvault_deletions_total", []string{`event="delete"`}, 1},
 	} {
