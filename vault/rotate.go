@@ -33,6 +33,9 @@ import (
 const (
 	keyReloadEvery = 10 * time.Millisecond
 	keyRefresh     = 10 * time.Second
+	// keyRefreshTimeout bounds one periodic refresh (and at most half of a
+	// caller's remaining deadline).
+	keyRefreshTimeout = 5 * time.Second
 	// keyRetireAfter: a demoted key may be retired once every token it can
 	// have sealed is past its acceptance window on every clock.
 	keyRetireAfter = MaxGrantTTLLimit + 2*MaxLeeway + keyRefresh + time.Minute
@@ -270,6 +273,15 @@ func (v *Vault) refreshKeys(ctx context.Context) {
 	stale := v.now().Sub(r.loadedAt) > keyRefresh
 	r.mu.Unlock()
 	if stale {
-		v.reloadKeysPaced(ctx, time.Time{}, false)
+		// A KEK that hangs must not take the caller's whole deadline: the
+		// refresh gets half of what is left (5 s at most), and the
+		// request goes on with the keys it has.
+		left := keyRefreshTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			left = min(left, time.Until(dl)/2)
+		}
+		rctx, cancel := context.WithTimeout(ctx, left)
+		defer cancel()
+		v.reloadKeysPaced(rctx, time.Time{}, false)
 	}
 }
