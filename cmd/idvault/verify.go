@@ -245,6 +245,16 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 	if verr != nil && !errors.Is(verr, audit.ErrTampered) {
 		return c.fail(fmt.Errorf("verification did not finish: %w", verr))
 	}
+	// The single-use ledger against the logs, both ways: every spend entry
+	// (a signed release record) folded into a log, and no release record
+	// whose entry is gone before its keep-until time.
+	ledger, lerr := audit.CheckLedger(ctx, st, key, audit.LedgerCheckOptions{})
+	if lerr != nil {
+		return c.fail(fmt.Errorf("the single-use ledger check did not finish: %w", lerr))
+	}
+	if ledger.Entries > 0 {
+		fmt.Fprintf(c.stderr, "ledger: %d spend entries, %d folded into a log, %d void, %d pending\n", ledger.Entries, ledger.Folded, ledger.Void, ledger.Pending)
+	}
 	var unsealed []audit.LogReport
 	for _, l := range rep.Logs {
 		if l.Unsealed > 0 && l.Problem == nil {
@@ -265,6 +275,8 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 		failure = pre[0]
 	case len(ps) > 0:
 		failure = ps[0].String()
+	case len(ledger.Problems) > 0:
+		failure = "single-use ledger: " + ledger.Problems[0]
 	case len(rep.Logs) == 0:
 		failure = "no audit log in the store"
 	case a.requireSealed && len(unsealed) > 0:

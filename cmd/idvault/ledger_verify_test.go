@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/fsstore"
+)
+
+// TestVerifyChecksLedger: audit verify checks the single-use ledger against
+// the logs. A release record whose spend entry was deleted before its
+// keep-until time (someone removing the evidence that a token was spent,
+// so it could be replayed) fails verification, though every log is intact.
+func TestVerifyChecksLedger(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, err := fsstore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kektest.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 700)...)
+	info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := v.Grant(ctx, info.ID, vault.Access{Principal: "r", Purpose: "age-check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := v.Redeem(ctx, g.Token, vault.Requester{Principal: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
+	key := v.AuditVerifierKey()
+	if err := v.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runCLI(t, nil, "audit", "verify", "--store", dir, "--verifier-key", key)
+	if r.code != exitOK || !strings.Contains(r.stderr, "1 spend entries, 1 folded") {
+		t.Fatalf("intact store: %v", r)
+	}
+	entries, err := filepath.Glob(filepath.Join(dir, "redeemed", "*"))
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("spend entries on disk: %v %v", entries, err)
+	}
+	if err := os.Remove(entries[0]); err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, nil, "audit", "verify", "--store", dir, "--verifier-key", key)
+	if r.code != exitFailed || !strings.Contains(r.stdout, "single-use ledger") {
+		t.Fatalf("spend entry deleted: want exit %d and a ledger failure, got %v", exitFailed, r)
+	}
+	if strings.Contains(r.stdout+r.stderr, g.Token) {
+		t.Fatal("the token reached the output")
+	}
+}
