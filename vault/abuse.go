@@ -143,7 +143,7 @@ func frozenKey(mac string) string { return "frozen/" + mac }
 func (v *Vault) observe(ctx context.Context, e detect.Event, principal, remote, object string) error {
 	out, err := v.detector.Observe(ctx, e)
 	if err != nil {
-		return fmt.Errorf("vault: abuse detector: %w", errors.Join(ErrQuotaExceeded, err))
+		return fmt.Errorf("vault: abuse detector: %w: %w", ErrQuotaExceeded, err)
 	}
 	for _, a := range out.Alerts {
 		al := Alert{Kind: kindOf(a.Rule), Object: object, Detail: a.String()}

@@ -22,7 +22,7 @@ func (v *Vault) auditRecord(ctx context.Context, r audit.Record) (audit.Record, 
 	}
 	w, err := v.appendObserved(ctx, r) // logs and metrics: telemetry.go
 	if err != nil {
-		return w, fmt.Errorf("vault: audit %s: %w", r.Event, errors.Join(ErrAuditUnavailable, err))
+		return w, fmt.Errorf("vault: audit %s: %w: %w", r.Event, ErrAuditUnavailable, err)
 	}
 	return w, nil
 }

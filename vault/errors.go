@@ -6,57 +6,58 @@ import (
 )
 
 // Sentinel errors, matched with errors.Is. Errors returned by the vault wrap
-// one of these with context; none of them ever carries a token, a key, image
+// one of these with context, so a message reads as one sentence with one
+// "vault:" prefix ("vault: redeem: token already used"); none of them ever carries a token, a key, image
 // bytes or a raw subject ID.
 var (
 	// ErrNotFound: no such object (never stored, deleted, or shredded).
-	ErrNotFound = errors.New("vault: not found")
+	ErrNotFound = errors.New("document not found")
 	// ErrExpired: the object is past its retention deadline. It is refused
 	// whether or not Sweep has deleted it yet.
-	ErrExpired = errors.New("vault: object expired")
+	ErrExpired = errors.New("document past its retention deadline")
 	// ErrTampered: a key record or payload failed authentication: edited,
 	// swapped between objects, truncated, or corrupt.
-	ErrTampered = errors.New("vault: object tampered or corrupt")
+	ErrTampered = errors.New("document tampered or corrupt")
 	// ErrTokenInvalid: the token did not open: garbled, truncated, forged,
 	// from another vault, or not a token at all.
-	ErrTokenInvalid = errors.New("vault: token invalid")
+	ErrTokenInvalid = errors.New("token invalid")
 	// ErrTokenExpired: the token opened but is past its expiry (plus leeway).
-	ErrTokenExpired = errors.New("vault: token expired")
+	ErrTokenExpired = errors.New("token expired")
 	// ErrTokenReplayed: the token was already redeemed (anywhere in the cluster).
-	ErrTokenReplayed = errors.New("vault: token already used")
+	ErrTokenReplayed = errors.New("token already used")
 	// ErrWrongPrincipal: the requester is not the principal the token was granted to.
-	ErrWrongPrincipal = errors.New("vault: token was granted to another principal")
+	ErrWrongPrincipal = errors.New("token was granted to another principal")
 	// ErrQuotaExceeded: the principal is over a grant or redemption quota.
-	ErrQuotaExceeded = errors.New("vault: quota exceeded")
+	ErrQuotaExceeded = errors.New("quota exceeded")
 	// ErrAuditUnavailable: the audit record could not be made durable, so
 	// nothing was served or changed (fail closed).
-	ErrAuditUnavailable = errors.New("vault: audit log unavailable")
+	ErrAuditUnavailable = errors.New("audit log unavailable")
 	// ErrUnsupportedContent: the body is not one of the accepted image or
 	// document formats (JPEG, PNG, WebP, HEIC/HEIF, PDF), or does not match
 	// its declared content type.
-	ErrUnsupportedContent = errors.New("vault: unsupported content type")
+	ErrUnsupportedContent = errors.New("unsupported content type")
 	// ErrTooLarge: the body is longer than Config.MaxSize or than its
 	// declared size.
-	ErrTooLarge = errors.New("vault: document too large")
+	ErrTooLarge = errors.New("document too large")
 	// ErrTruncated: the body ended before its declared size.
-	ErrTruncated = errors.New("vault: document shorter than its declared size")
+	ErrTruncated = errors.New("document shorter than its declared size")
 	// ErrInvalidArgument: a required argument is missing or out of range
 	// (empty subject or purpose, retention over the maximum, malformed ID).
-	ErrInvalidArgument = errors.New("vault: invalid argument")
+	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrWrongKEK: the vault's keyset was wrapped by another key-encryption
 	// key, or the KEK could not open it.
-	ErrWrongKEK = errors.New("vault: wrong key-encryption key for this vault")
+	ErrWrongKEK = errors.New("wrong key-encryption key for this vault")
 	// ErrKEKUnavailable: the key-encryption key could not be reached (KMS
 	// outage, throttling, timeout, disabled key). Nothing was decided about
 	// the object: it is not tampered, and nothing is destroyed on it.
-	ErrKEKUnavailable = errors.New("vault: key-encryption key unavailable")
+	ErrKEKUnavailable = errors.New("key-encryption key unavailable")
 	// ErrHeld: the document is under legal hold; Delete and EraseSubject
 	// keep it until Release.
-	ErrHeld = errors.New("vault: object under legal hold")
+	ErrHeld = errors.New("document under legal hold")
 	// ErrClosed: the Vault was closed.
-	ErrClosed = errors.New("vault: closed")
+	ErrClosed = errors.New("vault closed")
 )
 
 // ErrFrozen: the principal was frozen after an alert (Config.FreezeOnAlert)
 // and is refused until Unfreeze. It also matches ErrQuotaExceeded.
-var ErrFrozen = fmt.Errorf("vault: principal frozen after an alert: %w", ErrQuotaExceeded)
+var ErrFrozen = fmt.Errorf("principal frozen after an alert: %w", ErrQuotaExceeded)

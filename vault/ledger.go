@@ -366,7 +366,7 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 				return fmt.Errorf("vault: adopt ledger: %w", err)
 			}
 			if _, err := v.appendObserved(ctx, e.Record); err != nil {
-				return fmt.Errorf("vault: adopt ledger: %w", errors.Join(ErrAuditUnavailable, err))
+				return fmt.Errorf("vault: adopt ledger: %w: %w", ErrAuditUnavailable, err)
 			}
 		}
 		done[e.TokenID] = audit.FoldFolded

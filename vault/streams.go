@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -50,7 +49,7 @@ func (s *streamCounter) acquire(ctx context.Context, principal string, max int) 
 		select {
 		case <-free:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("vault: redeem: %d concurrent redemptions in progress: %w", max, errors.Join(ErrQuotaExceeded, ctx.Err()))
+			return nil, fmt.Errorf("vault: redeem: %d concurrent redemptions in progress: %w: %w", max, ErrQuotaExceeded, ctx.Err())
 		}
 	}
 }

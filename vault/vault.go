@@ -258,7 +258,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	}
 	v.log, err = audit.NewAppender(ctx, v.st, sys.auditSigner, audit.AppenderOptions{RetainFor: retain, Now: cfg.Now})
 	if err != nil {
-		return nil, fmt.Errorf("vault: open audit log: %w", errors.Join(ErrAuditUnavailable, err))
+		return nil, fmt.Errorf("vault: open audit log: %w: %w", ErrAuditUnavailable, err)
 	}
 	if err := v.audit(ctx, audit.Record{Event: audit.EventOpen, Outcome: audit.OutcomeOK}); err != nil {
 		return nil, err
