@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idvault/idvault/kms"
@@ -146,16 +147,15 @@ func ExampleVault_Handler() {
 // Config.SweepEvery run it in the background.
 func ExampleVault_Sweep() {
 	ctx := context.Background()
-	now := time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now } // a test clock; leave Now nil in production
-	v, cleanup := openExample(vault.Config{Retention: 24 * time.Hour, Now: clock})
+	clock := newExampleClock(time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)) // leave Now nil in production
+	v, cleanup := openExample(vault.Config{Retention: 24 * time.Hour, Now: clock.Now})
 	defer cleanup()
 	for range 3 {
 		if _, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(scan), Size: int64(len(scan)), Subject: "member-42"}); err != nil {
 			log.Fatal(err)
 		}
 	}
-	now = now.Add(25 * time.Hour)
+	clock.Advance(25 * time.Hour)
 	rep, err := v.Sweep(ctx, vault.Actor{Principal: "cron:sweep", Reason: "nightly"})
 	if err != nil {
 		log.Fatal(err)
@@ -205,8 +205,8 @@ func ExampleVault_EraseSubject() {
 // keep it) until Release; both are audited with who and why.
 func ExampleVault_Hold() {
 	ctx := context.Background()
-	now := time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)
-	v, cleanup := openExample(vault.Config{Now: func() time.Time { return now }})
+	clock := newExampleClock(time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC))
+	v, cleanup := openExample(vault.Config{Now: clock.Now})
 	defer cleanup()
 	info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(scan), Size: int64(len(scan)), Subject: "member-42"})
 	if err != nil {
@@ -216,7 +216,7 @@ func ExampleVault_Hold() {
 	if err := v.Hold(ctx, info.ID, legal); err != nil {
 		log.Fatal(err)
 	}
-	now = now.Add(vault.DefaultRetention + time.Hour)
+	clock.Advance(vault.DefaultRetention + time.Hour)
 	cron := vault.Actor{Principal: "cron:sweep"}
 	rep, _ := v.Sweep(ctx, cron)
 	fmt.Println("expired:", rep.Expired, "held:", rep.Held)
@@ -321,9 +321,9 @@ func Example_kek() {
 // does not authorise it.
 func ExampleVault_ListSubject() {
 	ctx := context.Background()
-	now := time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)
+	clock := newExampleClock(time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC))
 	v, cleanup := openExample(vault.Config{
-		Now: func() time.Time { return now },
+		Now: clock.Now,
 		RoleOf: func(principal string) string {
 			role, _, _ := strings.Cut(principal, "-") // "reviewer-7" -> "reviewer"
 			return role
@@ -353,3 +353,16 @@ func ExampleVault_ListSubject() {
 	}
 	// Output: passport 2026-01-02 09:00:00 until 2026-01-05 09:00:00 views: map[reviewer:1]
 }
+
+// exampleClock is a settable clock that the vault's background work (audit
+// leases, ledger adoption) may read while the example moves it.
+type exampleClock struct{ ns atomic.Int64 }
+
+func newExampleClock(t time.Time) *exampleClock {
+	c := &exampleClock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+
+func (c *exampleClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *exampleClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }

@@ -261,6 +261,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		return nil, fmt.Errorf("vault: open audit log: %w: %w", ErrAuditUnavailable, err)
 	}
 	if err := v.audit(ctx, audit.Record{Event: audit.EventOpen, Outcome: audit.OutcomeOK}); err != nil {
+		v.log.Close(context.WithoutCancel(ctx)) // stop its lease renewal
 		return nil, err
 	}
 	v.startFolder()
