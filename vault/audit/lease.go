@@ -265,32 +265,8 @@ func (a *Appender) loadLog(ctx context.Context, log string, from frontier) (load
 		if err != nil {
 			return ld, err
 		}
-		err = func() error {
-			defer rc.Close()
-			br, err := newBatchReader(rc)
-			if err != nil {
-				return err
-			}
-			for {
-				raw, err := br.next(&r)
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				if r.Log != log || r.Seq != ld.f.n {
-					return errNotContinuable
-				}
-				ld.f.add(tlog.RecordHash(raw))
-			}
-		}()
-		if err != nil {
-			var ioe *ioError
-			if errors.As(err, &ioe) {
-				return ld, ioe.err
-			}
-			return ld, errNotContinuable
+		if err := ld.absorb(rc, log, &r, false); err != nil {
+			return ld, err
 		}
 		if baseClosed {
 			// Records after a final checkpoint without a reopen: not ours
@@ -395,35 +371,8 @@ func (a *Appender) loadLogFull(ctx context.Context, log string, from frontier) (
 		if err != nil {
 			return ld, err
 		}
-		err = func() error {
-			defer rc.Close()
-			br, err := newBatchReader(rc)
-			if err != nil {
-				return err
-			}
-			for {
-				raw, err := br.next(&r)
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				if r.Log != log || r.Seq != ld.f.n {
-					return errNotContinuable
-				}
-				ld.f.add(tlog.RecordHash(raw))
-				if ld.f.n == ld.cp.tree.N && ld.f.root() != ld.cp.tree.Hash {
-					return errNotContinuable
-				}
-			}
-		}()
-		if err != nil {
-			var ioe *ioError
-			if errors.As(err, &ioe) {
-				return ld, ioe.err
-			}
-			return ld, errNotContinuable
+		if err := ld.absorb(rc, log, &r, true); err != nil {
+			return ld, err
 		}
 	}
 	if ld.f.n < ld.cp.tree.N || (ld.f.n == ld.cp.tree.N && ld.f.root() != ld.cp.tree.Hash) {
@@ -599,4 +548,42 @@ func (a *Appender) leaseLost() bool {
 	a.leaseMu.Lock()
 	defer a.leaseMu.Unlock()
 	return a.lease.lost && a.lease.log == a.w.id
+}
+
+// absorb reads one batch of log into the frontier and closes rc. Records
+// must continue the frontier in sequence; with atCheckpoint, the frontier
+// must also match the checkpoint when it reaches its size. A read failure
+// is returned as is; anything else that does not fit is errNotContinuable.
+func (ld *loaded) absorb(rc io.ReadCloser, log string, r *Record, atCheckpoint bool) error {
+	err := func() error {
+		defer rc.Close()
+		br, err := newBatchReader(rc)
+		if err != nil {
+			return err
+		}
+		for {
+			raw, err := br.next(r)
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if r.Log != log || r.Seq != ld.f.n {
+				return errNotContinuable
+			}
+			ld.f.add(tlog.RecordHash(raw))
+			if atCheckpoint && ld.f.n == ld.cp.tree.N && ld.f.root() != ld.cp.tree.Hash {
+				return errNotContinuable
+			}
+		}
+	}()
+	if err != nil {
+		var ioe *ioError
+		if errors.As(err, &ioe) {
+			return ioe.err
+		}
+		return errNotContinuable
+	}
+	return nil
 }
