@@ -36,6 +36,22 @@ type HandlerOptions struct {
 	// a time; default 10 s): a client that reads slower than that is
 	// disconnected, which frees its stream and read-ahead.
 	WriteTimeout time.Duration
+	// MaxRefusalRate bounds how many refusals (404, and 405 for other
+	// methods) the handler answers per second, with bursts of
+	// RefusalBurst (default 100 per second; negative: no bound). Past
+	// it, refusals wait in turn (first come, first answered, each by its
+	// RequestTimeout at the latest); served requests never wait. A flood
+	// of bogus tokens over many connections, principals or addresses
+	// gets its answers at this rate, so its clients send no faster and
+	// the CPU, audit records and detector work it can cost are bounded
+	// whatever its concurrency, while honest redemptions keep their
+	// latency. An honest refusal during a flood waits its turn too (the
+	// flood's connections divided by the rate; 2.6 s for 256 at the
+	// default), which tells nobody why it was refused.
+	MaxRefusalRate float64
+	// RefusalBurst is how many refusals may be answered at once before
+	// MaxRefusalRate spaces them (default 20).
+	RefusalBurst int
 }
 
 // Defaults of HandlerOptions.
@@ -43,6 +59,8 @@ const (
 	DefaultRefusalFloor   = 25 * time.Millisecond
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultWriteTimeout   = 10 * time.Second
+	DefaultMaxRefusalRate = 50
+	DefaultRefusalBurst   = 10
 )
 
 // notFoundBody is the one answer to every refusal.
@@ -60,6 +78,14 @@ const notFoundBody = "not found\n"
 // Referrer-Policy: no-referrer, X-Content-Type-Options: nosniff, a
 // Content-Security-Policy of default-src 'none', and a Content-Type from the
 // allow-list only.
+//
+// Refusals are paced (HandlerOptions.MaxRefusalRate): a flood of bogus
+// tokens is answered at that rate, and a token the vault cannot open waits
+// for its turn before any work, so however many connections, principals
+// or addresses a flood uses, what it can make the vault do is bounded and
+// honest redemptions keep their latency. Set the http.Server's own
+// ReadHeaderTimeout and IdleTimeout too: connections are the server's to
+// bound.
 func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 	if opts.Principal == nil {
 		panic("vault: HandlerOptions.Principal is required")
@@ -70,6 +96,12 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 	}
 	reqTimeout := cmp.Or(opts.RequestTimeout, DefaultRequestTimeout)
 	writeTimeout := cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)
+	var pace *pacer
+	var minInterval time.Duration
+	if rate := cmp.Or(opts.MaxRefusalRate, DefaultMaxRefusalRate); rate > 0 {
+		pace = &pacer{burst: cmp.Or(opts.RefusalBurst, DefaultRefusalBurst)}
+		minInterval = time.Duration(float64(time.Second) / rate)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		deadline := start.Add(reqTimeout)
@@ -82,6 +114,25 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; sandbox")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		// Every request takes its turn on arrival (served ones give it
+		// back). A refusal is answered its floor after its turn, whatever
+		// its kind and however long its work took: the turn depends only
+		// on when it arrived, so queueing behind a flood hides the kind as
+		// well as the floor alone does without one.
+		turn, reserved := start, false
+		if pace != nil {
+			turn, reserved = pace.reserve(start, deadline, minInterval)
+		}
+		sleepUntil := func(at time.Time) {
+			if d := min(time.Until(at), time.Until(deadline)); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+				}
+				t.Stop()
+			}
+		}
 		refuse := func(err error) {
 			if opts.OnError != nil && err != nil {
 				opts.OnError(r, err)
@@ -90,20 +141,14 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 			if least > 0 {
 				floor = v.RefusalFloor(least)
 			}
-			if wait := min(floor-time.Since(start), time.Until(deadline)); wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-t.C:
-				case <-r.Context().Done():
-				}
-				t.Stop()
-			}
+			sleepUntil(turn.Add(floor))
 			h.Set("Content-Type", "text/plain; charset=utf-8")
 			h.Set("Content-Length", strconv.Itoa(len(notFoundBody)))
 			w.WriteHeader(http.StatusNotFound)
 			io.WriteString(w, notFoundBody)
 		}
 		if r.Method != http.MethodGet {
+			sleepUntil(turn)
 			h.Set("Allow", "GET")
 			h.Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusMethodNotAllowed)
@@ -119,12 +164,27 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 			refuse(errors.New("vault: handler: unauthenticated request"))
 			return
 		}
+		if reserved && !v.sealOpens(tok) {
+			// A token this instance cannot open (forged, garbled, or
+			// sealed under a key it has yet to load) waits for its turn
+			// before any work: the reload, the detector's counts and the
+			// refusal record then run at the refusal rate too, however
+			// many arrive at once. (Without a turn before the deadline,
+			// the work is done now, so no refusal goes unrecorded.)
+			sleepUntil(turn)
+			if r.Context().Err() != nil {
+				return
+			}
+		}
 		rc, info, err := v.Redeem(ctx, tok, Requester{Principal: principal, RemoteAddr: r.RemoteAddr})
 		if err != nil {
 			refuse(err)
 			return
 		}
 		defer rc.Close()
+		if reserved {
+			pace.cancel(time.Now(), minInterval)
+		}
 		if !allowedTypes[info.ContentType] {
 			refuse(ErrUnsupportedContent)
 			return

@@ -297,6 +297,14 @@ func (v *Vault) openToken(ctx context.Context, tok string) (token.Claims, error)
 	return c, nil
 }
 
+// sealOpens reports whether tok opens under the keys loaded now: no I/O,
+// no reload, no record.
+func (v *Vault) sealOpens(tok string) bool {
+	_, sealer := v.keyset()
+	_, err := sealer.Open(tok)
+	return err == nil
+}
+
 // isProbe: refusals that say "this caller holds tokens it should not".
 func isProbe(err error) bool {
 	return errors.Is(err, ErrTokenInvalid) || errors.Is(err, ErrTokenExpired) ||

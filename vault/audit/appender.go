@@ -66,6 +66,18 @@ type AppenderOptions struct {
 	// store write). Default DefaultMaxBatch; at most 65535.
 	MaxBatch int
 
+	// WriteTimeout bounds each store call the appender makes: a batch
+	// write waits at most this long, or until the latest deadline among
+	// the batch's callers if that comes first (and stops once every caller
+	// has gone); checkpoint and lease writes wait at most this long. A
+	// store that does not answer in time fails the batch like any write
+	// error (the log is left, see Appender), so one hung call never blocks
+	// the log. A store call that ignores its context is left to finish in
+	// the background; while maxHungWrites of those are outstanding,
+	// batches fail at once instead of piling up more. Default
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
+
 	// Now is the clock for record and checkpoint times and retention.
 	// Default time.Now.
 	Now func() time.Time
@@ -107,6 +119,7 @@ type Appender struct {
 
 	ctx    context.Context // store writes; cancelled when Close gives up
 	cancel context.CancelFunc
+	hung   atomic.Int32 // batch writes still running after their context ended
 
 	// Append registers as a sender under sendMu so that Close can wait for
 	// every request to be queued or abandoned before the writer exits.
@@ -228,6 +241,9 @@ func newAppender(ctx context.Context, st store.Store, signerKey string, opts App
 	}
 	if opts.LeaseTTL == 0 {
 		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
 	}
 	if opts.LogID == "" {
 		opts.LogID = randomLogID()
@@ -446,11 +462,13 @@ func (a *Appender) commit(batch []*request) {
 			r.done <- result{err: err}
 		}
 	}
+	wctx, cancel := a.batchContext(live)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
 		if a.leaseLost() {
 			a.moveOn()
 		}
-		if err := a.prepare(); err != nil {
+		if err := a.prepare(wctx); err != nil {
 			fail(fmt.Errorf("%w: starting a log: %w", ErrUnavailable, err))
 			return
 		}
@@ -461,12 +479,12 @@ func (a *Appender) commit(batch []*request) {
 		}
 		w := &a.w
 		start := time.Now()
-		err = a.put(a.ctx, batchKey(w.id, w.f.n), a.buf)
+		err = a.putBounded(wctx, batchKey(w.id, w.f.n), a.buf)
 		a.lastPut = time.Since(start)
 		if errors.Is(err, store.ErrExists) && w.probe && attempt < 3 {
 			// Our own earlier write landed after reporting failure: read
 			// the log and continue after it.
-			ld, lerr := a.loadLog(a.ctx, w.id, frontier{})
+			ld, lerr := a.loadLog(wctx, w.id, frontier{})
 			if lerr == nil {
 				w.f, w.probe, w.cont = ld.f, false, nil
 				a.mu.Lock()
@@ -556,13 +574,13 @@ func (a *Appender) encode(live []*request, now time.Time) ([]Record, frontier, e
 // prepare makes the current log ready for its next batch: a new log gets
 // its lease and registry entry, a continued closed log its reopen
 // checkpoint.
-func (a *Appender) prepare() error {
+func (a *Appender) prepare(ctx context.Context) error {
 	w := &a.w
 	if !w.ready {
-		if err := a.takeLease(a.ctx, w.id); err != nil {
+		if err := a.takeLease(ctx, w.id); err != nil {
 			return err
 		}
-		if err := a.register(a.ctx, w.id); err != nil && !errors.Is(err, ErrLogExists) {
+		if err := a.register(ctx, w.id); err != nil && !errors.Is(err, ErrLogExists) {
 			return err
 		}
 		w.ready = true
@@ -577,7 +595,7 @@ func (a *Appender) prepare() error {
 		c := checkpoint{log: w.id, tree: w.f.tree(), time: t, reopen: true}
 		msg, err := signCheckpoint(c, a.signer)
 		if err == nil {
-			err = a.put(a.ctx, reopenKey(w.id, c.tree.N), msg)
+			err = a.put(ctx, reopenKey(w.id, c.tree.N), msg)
 			if errors.Is(err, store.ErrExists) {
 				err = nil
 			}
@@ -637,6 +655,77 @@ func (a *Appender) abandon() {
 	a.w = next
 }
 
+// DefaultWriteTimeout is the default AppenderOptions.WriteTimeout.
+const DefaultWriteTimeout = 10 * time.Second
+
+// maxHungWrites bounds the batch writes left running in the background
+// because the store ignored their context.
+const maxHungWrites = 4
+
+// errStoreHung: the store has left maxHungWrites writes unanswered.
+var errStoreHung = errors.New("audit: the store has not answered earlier writes")
+
+// batchContext is the context of one batch's store calls: it ends at
+// WriteTimeout, at the latest deadline among the batch's callers if every
+// one has a deadline and that comes first, and once every caller has gone
+// (nobody waits for the write any more).
+func (a *Appender) batchContext(live []*request) (context.Context, context.CancelFunc) {
+	dl := time.Now().Add(a.opts.WriteTimeout)
+	var latest time.Time
+	all := true
+	for _, r := range live {
+		d, ok := r.ctx.Deadline()
+		if !ok {
+			all = false
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if all && latest.Before(dl) {
+		dl = latest
+	}
+	ctx, cancel := context.WithDeadline(a.ctx, dl)
+	var left atomic.Int64
+	left.Store(int64(len(live)))
+	stops := make([]func() bool, len(live))
+	for i, r := range live {
+		stops[i] = context.AfterFunc(r.ctx, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
+}
+
+// putBounded is put, returning when ctx ends even if the store does not
+// (the call goes on in the background with its own copy of b).
+func (a *Appender) putBounded(ctx context.Context, key string, b []byte) error {
+	if a.hung.Load() >= maxHungWrites {
+		return errStoreHung
+	}
+	b = bytes.Clone(b) // a.buf is reused by the next batch
+	done := make(chan error, 1)
+	a.hung.Add(1)
+	go func() {
+		defer a.hung.Add(-1)
+		done <- a.put(ctx, key, b)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("store did not answer: %w", ctx.Err())
+	}
+}
+
 // put writes a create-only object, with retention when configured.
 func (a *Appender) put(ctx context.Context, key string, b []byte) error {
 	opts := store.PutOptions{IfAbsent: true}
@@ -665,7 +754,9 @@ func (a *Appender) checkpointLoop() {
 	for {
 		select {
 		case <-lt.C:
-			a.renewLease(a.ctx, false)
+			ctx, cancel := context.WithTimeout(a.ctx, a.opts.WriteTimeout)
+			a.renewLease(ctx, false)
+			cancel()
 			continue
 		case <-t.C:
 		case <-a.cpKick:
@@ -681,7 +772,9 @@ func (a *Appender) checkpointLoop() {
 			return
 		}
 		// A failure is retried at the next tick; appends do not depend on it.
-		_ = a.writeCheckpoints(a.ctx, false)
+		ctx, cancel := context.WithTimeout(a.ctx, a.opts.WriteTimeout)
+		_ = a.writeCheckpoints(ctx, false)
+		cancel()
 	}
 }
 

@@ -3,6 +3,7 @@ package detect_test
 import (
 	"context"
 	"fmt"
+	"iter"
 	"strings"
 	"testing"
 	"time"
@@ -102,4 +103,59 @@ func FuzzStoreCounterRange(f *testing.F) {
 			t.Fatalf("Range: %v", ns)
 		}
 	})
+}
+
+// listCounter counts the listings a store is asked for.
+type listCounter struct {
+	store.Store
+	lists int
+}
+
+func (l *listCounter) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	l.lists++
+	return l.Store.List(ctx, prefix)
+}
+
+// TestStoreCounterColdWindowCheap: reading two days of hour slots for a
+// key never seen (each new principal or address a flood brings) costs a
+// listing per day, not one per hour; and such slots are still kept for
+// their whole keep time, and swept within a day after it.
+func TestStoreCounterColdWindowCheap(t *testing.T) {
+	st := &listCounter{Store: memstore.New()}
+	c := detect.NewStoreCounter(st, "counts")
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	keep := 2 * 24 * time.Hour
+	for h := range 48 {
+		if _, err := c.Add(ctx, "p/x/f1h", t0.Add(time.Duration(h)*time.Hour), keep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns, err := c.Range(ctx, "p/x/f1h", t0, t0.Add(47*time.Hour), time.Hour, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range ns {
+		if n != 1 {
+			t.Fatalf("slot %d reads %d, want 1", i, n)
+		}
+	}
+	if st.lists > 3 {
+		t.Errorf("a cold 48-hour range took %d listings, want at most 3 (one per UTC day)", st.lists)
+	}
+	// The first slot is kept for its keep time...
+	if _, err := c.Sweep(ctx, t0.Add(keep)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.Get(ctx, "p/x/f1h", t0, keep); n != 1 {
+		t.Fatalf("swept before its keep time: %d", n)
+	}
+	// ...and gone a day after it.
+	if _, err := c.Sweep(ctx, t0.Add(keep+25*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	fresh := detect.NewStoreCounter(st, "counts") // no hints of what was swept
+	if n, _ := fresh.Get(ctx, "p/x/f1h", t0, keep); n != 0 {
+		t.Fatalf("still kept a day past its keep time: %d", n)
+	}
 }

@@ -40,8 +40,18 @@ type StoreCounter struct {
 	stripes [256]sync.Mutex
 }
 
+// forgetHour is the hour after which a slot may be deleted: the hour after
+// slot+keep, or for slots kept a day or more the midnight (UTC) after it.
+// Slots sharing a forget hour share a listing prefix, so reading a cold
+// window of hour slots (a key not seen before: a new principal or
+// address) is two or three listings, not one per hour; the price is
+// keeping such slots up to a day longer.
 func forgetHour(slot time.Time, keep time.Duration) string {
-	return slot.Add(keep).UTC().Truncate(time.Hour).Add(time.Hour).Format("2006010215")
+	t := slot.Add(keep).UTC()
+	if keep >= 24*time.Hour {
+		return t.Truncate(24 * time.Hour).Add(24 * time.Hour).Format("2006010215")
+	}
+	return t.Truncate(time.Hour).Add(time.Hour).Format("2006010215")
 }
 
 func (c *StoreCounter) base(key string, slot time.Time, fh string) string {

@@ -1,0 +1,195 @@
+package faulttest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/store"
+)
+
+// floodPrincipal authenticates by header; "anonymous" is refused, as a
+// session check would refuse a request without a session.
+func floodPrincipal(r *http.Request) (string, error) {
+	p := r.Header.Get("X-Principal")
+	if p == "" || p == "anonymous" {
+		return "", errors.New("no session")
+	}
+	return p, nil
+}
+
+// TestFaultFloodHonestLatency: 256 connections flood the default Handler
+// on 127.0.0.1 the ways an attacker who has read the code would: bogus
+// tokens under one principal, bogus tokens each under a principal of its
+// own (spread under every per-identity threshold), unauthenticated
+// requests, malformed paths and other methods. Meanwhile a reviewer does
+// Grant+GET at a human pace. Checked: the reviewer's median stays within
+// 3x of idle, the flood's answers per interval do not decay over the run
+// and never exceed the handler's refusal rate (which is what bounds the
+// flood's CPU, audit records and detector work), and an honest refusal
+// in the middle of the flood is answered in its turn, long before its
+// deadline. With MaxRefusalRate < 0 (an unpaced handler, as before) the
+// reviewer's median is 5-11x idle under -race on a 2-core machine.
+func TestFaultFloodHonestLatency(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { floodHonest(t, b.new(t)) })
+	}
+}
+
+func floodHonest(t *testing.T, st store.Store) {
+	v, _ := openVault(t, st, kektest.New(t), nil)
+	const rate, burst = 50, 10 // the Handler's defaults
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: v.Handler(vault.HandlerOptions{Principal: floodPrincipal})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	base := "http://" + ln.Addr().String() + "/"
+	var docs []string
+	for range 8 {
+		docs = append(docs, put(t, v, time.Hour).ID)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 300}}
+	defer client.CloseIdleConnections()
+	get := func(tok, principal string) (int, error) {
+		req, _ := http.NewRequest("GET", base+tok, nil)
+		req.Header.Set("X-Principal", principal)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, err
+	}
+	n := 0
+	honest := func() time.Duration {
+		start := time.Now()
+		g, err := v.Grant(context.Background(), docs[n%len(docs)], vault.Access{Principal: "reviewer", Purpose: "age check"})
+		n++
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, err := get(g.Token, "reviewer"); code != 200 || err != nil {
+			t.Fatalf("honest GET: %d %v", code, err)
+		}
+		return time.Since(start)
+	}
+	median := func(n int, gap time.Duration) time.Duration {
+		var ds []time.Duration
+		for range n {
+			ds = append(ds, honest())
+			time.Sleep(gap) // a human's pace, not synchronisation
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	median(3, 0) // warm up connections and caches
+	idle := median(15, 20*time.Millisecond)
+
+	const conns, run, buckets = 256, 6 * time.Second, 3
+	var answered [buckets]atomic.Int64
+	var non404 atomic.Int64
+	stop := make(chan struct{})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := range conns {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				method, path, principal := "GET", fmt.Sprintf("idv1_bogus%d-%d", c, i), "flooder"
+				switch c % 8 {
+				case 1, 2, 3: // each connection its own identity
+					principal = fmt.Sprintf("flooder-%d", c)
+				case 4:
+					principal = "anonymous"
+				case 5:
+					path = "a/b/c"
+				case 6:
+					method = "POST"
+				}
+				req, _ := http.NewRequest(method, base+path, nil)
+				req.Header.Set("X-Principal", principal)
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 404 && resp.StatusCode != 405 {
+					non404.Add(1)
+				}
+				if b := int(time.Since(start) / (run / buckets)); b < buckets {
+					answered[b].Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(run / buckets / 2) // let the flood build up before measuring
+	flooded := median(15, 100*time.Millisecond)
+
+	// An honest refusal (a link opened twice) waits its turn among the
+	// flood's and is answered well before its deadline.
+	g, err := v.Grant(context.Background(), docs[0], vault.Access{Principal: "reviewer", Purpose: "age check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := get(g.Token, "reviewer"); code != 200 || err != nil {
+		t.Fatalf("honest GET: %d %v", code, err)
+	}
+	rs := time.Now()
+	code, err := get(g.Token, "reviewer")
+	replay := time.Since(rs)
+	if code != 404 || err != nil {
+		t.Errorf("honest replay under the flood: %d %v, want 404", code, err)
+	}
+	// Its turn: the flood's connections ahead of it at the rate, plus slack.
+	if limit := time.Duration(conns+burst)*time.Second/rate + 2*time.Second; replay > limit {
+		t.Errorf("honest replay answered after %v under the flood, limit %v", replay, limit)
+	}
+
+	for time.Since(start) < run {
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	var per [buckets]int64
+	for i := range per {
+		per[i] = answered[i].Load()
+	}
+	t.Logf("reviewer Grant+GET p50: idle %v, under a %d-connection flood %v (%.1fx); flood answers per %v: %v; honest replay answered in %v",
+		idle.Round(time.Microsecond), conns, flooded.Round(time.Microsecond), float64(flooded)/float64(idle), run/buckets, per, replay.Round(time.Millisecond))
+	if flooded > 3*idle {
+		t.Errorf("reviewer p50 under the flood is %.1fx idle (%v vs %v), want at most 3x", float64(flooded)/float64(idle), flooded, idle)
+	}
+	if non404.Load() != 0 {
+		t.Errorf("%d flood requests got something other than 404/405", non404.Load())
+	}
+	if per[buckets-1] < per[0]*7/10 {
+		t.Errorf("flood answers decayed over the run: %v", per)
+	}
+	// The pacer admits at most rate per second after a burst (an answer
+	// may fall in the interval after its turn, so the bound is on the run).
+	if total, limit := per[0]+per[1]+per[2], int64(rate*run.Seconds())+burst+5; total > limit {
+		t.Errorf("the flood got %d answers in %v, more than the rate allows (%d)", total, run, limit)
+	}
+	if per[buckets-1] < int64(rate*(run/buckets).Seconds())/2 {
+		t.Errorf("the flood was answered at %d per %v, far below the refusal rate %d/s: refusals are starved, not paced", per[buckets-1], run/buckets, rate)
+	}
+}
