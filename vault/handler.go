@@ -22,11 +22,12 @@ type HandlerOptions struct {
 	// RefusalFloor is the least time any refusal takes (default 25 ms;
 	// negative: no floor at all). Refusal paths do different work — a
 	// forged token costs no I/O, a replay costs two reads and a write — so
-	// every refusal waits until the larger of RefusalFloor and
-	// Vault.RefusalFloor, which follows the measured latency of the
-	// slowest refusal path (110 % of its maximum over the last 256 such
-	// requests, at most MaxRefusalFloor): a slow or loaded store raises
-	// the floor with it. Served requests are not delayed.
+	// every refusal is answered the larger of RefusalFloor and
+	// Vault.RefusalFloor after its turn (see MaxRefusalRate; without a
+	// queue, its arrival). Vault.RefusalFloor follows the measured latency
+	// of the slowest refusal path (110 % of its maximum over the last 256
+	// such requests, at most MaxRefusalFloor): a slow or loaded store
+	// raises the floor with it. Served requests are not delayed.
 	RefusalFloor time.Duration
 	// RequestTimeout bounds everything before the first byte of an answer
 	// (token, store, KMS, audit): a request whose dependencies hang is
@@ -38,19 +39,22 @@ type HandlerOptions struct {
 	WriteTimeout time.Duration
 	// MaxRefusalRate bounds how many refusals (404, and 405 for other
 	// methods) the handler answers per second, with bursts of
-	// RefusalBurst (default 100 per second; negative: no bound). Past
-	// it, refusals wait in turn (first come, first answered, each by its
-	// RequestTimeout at the latest); served requests never wait. A flood
-	// of bogus tokens over many connections, principals or addresses
-	// gets its answers at this rate, so its clients send no faster and
-	// the CPU, audit records and detector work it can cost are bounded
-	// whatever its concurrency, while honest redemptions keep their
-	// latency. An honest refusal during a flood waits its turn too (the
-	// flood's connections divided by the rate; 2.6 s for 256 at the
-	// default), which tells nobody why it was refused.
+	// RefusalBurst (default DefaultMaxRefusalRate; negative: no bound).
+	// Every request takes a turn when it arrives; a served one gives it
+	// back and never waits. A refusal is answered in its turn (first
+	// come, first answered, each by its RequestTimeout at the latest), and
+	// a token the vault cannot open waits for its turn before any work. A
+	// flood of bogus tokens over many connections, principals or
+	// addresses is therefore answered, and costs detector counts and
+	// refusal records, at this rate: its clients send no faster, and the
+	// CPU and store work it can cause are bounded whatever its
+	// concurrency, while honest redemptions keep their latency. An honest
+	// refusal during a flood waits its turn too (the flood's connections
+	// divided by the rate: about 5 s for 256 at the default), which tells
+	// nobody why it was refused. The rate is per Handler and instance.
 	MaxRefusalRate float64
 	// RefusalBurst is how many refusals may be answered at once before
-	// MaxRefusalRate spaces them (default 20).
+	// MaxRefusalRate spaces them (default DefaultRefusalBurst).
 	RefusalBurst int
 }
 

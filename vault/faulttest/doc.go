@@ -4,7 +4,8 @@
 // and mid-Redeem, audit writes that fail or hang, a full disk (a small
 // tmpfs when run as root, otherwise a store that answers ENOSPC), a KEK
 // whose KMS is unreachable, failing or hanging, storage rolled back from a
-// backup, and a writer process SIGKILLed in a loop. Each test is bounded in
+// backup, a writer process SIGKILLed in a loop, and 256 connections
+// flooding the Handler with bogus tokens while a reviewer works. Each test is bounded in
 // time; the property checked is always the same: a clear typed error,
 // nothing lost, nothing destroyed on a doubt, nothing served without its
 // audit record, and every deadline kept.
