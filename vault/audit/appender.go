@@ -72,10 +72,10 @@ type AppenderOptions struct {
 	// has gone); checkpoint and lease writes wait at most this long. A
 	// store that does not answer in time fails the batch like any write
 	// error (the log is left, see Appender), so one hung call never blocks
-	// the log. A store call that ignores its context is left to finish in
-	// the background; while maxHungWrites of those are outstanding,
-	// batches fail at once instead of piling up more. Default
-	// DefaultWriteTimeout.
+	// the log. A call the store does not end when its context does (a
+	// hung mount) is left to finish in the background; while four of
+	// those are outstanding, calls fail at once instead of piling up more.
+	// Default DefaultWriteTimeout.
 	WriteTimeout time.Duration
 
 	// Now is the clock for record and checkpoint times and retention.
@@ -119,7 +119,6 @@ type Appender struct {
 
 	ctx    context.Context // store writes; cancelled when Close gives up
 	cancel context.CancelFunc
-	hung   atomic.Int32 // batch writes still running after their context ended
 
 	// Append registers as a sender under sendMu so that Close can wait for
 	// every request to be queued or abandoned before the writer exits.
@@ -266,7 +265,7 @@ func newAppender(ctx context.Context, st store.Store, signerKey string, opts App
 		}
 	}
 	a := &Appender{
-		st:          st,
+		st:          &boundedStore{Store: st},
 		signer:      signer,
 		verifier:    verifier,
 		holder:      randomLogID(),
@@ -479,7 +478,7 @@ func (a *Appender) commit(batch []*request) {
 		}
 		w := &a.w
 		start := time.Now()
-		err = a.putBounded(wctx, batchKey(w.id, w.f.n), a.buf)
+		err = a.put(wctx, batchKey(w.id, w.f.n), a.buf)
 		a.lastPut = time.Since(start)
 		if errors.Is(err, store.ErrExists) && w.probe && attempt < 3 {
 			// Our own earlier write landed after reporting failure: read
@@ -658,13 +657,6 @@ func (a *Appender) abandon() {
 // DefaultWriteTimeout is the default AppenderOptions.WriteTimeout.
 const DefaultWriteTimeout = 10 * time.Second
 
-// maxHungWrites bounds the batch writes left running in the background
-// because the store ignored their context.
-const maxHungWrites = 4
-
-// errStoreHung: the store has left maxHungWrites writes unanswered.
-var errStoreHung = errors.New("audit: the store has not answered earlier writes")
-
 // batchContext is the context of one batch's store calls: it ends at
 // WriteTimeout, at the latest deadline among the batch's callers if every
 // one has a deadline and that comes first, and once every caller has gone
@@ -702,27 +694,6 @@ func (a *Appender) batchContext(live []*request) (context.Context, context.Cance
 			stop()
 		}
 		cancel()
-	}
-}
-
-// putBounded is put, returning when ctx ends even if the store does not
-// (the call goes on in the background with its own copy of b).
-func (a *Appender) putBounded(ctx context.Context, key string, b []byte) error {
-	if a.hung.Load() >= maxHungWrites {
-		return errStoreHung
-	}
-	b = bytes.Clone(b) // a.buf is reused by the next batch
-	done := make(chan error, 1)
-	a.hung.Add(1)
-	go func() {
-		defer a.hung.Add(-1)
-		done <- a.put(ctx, key, b)
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("store did not answer: %w", ctx.Err())
 	}
 }
 

@@ -105,17 +105,17 @@ func TestAppenderHungWriteBounded(t *testing.T) {
 		t.Fatalf("%d batch writes hung, want 2", hung)
 	}
 
-	// Hung writes pile up no further than maxHungWrites: then batches
+	// Hung writes pile up no further than maxHungCalls: then batches
 	// fail at once.
 	st.setHang(true)
-	for i := range maxHungWrites + 2 {
+	for i := range maxHungCalls + 2 {
 		_, _ = a.Append(ctx, sampleRecord(10+i))
 	}
 	st.mu.Lock()
 	hung = st.hung
 	st.mu.Unlock()
-	if hung > maxHungWrites {
-		t.Fatalf("%d writes left hanging, want at most %d", hung, maxHungWrites)
+	if hung > maxHungCalls {
+		t.Fatalf("%d writes left hanging, want at most %d", hung, maxHungCalls)
 	}
 	start = time.Now()
 	if _, err := a.Append(ctx, sampleRecord(20)); !errors.Is(err, ErrUnavailable) || time.Since(start) > 100*time.Millisecond {

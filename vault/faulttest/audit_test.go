@@ -17,10 +17,12 @@ import (
 // (plus PutAuditMargin for Put); no document is committed without its
 // "put ok" record. Redeem still serves: its release record is the signed
 // spend entry under redeemed/, durable before the first byte, and folded
-// into the log once it is back. Once the log is back the vault works again.
+// into the log once it is back. Once the log is back the vault works again;
+// with writes deaf to their context ("deaf": a hung mount, a black-holed
+// connection), it works again while the hung calls are still outstanding.
 func TestFaultAuditUnavailable(t *testing.T) {
 	for _, b := range backends {
-		for _, mode := range []string{"failing", "hanging"} {
+		for _, mode := range []string{"failing", "hanging", "deaf"} {
 			t.Run(b.name+"/"+mode, func(t *testing.T) {
 				fs := &faultStore{Store: b.new(t)}
 				v, _ := openVault(t, fs, kektest.New(t), nil)
@@ -30,10 +32,13 @@ func TestFaultAuditUnavailable(t *testing.T) {
 					t.Fatal(err)
 				}
 				release := make(chan struct{})
-				if mode == "failing" {
+				switch mode {
+				case "failing":
 					fs.set(failPrefix("audit/"), nil, nil)
-				} else {
+				case "hanging":
 					fs.set(hangPrefix("audit/", release), nil, nil)
+				case "deaf":
+					fs.set(deafPrefix("audit/", release), nil, nil)
 				}
 				img := jpeg(256 << 10)
 				ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
@@ -77,7 +82,11 @@ func TestFaultAuditUnavailable(t *testing.T) {
 					t.Errorf("%d spend entries after the redemption, want 1 (its durable release record)", spent)
 				}
 				fs.set(nil, nil, nil)
-				close(release)
+				if mode == "deaf" {
+					defer close(release) // the hung calls return only at the end
+				} else {
+					close(release)
+				}
 				// The log is back: the vault serves again.
 				ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()

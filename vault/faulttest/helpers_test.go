@@ -308,6 +308,17 @@ func hangPrefix(prefix string, release <-chan struct{}) func(context.Context, st
 	}
 }
 
+// deafPrefix hangs calls on keys under prefix until release, ignoring
+// their context.
+func deafPrefix(prefix string, release <-chan struct{}) func(context.Context, string) error {
+	return func(ctx context.Context, key string) error {
+		if strings.HasPrefix(key, prefix) {
+			<-release
+		}
+		return nil
+	}
+}
+
 // KMS faults.
 
 // grpcCode, grpcStatus and grpcError have the shape of grpc's codes.Code,
