@@ -671,5 +671,46 @@ func (v *Vault) setHold(ctx context.Context, id string, by Actor, hold bool) err
 	if err := v.keys.Put(ctx, keyRecordKey(oid), bytes.NewReader(rec), int64(len(rec)), store.PutOptions{}); err != nil {
 		return fmt.Errorf("vault: hold %s: %w", oid, err)
 	}
+	// Last, once the vault itself acts on the new state: the store's own
+	// expiry (the S3 lifecycle backstop) must not delete a held payload.
+	if err := v.setExpirable(ctx, oid, !hold); err != nil {
+		return &ExpiryTagError{Object: id, Held: hold, Err: err}
+	}
 	return nil
+}
+
+// setExpirable marks id's payload as expirable by the store's own expiry
+// (the lifecycle rule of s3store.SetExpiryRule), or not, where the store
+// has such an expiry (store.ExpiryTagger). The payload is in Config.Store
+// even when key records are in Config.KeyStore.
+//
+// A concurrent Hold may write its marker and its "not expirable" between
+// this Release's record and its "expirable"; so after marking a payload
+// expirable, the markers are read again, and the mark is taken back if the
+// document is now held or its hold is in doubt. The order of the two
+// writes in Hold (marker, then mark) makes this check see every Hold whose
+// mark it could have overwritten.
+//
+// A payload already gone is not an error: nothing is left for the store to
+// expire.
+func (v *Vault) setExpirable(ctx context.Context, id objectID, expirable bool) error {
+	et, ok := v.st.(store.ExpiryTagger)
+	if !ok {
+		return nil
+	}
+	err := et.SetExpirable(ctx, blobKey(id), expirable)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil || !expirable {
+		return err
+	}
+	h, err := v.holdHistory(ctx, id)
+	if err == nil && !h.bad && !h.held {
+		return nil
+	}
+	if terr := et.SetExpirable(ctx, blobKey(id), false); terr != nil && !errors.Is(terr, store.ErrNotFound) {
+		return terr
+	}
+	return err
 }
