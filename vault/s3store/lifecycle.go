@@ -41,7 +41,8 @@ var ErrInvalidDays = errors.New("s3store: lifecycle days must be at least 1")
 // removes tagged versions days after they became noncurrent. A second
 // rule, on the prefix alone, aborts multipart uploads left incomplete for
 // days (S3 refuses a tag filter on that action; an incomplete upload is no
-// object, so no hold applies to it). S3 runs lifecycle rules
+// object, so no hold applies to it; MinIO ignores the action) and removes
+// delete markers that no longer hide any version. S3 runs lifecycle rules
 // asynchronously (typically daily), and object lock still protects
 // retained objects from them.
 //
@@ -70,23 +71,7 @@ func (s *Store) SetExpiryRule(ctx context.Context, prefix string, days int) erro
 	if cfg == nil {
 		cfg = lifecycle.NewConfiguration()
 	}
-	expire := lifecycle.Rule{
-		ID:     expiryRuleID(full),
-		Status: "Enabled",
-		RuleFilter: lifecycle.Filter{And: lifecycle.And{
-			Prefix: full,
-			Tags:   []lifecycle.Tag{{Key: ExpiryTag, Value: expiryTagYes}},
-		}},
-		Expiration:                  lifecycle.Expiration{Days: lifecycle.ExpirationDays(days)},
-		NoncurrentVersionExpiration: lifecycle.NoncurrentVersionExpiration{NoncurrentDays: lifecycle.ExpirationDays(days)},
-	}
-	abort := lifecycle.Rule{
-		ID:                             abortRuleID(full),
-		Status:                         "Enabled",
-		RuleFilter:                     lifecycle.Filter{Prefix: full},
-		AbortIncompleteMultipartUpload: lifecycle.AbortIncompleteMultipartUpload{DaysAfterInitiation: lifecycle.ExpirationDays(days)},
-	}
-	for _, rule := range []lifecycle.Rule{expire, abort} {
+	for _, rule := range expiryRules(full, days) {
 		replaced := false
 		for i := range cfg.Rules {
 			if cfg.Rules[i].ID == rule.ID {
@@ -101,6 +86,33 @@ func (s *Store) SetExpiryRule(ctx context.Context, prefix string, days int) erro
 		return mapErr("set lifecycle", err)
 	}
 	return nil
+}
+
+// expiryRules are the rules SetExpiryRule installs for fullPrefix.
+func expiryRules(full string, days int) []lifecycle.Rule {
+	d := lifecycle.ExpirationDays(days)
+	expire := lifecycle.Rule{
+		ID:     expiryRuleID(full),
+		Status: "Enabled",
+		RuleFilter: lifecycle.Filter{And: lifecycle.And{
+			Prefix: full,
+			Tags:   []lifecycle.Tag{{Key: ExpiryTag, Value: expiryTagYes}},
+		}},
+		Expiration:                  lifecycle.Expiration{Days: d},
+		NoncurrentVersionExpiration: lifecycle.NoncurrentVersionExpiration{NoncurrentDays: d},
+	}
+	// S3 refuses a tag filter on AbortIncompleteMultipartUpload, and MinIO
+	// refuses a rule whose only action is that one (it ignores it); an
+	// expired delete marker (one with no version left behind it) is
+	// harmless to remove and makes the rule valid on both.
+	abort := lifecycle.Rule{
+		ID:                             abortRuleID(full),
+		Status:                         "Enabled",
+		RuleFilter:                     lifecycle.Filter{Prefix: full},
+		Expiration:                     lifecycle.Expiration{DeleteMarker: true},
+		AbortIncompleteMultipartUpload: lifecycle.AbortIncompleteMultipartUpload{DaysAfterInitiation: d},
+	}
+	return []lifecycle.Rule{expire, abort}
 }
 
 // SetExpirable implements store.ExpiryTagger: it sets the object's tags to
