@@ -617,12 +617,23 @@ func (v *Vault) recordForDeletion(ctx context.Context, id objectID) (envelope.Me
 // keyset, and in the encrypted, authenticated key record; restoring an
 // older key record is detected (see hold.go). by is recorded in the audit
 // log.
+//
+// Where the store deletes objects on its own schedule (store.ExpiryTagger:
+// the S3 lifecycle backstop of s3store.SetExpiryRule), Hold also takes the
+// payload out of that expiry, last. If that fails, Hold returns an
+// *ExpiryTagError: the hold is recorded and the vault keeps the document,
+// but the store could still delete the payload until a repeated Hold
+// returns nil. Hold is idempotent.
 func (v *Vault) Hold(ctx context.Context, id string, by Actor) error {
 	return v.setHold(ctx, id, by, true)
 }
 
 // Release lifts a legal hold. A document past its deadline is then
 // expired at once (refused at read time, deleted by the next Sweep).
+// Release gives the payload back to the store's own expiry, where there is
+// one; if that fails it returns an *ExpiryTagError: the document is
+// released and Sweep deletes it on schedule, only the store-side backstop
+// does not cover it until a repeated Release returns nil.
 func (v *Vault) Release(ctx context.Context, id string, by Actor) error {
 	return v.setHold(ctx, id, by, false)
 }
