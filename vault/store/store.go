@@ -65,7 +65,9 @@ type PutOptions struct {
 // expirable) and lets that mark be changed per object. The vault uses it to
 // take a document under legal hold out of the store's expiry, and to put it
 // back on Release. It is optional: a Store without an expiry of its own
-// does not implement it.
+// does not implement it. A Store that wraps one that does must implement it
+// too and pass the call on: otherwise the vault cannot take a held payload
+// out of the inner store's expiry.
 type ExpiryTagger interface {
 	// SetExpirable marks the object under key as expirable by the store's
 	// own expiry (true) or not (false). It is idempotent: setting the mark
