@@ -195,3 +195,30 @@ func TestReleaseRacingHold(t *testing.T) {
 		t.Fatalf("Sweep: %+v, %v; want the document held", rep, err)
 	}
 }
+
+// TestSweepUntagsHeldPayload: a Hold whose tag update failed and was not
+// repeated is repaired by the next Sweep that finds the held document past
+// its deadline, before the lifecycle rule's days (a day past the longest
+// retention) run out.
+func TestSweepUntagsHeldPayload(t *testing.T) {
+	ctx := context.Background()
+	data, keys, c, bucket := s3Deployment(t)
+	st := &failingTagger{Store: data}
+	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.KeyStore = keys })
+	info := putImage(t, v, image(3000, ""), "member-1")
+	st.fail.Store(1)
+	var te *ExpiryTagError
+	if err := v.Hold(ctx, info.ID, holdActor); !errors.As(err, &te) {
+		t.Fatalf("Hold with a failing tag update: %v, want *ExpiryTagError", err)
+	}
+	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, expirableTags) {
+		t.Fatalf("tags after the failed Hold: %v", got)
+	}
+	v.clock.Advance(DefaultRetention + time.Hour)
+	if rep, err := v.Sweep(ctx, holdActor); err != nil || rep.Held != 1 {
+		t.Fatalf("Sweep: %+v, %v; want the document held", rep, err)
+	}
+	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, heldTags) {
+		t.Fatalf("tags after Sweep: %v, want %v", got, heldTags)
+	}
+}

@@ -63,7 +63,10 @@ func quarantineKey(id objectID) string { return "quarantine/" + id.String() }
 // receipt to the audit log per object, and removes payloads left without
 // a key record by failed Puts, and spent-token entries that can no longer
 // matter. It is idempotent, and several instances may sweep at once: a
-// create-only claim makes each object's deletion happen once.
+// create-only claim makes each object's deletion happen once. A held
+// document past its deadline is kept, and its payload is taken out of the
+// store's own expiry again (store.ExpiryTagger), which repairs a Hold whose
+// ExpiryTagError was not acted on.
 //
 // by names who runs it (an operator, "cron:sweep"); it is recorded in the
 // sweep's audit records and deletion receipts.
@@ -234,6 +237,7 @@ func (v *Vault) expireOne(ctx context.Context, by Actor, id objectID, indexKey s
 		// interrupted): keep the document, say so.
 		rep.Unknown++
 		v.alert(ctx, Alert{Kind: AlertTampered, Object: id.String(), Detail: "legal hold markers and key record disagree: kept"})
+		_ = v.setExpirable(ctx, id, false) // kept: not by the store's expiry either
 		return nil
 	case errors.Is(err, ErrTampered):
 		// A record that fails authentication is evidence: quarantine it
@@ -251,6 +255,11 @@ func (v *Vault) expireOne(ctx context.Context, by Actor, id objectID, indexKey s
 	key.Destroy()
 	if md.LegalHold {
 		rep.Held++
+		// Again, in case a Hold failed to take the payload out of the
+		// store's own expiry and was not repeated: the lifecycle rule's
+		// days run out only after the deadline, so Sweep gets here first.
+		// Best effort; Hold reported its own failure.
+		_ = v.setExpirable(ctx, id, false)
 		return nil
 	}
 	if md.Expires.After(now) {
