@@ -61,3 +61,31 @@ var (
 // ErrFrozen: the principal was frozen after an alert (Config.FreezeOnAlert)
 // and is refused until Unfreeze. It also matches ErrQuotaExceeded.
 var ErrFrozen = fmt.Errorf("principal frozen after an alert: %w", ErrQuotaExceeded)
+
+// ExpiryTagError: Hold or Release recorded the new hold state (audit
+// record, hold marker and key record are written, so the vault itself
+// already acts on it) but could not change the payload's expiry mark in the
+// store (store.ExpiryTagger; on S3 the tag that the lifecycle backstop of
+// s3store.SetExpiryRule requires).
+//
+// After a failed Hold (Held true) the store's own expiry may still delete
+// the payload on its schedule: the hold is not safe until a repeated Hold
+// returns nil. After a failed Release (Held false) the document is released
+// and Sweep deletes it on schedule as usual; only the store-side backstop no
+// longer applies to it until a repeated Release returns nil.
+//
+// Err is the store's error; errors.Is and errors.As see through it.
+type ExpiryTagError struct {
+	Object string // the document's ID
+	Held   bool   // the state that was recorded: true for Hold, false for Release
+	Err    error
+}
+
+func (e *ExpiryTagError) Error() string {
+	if e.Held {
+		return fmt.Sprintf("vault: hold %s: hold recorded, but the store may still expire the payload (repeat Hold): %v", e.Object, e.Err)
+	}
+	return fmt.Sprintf("vault: release %s: release recorded, but the store's expiry backstop no longer applies to the payload (repeat Release): %v", e.Object, e.Err)
+}
+
+func (e *ExpiryTagError) Unwrap() error { return e.Err }

@@ -43,6 +43,12 @@ import (
 // delete a marker (a filesystem store, or a bucket without object lock)
 // and restore the matching record at once; the audit log still holds the
 // Hold and Release records.
+//
+// The store's own expiry (store.ExpiryTagger: on S3 the lifecycle
+// backstop, which matches payloads tagged idvault-expire=yes) knows nothing
+// of markers, so Hold and Release also switch the payload's tag, after the
+// marker and the record (setExpirable in retention.go). A Hold whose tag
+// update fails returns ExpiryTagError; repeating it settles the tag.
 
 // errHoldInDoubt: the hold markers and the key record disagree (a rollback,
 // a forged marker, or an interrupted Hold/Release).

@@ -305,7 +305,9 @@ func (v *Vault) putPayload(ctx context.Context, id objectID, key *envelope.Key, 
 	if size >= 0 {
 		psize = envelope.PayloadSize(size)
 	}
-	err := v.st.Put(ctx, blobKey(id), pr, psize, store.PutOptions{IfAbsent: true})
+	// Expirable: the store's own expiry (the S3 lifecycle backstop) may
+	// delete the payload; Hold takes that mark back.
+	err := v.st.Put(ctx, blobKey(id), pr, psize, store.PutOptions{IfAbsent: true, Expirable: true})
 	pr.CloseWithError(errors.New("payload write finished")) // unblock the encrypter on failure
 	<-done
 	return err

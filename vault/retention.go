@@ -63,7 +63,10 @@ func quarantineKey(id objectID) string { return "quarantine/" + id.String() }
 // receipt to the audit log per object, and removes payloads left without
 // a key record by failed Puts, and spent-token entries that can no longer
 // matter. It is idempotent, and several instances may sweep at once: a
-// create-only claim makes each object's deletion happen once.
+// create-only claim makes each object's deletion happen once. A held
+// document past its deadline is kept, and its payload is taken out of the
+// store's own expiry again (store.ExpiryTagger), which repairs a Hold whose
+// ExpiryTagError was not acted on.
 //
 // by names who runs it (an operator, "cron:sweep"); it is recorded in the
 // sweep's audit records and deletion receipts.
@@ -234,6 +237,7 @@ func (v *Vault) expireOne(ctx context.Context, by Actor, id objectID, indexKey s
 		// interrupted): keep the document, say so.
 		rep.Unknown++
 		v.alert(ctx, Alert{Kind: AlertTampered, Object: id.String(), Detail: "legal hold markers and key record disagree: kept"})
+		_ = v.setExpirable(ctx, id, false) // kept: not by the store's expiry either
 		return nil
 	case errors.Is(err, ErrTampered):
 		// A record that fails authentication is evidence: quarantine it
@@ -251,6 +255,11 @@ func (v *Vault) expireOne(ctx context.Context, by Actor, id objectID, indexKey s
 	key.Destroy()
 	if md.LegalHold {
 		rep.Held++
+		// Again, in case a Hold failed to take the payload out of the
+		// store's own expiry and was not repeated: the lifecycle rule's
+		// days run out only after the deadline, so Sweep gets here first.
+		// Best effort; Hold reported its own failure.
+		_ = v.setExpirable(ctx, id, false)
 		return nil
 	}
 	if md.Expires.After(now) {
@@ -617,12 +626,23 @@ func (v *Vault) recordForDeletion(ctx context.Context, id objectID) (envelope.Me
 // keyset, and in the encrypted, authenticated key record; restoring an
 // older key record is detected (see hold.go). by is recorded in the audit
 // log.
+//
+// Where the store deletes objects on its own schedule (store.ExpiryTagger:
+// the S3 lifecycle backstop of s3store.SetExpiryRule), Hold also takes the
+// payload out of that expiry, last. If that fails, Hold returns an
+// *ExpiryTagError: the hold is recorded and the vault keeps the document,
+// but the store could still delete the payload until a repeated Hold
+// returns nil. Hold is idempotent.
 func (v *Vault) Hold(ctx context.Context, id string, by Actor) error {
 	return v.setHold(ctx, id, by, true)
 }
 
 // Release lifts a legal hold. A document past its deadline is then
 // expired at once (refused at read time, deleted by the next Sweep).
+// Release gives the payload back to the store's own expiry, where there is
+// one; if that fails it returns an *ExpiryTagError: the document is
+// released and Sweep deletes it on schedule, only the store-side backstop
+// does not cover it until a repeated Release returns nil.
 func (v *Vault) Release(ctx context.Context, id string, by Actor) error {
 	return v.setHold(ctx, id, by, false)
 }
@@ -671,5 +691,46 @@ func (v *Vault) setHold(ctx context.Context, id string, by Actor, hold bool) err
 	if err := v.keys.Put(ctx, keyRecordKey(oid), bytes.NewReader(rec), int64(len(rec)), store.PutOptions{}); err != nil {
 		return fmt.Errorf("vault: hold %s: %w", oid, err)
 	}
+	// Last, once the vault itself acts on the new state: the store's own
+	// expiry (the S3 lifecycle backstop) must not delete a held payload.
+	if err := v.setExpirable(ctx, oid, !hold); err != nil {
+		return &ExpiryTagError{Object: id, Held: hold, Err: err}
+	}
 	return nil
+}
+
+// setExpirable marks id's payload as expirable by the store's own expiry
+// (the lifecycle rule of s3store.SetExpiryRule), or not, where the store
+// has such an expiry (store.ExpiryTagger). The payload is in Config.Store
+// even when key records are in Config.KeyStore.
+//
+// A concurrent Hold may write its marker and its "not expirable" between
+// this Release's record and its "expirable"; so after marking a payload
+// expirable, the markers are read again, and the mark is taken back if the
+// document is now held or its hold is in doubt. The order of the two
+// writes in Hold (marker, then mark) makes this check see every Hold whose
+// mark it could have overwritten.
+//
+// A payload already gone is not an error: nothing is left for the store to
+// expire.
+func (v *Vault) setExpirable(ctx context.Context, id objectID, expirable bool) error {
+	et, ok := v.st.(store.ExpiryTagger)
+	if !ok {
+		return nil
+	}
+	err := et.SetExpirable(ctx, blobKey(id), expirable)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil || !expirable {
+		return err
+	}
+	h, err := v.holdHistory(ctx, id)
+	if err == nil && !h.bad && !h.held {
+		return nil
+	}
+	if terr := et.SetExpirable(ctx, blobKey(id), false); terr != nil && !errors.Is(terr, store.ErrNotFound) {
+		return terr
+	}
+	return err
 }

@@ -26,8 +26,14 @@ var initCommand = &command{
   2. the key bucket (--key-bucket) for key records, unversioned, so deleting a
      key record shreds its document: created when absent; a versioned or
      object-locked one is refused;
-  3. the lifecycle backstop on the audit/data bucket: payloads (blobs/) expire
-     a day after the longest retention (ceil(--max-retention / 24h) + 1 days);
+  3. the lifecycle backstop on the audit/data bucket: payloads (blobs/) tagged
+     idvault-expire=yes expire a day after the longest retention
+     (ceil(--max-retention / 24h) + 1 days). The vault tags every payload it
+     writes, and tags a document under legal hold idvault-expire=no, so the
+     backstop never deletes held evidence. Payloads written before this tag
+     existed (idvault before the legal-hold fix) carry no tag: the backstop
+     no longer applies to them, and Sweep deletes them as before. Running
+     init again replaces an older untagged rule;
   4. opens the vault with RequireWriteOnceAudit (creating its keyset on first
      use) and prints the audit verifier key: pin it outside the store and pass
      it to "idvault audit verify --verifier-key".
@@ -104,7 +110,7 @@ func (c *cli) initS3(ctx context.Context, raw, keyBucket, kekFile, passFile stri
 	if err := data.SetExpiryRule(ctx, "blobs/", days); err != nil {
 		return c.fail(fmt.Errorf("installing the lifecycle backstop: %w", err))
 	}
-	fmt.Fprintf(c.stdout, "lifecycle backstop: payloads (blobs/) expire %d days after upload\n", days)
+	fmt.Fprintf(c.stdout, "lifecycle backstop: payloads (blobs/) tagged %s=yes expire %d days after upload; held payloads are tagged no and kept\n", s3store.ExpiryTag, days)
 	v, err := vault.Open(ctx, vault.Config{Store: data, KeyStore: keys, KEK: kek, RequireWriteOnceAudit: true})
 	if err != nil {
 		return c.fail(err)

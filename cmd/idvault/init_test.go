@@ -77,9 +77,31 @@ func TestInit(t *testing.T) {
 	if vc, err := client.GetBucketVersioning(ctx, keys); err != nil || vc.Status != "" && vc.Status != "Off" {
 		t.Fatalf("key bucket versioning = %q, %v", vc.Status, err)
 	}
+	// The backstop expires only payloads tagged expirable (a held one is
+	// tagged otherwise); its other rule only removes expired delete markers
+	// and aborts stale uploads. Whether the rule then deletes anything
+	// cannot be tested: lifecycle rules run in days.
 	lc, err := client.GetBucketLifecycle(ctx, data)
-	if err != nil || len(lc.Rules) != 1 || lc.Rules[0].Expiration.Days != 6 || lc.Rules[0].RuleFilter.Prefix != "blobs/" {
-		t.Fatalf("lifecycle = %+v, %v; want blobs/ after ceil(100h/24h)+1 = 6 days", lc, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var expiring int
+	for _, r := range lc.Rules {
+		if r.Expiration.Days == 0 {
+			if !r.Expiration.DeleteMarker || r.RuleFilter.Prefix != "blobs/" || r.NoncurrentVersionExpiration.NoncurrentDays != 0 {
+				t.Fatalf("lifecycle rule %+v: want only expired delete markers under blobs/", r)
+			}
+			continue
+		}
+		expiring++
+		f := r.RuleFilter.And
+		if r.Expiration.Days != 6 || r.RuleFilter.Prefix != "" || f.Prefix != "blobs/" || len(f.Tags) != 1 ||
+			f.Tags[0].Key != s3store.ExpiryTag || f.Tags[0].Value != "yes" {
+			t.Fatalf("lifecycle rule %+v; want blobs/ tagged %s=yes after ceil(100h/24h)+1 = 6 days", r, s3store.ExpiryTag)
+		}
+	}
+	if expiring != 1 || len(lc.Rules) != 2 {
+		t.Fatalf("lifecycle = %+v; want one tagged expiration rule and one delete-marker rule", lc)
 	}
 	// The printed key is the one the vault signs with, and verify accepts it.
 	dst, err := s3store.New(ctx, client, data, s3store.Options{})
@@ -98,8 +120,24 @@ func TestInit(t *testing.T) {
 		t.Fatalf("printed %q, the vault uses %q", vk, v.AuditVerifierKey())
 	}
 	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 1000)...)
-	if _, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"}); err != nil {
+	info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"})
+	if err != nil {
 		t.Fatalf("Put on the initialised buckets: %v", err)
+	}
+	// The payload matches the backstop until it is held.
+	for _, step := range []struct {
+		hold func(context.Context, string, vault.Actor) error
+		want string
+	}{{nil, "yes"}, {v.Hold, "no"}} {
+		if step.hold != nil {
+			if err := step.hold(ctx, info.ID, vault.Actor{Principal: "legal"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tg, err := client.GetObjectTagging(ctx, data, "blobs/"+info.ID, minio.GetObjectTaggingOptions{})
+		if err != nil || tg.ToMap()[s3store.ExpiryTag] != step.want {
+			t.Fatalf("payload tags %v, %v; want %s=%s", tg, err, s3store.ExpiryTag, step.want)
+		}
 	}
 	v.Close(ctx)
 	if r := runCLI(t, env, "audit", "verify", "--store", storeURL(data), "--verifier-key", vk); r.code != exitOK {

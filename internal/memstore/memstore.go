@@ -20,6 +20,7 @@ import (
 type object struct {
 	data        []byte
 	retainUntil time.Time
+	expirable   bool
 }
 
 // Store is an in-memory store.Store. The zero value is not usable; call New.
@@ -65,8 +66,37 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64,
 			return fmt.Errorf("memstore: put: %w", store.ErrRetained)
 		}
 	}
-	s.objs[key] = object{data: buf.Bytes(), retainUntil: opts.RetainUntil}
+	s.objs[key] = object{data: buf.Bytes(), retainUntil: opts.RetainUntil, expirable: opts.Expirable}
 	return nil
+}
+
+// SetExpirable implements store.ExpiryTagger. The mark has no effect here
+// (nothing expires on its own); tests read it with Expirable.
+func (s *Store) SetExpirable(ctx context.Context, key string, expirable bool) error {
+	if err := store.ValidKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.objs[key]
+	if !ok {
+		return fmt.Errorf("memstore: set expirable: %w", store.ErrNotFound)
+	}
+	o.expirable = expirable
+	s.objs[key] = o
+	return nil
+}
+
+// Expirable reports the expiry mark of key (PutOptions.Expirable, then
+// SetExpirable), and whether key exists.
+func (s *Store) Expirable(key string) (expirable, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.objs[key]
+	return o.expirable, ok
 }
 
 // Get implements store.Store.

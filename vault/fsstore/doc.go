@@ -33,6 +33,13 @@
 // they are not (IfAbsent is, retention is not). Where write-once retention
 // must hold against an administrator, use an S3 bucket with object lock.
 //
+// # No expiry of its own
+//
+// A directory deletes nothing on its own schedule: only the vault's Sweep
+// deletes expired documents. So PutOptions.Expirable is ignored, and Store
+// does not implement store.ExpiryTagger (a legal hold has no store-side
+// mark to change here).
+//
 // # Limits
 //
 // The filesystem must be case-sensitive (keys "a" and "A" are distinct);

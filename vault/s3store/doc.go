@@ -63,6 +63,18 @@
 // object: keep key records in a bucket without versioning. Versioned reports
 // which kind of bucket a store is on.
 //
+// # Expiry backstop and legal hold
+//
+// SetExpiryRule installs a lifecycle rule that expires objects under a
+// prefix days after they were written, but only those tagged ExpiryTag=yes
+// (S3 filters can require a tag, not its absence). Put writes that tag in
+// the same request when PutOptions.Expirable is set (the vault sets it on
+// payloads), and SetExpirable (store.ExpiryTagger) switches it to "no" and
+// back: the vault does so on Hold and Release, so the rule never deletes a
+// document under legal hold. Tags are metadata; changing them is allowed
+// under object lock and adds no version. The credentials need
+// s3:PutObjectTagging for this.
+//
 // # Listing
 //
 // List pages lazily through ListObjectsV2 (1,000 keys per request), in the

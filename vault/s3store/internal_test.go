@@ -2,12 +2,16 @@ package s3store
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/minio/minio-go/v7/pkg/lifecycle"
 
 	"github.com/idvault/idvault/vault/store"
 )
@@ -194,5 +198,32 @@ func TestNormPrefix(t *testing.T) {
 		if err != nil && !errors.Is(err, store.ErrInvalidKey) {
 			t.Errorf("normPrefix(%q): err = %v, want ErrInvalidKey", tc.in, err)
 		}
+	}
+}
+
+// TestExpiryRulesXML checks the lifecycle XML SetExpiryRule sends, which
+// MinIO does not give back whole (it drops AbortIncompleteMultipartUpload):
+// the expiration requires the prefix and ExpiryTag=yes; the multipart abort
+// is on the prefix alone, since S3 refuses tags on that action.
+func TestExpiryRulesXML(t *testing.T) {
+	cfg := lifecycle.NewConfiguration()
+	cfg.Rules = expiryRules("tenant/blobs/", 4)
+	b, err := xml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	for _, want := range []string{
+		"<ID>" + expiryRuleID("tenant/blobs/") + "</ID><Filter><And><Prefix>tenant/blobs/</Prefix><Tag><Key>idvault-expire</Key><Value>yes</Value></Tag></And></Filter>",
+		"<Expiration><Days>4</Days></Expiration>",
+		"<NoncurrentVersionExpiration><NoncurrentDays>4</NoncurrentDays></NoncurrentVersionExpiration>",
+		"<AbortIncompleteMultipartUpload><DaysAfterInitiation>4</DaysAfterInitiation></AbortIncompleteMultipartUpload><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration><ID>" + abortRuleID("tenant/blobs/") + "</ID><Filter><Prefix>tenant/blobs/</Prefix></Filter>",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lifecycle XML lacks %s\nin %s", want, got)
+		}
+	}
+	if strings.Count(got, "<Rule>") != 2 || strings.Count(got, "<Tag>") != 1 {
+		t.Errorf("want two rules, one tag filter: %s", got)
 	}
 }

@@ -38,6 +38,8 @@ var partPool = sync.Pool{New: func() any { b := make([]byte, PartSize); return &
 //     object and fails with store.ErrRetained while it is retained, because
 //     S3 would silently stack a new version on top of it.
 //   - size -1 streams the body in parts of PartSize.
+//   - Expirable writes the object with the tag ExpiryTag=yes, which the
+//     rule of SetExpiryRule requires; otherwise the object has no tags.
 //
 // See the package documentation for the details and the one race left.
 func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64, opts store.PutOptions) error {
@@ -51,6 +53,11 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64,
 		return fmt.Errorf("s3store: put: %w", err)
 	}
 	po := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true}
+	if opts.Expirable {
+		// In the PUT (or the multipart initiation) itself: an object
+		// never exists without its mark.
+		po.UserTags = map[string]string{ExpiryTag: expiryTagYes}
+	}
 	if !opts.RetainUntil.IsZero() {
 		if !s.locked {
 			return fmt.Errorf("s3store: put: bucket has no object lock: %w", store.ErrRetentionUnsupported)

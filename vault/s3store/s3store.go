@@ -41,7 +41,10 @@ type Store struct {
 	locked bool   // the bucket has object lock enabled (read once by New)
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.ExpiryTagger = (*Store)(nil)
+)
 
 // New returns a Store on an existing bucket. It fails with an error wrapping
 // ErrNoBucket if the bucket does not exist, and reads the bucket's

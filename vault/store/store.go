@@ -51,6 +51,30 @@ type PutOptions struct {
 	// On S3 this is object lock in compliance mode; a filesystem can only
 	// enforce it against callers that go through the Store (best effort).
 	RetainUntil time.Time
+
+	// Expirable marks the object as one the store's own expiry may delete
+	// (the S3 lifecycle backstop of vault payloads), in the same write that
+	// creates it; ExpiryTagger changes the mark later. Stores without an
+	// expiry of their own (a filesystem) ignore it. The zero value leaves
+	// the object outside that expiry.
+	Expirable bool
+}
+
+// ExpiryTagger is implemented by a Store that can delete objects on its own
+// schedule (on S3, a lifecycle rule that matches only objects marked
+// expirable) and lets that mark be changed per object. The vault uses it to
+// take a document under legal hold out of the store's expiry, and to put it
+// back on Release. It is optional: a Store without an expiry of its own
+// does not implement it. A Store that wraps one that does must implement it
+// too and pass the call on: otherwise the vault cannot take a held payload
+// out of the inner store's expiry.
+type ExpiryTagger interface {
+	// SetExpirable marks the object under key as expirable by the store's
+	// own expiry (true) or not (false). It is idempotent: setting the mark
+	// an object already has succeeds and changes nothing. It returns an
+	// error wrapping ErrNotFound when the key is absent, and never changes
+	// the object's content, retention or other state the vault relies on.
+	SetExpirable(ctx context.Context, key string, expirable bool) error
 }
 
 // Store is a flat namespace of immutable byte objects.

@@ -57,6 +57,7 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) store.Store, opts 
 		{"ListWhileDeleting", testListWhileDeleting},
 		{"AtomicOverwrite", testAtomicOverwrite},
 		{"Concurrent", testConcurrent},
+		{"ExpiryTagger", testExpiryTagger},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })
