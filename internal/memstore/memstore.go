@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +27,7 @@ type object struct {
 type Store struct {
 	mu   sync.Mutex
 	objs map[string]object
+	keys []string // sorted: List costs O(log n + matches), as a real store's does
 	// Now is the clock used for RetainUntil; time.Now when nil.
 	Now func() time.Time
 }
@@ -66,6 +67,7 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64,
 			return fmt.Errorf("memstore: put: %w", store.ErrRetained)
 		}
 	}
+	s.index(key)
 	s.objs[key] = object{data: buf.Bytes(), retainUntil: opts.RetainUntil, expirable: opts.Expirable}
 	return nil
 }
@@ -129,8 +131,21 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if o, ok := s.objs[key]; ok && s.now().Before(o.retainUntil) {
 		return fmt.Errorf("memstore: delete: %w", store.ErrRetained)
 	}
+	if _, ok := s.objs[key]; ok {
+		i, _ := slices.BinarySearch(s.keys, key)
+		s.keys = slices.Delete(s.keys, i, i+1)
+	}
 	delete(s.objs, key)
 	return nil
+}
+
+// index adds key to the sorted keys if it is new; mu is held.
+func (s *Store) index(key string) {
+	if _, ok := s.objs[key]; ok {
+		return
+	}
+	i, _ := slices.BinarySearch(s.keys, key)
+	s.keys = slices.Insert(s.keys, i, key)
 }
 
 // List implements store.Store. It snapshots the matching keys at the call.
@@ -142,13 +157,11 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[string, error
 		}
 		s.mu.Lock()
 		var keys []string
-		for k := range s.objs {
-			if strings.HasPrefix(k, prefix) {
-				keys = append(keys, k)
-			}
+		i, _ := slices.BinarySearch(s.keys, prefix)
+		for ; i < len(s.keys) && strings.HasPrefix(s.keys[i], prefix); i++ {
+			keys = append(keys, s.keys[i])
 		}
 		s.mu.Unlock()
-		sort.Strings(keys)
 		for _, k := range keys {
 			if err := ctx.Err(); err != nil {
 				yield("", err)
@@ -175,6 +188,7 @@ func (s *Store) Bytes(key string) (b []byte, ok bool) {
 func (s *Store) SetBytes(key string, b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.index(key)
 	o := s.objs[key]
 	o.data = bytes.Clone(b)
 	s.objs[key] = o
