@@ -52,9 +52,12 @@ softhsm2:
 	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
 	 else echo "note: softhsm2 missing and cannot be installed here; the PKCS#11 tests will skip"; fi
 
-# local-kms, the AWS KMS stand-in the kms/awskms tests start on a free port.
-$(BIN)/local-kms:
-	GOBIN=$(BIN) $(GO) install $(LOCAL_KMS_MODULE)
+# local-kms, the AWS KMS stand-in the kms/awskms tests start on a free port:
+# built from $(LOCAL_KMS_MODULE)'s packages by tools/localkms, which listens on
+# 127.0.0.1 only (the upstream command listens on every interface). A module
+# of its own, outside the workspace.
+$(BIN)/local-kms: tools/localkms/main.go tools/localkms/go.mod tools/localkms/go.sum
+	cd tools/localkms && GOWORK=off $(GO) build -o $(BIN)/local-kms .
 
 # The pinned MinIO server the S3 tests start on 127.0.0.1 (a few minutes the first time).
 $(BIN)/minio:

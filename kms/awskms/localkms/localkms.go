@@ -1,6 +1,6 @@
 // Package localkms runs local-kms (github.com/nsmithuk/local-kms), a
 // stand-in for AWS KMS that speaks its protocol, for tests and benchmarks:
-// one process per Server, its data in a temporary directory, reached on
+// one process per Server, its data in a temporary directory, listening on
 // 127.0.0.1 only.
 //
 // The binary is looked up in $LOCAL_KMS_BIN, then as "local-kms" on PATH,
@@ -8,9 +8,10 @@
 // `make test` installs it). Start skips the test when none is found,
 // except under CI=true where that is a failure.
 //
-// local-kms has no option to choose its listen address: it listens on
-// every interface, on the random port it is given. Clients here use
-// 127.0.0.1 only.
+// The upstream command has no option to choose its listen address (it
+// listens on every interface), so the binary `make test` installs is
+// tools/localkms: the same server, built from local-kms's packages at the
+// pinned version, on a loopback listener.
 package localkms
 
 import (
@@ -37,7 +38,7 @@ import (
 )
 
 // InstallHint is how the binary is installed.
-const InstallHint = "GOBIN=$PWD/bin go install github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6"
+const InstallHint = "(cd tools/localkms && GOWORK=off go build -o ../../bin/local-kms .), which make test does"
 
 // Region and Account are what the server is configured with.
 const (
