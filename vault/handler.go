@@ -43,7 +43,8 @@ type HandlerOptions struct {
 	// Every request takes a turn when it arrives; a served one gives it
 	// back and never waits. A refusal is answered in its turn (first
 	// come, first answered, each by its RequestTimeout at the latest), and
-	// a token the vault cannot open waits for its turn before any work. A
+	// a token refused on its face (forged, expired, someone else's) waits
+	// for its turn before any work. A
 	// flood of bogus tokens over many connections, principals or
 	// addresses is therefore answered, and costs detector counts and
 	// refusal records, at this rate: its clients send no faster, and the
@@ -84,7 +85,7 @@ const notFoundBody = "not found\n"
 // allow-list only.
 //
 // Refusals are paced (HandlerOptions.MaxRefusalRate): a flood of bogus
-// tokens is answered at that rate, and a token the vault cannot open waits
+// tokens is answered at that rate, and a token refused on its face waits
 // for its turn before any work, so however many connections, principals
 // or addresses a flood uses, what it can make the vault do is bounded and
 // honest redemptions keep their latency. Set the http.Server's own
@@ -168,13 +169,15 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 			refuse(errors.New("vault: handler: unauthenticated request"))
 			return
 		}
-		if reserved && !v.sealOpens(tok) {
-			// A token this instance cannot open (forged, garbled, or
-			// sealed under a key it has yet to load) waits for its turn
-			// before any work: the reload, the detector's counts and the
-			// refusal record then run at the refusal rate too, however
-			// many arrive at once. (Without a turn before the deadline,
-			// the work is done now, so no refusal goes unrecorded.)
+		if reserved && v.refusedBeforeIO(tok, principal) {
+			// A token refused on its face (forged, garbled, sealed under
+			// a key this instance has yet to load, expired, or someone
+			// else's) waits for its turn before any work: the reload, the
+			// detector's counts and the refusal record then run at the
+			// refusal rate too, however many arrive at once. (Without a
+			// turn before the deadline, the work is done now, so no
+			// refusal goes unrecorded; a client that leaves before its
+			// turn had no answer and cost no work, and is not recorded.)
 			sleepUntil(turn)
 			if r.Context().Err() != nil {
 				return

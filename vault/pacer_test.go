@@ -100,15 +100,41 @@ func (w *workStore) Put(ctx context.Context, key string, body io.Reader, size in
 	return w.Store.Put(ctx, key, body, size, opts)
 }
 
-// TestForgedTokensWaitBeforeWork: forged tokens arriving all at once are
-// admitted to the detector, the store and the audit log at the refusal
-// rate, not all together: the work a flood can make the vault do at any
-// moment is bounded, not only its answers. Each forged request comes from
-// a principal of its own, so no per-principal saturation hides the work.
+// TestForgedTokensWaitBeforeWork: tokens refused on their face arriving
+// all at once are admitted to the detector, the store and the audit log at
+// the refusal rate, not all together: the work a flood can make the vault
+// do at any moment is bounded, not only its answers. Each request comes
+// from a principal of its own, so no per-principal saturation hides the
+// work. Forged tokens, and genuine ones past their expiry (an attacker's
+// own old links, replayed at once).
 func TestForgedTokensWaitBeforeWork(t *testing.T) {
+	for _, kind := range []string{"forged", "expired"} {
+		t.Run(kind, func(t *testing.T) { refusedOnFace(t, kind) })
+	}
+}
+
+func refusedOnFace(t *testing.T, kind string) {
 	ws := &workStore{Store: fsBackend(t)}
-	v := openTestVault(t, ws, testKEK(t), func(c *Config) { c.Now = time.Now })
+	v := openTestVault(t, ws, testKEK(t), nil)
 	const rate, burst, n = 40, 4, 40
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = fmt.Sprintf("idv1_forged%d", i)
+	}
+	if kind == "expired" {
+		doc := putImage(t, v, image(4<<10, ""), "m")
+		for i := range toks {
+			g, err := v.Grant(context.Background(), doc.ID, Access{Principal: fmt.Sprintf("prober-%d", i), Purpose: "p"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks[i] = g.Token
+		}
+		v.clock.Advance(time.Hour) // past expiry and leeway
+	}
+	ws.mu.Lock()
+	ws.starts = nil // the grants' own counts
+	ws.mu.Unlock()
 	srv := httptest.NewServer(v.Handler(HandlerOptions{Principal: principalHeader, MaxRefusalRate: rate, RefusalBurst: burst}))
 	defer srv.Close()
 	start := time.Now()
@@ -116,7 +142,7 @@ func TestForgedTokensWaitBeforeWork(t *testing.T) {
 	var not404 atomic.Int64
 	for i := range n {
 		wg.Go(func() {
-			req, _ := http.NewRequest("GET", srv.URL+"/idv1_forged"+fmt.Sprint(i), nil)
+			req, _ := http.NewRequest("GET", srv.URL+"/"+toks[i], nil)
 			req.Header.Set("X-Test-Principal", fmt.Sprintf("prober-%d", i))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -132,7 +158,7 @@ func TestForgedTokensWaitBeforeWork(t *testing.T) {
 	}
 	wg.Wait()
 	if not404.Load() > 0 {
-		t.Fatalf("%d forged tokens were not refused", not404.Load())
+		t.Fatalf("%d %s tokens were not refused", not404.Load(), kind)
 	}
 	ws.mu.Lock()
 	starts := ws.starts
@@ -140,7 +166,7 @@ func TestForgedTokensWaitBeforeWork(t *testing.T) {
 	// One minute-count ticket per refused principal (plus the shared
 	// address's until it saturates): each is work begun for one request.
 	if len(starts) < n {
-		t.Fatalf("%d detector counts for %d forged tokens", len(starts), n)
+		t.Fatalf("%d detector counts for %d %s tokens", len(starts), n, kind)
 	}
 	// In the first half second at most the burst and half a second's worth
 	// of turns may have begun work (the address count doubles each).
@@ -154,7 +180,7 @@ func TestForgedTokensWaitBeforeWork(t *testing.T) {
 		t.Errorf("%d detector writes began in the first 500 ms, the rate allows %d", early, limit)
 	}
 	if took := time.Since(start); took < time.Duration(n-burst)*time.Second/rate {
-		t.Errorf("%d forged tokens answered in %v, faster than %d/s allows", n, took, rate)
+		t.Errorf("%d %s tokens answered in %v, faster than %d/s allows", n, kind, took, rate)
 	}
-	t.Logf("%d forged tokens: %d detector writes, %d of them in the first 500 ms; all answered after %v", n, len(starts), early, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d %s tokens: %d detector writes, %d of them in the first 500 ms; all answered after %v", n, kind, len(starts), early, time.Since(start).Round(time.Millisecond))
 }

@@ -114,21 +114,10 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 	rec.TokenID = tokenHex(c.ID)
 	rec.Object = objectID(c.ObjectID).String()
 	rec.Purpose = c.Purpose
-	now := v.now()
-	leeway := v.cfg.ClockLeeway
-	if now.After(c.ExpiresAt.Add(leeway)) {
-		return nil, Info{}, false, fmt.Errorf("vault: redeem: %w", ErrTokenExpired)
-	}
-	// The spend window starts at the expiry check (monotonic clock).
+	// The spend window starts at the claims check (monotonic clock).
 	accepted := time.Now()
-	// A token "issued in the future" means this clock went back (or is
-	// skewed past the leeway); refusing it keeps an expired token from
-	// becoming valid again when a clock jumps back.
-	if now.Before(c.IssuedAt.Add(-leeway)) {
-		return nil, Info{}, false, fmt.Errorf("vault: redeem: token not yet valid: %w", ErrTokenExpired)
-	}
-	if req.Principal != c.Principal {
-		return nil, Info{}, false, fmt.Errorf("vault: redeem: %w", ErrWrongPrincipal)
+	if err := v.checkClaims(c, req.Principal); err != nil {
+		return nil, Info{}, false, err
 	}
 	id := objectID(c.ObjectID)
 	if err := v.checkRedeemQuota(ctx, req.Principal, req.RemoteAddr, c.ID); err != nil {
@@ -297,12 +286,35 @@ func (v *Vault) openToken(ctx context.Context, tok string) (token.Claims, error)
 	return c, nil
 }
 
-// sealOpens reports whether tok opens under the keys loaded now: no I/O,
-// no reload, no record.
-func (v *Vault) sealOpens(tok string) bool {
+// checkClaims refuses a token whose claims alone decide: expired, issued
+// in the future (this clock went back, or is skewed past the leeway), or
+// granted to someone else. No I/O.
+func (v *Vault) checkClaims(c token.Claims, principal string) error {
+	now := v.now()
+	leeway := v.cfg.ClockLeeway
+	if now.After(c.ExpiresAt.Add(leeway)) {
+		return fmt.Errorf("vault: redeem: %w", ErrTokenExpired)
+	}
+	// A token "issued in the future" means this clock went back; refusing
+	// it keeps an expired token from becoming valid again when a clock
+	// jumps back.
+	if now.Before(c.IssuedAt.Add(-leeway)) {
+		return fmt.Errorf("vault: redeem: token not yet valid: %w", ErrTokenExpired)
+	}
+	if principal != c.Principal {
+		return fmt.Errorf("vault: redeem: %w", ErrWrongPrincipal)
+	}
+	return nil
+}
+
+// refusedBeforeIO reports whether Redeem would refuse tok for principal
+// before any I/O: a seal that does not open under the keys loaded now
+// (forged, garbled, or a key not loaded yet), or claims that decide alone.
+// No I/O, no reload, no record.
+func (v *Vault) refusedBeforeIO(tok, principal string) bool {
 	_, sealer := v.keyset()
-	_, err := sealer.Open(tok)
-	return err == nil
+	c, err := sealer.Open(tok)
+	return err != nil || v.checkClaims(c, principal) != nil
 }
 
 // isProbe: refusals that say "this caller holds tokens it should not".
