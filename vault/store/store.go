@@ -77,6 +77,24 @@ type ExpiryTagger interface {
 	SetExpirable(ctx context.Context, key string, expirable bool) error
 }
 
+// Clock is implemented by a Store that can tell the time as the storage
+// itself sees it: on S3 the Date of the server's answers, on a filesystem
+// the modification time it gives a file it creates. The vault compares its
+// own clock with it before anything irreversible (spending a token,
+// shredding, collecting the single-use ledger, taking over an audit log),
+// and refuses while the two disagree by more than its leeway: a vault
+// instance whose clock is hours off must not decide deadlines by it. It is
+// optional; a Store that wraps one that implements it must implement it
+// too and pass the call on.
+type Clock interface {
+	// Time returns the storage's current time. It may answer from a
+	// reading at most a second or two old (adding the time elapsed since
+	// on the local monotonic clock), so callers allow for that much
+	// resolution. An error means the time could not be read; callers treat
+	// it as a disagreement (refuse), never as agreement.
+	Time(ctx context.Context) (time.Time, error)
+}
+
 // Store is a flat namespace of immutable byte objects.
 //
 // Keys are 1 to MaxKeyLen bytes of [A-Za-z0-9._-] in segments separated by
