@@ -206,3 +206,15 @@ func (s *Store) Keys() []string {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// Time implements store.Clock: the Store's Now (time.Now when nil), so a
+// test that injects one clock into the Store and the vault keeps the two in
+// agreement.
+func (s *Store) Time(ctx context.Context) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	return s.now(), nil
+}
+
+var _ store.Clock = (*Store)(nil)

@@ -63,7 +63,7 @@ type AppenderOptions struct {
 	CheckpointRecords int
 
 	// MaxBatch is the most Append calls that share one batch object (one
-	// store write). Default DefaultMaxBatch; at most 65535.
+	// store write). Default DefaultMaxBatch; at most 9999.
 	MaxBatch int
 
 	// WriteTimeout bounds each store call the appender makes: a batch
@@ -226,8 +226,9 @@ func newAppender(ctx context.Context, st store.Store, signerKey string, opts App
 	switch {
 	case opts.RetainFor < 0, opts.CheckpointEvery < 0, opts.CheckpointRecords < 0, opts.MaxBatch < 0, opts.LeaseTTL < 0:
 		return nil, errors.New("audit: negative appender option")
-	case opts.MaxBatch >= maxBatchRecords:
-		return nil, fmt.Errorf("audit: MaxBatch above %d", maxBatchRecords-1)
+	case opts.MaxBatch >= windowSize:
+		// A batch never spans a Follower's listing window.
+		return nil, fmt.Errorf("audit: MaxBatch above %d", windowSize-1)
 	}
 	if opts.CheckpointEvery == 0 {
 		opts.CheckpointEvery = DefaultCheckpointEvery

@@ -46,9 +46,11 @@ const (
 
 // Options configure a Store. The zero value is the default.
 type Options struct {
-	// Now is the clock against which RetainUntil dates are compared. Nil
-	// means time.Now; tests inject a clock to pass a retention date
-	// without sleeping.
+	// Now is the clock against which RetainUntil dates are compared, and
+	// what Time reports. Nil means time.Now for retention and the
+	// filesystem's own time for Time; tests inject a clock to pass a
+	// retention date without sleeping, or to move the storage's time along
+	// with a vault's injected clock.
 	Now func() time.Time
 }
 
@@ -59,6 +61,9 @@ type Store struct {
 	tmp    string // dir/.tmp
 	retain string // dir/.retain
 	now    func() time.Time
+
+	clockFixed bool    // Options.Now was set: Time reports it
+	clock      fsClock // Time's last reading of the filesystem's time
 
 	// locks make the retention check and the change it guards one step
 	// among goroutines (see the package doc); IfAbsent does not rely on them.
@@ -89,11 +94,12 @@ func OpenWithOptions(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("fsstore: open: %w", err)
 	}
 	s := &Store{
-		dir:    abs,
-		tmp:    filepath.Join(abs, tmpDirName),
-		retain: filepath.Join(abs, retainDirName),
-		now:    opts.Now,
-		seed:   maphash.MakeSeed(),
+		dir:        abs,
+		tmp:        filepath.Join(abs, tmpDirName),
+		retain:     filepath.Join(abs, retainDirName),
+		now:        opts.Now,
+		clockFixed: opts.Now != nil,
+		seed:       maphash.MakeSeed(),
 	}
 	if s.now == nil {
 		s.now = time.Now

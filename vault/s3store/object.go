@@ -29,13 +29,14 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("s3store: get: %w", err)
 	}
-	rc, _, _, err := s.core.GetObject(ctx, s.bucket, s.name(key), minio.GetObjectOptions{})
+	rc, _, h, err := s.core.GetObject(ctx, s.bucket, s.name(key), minio.GetObjectOptions{})
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("s3store: get: %w", cerr)
 		}
 		return nil, mapErr("get", err)
 	}
+	s.clock.noteDate(h, time.Now())
 	return rc, nil
 }
 

@@ -30,6 +30,10 @@ type Options struct {
 	// ending in '/'; a missing trailing '/' is added, so stores with
 	// prefixes "a" and "ab" never see each other's objects.
 	Prefix string
+
+	// Now, if set, is what Time reports instead of the server's time:
+	// for tests that move a vault's clock and the storage's together.
+	Now func() time.Time
 }
 
 // Store is a store.Store on one S3 bucket. It is safe for concurrent use.
@@ -39,6 +43,9 @@ type Store struct {
 	bucket string
 	prefix string // "" or ends in '/'
 	locked bool   // the bucket has object lock enabled (read once by New)
+
+	clock    s3Clock          // the server's time, from the Date of its answers
+	fixedNow func() time.Time // Options.Now
 }
 
 var (
@@ -69,7 +76,7 @@ func New(ctx context.Context, client *minio.Client, bucket string, opts Options)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{client: client, core: minio.Core{Client: client}, bucket: bucket, prefix: prefix, locked: locked}, nil
+	return &Store{client: client, core: minio.Core{Client: client}, bucket: bucket, prefix: prefix, locked: locked, fixedNow: opts.Now}, nil
 }
 
 func normPrefix(p string) (string, error) {
