@@ -95,6 +95,24 @@ type Clock interface {
 	Time(ctx context.Context) (time.Time, error)
 }
 
+// HiddenReader is implemented by a Store that keeps object versions (an S3
+// bucket with versioning or object lock), where a delete without a version
+// ID does not remove an object but hides it behind a delete marker: a
+// reader of current objects no longer sees it, though its bytes (and, under
+// object lock, its retention) remain. The vault reads through such markers
+// where losing sight of an object would roll back what must not be rolled
+// back (the state chain, the audit logs), and raises an alert. Optional; a
+// Store that wraps one that implements it must pass it on.
+type HiddenReader interface {
+	// Hidden yields, in lexical order, the keys under prefix whose newest
+	// version is a delete marker while an older version holds data.
+	Hidden(ctx context.Context, prefix string) iter.Seq2[string, error]
+	// GetHidden opens the newest version of key that holds data, whether
+	// or not a delete marker hides it; an error wrapping ErrNotFound when
+	// there is none.
+	GetHidden(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
 // Store is a flat namespace of immutable byte objects.
 //
 // Keys are 1 to MaxKeyLen bytes of [A-Za-z0-9._-] in segments separated by
