@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/detect"
-	"github.com/idvault/idvault/vault/store"
 )
 
 // AlertKind names what raised an alert.
@@ -133,8 +131,6 @@ func (v *Vault) principalMAC(principal string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func frozenKey(mac string) string { return "frozen/" + mac }
-
 // observe feeds one event to the detector, raises its alerts and says
 // whether the request must be refused: over a quota always, over any alert
 // threshold with FreezeOnAlert (decided by the count's ticket, so a
@@ -217,20 +213,20 @@ func (v *Vault) checkRedeemQuota(ctx context.Context, principal, remote string, 
 	return nil
 }
 
-// checkFrozen takes the principal's keyed hash (principalMAC).
+// checkFrozen takes the principal's keyed hash (principalMAC). A freeze is
+// an entry of the state chain (statechain.go), so it holds whatever happens
+// to any object in the store, until an audited Unfreeze; it is honoured
+// whether or not FreezeOnAlert is still set. A chain that cannot be read or
+// trusted refuses (fail closed).
 func (v *Vault) checkFrozen(ctx context.Context, mac string) error {
-	if !v.cfg.FreezeOnAlert {
-		return nil
-	}
-	_, err := getSmall(ctx, v.st, frozenKey(mac), 64)
+	frozen, err := v.chain.isFrozen(ctx, mac)
 	switch {
-	case err == nil:
-		return ErrFrozen
-	case errors.Is(err, store.ErrNotFound):
-		return nil
-	default:
+	case err != nil:
 		return fmt.Errorf("vault: checking freeze: %w", err)
+	case frozen:
+		return ErrFrozen
 	}
+	return nil
 }
 
 // checkFrozenBeforeRelease is the last check before the first byte of a
@@ -282,12 +278,26 @@ func (v *Vault) alert(ctx context.Context, a Alert) {
 		v.cfg.OnAlert(a)
 	}
 	if v.cfg.FreezeOnAlert && a.Principal != "" && a.Kind != AlertFrozen {
-		body := stamp(a.Time)
-		err := v.st.Put(ctx, frozenKey(v.principalMAC(a.Principal)), bytes.NewReader(body), int64(len(body)), store.PutOptions{IfAbsent: true})
-		if err == nil {
+		if v.freeze(ctx, a.Principal) {
 			v.alert(ctx, Alert{Kind: AlertFrozen, Principal: a.Principal, Detail: "after " + string(a.Kind)})
 		}
 	}
+}
+
+// freeze writes the freeze of principal to the state chain, unless it is
+// frozen already; it reports whether it wrote it. Of parallel alerts for
+// one principal, on any instance, one freezes it.
+func (v *Vault) freeze(ctx context.Context, principal string) bool {
+	mac := v.principalMAC(principal)
+	_, err := v.chain.appendUnless(ctx, audit.StateFreeze, mac, func() bool { f, _ := v.chain.frozenNow(mac); return f })
+	if err != nil {
+		if !errors.Is(err, errStateUnchanged) {
+			v.tel.log.Warn("vault: freeze not recorded in the state chain", "err", err)
+		}
+		return false
+	}
+	v.view.witnessState(ctx)
+	return true
 }
 
 // Unfreeze lifts a freeze set by Config.FreezeOnAlert, audited with the
@@ -303,5 +313,14 @@ func (v *Vault) Unfreeze(ctx context.Context, principal string, by Actor) error 
 		Principal: by.principal(), Detail: clip("unfroze "+clip(principal, 256)+": "+by.Reason, 500)}); err != nil {
 		return err
 	}
-	return v.st.Delete(ctx, frozenKey(v.principalMAC(principal)))
+	mac := v.principalMAC(principal)
+	_, err := v.chain.appendUnless(ctx, audit.StateUnfreeze, mac, func() bool { f, _ := v.chain.frozenNow(mac); return !f })
+	if errors.Is(err, errStateUnchanged) {
+		return nil // not frozen
+	}
+	if err != nil {
+		return fmt.Errorf("vault: unfreeze: %w", err)
+	}
+	v.view.witnessState(ctx)
+	return nil
 }

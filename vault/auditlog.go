@@ -34,6 +34,9 @@ func reasonOf(err error) string {
 		err    error
 		reason string
 	}{
+		{errHoldInDoubt, "hold-in-doubt"},
+		{errStateInDoubt, "state-in-doubt"},
+		{errViewInDoubt, "logs-in-doubt"},
 		{ErrTokenInvalid, "token-invalid"},
 		{ErrTokenExpired, "token-expired"},
 		{ErrTokenReplayed, "token-replayed"},
@@ -43,6 +46,8 @@ func reasonOf(err error) string {
 		{ErrTampered, "tampered"},
 		{ErrKEKUnavailable, "kek-unavailable"},
 		{ErrFrozen, "frozen"},
+		{ErrClockSkew, "clock-skew"},
+		{ErrNotViewed, "not-viewed"},
 		{ErrQuotaExceeded, "quota-exceeded"},
 		{ErrAuditUnavailable, "audit-unavailable"},
 		{ErrUnsupportedContent, "unsupported-content"},

@@ -63,6 +63,15 @@ func (v *Vault) Decide(ctx context.Context, id string, d Decision, by Actor) err
 		return err
 	}
 	key.Destroy()
+	// Only by someone who viewed it: a stolen identity must not destroy
+	// documents it never opened.
+	if err := v.checkViewed(ctx, by.Principal, oid); err != nil {
+		_ = v.audit(ctx, audit.Record{Event: EventDecide, Outcome: audit.OutcomeRefused, Object: oid.String(),
+			Principal: by.principal(), Reason: reasonOf(err), Detail: clip(string(d.Verdict), 500)})
+		// Counted like a probe: a burst of them alerts (and freezes).
+		v.noteRefusal(ctx, by.Principal, "", "")
+		return err
+	}
 	detail := string(d.Verdict)
 	if d.Note != "" {
 		detail += ": " + clip(d.Note, 200)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"path/filepath"
@@ -50,11 +51,20 @@ func ExampleVault_Decide() {
 	}
 	fmt.Println("listed:", len(listing), "of which real:", len(pending))
 
-	// The reviewer is assigned pending[0] (never a canary) and decides it.
+	// The reviewer is assigned pending[0] (never a canary), views it and
+	// decides it (Decide accepts decisions only from someone who viewed
+	// the document).
 	id := pending[0]
-	if _, err := v.Grant(ctx, id, vault.Access{Principal: "reviewer-7", Purpose: "age-check"}); err != nil {
+	g, err := v.Grant(ctx, id, vault.Access{Principal: "reviewer-7", Purpose: "age-check"})
+	if err != nil {
 		log.Fatal(err)
 	}
+	img, _, err := v.Redeem(ctx, g.Token, vault.Requester{Principal: "reviewer-7"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	io.Copy(io.Discard, img) // shown to the reviewer
+	img.Close()
 	err = v.Decide(ctx, id, vault.Decision{Verdict: vault.Approved, Note: "over 18"}, vault.Actor{Principal: "reviewer-7", Reason: "age check"})
 	fmt.Println("decided:", err)
 	_, err = v.Grant(ctx, id, vault.Access{Principal: "reviewer-7", Purpose: "age-check"})

@@ -32,10 +32,12 @@ func s3Deployment(t *testing.T) (data, keys *s3store.Store, client *minio.Client
 	srv := miniotest.Server(t)
 	client = srv.Client(t)
 	dataBucket = srv.NewBucket(t, true)
-	data, err := s3store.New(ctx, client, dataBucket, s3store.Options{})
+	c := newClock()
+	data, err := s3store.New(ctx, client, dataBucket, s3store.Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	storeClocks.Store(store.Store(data), c)
 	keys, err = s3store.New(ctx, client, srv.NewBucket(t, false), s3store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +172,7 @@ func TestReleaseRacingHold(t *testing.T) {
 	ctx := context.Background()
 	mem := memstore.New()
 	st := &releaseRacer{Store: mem}
+	mem.Now = clockOf(st).Now // the wrapper hides the memstore's clock; keep them one
 	v := openTestVault(t, st, testKEK(t), nil)
 	info := putImage(t, v, image(3000, ""), "member-1")
 	oid, _ := parseObjectID(info.ID)

@@ -64,20 +64,44 @@ type backend struct {
 	new  func(t testing.TB) store.Store
 }
 
+// storeClocks holds the injected clock each test store tells its time by
+// (store.Clock): the vault checks its own clock against the store's before
+// anything irreversible, so a test that moves the vault's clock moves the
+// store's with it. openTestVault gives the vault the store's clock.
+var storeClocks sync.Map // store.Store → *fakeClock
+
+// clockOf returns the clock st tells its time by (a new one for a store
+// made elsewhere, which a memstore then follows).
+func clockOf(st store.Store) *fakeClock {
+	if c, ok := storeClocks.Load(st); ok {
+		return c.(*fakeClock)
+	}
+	c := newClock()
+	if m, ok := st.(*memstore.Store); ok && m.Now == nil {
+		m.Now = c.Now
+	}
+	storeClocks.Store(st, c)
+	return c
+}
+
 func fsBackend(t testing.TB) store.Store {
-	st, err := fsstore.Open(t.TempDir())
+	c := newClock()
+	st, err := fsstore.OpenWithOptions(t.TempDir(), fsstore.Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	storeClocks.Store(store.Store(st), c)
 	return st
 }
 
 func s3Backend(t testing.TB) store.Store {
 	srv := miniotest.Server(t)
-	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{})
+	c := newClock()
+	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	storeClocks.Store(store.Store(st), c)
 	return st
 }
 
@@ -92,7 +116,7 @@ type testVault struct {
 
 func openTestVault(t testing.TB, st store.Store, kek kms.KEK, mod func(*Config)) *testVault {
 	t.Helper()
-	clock := newClock()
+	clock := clockOf(st)
 	cfg := Config{Store: st, KEK: kek, Now: clock.Now}
 	if mod != nil {
 		mod(&cfg)

@@ -3,212 +3,193 @@ package vault
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/idvault/idvault/internal/envelope"
+	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
 )
 
-// Legal hold state.
+// Legal hold.
 //
-// The key record's LegalHold flag alone can be rolled back by anyone who
-// can write the store: put back the record copied before Hold and the hold
-// is gone; put back the held copy after Release and the document never
-// expires. So every Hold and Release also writes a hold marker,
-// holds/<id>/<seq>, create-only and write-once (object lock on S3, for
-// DefaultAuditRetention), whose body is MACed with a key from the vault's
-// keyset: nobody without the KEK can forge one, and nobody can overwrite or
-// (where object lock holds) delete one. A decision that depends on the hold
-// (Sweep, Delete, EraseSubject, and Grant/Redeem past the deadline) takes
-// the latest valid marker and the key record's flag:
+// A hold suspends a document's deadline: Sweep keeps it, Delete and
+// EraseSubject refuse it, Grant and Redeem serve it past its deadline. Its
+// state is written in two places that must agree:
 //
-//   - no marker: the record's flag (documents never held, and holds placed
-//     before markers existed);
-//   - marker and record agree: that state;
-//   - they disagree, or a marker does not verify: errHoldInDoubt. The
-//     document is neither shredded nor served past its deadline, Sweep
-//     reports it (SweepReport.Unknown) and raises AlertTampered. A Hold or
-//     Release that crashed between its marker and its record ends in this
-//     state too; repeating the call settles it.
+//   - the state chain (statechain.go): one signed, hash-linked entry per
+//     Hold or Release that changes the state, shared by every instance and
+//     never forgotten by one that read it;
+//   - the key record's LegalHold flag, inside the encrypted, authenticated
+//     record.
 //
-// Restoring an older key record therefore changes nothing: its flag
-// disagrees with the latest marker. What remains: an attacker who can
-// delete a marker (a filesystem store, or a bucket without object lock)
-// and restore the matching record at once; the audit log still holds the
-// Hold and Release records.
+// Every decision that depends on the hold (Sweep, Delete, EraseSubject, and
+// Grant/Redeem of a held document or one past its deadline) reads both
+// (resolveHold):
 //
-// The store's own expiry (store.ExpiryTagger: on S3 the lifecycle
-// backstop, which matches payloads tagged idvault-expire=yes) knows nothing
-// of markers, so Hold and Release also switch the payload's tag, after the
-// marker and the record (setExpirable in retention.go). A Hold whose tag
-// update fails returns ExpiryTagError; repeating it settles the tag.
+//   - the chain never named the document: the record's flag must say "not
+//     held" (a record saying "held" with no entry was not written by Hold);
+//   - the chain's latest entry and the flag agree: that state;
+//   - they disagree, or the chain is broken: errHoldInDoubt. The document
+//     is neither shredded nor served past its deadline, Sweep counts it as
+//     Unknown and raises AlertTampered. A Hold or Release interrupted
+//     between its chain entry and its record ends in this state too;
+//     repeating the call settles it.
+//
+// So putting back an older key record (from before a Hold, or a held one
+// from before a Release) changes nothing but raising the alarm, and so
+// does deleting a hold marker of any kind: the chain entry is the state,
+// and the chain cannot be cut without being noticed (statechain.go).
+//
+// The store's own expiry (store.ExpiryTagger: on S3 the lifecycle backstop,
+// which matches payloads tagged idvault-expire=yes) knows nothing of the
+// chain, so Hold and Release also switch the payload's tag, last
+// (setExpirable). A Hold whose tag update fails returns ExpiryTagError;
+// repeating it settles the tag.
 
-// errHoldInDoubt: the hold markers and the key record disagree (a rollback,
-// a forged marker, or an interrupted Hold/Release).
-var errHoldInDoubt = fmt.Errorf("vault: legal hold state in doubt (hold markers and key record disagree): %w", ErrTampered)
+// errHoldInDoubt: the state chain and the key record disagree about a
+// document's hold (a rollback from a backup, a forged record, or an
+// interrupted Hold/Release), or the chain cannot be trusted.
+var errHoldInDoubt = fmt.Errorf("vault: legal hold state in doubt (the state chain and the key record disagree): %w", ErrTampered)
 
-const (
-	holdPrefix     = "holds/"
-	holdMarkerV1   = 1
-	holdMarkerLen  = 1 + 1 + 8 + 8 + sha256.Size
-	maxHoldMarkers = 1024 // a document's hold history; beyond it the state is in doubt
-)
-
-func holdMarkerKey(id objectID, seq uint64) string {
-	return holdPrefix + id.String() + "/" + fmt.Sprintf("%020d", seq)
-}
-
-func (s *systemKeys) holdMAC(id objectID, seq uint64, held bool, at int64) []byte {
-	m := hmac.New(sha256.New, s.indexKey)
-	m.Write([]byte("idvault hold marker v1\x00"))
-	m.Write(s.vaultID[:])
-	m.Write(id[:])
-	var b [17]byte
-	binary.BigEndian.PutUint64(b[:8], seq)
-	if held {
-		b[8] = 1
-	}
-	binary.BigEndian.PutUint64(b[9:], uint64(at))
-	m.Write(b[:])
-	return m.Sum(nil)
-}
-
-func (s *systemKeys) holdMarker(id objectID, seq uint64, held bool, at time.Time) []byte {
-	b := make([]byte, 0, holdMarkerLen)
-	b = append(b, holdMarkerV1)
-	if held {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
-	}
-	b = binary.BigEndian.AppendUint64(b, seq)
-	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
-	return append(b, s.holdMAC(id, seq, held, at.UnixNano())...)
-}
-
-// parseHoldMarker checks a marker's body against its id and seq.
-func (s *systemKeys) parseHoldMarker(id objectID, seq uint64, b []byte) (held, ok bool) {
-	if len(b) != holdMarkerLen || b[0] != holdMarkerV1 || b[1] > 1 || binary.BigEndian.Uint64(b[2:10]) != seq {
-		return false, false
-	}
-	held = b[1] == 1
-	at := int64(binary.BigEndian.Uint64(b[10:18]))
-	return held, hmac.Equal(b[18:], s.holdMAC(id, seq, held, at))
-}
-
-// holdHistory is what the markers of one document say.
-type holdHistory struct {
-	n      int    // markers found
-	maxSeq uint64 // highest sequence number among marker names (valid or not)
-	latest uint64 // sequence number of the latest valid marker (0: none)
-	held   bool   // its state
-	bad    bool   // a marker did not verify, or there were too many
-}
-
-func (v *Vault) holdHistory(ctx context.Context, id objectID) (holdHistory, error) {
-	sys, _ := v.keyset()
-	var h holdHistory
-	prefix := holdPrefix + id.String() + "/"
-	for k, err := range v.st.List(ctx, prefix) {
-		if err != nil {
-			return h, fmt.Errorf("vault: hold markers of %s: %w", id, err)
-		}
-		h.n++
-		if h.n > maxHoldMarkers {
-			h.bad = true
-			break
-		}
-		seq, err := strconv.ParseUint(strings.TrimPrefix(k, prefix), 10, 64)
-		if err != nil || seq == 0 {
-			h.bad = true
-			continue
-		}
-		h.maxSeq = max(h.maxSeq, seq)
-		b, err := getSmall(ctx, v.st, k, holdMarkerLen+1)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return h, fmt.Errorf("vault: hold markers of %s: %w", id, err)
-		}
-		held, ok := sys.parseHoldMarker(id, seq, b)
-		if !ok {
-			h.bad = true
-			continue
-		}
-		if seq > h.latest {
-			h.latest, h.held = seq, held
-		}
-	}
-	return h, nil
-}
-
-// resolveHold returns whether id is under legal hold, from its markers and
-// md (its key record); see the comment at the top of this file.
+// resolveHold returns whether id is under legal hold, from the state chain
+// and md (its key record); see the comment at the top of this file.
 func (v *Vault) resolveHold(ctx context.Context, id objectID, md envelope.Metadata) (bool, error) {
-	h, err := v.holdHistory(ctx, id)
-	if err != nil {
-		return false, err
-	}
+	held, seen, err := v.chain.hold(ctx, id)
 	switch {
-	case h.bad:
+	case errors.Is(err, errStateInDoubt):
 		return false, fmt.Errorf("vault: object %s: %w", id, errHoldInDoubt)
-	case h.latest == 0 && h.n == 0:
-		return md.LegalHold, nil
-	case h.latest == 0 || h.held != md.LegalHold:
+	case err != nil:
+		// The chain could not be read (a store error): nothing is known.
+		return false, fmt.Errorf("vault: object %s: legal hold: %w", id, err)
+	case !seen && !md.LegalHold:
+		return false, nil
+	case !seen || held != md.LegalHold:
 		return false, fmt.Errorf("vault: object %s: %w", id, errHoldInDoubt)
 	}
-	return h.held, nil
+	return held, nil
 }
 
-// writeHoldMarker creates the next marker of id, create-only and
-// write-once; a concurrent Hold/Release that took the same number makes it
-// try the next one.
-func (v *Vault) writeHoldMarker(ctx context.Context, id objectID, held bool) error {
-	sys, _ := v.keyset()
-	for range 3 {
-		h, err := v.holdHistory(ctx, id)
-		if err != nil {
-			return err
+// Hold puts a document under legal hold: it no longer expires, Sweep skips
+// it, Delete and EraseSubject refuse it, until Release. The hold is
+// audited, then written to the state chain (signed, hash-linked, write-once
+// where the store allows, followed by every instance), then to the
+// document's key record; putting back an older key record, or deleting
+// anything, does not lift it (see hold.go). by is recorded in the audit
+// log.
+//
+// Where the store deletes objects on its own schedule (store.ExpiryTagger:
+// the S3 lifecycle backstop of s3store.SetExpiryRule), Hold also takes the
+// payload out of that expiry, last. If that fails, Hold returns an
+// *ExpiryTagError: the hold is recorded and the vault keeps the document,
+// but the store could still delete the payload until a repeated Hold
+// returns nil. Hold is idempotent: a repeated Hold writes no new chain
+// entry, and settles a Hold interrupted before.
+func (v *Vault) Hold(ctx context.Context, id string, by Actor) error {
+	return v.setHold(ctx, id, by, true)
+}
+
+// Release lifts a legal hold. A document past its deadline is then
+// expired at once (refused at read time, deleted by the next Sweep).
+// Release gives the payload back to the store's own expiry, where there is
+// one; if that fails it returns an *ExpiryTagError: the document is
+// released and Sweep deletes it on schedule, only the store-side backstop
+// does not cover it until a repeated Release returns nil.
+func (v *Vault) Release(ctx context.Context, id string, by Actor) error {
+	return v.setHold(ctx, id, by, false)
+}
+
+func (v *Vault) setHold(ctx context.Context, id string, by Actor, hold bool) error {
+	if v.isClosed() {
+		return ErrClosed
+	}
+	ev, kind := audit.EventHold, audit.StateHold
+	if !hold {
+		ev, kind = audit.EventRelease, audit.StateRelease
+	}
+	if err := by.check(string(ev)); err != nil {
+		return err
+	}
+	oid, err := parseObjectID(id)
+	if err != nil {
+		return err
+	}
+	// The record alone: a hold in doubt is settled by this call.
+	md, key, err := v.openRecord(ctx, oid)
+	if err != nil {
+		return err
+	}
+	defer key.Destroy()
+	chainHeld, seen, err := v.chain.hold(ctx, oid)
+	if err != nil {
+		return fmt.Errorf("vault: %s %s: %w", ev, oid, err)
+	}
+	if hold && !v.now().Before(md.Expires) && !(seen && chainHeld) {
+		// Past its deadline and not held: expired; a hold comes too late.
+		return fmt.Errorf("vault: hold %s: %w", oid, ErrExpired)
+	}
+	md.LegalHold = hold
+	rec, err := envelope.Reseal(ctx, v.kek, md, key)
+	if err != nil {
+		return fmt.Errorf("vault: %s %s: %w", ev, oid, mapEnvelopeErr(err))
+	}
+	if err := v.audit(ctx, audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id, Subject: hex.EncodeToString(md.SubjectMAC), Principal: by.principal(), Detail: by.reason()}); err != nil {
+		return err
+	}
+	// The chain first, the record second: a crash between them leaves the
+	// two in disagreement, which keeps the document (errHoldInDoubt) until
+	// the call is repeated.
+	if !seen || chainHeld != hold {
+		if _, err := v.chain.append(ctx, kind, oid.String()); err != nil {
+			return fmt.Errorf("vault: %s %s: %w", ev, oid, err)
 		}
-		body := sys.holdMarker(id, h.maxSeq+1, held, v.now())
-		opts := store.PutOptions{IfAbsent: true}
-		if v.cfg.AuditRetention > 0 {
-			opts.RetainUntil = v.now().Add(v.cfg.AuditRetention)
-		}
-		key := holdMarkerKey(id, h.maxSeq+1)
-		err = v.st.Put(ctx, key, bytes.NewReader(body), int64(len(body)), opts)
-		if errors.Is(err, store.ErrRetentionUnsupported) {
-			opts.RetainUntil = time.Time{}
-			err = v.st.Put(ctx, key, bytes.NewReader(body), int64(len(body)), opts)
-		}
-		if errors.Is(err, store.ErrExists) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("vault: hold marker of %s: %w", id, err)
-		}
+		v.view.witnessState(ctx)
+	}
+	if err := v.keys.Put(ctx, keyRecordKey(oid), bytes.NewReader(rec), int64(len(rec)), store.PutOptions{}); err != nil {
+		return fmt.Errorf("vault: %s %s: %w", ev, oid, err)
+	}
+	// Last, once the vault itself acts on the new state: the store's own
+	// expiry (the S3 lifecycle backstop) must not delete a held payload.
+	if err := v.setExpirable(ctx, oid, !hold); err != nil {
+		return &ExpiryTagError{Object: id, Held: hold, Err: err}
+	}
+	return nil
+}
+
+// setExpirable marks id's payload as expirable by the store's own expiry
+// (the lifecycle rule of s3store.SetExpiryRule), or not, where the store
+// has such an expiry (store.ExpiryTagger). The payload is in Config.Store
+// even when key records are in Config.KeyStore.
+//
+// A concurrent Hold may write its chain entry and its "not expirable"
+// between this Release's record and its "expirable"; so after marking a
+// payload expirable, the chain is read again, and the mark is taken back if
+// the document is now held or its hold is in doubt. The order of the two
+// writes in Hold (chain entry, then mark) makes this check see every Hold
+// whose mark it could have overwritten.
+//
+// A payload already gone is not an error: nothing is left for the store to
+// expire.
+func (v *Vault) setExpirable(ctx context.Context, id objectID, expirable bool) error {
+	et, ok := v.st.(store.ExpiryTagger)
+	if !ok {
 		return nil
 	}
-	return fmt.Errorf("vault: hold marker of %s: concurrent hold changes: %w", id, store.ErrExists)
-}
-
-// deleteHoldMarkers removes id's markers after a shred, where the store
-// allows it (write-once markers stay until their retention ends; they hold
-// no personal data, only the object ID, a number and a time, and Sweep
-// collects them later).
-func (v *Vault) deleteHoldMarkers(ctx context.Context, id objectID) {
-	for k, err := range v.st.List(ctx, holdPrefix+id.String()+"/") {
-		if err != nil {
-			return
-		}
-		_ = v.st.Delete(ctx, k)
+	err := et.SetExpirable(ctx, blobKey(id), expirable)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
 	}
+	if err != nil || !expirable {
+		return err
+	}
+	if err := v.chain.follow(ctx); err == nil {
+		if held, _, err := v.chain.hold(ctx, id); err == nil && !held {
+			return nil
+		}
+	}
+	if terr := et.SetExpirable(ctx, blobKey(id), false); terr != nil && !errors.Is(terr, store.ErrNotFound) {
+		return terr
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package vault
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -213,8 +212,6 @@ func (f *folder) foldBatch(batch []foldItem) {
 			close(c)
 		}
 	}()
-	states := make(map[string]string, len(batch))
-	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, it := range batch {
 		if it.synced != nil {
@@ -222,10 +219,7 @@ func (f *folder) foldBatch(batch []foldItem) {
 			continue
 		}
 		if it.void {
-			mu.Lock()
-			states[it.tok] = audit.FoldVoid
-			mu.Unlock()
-			continue
+			continue // its spend-unconfirmed refusal is in the log already
 		}
 		left := foldDeadline - time.Since(it.spentAt)
 		if left <= 0 {
@@ -234,71 +228,44 @@ func (f *folder) foldBatch(batch []foldItem) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), left)
 			defer cancel()
-			if _, err := f.v.appendObserved(ctx, it.rec); err == nil {
-				mu.Lock()
-				states[it.tok] = audit.FoldFolded
-				mu.Unlock()
-			}
+			// On failure the entry is adopted later (adoptLedger).
+			_, _ = f.v.appendObserved(ctx, it.rec)
 		})
 	}
 	wg.Wait()
-	if len(states) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), foldDeadline)
-	defer cancel()
-	f.v.writeFoldNote(ctx, states) // on failure adoption finds the records in the logs
 }
 
-func (v *Vault) writeFoldNote(ctx context.Context, states map[string]string) error {
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	b := audit.EncodeFolded(states)
-	return v.st.Put(ctx, audit.FoldedKey(v.now(), rnd), bytes.NewReader(b), int64(len(b)), store.PutOptions{IfAbsent: true})
-}
-
-// adoptLedger folds every spend entry older than adoptAfter that no fold
-// note names and whose release record is in no log (a crash between spend
-// and fold), and removes fold notes older than every entry they can name.
-// Open runs it in the background; Sweep must run it before collecting
+// adoptLedger folds the release record of every spend entry whose record
+// is in no log (its owner crashed between spend and fold, or its fold
+// failed). Exactly once, whatever the clocks say: an entry is adopted only
+// after this instance has seen it without a record for adoptAfter on its
+// own monotonic clock (its owner gives up folding foldDeadline after the
+// spend), only if the logs, read just before, still hold no record of it
+// (logview.go), and only by the instance that wins a create-only claim on
+// it. Open runs it in the background; Sweep must run it before collecting
 // ledger entries and must not collect any when it fails.
 func (v *Vault) adoptLedger(ctx context.Context) error {
-	sys, _ := v.keyset()
-	now := v.now()
-	states := map[string]string{}
-	var settled []string // readable notes older than adoptAfter: compactable
-	for k, err := range v.st.List(ctx, audit.FoldedPrefix) {
-		if err != nil {
-			return fmt.Errorf("vault: adopt ledger: %w", err)
-		}
-		rc, err := v.st.Get(ctx, k)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("vault: adopt ledger: %w", err)
-		}
-		perr := audit.ParseFolded(rc, states)
-		rc.Close()
-		if perr != nil {
-			continue // unreadable: its tokens are checked against the logs
-		}
-		if t, ok := foldNoteTime(k); ok && now.Sub(t) > foldNoteLifetime {
-			v.st.Delete(ctx, k) // every entry it names is collectible by now
-		} else if ok && now.Sub(t) > adoptAfter {
-			settled = append(settled, k)
-		}
+	if err := v.checkClock(ctx, "adopt ledger"); err != nil {
+		return err
 	}
+	if err := v.view.poll(ctx); err != nil {
+		return fmt.Errorf("vault: adopt ledger: reading the logs: %w", err)
+	}
+	sys, _ := v.keyset()
+	now := time.Now() // monotonic: how long this instance has seen an entry stray
 	var stray []audit.LedgerEntry
-	present := map[string]bool{}
+	seen := map[[16]byte]bool{}
 	for k, err := range v.st.List(ctx, audit.LedgerPrefix) {
 		if err != nil {
 			return fmt.Errorf("vault: adopt ledger: %w", err)
 		}
-		tok := strings.TrimPrefix(k, audit.LedgerPrefix)
-		present[tok] = true
-		if states[tok] != "" {
+		tok, ok := parseTokenHex(strings.TrimPrefix(k, audit.LedgerPrefix))
+		if !ok || v.view.logged(tok) {
 			continue
+		}
+		seen[tok] = true
+		if now.Sub(v.strays.firstSeen(tok, now)) < adoptAfter {
+			continue // perhaps its owner is folding it
 		}
 		b, err := getSmall(ctx, v.st, k, 8<<10)
 		if errors.Is(err, store.ErrNotFound) {
@@ -311,80 +278,98 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 			continue // former format: no record to fold
 		}
 		e, err := audit.OpenLedgerEntry(b, sys.auditVerifier)
-		if err != nil || e.TokenID != tok {
+		if err != nil || e.TokenID != tokenHex(tok) {
 			continue // not ours to fold: audit.CheckLedger reports it
-		}
-		if now.Sub(e.Record.Time) < adoptAfter {
-			continue // its owner folds it
 		}
 		stray = append(stray, e)
 	}
-	if len(settled) > compactNotesAbove {
-		// Compact: one note for the tokens whose entries still exist
-		// replaces the settled notes, so the notes stay few whatever the
-		// redemption rate and every Open reads little.
-		merged := map[string]string{}
-		for tok, st := range states {
-			if present[tok] {
-				merged[tok] = st
-			}
-		}
-		if err := v.writeFoldNote(ctx, merged); err != nil {
-			return fmt.Errorf("vault: adopt ledger: %w", err)
-		}
-		for _, k := range settled {
-			if err := v.st.Delete(ctx, k); err != nil {
-				return fmt.Errorf("vault: adopt ledger: %w", err)
-			}
-		}
-	}
+	v.strays.keep(seen)
 	if len(stray) == 0 {
 		return nil
 	}
-	// The slow path (after a crash): which of them are in a log already?
-	inLog := map[string]bool{}
-	for r, err := range audit.Scan(ctx, v.st, audit.Filter{Event: audit.EventRedeem}) {
+	// The logs were read again just now; a record older than what this
+	// instance read at Open is looked for in the logs themselves (rare:
+	// after an outage longer than the view's horizon).
+	if err := v.view.poll(ctx); err != nil {
+		return fmt.Errorf("vault: adopt ledger: reading the logs: %w", err)
+	}
+	var old map[string]bool
+	for _, e := range stray {
+		if e.Record.Time.Before(v.view.from) && old == nil {
+			old = map[string]bool{}
+			for r, err := range audit.Scan(ctx, v.st, audit.Filter{Event: audit.EventRedeem, Until: v.view.from.Add(time.Hour)}) {
+				if err != nil {
+					return fmt.Errorf("vault: adopt ledger: %w", err)
+				}
+				if r.Outcome == audit.OutcomeOK || r.Reason == reasonSpendUnconfirmed {
+					old[r.TokenID] = true
+				}
+			}
+		}
+	}
+	for _, e := range stray {
+		tok, _ := parseTokenHex(e.TokenID)
+		if v.view.logged(tok) || old[e.TokenID] {
+			continue
+		}
+		// One adopter per entry, across instances: a create-only claim.
+		// (An adopter that dies between claim and fold leaves the entry
+		// in no log; audit.CheckLedger reports it.)
+		claim := []byte(v.log.LogID() + "\n")
+		err := v.st.Put(ctx, adoptClaimPrefix+e.TokenID, bytes.NewReader(claim), int64(len(claim)), store.PutOptions{IfAbsent: true})
+		if errors.Is(err, store.ErrExists) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("vault: adopt ledger: %w", err)
 		}
-		if r.Outcome == audit.OutcomeOK || r.Reason == reasonSpendUnconfirmed {
-			inLog[r.TokenID] = true
+		if _, err := v.appendObserved(ctx, e.Record); err != nil {
+			return fmt.Errorf("vault: adopt ledger: %w: %w", ErrAuditUnavailable, err)
 		}
+		v.view.noteSpent(tok, ledgerKeepUntil(e.Expires), true)
 	}
-	done := map[string]string{}
-	for _, e := range stray {
-		if !inLog[e.TokenID] {
-			// One adopter per entry, across instances: a create-only claim.
-			// (An adopter that dies between claim and fold leaves the entry
-			// in no log; audit.CheckLedger reports it.)
-			claim := []byte(v.log.LogID() + "\n")
-			err := v.st.Put(ctx, adoptClaimPrefix+e.TokenID, bytes.NewReader(claim), int64(len(claim)), store.PutOptions{IfAbsent: true})
-			if errors.Is(err, store.ErrExists) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("vault: adopt ledger: %w", err)
-			}
-			if _, err := v.appendObserved(ctx, e.Record); err != nil {
-				return fmt.Errorf("vault: adopt ledger: %w: %w", ErrAuditUnavailable, err)
-			}
-		}
-		done[e.TokenID] = audit.FoldFolded
-	}
-	return v.writeFoldNote(ctx, done)
+	return nil
 }
 
-// compactNotesAbove: adoptLedger merges the settled fold notes when there
-// are more than this many.
-const compactNotesAbove = 8
+// strayEntries remembers, on the monotonic clock, when this instance first
+// saw each spend entry without a record in the logs.
+type strayEntries struct {
+	mu    sync.Mutex
+	first map[[16]byte]time.Time
+}
+
+func (s *strayEntries) firstSeen(tok [16]byte, now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.first == nil {
+		s.first = map[[16]byte]time.Time{}
+	}
+	t, ok := s.first[tok]
+	if !ok {
+		s.first[tok], t = now, now
+	}
+	return t
+}
+
+// keep forgets every entry not in seen (folded, or collected, since).
+func (s *strayEntries) keep(seen map[[16]byte]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.first {
+		if !seen[k] {
+			delete(s.first, k)
+		}
+	}
+}
 
 // adoptClaimPrefix holds the create-only claims of adopters
 // (ledger-adopt/<token-id>); Sweep's collectLedger removes each with its
 // entry.
 const adoptClaimPrefix = "ledger-adopt/"
 
-// foldNoteLifetime: a fold note names entries spent before it was written;
-// each such entry is collectible within MaxGrantTTLLimit + ledgerHorizon.
+// foldNoteLifetime: earlier versions wrote fold notes (ledger-folded/…);
+// Sweep removes those older than this (every entry they can name is
+// collectible by then).
 const foldNoteLifetime = MaxGrantTTLLimit + ledgerHorizon + adoptAfter
 
 func foldNoteTime(key string) (time.Time, bool) {
@@ -411,6 +396,7 @@ func tokenHex(id [16]byte) string { return hex.EncodeToString(id[:]) }
 // ledgerEntryCollectible allows at the vault's clock. retention.go's
 // sweepLedger is this call.
 func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
+	v.fold.sync(ctx) // this instance's own releases into its log first
 	if err := v.adoptLedger(ctx); err != nil {
 		return 0, err
 	}
@@ -426,7 +412,8 @@ func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
 		if err != nil {
 			return removed, fmt.Errorf("vault: sweep ledger: %w", err)
 		}
-		if ledgerEntryCollectible(b, now) {
+		tok, _ := parseTokenHex(strings.TrimPrefix(k, audit.LedgerPrefix))
+		if ledgerEntryCollectible(b, now) && (len(b) == 8 || v.view.logged(tok)) {
 			if err := v.st.Delete(ctx, k); err != nil {
 				return removed, fmt.Errorf("vault: sweep ledger: %w", err)
 			}
@@ -434,6 +421,16 @@ func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
 				return removed, fmt.Errorf("vault: sweep ledger: %w", err)
 			}
 			removed++
+		}
+	}
+	for k, err := range v.st.List(ctx, audit.FoldedPrefix) {
+		if err != nil {
+			return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+		}
+		if t, ok := foldNoteTime(k); ok && now.Sub(t) > foldNoteLifetime {
+			if err := v.st.Delete(ctx, k); err != nil {
+				return removed, fmt.Errorf("vault: sweep ledger: %w", err)
+			}
 		}
 	}
 	return removed, nil

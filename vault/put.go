@@ -138,6 +138,11 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: negative size: %w", ErrInvalidArgument)
 	}
 	declared := normalizeType(doc.ContentType)
+	// The deadline is set by this clock: not while it disagrees with the
+	// store's (an early deadline would be an early shred).
+	if err := v.checkClock(ctx, "put"); err != nil {
+		return Info{}, audit.Record{Event: audit.EventPut}, err
+	}
 
 	br := bufio.NewReaderSize(doc.Body, 512)
 	head, err := br.Peek(sniffLen)

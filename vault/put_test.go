@@ -191,10 +191,12 @@ func TestNoPlaintextOnStorage(t *testing.T) {
 	}
 	t.Run("fs", func(t *testing.T) {
 		dir := t.TempDir()
-		st, err := fsstore.Open(dir)
+		c := newClock()
+		st, err := fsstore.OpenWithOptions(dir, fsstore.Options{Now: c.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
+		storeClocks.Store(store.Store(st), c)
 		v := openTestVault(t, st, testKEK(t), nil)
 		for _, n := range []int{4 << 10, 1 << 20} {
 			putImage(t, v, image(n, marker), subject)

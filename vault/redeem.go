@@ -203,6 +203,23 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		return nil, Info{}, false, err
 	}
 
+	// Nothing irreversible on a clock that disagrees with the store's, and
+	// no second release of a token the logs say was spent, whatever
+	// happened to its spend entry since (logview.go).
+	if err := v.checkClock(ctx, "redeem"); err != nil {
+		pr.Close()
+		cancelBlob()
+		return nil, Info{}, true, err
+	}
+	if spent, err := v.view.isSpent(ctx, c.ID); err != nil || spent {
+		pr.Close()
+		cancelBlob()
+		if err != nil {
+			return nil, Info{}, true, fmt.Errorf("vault: redeem: %w", err)
+		}
+		return nil, Info{}, true, fmt.Errorf("vault: redeem: %w", ErrTokenReplayed)
+	}
+
 	// Spend: one create-only write that carries the release record.
 	ok := *rec
 	ok.Log, ok.Seq = audit.LedgerLog, 0
@@ -234,6 +251,8 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		}
 	}
 	served = true
+	v.view.noteSpent(c.ID, ledgerKeepUntil(c.ExpiresAt), false)
+	v.view.noteView(req.Principal, id, ok.Time)
 	v.fold.enqueue(foldItem{tok: rec.TokenID, rec: ok, spentAt: time.Now()})
 	return v.countReleased(&redeemReader{head: head, pr: pr, cancel: cancelBlob, release: releaseStream}), infoOf(md), true, nil
 }
@@ -303,6 +322,12 @@ func (v *Vault) checkClaims(c token.Claims, principal string) error {
 	}
 	if principal != c.Principal {
 		return fmt.Errorf("vault: redeem: %w", ErrWrongPrincipal)
+	}
+	// Every instance remembers spent tokens for as long as a token of
+	// MaxGrantTTL can be accepted (logview.go); a token meant to live
+	// longer (an instance configured otherwise) is refused.
+	if c.ExpiresAt.Sub(c.IssuedAt) > v.cfg.MaxGrantTTL {
+		return fmt.Errorf("vault: redeem: token lives longer than MaxGrantTTL: %w", ErrTokenExpired)
 	}
 	return nil
 }

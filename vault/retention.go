@@ -112,6 +112,11 @@ func (v *Vault) sweep(ctx context.Context, by Actor, progress func(SweepReport))
 	if err := by.check("sweep"); err != nil {
 		return rep, err
 	}
+	// Deadlines are decided by this clock: not while it disagrees with
+	// the store's (clock.go).
+	if err := v.checkClock(ctx, "sweep"); err != nil {
+		return rep, err
+	}
 	if err := v.sweepExpired(ctx, by, &rep, progress); err != nil {
 		return rep, err
 	}
@@ -310,6 +315,9 @@ func (v *Vault) subjectKeyFromExpiryIndex(ctx context.Context, indexKey string, 
 // expiry index. A crash leaves the expiry index entry, so the next Sweep
 // finishes the job.
 func (v *Vault) shred(ctx context.Context, by Actor, id objectID, md *envelope.Metadata, ev audit.Event, reason string, rep *SweepReport) error {
+	if err := v.checkClock(ctx, "shred"); err != nil {
+		return err
+	}
 	claimed, err := v.claim(ctx, id)
 	if err != nil {
 		return err
@@ -351,7 +359,6 @@ func (v *Vault) shred(ctx context.Context, by Actor, id objectID, md *envelope.M
 	if err := v.keys.Delete(ctx, keyRecordKey(id)); err != nil {
 		return fmt.Errorf("vault: shred %s: %w", id, err)
 	}
-	v.deleteHoldMarkers(ctx, id)
 	// The expiry index entry goes last: while it exists, a later Sweep
 	// finds and finishes whatever an interrupted one left.
 	keys = []string{blobKey(id), orphanKey(id), claimKey(id)}
@@ -618,119 +625,4 @@ func (v *Vault) recordForDeletion(ctx context.Context, id objectID) (envelope.Me
 	}
 	md.LegalHold = held
 	return md, nil
-}
-
-// Hold puts a document under legal hold: it no longer expires, Sweep skips
-// it, Delete and EraseSubject refuse it, until Release. The state lives in
-// a create-only, write-once hold marker MACed with a key of the vault's
-// keyset, and in the encrypted, authenticated key record; restoring an
-// older key record is detected (see hold.go). by is recorded in the audit
-// log.
-//
-// Where the store deletes objects on its own schedule (store.ExpiryTagger:
-// the S3 lifecycle backstop of s3store.SetExpiryRule), Hold also takes the
-// payload out of that expiry, last. If that fails, Hold returns an
-// *ExpiryTagError: the hold is recorded and the vault keeps the document,
-// but the store could still delete the payload until a repeated Hold
-// returns nil. Hold is idempotent.
-func (v *Vault) Hold(ctx context.Context, id string, by Actor) error {
-	return v.setHold(ctx, id, by, true)
-}
-
-// Release lifts a legal hold. A document past its deadline is then
-// expired at once (refused at read time, deleted by the next Sweep).
-// Release gives the payload back to the store's own expiry, where there is
-// one; if that fails it returns an *ExpiryTagError: the document is
-// released and Sweep deletes it on schedule, only the store-side backstop
-// does not cover it until a repeated Release returns nil.
-func (v *Vault) Release(ctx context.Context, id string, by Actor) error {
-	return v.setHold(ctx, id, by, false)
-}
-
-func (v *Vault) setHold(ctx context.Context, id string, by Actor, hold bool) error {
-	if v.isClosed() {
-		return ErrClosed
-	}
-	ev := audit.EventHold
-	if !hold {
-		ev = audit.EventRelease
-	}
-	if err := by.check(string(ev)); err != nil {
-		return err
-	}
-	oid, err := parseObjectID(id)
-	if err != nil {
-		return err
-	}
-	// The record alone: a hold in doubt is settled by this call.
-	md, key, err := v.openRecord(ctx, oid)
-	if err != nil {
-		return err
-	}
-	defer key.Destroy()
-	if hold && !v.now().Before(md.Expires) {
-		held, err := v.resolveHold(ctx, oid, md)
-		if err == nil && !held {
-			return fmt.Errorf("vault: hold %s: %w", oid, ErrExpired)
-		}
-	}
-	md.LegalHold = hold
-	rec, err := envelope.Reseal(ctx, v.kek, md, key)
-	if err != nil {
-		return fmt.Errorf("vault: hold %s: %w", oid, mapEnvelopeErr(err))
-	}
-	if err := v.audit(ctx, audit.Record{Event: ev, Outcome: audit.OutcomeOK, Object: id, Subject: hex.EncodeToString(md.SubjectMAC), Principal: by.principal(), Detail: by.reason()}); err != nil {
-		return err
-	}
-	// Marker first, record second: a crash between them leaves the two
-	// in disagreement, which keeps the document (errHoldInDoubt) until
-	// the call is repeated.
-	if err := v.writeHoldMarker(ctx, oid, hold); err != nil {
-		return err
-	}
-	if err := v.keys.Put(ctx, keyRecordKey(oid), bytes.NewReader(rec), int64(len(rec)), store.PutOptions{}); err != nil {
-		return fmt.Errorf("vault: hold %s: %w", oid, err)
-	}
-	// Last, once the vault itself acts on the new state: the store's own
-	// expiry (the S3 lifecycle backstop) must not delete a held payload.
-	if err := v.setExpirable(ctx, oid, !hold); err != nil {
-		return &ExpiryTagError{Object: id, Held: hold, Err: err}
-	}
-	return nil
-}
-
-// setExpirable marks id's payload as expirable by the store's own expiry
-// (the lifecycle rule of s3store.SetExpiryRule), or not, where the store
-// has such an expiry (store.ExpiryTagger). The payload is in Config.Store
-// even when key records are in Config.KeyStore.
-//
-// A concurrent Hold may write its marker and its "not expirable" between
-// this Release's record and its "expirable"; so after marking a payload
-// expirable, the markers are read again, and the mark is taken back if the
-// document is now held or its hold is in doubt. The order of the two
-// writes in Hold (marker, then mark) makes this check see every Hold whose
-// mark it could have overwritten.
-//
-// A payload already gone is not an error: nothing is left for the store to
-// expire.
-func (v *Vault) setExpirable(ctx context.Context, id objectID, expirable bool) error {
-	et, ok := v.st.(store.ExpiryTagger)
-	if !ok {
-		return nil
-	}
-	err := et.SetExpirable(ctx, blobKey(id), expirable)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil || !expirable {
-		return err
-	}
-	h, err := v.holdHistory(ctx, id)
-	if err == nil && !h.bad && !h.held {
-		return nil
-	}
-	if terr := et.SetExpirable(ctx, blobKey(id), false); terr != nil && !errors.Is(terr, store.ErrNotFound) {
-		return terr
-	}
-	return err
 }

@@ -324,11 +324,13 @@ func TestSweepCollectsGarbage(t *testing.T) {
 func TestKeyStoreVersioning(t *testing.T) {
 	srv := miniotest.Server(t)
 	ctx := context.Background()
+	c := newClock()
 	mk := func(bucket string) store.Store {
-		st, err := s3store.New(ctx, srv.Client(t), bucket, s3store.Options{})
+		st, err := s3store.New(ctx, srv.Client(t), bucket, s3store.Options{Now: c.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
+		storeClocks.Store(store.Store(st), c)
 		return st
 	}
 	locked := mk(srv.NewBucket(t, true))

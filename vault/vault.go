@@ -116,6 +116,10 @@ type Config struct {
 	// FreezeOnAlert refuses every further grant and redemption of a
 	// principal that raised an alert, until an audited Unfreeze.
 	FreezeOnAlert bool
+	// DecideWithoutView reports whether principal may Decide about
+	// documents it has not redeemed a token for within DecideWindow (a
+	// supervisor closing a queue, a batch job). Nil: nobody may.
+	DecideWithoutView func(principal string) bool
 
 	// RequireWriteOnceAudit makes Open fail with ErrInvalidArgument unless
 	// the audit log is write-once: a Store that reports retention support
@@ -171,11 +175,17 @@ type Vault struct {
 	ledgerSigner *audit.LedgerSigner
 	fold         *folder
 	adopting     sync.WaitGroup
+	strays       strayEntries // spend entries seen without a record (adoptLedger)
 	streams      streamCounter
 	lat          latencyWindow
 	lastAppend   atomic.Int64 // duration of the latest refusal record append
 
 	tel *telemetry
+
+	clockSt    clockState    // the clock check (clock.go)
+	followDone chan struct{} // followLoop has returned
+	chain      *stateChain   // holds and freezes (statechain.go)
+	view       *logView      // what the logs say: spent tokens, views (logview.go)
 }
 
 // Open opens the vault kept in cfg.Store, creating its keyset on first use.
@@ -264,9 +274,28 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		v.log.Close(context.WithoutCancel(ctx)) // stop its lease renewal
 		return nil, err
 	}
+	// The state chain (holds, freezes) and what the logs say (spent
+	// tokens, views, witness records): read before anything is served.
+	if v.chain, err = newStateChain(v, sys); err == nil {
+		err = v.chain.load(ctx)
+	}
+	if err == nil {
+		if v.view, err = newLogView(v, sys); err == nil {
+			err = v.view.start(ctx)
+		}
+	}
+	if err != nil {
+		v.log.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("vault: open: %w", err)
+	}
+	v.followDone = make(chan struct{})
+	go v.followLoop()
 	v.startFolder()
 	// Entries a crashed instance left un-folded are adopted in the
 	// background (see adoptLedger); Close waits for it.
+	// An entry is adopted only once this instance has seen it stray for
+	// adoptAfter: a first pass now, a second one adoptAfter later (by
+	// followLoop).
 	v.adopting.Go(func() {
 		actx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -284,6 +313,44 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		go v.sweepLoop(cfg.SweepEvery)
 	}
 	return v, nil
+}
+
+// followLoop keeps this instance's view of the state chain and of the
+// logs current, and writes its periodic witness records, until Close.
+func (v *Vault) followLoop() {
+	defer close(v.followDone)
+	t := time.NewTicker(viewPollEvery)
+	defer t.Stop()
+	lastWitness := time.Now()
+	adoptAt := time.Now().Add(adoptAfter + time.Second) // Open's second adoption pass
+	base, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		<-v.closed
+		stop()
+	}()
+	for {
+		select {
+		case <-v.closed:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(base, 10*viewPollEvery)
+		_ = v.chain.follow(ctx)
+		_ = v.view.poll(ctx)
+		if !adoptAt.IsZero() && time.Now().After(adoptAt) {
+			adoptAt = time.Time{}
+			actx, acancel := context.WithTimeout(base, time.Minute)
+			_ = v.adoptLedger(actx)
+			acancel()
+		}
+		if time.Since(lastWitness) >= witnessEvery {
+			lastWitness = time.Now()
+			v.view.witnessState(ctx)
+			v.view.witnessLogs(ctx)
+		}
+		cancel()
+	}
 }
 
 // versioner is implemented by stores that can tell whether they keep old
@@ -373,6 +440,11 @@ func (v *Vault) Close(ctx context.Context) error {
 		v.unmarkLive(ctx)
 		v.adopting.Wait()
 		v.fold.close()
+		<-v.followDone
+		// Vouch, in this log's last records, for the state chain and the
+		// other logs as this instance leaves them.
+		v.view.witnessState(ctx)
+		v.view.witnessLogs(ctx)
 		// Background cleanups of failed Puts, bounded by PutCleanupTimeout
 		// and by ctx.
 		bgDone := make(chan struct{})

@@ -41,6 +41,20 @@ type followed struct {
 // cannot be read in order.
 var ErrLogGap = errors.New("audit: log has a gap")
 
+// GapError is the ErrLogGap of one log: its batch at At cannot be read in
+// order.
+type GapError struct {
+	Log    string
+	At     int64
+	Detail string
+}
+
+func (e *GapError) Error() string {
+	return fmt.Sprintf("%v: log %s at %d: %s", ErrLogGap, e.Log, e.At, e.Detail)
+}
+
+func (e *GapError) Unwrap() error { return ErrLogGap }
+
 // NewFollower returns a Follower of the logs in st registered under the
 // audit key verifierKey.
 func NewFollower(st store.Store, verifierKey string) (*Follower, error) {
@@ -163,7 +177,7 @@ func (f *Follower) CheckGaps(ctx context.Context) error {
 				return err
 			}
 			if i := slices.IndexFunc(firsts, func(n int64) bool { return n >= s.next }); i >= 0 {
-				errs = append(errs, fmt.Errorf("%w: log %s: batch at %d missing, batch at %d present", ErrLogGap, log, s.next, firsts[i]))
+				errs = append(errs, &GapError{Log: log, At: s.next, Detail: fmt.Sprintf("missing while the batch at %d is present", firsts[i])})
 				break
 			}
 		}
@@ -201,7 +215,7 @@ func readBatchFrom(r io.Reader, log string, first int64, fn func(Record) error) 
 		if errors.As(err, &ioe) {
 			return 0, ioe.err
 		}
-		return 0, fmt.Errorf("%w: log %s: batch at %d: %w", ErrLogGap, log, first, err)
+		return 0, &GapError{Log: log, At: first, Detail: err.Error()}
 	}
 	var n int64
 	for {
@@ -215,10 +229,10 @@ func readBatchFrom(r io.Reader, log string, first int64, fn func(Record) error) 
 			if errors.As(err, &ioe) {
 				return n, ioe.err
 			}
-			return n, fmt.Errorf("%w: log %s: batch at %d: %w", ErrLogGap, log, first, err)
+			return n, &GapError{Log: log, At: first, Detail: err.Error()}
 		}
 		if rec.Log != log || rec.Seq != first+n {
-			return n, fmt.Errorf("%w: log %s: record at %d names %s/%d", ErrLogGap, log, first+n, rec.Log, rec.Seq)
+			return n, &GapError{Log: log, At: first + n, Detail: fmt.Sprintf("record names %s/%d", rec.Log, rec.Seq)}
 		}
 		if err := fn(rec); err != nil {
 			return n, err
