@@ -318,6 +318,9 @@ func TestUndecidedViews(t *testing.T) {
 	if err := v.Decide(ctx, ids[40], Decision{Verdict: Approved}, Actor{}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("no actor: %v", err)
 	}
+	if _, err := redeemAll(v, grant(t, v, ids[40], "r").Token, "r"); err != nil {
+		t.Fatal(err)
+	}
 	if err := v.Decide(ctx, ids[40], Decision{Verdict: Approved, Note: "ok"}, Actor{Principal: "r"}); err != nil {
 		t.Fatal(err)
 	}

@@ -68,3 +68,21 @@ func (h *hiddenStore) hiddenUnder(ctx context.Context, prefix string) (bool, err
 	}
 	return false, nil
 }
+
+// ctxLock is a mutex whose lock gives up when its context ends: the state
+// chain and the log view hold theirs across store calls, and a request must
+// not wait past its deadline behind a background read of a hung store.
+type ctxLock chan struct{}
+
+func newCtxLock() ctxLock { return make(chan struct{}, 1) }
+
+func (l ctxLock) lock(ctx context.Context) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l ctxLock) unlock() { <-l }

@@ -86,7 +86,7 @@ type viewKey struct {
 type logView struct {
 	v *Vault
 
-	fmu sync.Mutex // guards f and the poll bookkeeping
+	fmu ctxLock // guards f and the poll bookkeeping
 	f   *audit.Follower
 	hs  *hiddenStore // what f reads through
 
@@ -120,21 +120,23 @@ func newLogView(v *Vault, sys *systemKeys) (*logView, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &logView{v: v, f: f, hs: hs, spent: map[[16]byte]spentToken{}, views: map[viewKey]time.Time{},
+	return &logView{v: v, f: f, hs: hs, fmu: newCtxLock(), spent: map[[16]byte]spentToken{}, views: map[viewKey]time.Time{},
 		logClaims: map[string]int64{}, witnessed: map[string]int64{}}, nil
 }
 
 // start reads the logs' recent records (Open), then checks the state chain
 // and the logs against what the witness records vouch for.
 func (lv *logView) start(ctx context.Context) error {
-	lv.fmu.Lock()
+	if err := lv.fmu.lock(ctx); err != nil {
+		return err
+	}
 	lv.from = lv.v.now().Add(-lv.v.viewHorizon())
 	err := lv.f.Start(ctx, lv.from, witnessBack, lv.record)
 	if err == nil {
 		err = lv.f.CheckGaps(ctx)
 	}
 	lv.lastDiscover, lv.lastGapCheck = time.Now(), time.Now()
-	lv.fmu.Unlock()
+	lv.fmu.unlock()
 	if errors.Is(err, audit.ErrLogGap) {
 		err = lv.recoverGap(ctx, err)
 	}
@@ -150,7 +152,9 @@ func (lv *logView) start(ctx context.Context) error {
 
 // poll reads what the logs gained since the last poll.
 func (lv *logView) poll(ctx context.Context) error {
-	lv.fmu.Lock()
+	if err := lv.fmu.lock(ctx); err != nil {
+		return err
+	}
 	discover := time.Since(lv.lastDiscover) >= viewDiscover
 	err := lv.f.Poll(ctx, discover, lv.record)
 	if err == nil && discover {
@@ -160,7 +164,7 @@ func (lv *logView) poll(ctx context.Context) error {
 		err = lv.f.CheckGaps(ctx)
 		lv.lastGapCheck = time.Now()
 	}
-	lv.fmu.Unlock()
+	lv.fmu.unlock()
 	if errors.Is(err, audit.ErrLogGap) {
 		err = lv.recoverGap(ctx, err)
 	}
@@ -331,10 +335,26 @@ func (lv *logView) viewed(ctx context.Context, principal string, id objectID) (b
 	if check() {
 		return true, nil
 	}
-	if err := lv.poll(ctx); err != nil {
-		return false, fmt.Errorf("vault: reading the audit logs: %w", err)
+	// A release made on another instance reaches its log within
+	// foldGather and this view at its next poll: wait that long before
+	// refusing (a refusal is not on a hot path).
+	deadline := time.Now().Add(foldGather + 2*viewPollEvery)
+	for {
+		if err := lv.poll(ctx); err != nil {
+			return false, fmt.Errorf("vault: reading the audit logs: %w", err)
+		}
+		if check() {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(viewPollEvery / 4):
+		}
 	}
-	return check(), nil
 }
 
 // checkClaims compares the state chain and the logs with the longest ones
@@ -365,9 +385,11 @@ func (lv *logView) checkClaims(ctx context.Context) {
 	if len(claims) == 0 {
 		return
 	}
-	lv.fmu.Lock()
+	if lv.fmu.lock(ctx) != nil {
+		return
+	}
 	have := lv.f.Logs()
-	lv.fmu.Unlock()
+	lv.fmu.unlock()
 	for log, n := range claims {
 		if h, ok := have[log]; ok && h >= n {
 			continue
@@ -375,10 +397,12 @@ func (lv *logView) checkClaims(ctx context.Context) {
 		// Not read that far (or not registered: the log may be new to
 		// this instance, or its registry entry deleted): read on, through
 		// delete markers too.
-		lv.fmu.Lock()
+		if lv.fmu.lock(ctx) != nil {
+			return
+		}
 		found := lv.hs.recovering(func() { _ = lv.f.Poll(ctx, true, lv.record) })
 		have = lv.f.Logs()
-		lv.fmu.Unlock()
+		lv.fmu.unlock()
 		if found > 0 {
 			lv.v.alert(ctx, Alert{Kind: AlertTampered, Detail: fmt.Sprintf("%d audit batches hidden behind delete markers: read through; find who deleted them", found)})
 		}
@@ -395,13 +419,15 @@ func (lv *logView) checkClaims(ctx context.Context) {
 // not close every gap, the view is in doubt. It returns only store errors.
 func (lv *logView) recoverGap(ctx context.Context, gap error) error {
 	var err error
-	lv.fmu.Lock()
+	if err := lv.fmu.lock(ctx); err != nil {
+		return err
+	}
 	n := lv.hs.recovering(func() {
 		if err = lv.f.Poll(ctx, false, lv.record); err == nil {
 			err = lv.f.CheckGaps(ctx)
 		}
 	})
-	lv.fmu.Unlock()
+	lv.fmu.unlock()
 	if n > 0 {
 		lv.v.alert(ctx, Alert{Kind: AlertTampered, Detail: fmt.Sprintf("%d audit batches hidden behind delete markers: read through; find who deleted them", n)})
 	}
@@ -448,9 +474,11 @@ func (lv *logView) witnessState(ctx context.Context) {
 // witnessLogs appends a log-head witness record for every other log that
 // grew since this instance last vouched for it.
 func (lv *logView) witnessLogs(ctx context.Context) {
-	lv.fmu.Lock()
+	if lv.fmu.lock(ctx) != nil {
+		return
+	}
 	have := lv.f.Logs()
-	lv.fmu.Unlock()
+	lv.fmu.unlock()
 	own := lv.v.log.LogID()
 	for log, n := range have {
 		lv.mu.Lock()

@@ -117,6 +117,11 @@ func (v *Vault) sweep(ctx context.Context, by Actor, progress func(SweepReport))
 	if err := v.checkClock(ctx, "sweep"); err != nil {
 		return rep, err
 	}
+	// Holds decide what is shredded: read the state chain up to its end
+	// now, not as of the last background read.
+	if err := v.chain.follow(ctx); err != nil {
+		return rep, fmt.Errorf("vault: sweep: reading the state chain: %w", err)
+	}
 	if err := v.sweepExpired(ctx, by, &rep, progress); err != nil {
 		return rep, err
 	}
@@ -614,6 +619,10 @@ func (v *Vault) Delete(ctx context.Context, id string, by Actor) error {
 // the hold markers, whatever the deadline (a deletion always depends on the
 // hold). The data key is destroyed at once.
 func (v *Vault) recordForDeletion(ctx context.Context, id objectID) (envelope.Metadata, error) {
+	// The hold decides: read the state chain up to its end first.
+	if err := v.chain.follow(ctx); err != nil {
+		return envelope.Metadata{}, fmt.Errorf("vault: object %s: reading the state chain: %w", id, err)
+	}
 	md, key, err := v.openRecord(ctx, id)
 	if err != nil {
 		return md, err

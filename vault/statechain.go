@@ -69,7 +69,7 @@ type stateChain struct {
 	signer *audit.StateSigner
 	hs     *hiddenStore // what r reads through
 
-	mu sync.Mutex // serializes reading and appending; guards r
+	mu ctxLock // serializes reading and appending; guards r
 	r  *audit.StateReader
 
 	smu     sync.RWMutex // guards the fields below
@@ -92,7 +92,7 @@ func newStateChain(v *Vault, sys *systemKeys) (*stateChain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stateChain{v: v, signer: signer, hs: hs, r: r, holds: map[objectID]chainHold{}, frozen: map[string]int64{}}, nil
+	return &stateChain{v: v, signer: signer, hs: hs, r: r, mu: newCtxLock(), holds: map[objectID]chainHold{}, frozen: map[string]int64{}}, nil
 }
 
 // load reads the whole chain (Open) and checks that no entry is missing
@@ -109,9 +109,11 @@ func (c *stateChain) load(ctx context.Context) error {
 	} else if err := c.follow(ctx); err != nil {
 		return err
 	}
-	c.mu.Lock()
+	if err := c.mu.lock(ctx); err != nil {
+		return err
+	}
 	err = c.r.CheckGap(ctx)
-	c.mu.Unlock()
+	c.mu.unlock()
 	if errors.Is(err, audit.ErrStateBroken) {
 		c.setBroken(ctx, err)
 		return nil
@@ -122,8 +124,10 @@ func (c *stateChain) load(ctx context.Context) error {
 // follow reads the entries written since the last read. A broken chain is
 // not an error of follow (it is recorded and alerted); a store error is.
 func (c *stateChain) follow(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.mu.lock(ctx); err != nil {
+		return err
+	}
+	defer c.mu.unlock()
 	return c.followLocked(ctx)
 }
 
@@ -270,8 +274,10 @@ var errStateUnchanged = errors.New("vault: state unchanged")
 // errStateUnchanged when done reports true once the chain is read up to
 // its end (checked again after every lost race).
 func (c *stateChain) appendUnless(ctx context.Context, kind audit.StateKind, target string, done func() bool) (audit.StateEntry, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.mu.lock(ctx); err != nil {
+		return audit.StateEntry{}, fmt.Errorf("vault: state chain: %w", err)
+	}
+	defer c.mu.unlock()
 	for range chainAppendAttempts {
 		if err := c.followLocked(ctx); err != nil {
 			return audit.StateEntry{}, fmt.Errorf("vault: state chain: %w", err)

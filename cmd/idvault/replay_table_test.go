@@ -162,6 +162,7 @@ func (r simResult) alertCell() string {
 func buildCorpus(t *testing.T, kek kms.KEK, n int) *memstore.Store {
 	st := memstore.New()
 	clock := &replayClock{t: time.Date(2021, 4, 20, 0, 0, 0, 0, time.UTC)}
+	st.Now = clock.Now // the store's clock (store.Clock) is the simulation's
 	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, Now: clock.Now, Retention: 8 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +221,7 @@ func newSimWorld(t *testing.T, base *memstore.Store, kek kms.KEK, freeze bool, i
 	}
 	w := &simWorld{st: st, clock: &replayClock{t: time.Date(2021, 4, 20, 9, 0, 0, 0, time.UTC)}, attacker: map[string]bool{}, seen: map[string]int{}, real: map[string]bool{}}
 	w.t0 = w.clock.Now()
+	st.Now = w.clock.Now
 	for _, k := range st.Keys() {
 		if id, ok := strings.CutPrefix(k, "keys/"); ok {
 			w.docs = append(w.docs, id)

@@ -58,7 +58,7 @@ type replayWorld struct {
 
 func newReplayWorld(t *testing.T, freeze bool) *replayWorld {
 	w := &replayWorld{dir: t.TempDir(), clock: &replayClock{t: time.Date(2021, 4, 20, 9, 0, 0, 0, time.UTC)}, canaries: map[string]bool{}}
-	st, err := fsstore.Open(w.dir)
+	st, err := fsstore.OpenWithOptions(w.dir, fsstore.Options{Now: w.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func (w *replayWorld) forensics(t *testing.T, since time.Time) map[string]bool {
 		got[rec.Object] = true
 	}
 	// audit.Scan must say the same.
-	st, _ := fsstore.Open(w.dir)
+	st, _ := fsstore.OpenWithOptions(w.dir, fsstore.Options{Now: w.clock.Now})
 	scan := map[string]bool{}
 	for r, err := range audit.Scan(context.Background(), st, audit.Filter{Principal: stolenPrincipal, Event: audit.EventRedeem, Outcome: audit.OutcomeOK, Since: since}) {
 		if err != nil {

@@ -22,14 +22,14 @@ func TestSweepCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := fsstore.Open(storeDir)
+	// Uploads made 10 hours ago (the store's clock then too): the short
+	// ones are past their deadline on the real clock the CLI uses.
+	past := func() time.Time { return time.Now().Add(-10 * time.Hour) }
+	st, err := fsstore.OpenWithOptions(storeDir, fsstore.Options{Now: past})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	// Uploads made 10 hours ago: the short ones are past their deadline
-	// on the real clock the CLI uses.
-	past := func() time.Time { return time.Now().Add(-10 * time.Hour) }
 	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek, Now: past})
 	if err != nil {
 		t.Fatal(err)

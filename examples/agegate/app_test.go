@@ -370,7 +370,7 @@ func TestDecisionValidation(t *testing.T) {
 	te := newTestEnv(t, envOptions{})
 	te.login("member-bob").upload(licencePNG(t, 4), "image/png")
 	rita := te.login("reviewer-rita")
-	_, ids, _ := rita.reviewQueue()
+	urls, ids, _ := rita.reviewQueue()
 	id := ids[0]
 	today := te.clock.Now()
 	under18 := today.AddDate(-18, 0, 1).Format(time.DateOnly)
@@ -400,6 +400,17 @@ func TestDecisionValidation(t *testing.T) {
 	}
 	if age(mustDate(t, exactly18), today) != 18 || age(mustDate(t, under18), today) != 17 {
 		t.Errorf("age arithmetic is off")
+	}
+	// Deciding without having opened the document is refused, and the
+	// document stays in the queue.
+	if r := rita.postForm("/review/decide", url.Values{"id": {id}, "outcome": {"reject"}}); r.status != http.StatusForbidden {
+		t.Fatalf("reject without opening the document: status %d, want 403", r.status)
+	}
+	if _, ok := te.app.state.lookup(id); !ok {
+		t.Fatal("a refused decision took the document out of the queue")
+	}
+	if r := rita.get(urls[0]); r.status != http.StatusOK {
+		t.Fatalf("opening the document: status %d", r.status)
 	}
 	if r := rita.postForm("/review/decide", url.Values{"id": {id}, "outcome": {"reject"}}); r.status != http.StatusSeeOther {
 		t.Fatalf("reject: status %d", r.status)

@@ -192,7 +192,8 @@ func (a *App) handleDecide(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusConflict, "That document was already decided or has expired.")
 		return
 	}
-	if _, err := a.state.decide(id, decision{Outcome: outcome, BirthDate: birth, Reviewer: acct.ID, Decided: now}); err != nil {
+	sub, err := a.state.decide(id, decision{Outcome: outcome, BirthDate: birth, Reviewer: acct.ID, Decided: now})
+	if err != nil {
 		if errors.Is(err, errNotPending) {
 			a.fail(w, r, http.StatusConflict, "That document was already decided or has expired.")
 			return
@@ -211,6 +212,14 @@ func (a *App) handleDecide(w http.ResponseWriter, r *http.Request) {
 	}
 	switch err := a.v.Decide(r.Context(), id, vault.Decision{Verdict: verdict}, vault.Actor{Principal: acct.ID, Reason: "reviewed-" + outcome}); {
 	case err == nil, errors.Is(err, vault.ErrNotFound):
+	case errors.Is(err, vault.ErrNotViewed):
+		// The vault accepts a decision only from someone who opened the
+		// document: put the submission back in the queue.
+		if uerr := a.state.undecide(sub); uerr != nil {
+			a.logf("decide: restoring state: %v", uerr)
+		}
+		a.fail(w, r, http.StatusForbidden, "Open the document before deciding about it.")
+		return
 	case errors.Is(err, vault.ErrHeld):
 		a.fail(w, r, http.StatusConflict, "Decision recorded. The image is under legal hold and is kept until the hold is lifted.")
 		return

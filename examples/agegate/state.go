@@ -174,6 +174,18 @@ func (s *state) decide(id string, d decision) (submission, error) {
 	return sub, s.save()
 }
 
+// undecide puts back a submission decide took (the vault refused the
+// decision: the reviewer had not opened the document).
+func (s *state) undecide(sub submission) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.d.Decisions, sub.Member)
+	if !slices.ContainsFunc(s.d.Pending, func(p submission) bool { return p.ID == sub.ID }) {
+		s.d.Pending = append(s.d.Pending, sub)
+	}
+	return s.save()
+}
+
 // drop forgets a pending submission whose document is gone (expired and
 // swept): the member sees "expired" and may upload again.
 func (s *state) drop(id string) error {

@@ -176,7 +176,10 @@ func (f *Follower) CheckGaps(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if i := slices.IndexFunc(firsts, func(n int64) bool { return n >= s.next }); i >= 0 {
+			if slices.Contains(firsts, s.next) {
+				break // written since the last read: not a gap
+			}
+			if i := slices.IndexFunc(firsts, func(n int64) bool { return n > s.next }); i >= 0 {
 				errs = append(errs, &GapError{Log: log, At: s.next, Detail: fmt.Sprintf("missing while the batch at %d is present", firsts[i])})
 				break
 			}

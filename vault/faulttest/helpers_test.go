@@ -61,21 +61,30 @@ type backend struct {
 // backends are the real stores each property is checked on.
 var backends = []backend{{"fs", fsBackend}, {"s3", s3Backend}}
 
+// storeClocks holds the injected clock each test store tells its time by
+// (store.Clock): the vault refuses anything irreversible while its clock
+// and the store's disagree, so a test that moves one moves both.
+var storeClocks sync.Map // store.Store → *clock
+
+// clockOf returns the clock st tells its time by (a new one for a store
+// that cannot tell: a wrapper).
+func clockOf(st store.Store) *clock {
+	c, _ := storeClocks.LoadOrStore(st, newClock())
+	return c.(*clock)
+}
+
 func fsBackend(t testing.TB) store.Store {
-	st, err := fsstore.Open(t.TempDir())
+	c := newClock()
+	st, err := fsstore.OpenWithOptions(t.TempDir(), fsstore.Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	storeClocks.Store(store.Store(st), c)
 	return st
 }
 
 func s3Backend(t testing.TB) store.Store {
-	srv := miniotest.Server(t)
-	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return s3On(t, miniotest.Server(t))
 }
 
 // privateMinIO starts a MinIO server of the test's own, which it may kill
@@ -95,10 +104,12 @@ func privateMinIO(t testing.TB) *miniotest.Srv {
 
 func s3On(t testing.TB, srv *miniotest.Srv) store.Store {
 	t.Helper()
-	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{})
+	c := newClock()
+	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	storeClocks.Store(store.Store(st), c)
 	return st
 }
 
@@ -106,7 +117,7 @@ func s3On(t testing.TB, srv *miniotest.Srv) store.Store {
 // with a bounded context (the store may be dead by then).
 func openVault(t testing.TB, st store.Store, kek kms.KEK, mod func(*vault.Config)) (*vault.Vault, *clock) {
 	t.Helper()
-	clk := newClock()
+	clk := clockOf(st)
 	cfg := vault.Config{Store: st, KEK: kek, Now: clk.Now}
 	if mod != nil {
 		mod(&cfg)

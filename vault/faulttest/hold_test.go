@@ -9,6 +9,7 @@ import (
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -89,47 +90,47 @@ func TestFaultHoldRollback(t *testing.T) {
 				t.Fatalf("Sweep = %+v, %v; want Expired 1", rep, err)
 			}
 		})
-		t.Run(b.name+"/forged-marker", func(t *testing.T) {
-			// A marker not made with the vault's key (anyone with write
-			// access to the store can drop one) is itself a doubt.
+		t.Run(b.name+"/forged-state-entry", func(t *testing.T) {
+			// An entry not made with the vault's key (anyone with write
+			// access to the store can drop one at the next number) breaks
+			// the state chain: every hold is then in doubt.
 			st := b.new(t)
 			v, clk := openVault(t, st, kektest.New(t), nil)
-			info := put(t, v, time.Hour)
-			write(t, st, "holds/"+info.ID+"/00000000000000000001", make([]byte, 50))
+			put(t, v, time.Hour)
+			next := len(keys(t, st, audit.StatePrefix)) + 1
+			write(t, st, audit.StateKey(int64(next)), []byte("idvault state v1\nforged\n"))
 			clk.Advance(2 * time.Hour)
 			rep, err := v.Sweep(context.Background(), operator)
 			if err != nil || rep.Expired != 0 || rep.Unknown != 1 {
-				t.Fatalf("Sweep with a forged hold marker = %+v, %v; want Unknown 1", rep, err)
+				t.Fatalf("Sweep with a forged state entry = %+v, %v; want Unknown 1", rep, err)
 			}
 		})
 	}
 }
 
-// TestFaultHoldMarkersWriteOnce: on an object-lock bucket (the key
-// records in a second, unversioned bucket, as the README says) the hold
-// markers cannot be deleted through the store, so the one rollback the
-// markers cannot tell (delete the latest marker and restore the matching
-// key record) is refused by S3 itself.
-func TestFaultHoldMarkersWriteOnce(t *testing.T) {
+// TestFaultStateEntriesWriteOnce: on an object-lock bucket (the key
+// records in a second, unversioned bucket, as the README says) the state
+// chain's entries cannot be deleted through the store: S3 itself refuses.
+// (A DELETE without a version ID hides one behind a delete marker; the
+// vault reads through it: vault.TestHeldStaysHeld/s3-locked.)
+func TestFaultStateEntriesWriteOnce(t *testing.T) {
 	srv := miniotest.Server(t)
-	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, true), s3store.Options{})
+	st := s3On(t, srv)
+	locked, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, true), s3store.Options{Now: clockOf(st).Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := openVault(t, st, kektest.New(t), func(c *vault.Config) { c.KeyStore = ks })
+	storeClocks.Store(store.Store(locked), clockOf(st))
+	v, _ := openVault(t, locked, kektest.New(t), func(c *vault.Config) { c.KeyStore = st })
 	info := put(t, v, time.Hour)
 	if err := v.Hold(context.Background(), info.ID, operator); err != nil {
 		t.Fatal(err)
 	}
-	markers := keys(t, st, "holds/"+info.ID+"/")
-	if len(markers) != 1 {
-		t.Fatalf("%d hold markers, want 1", len(markers))
+	entries := keys(t, locked, audit.StatePrefix)
+	if len(entries) != 1 {
+		t.Fatalf("%d state entries, want 1", len(entries))
 	}
-	if err := st.Delete(context.Background(), markers[0]); !errors.Is(err, store.ErrRetained) {
-		t.Fatalf("Delete of a hold marker on an object-lock bucket: %v; want store.ErrRetained", err)
+	if err := locked.Delete(context.Background(), entries[0]); !errors.Is(err, store.ErrRetained) {
+		t.Fatalf("Delete of a state entry on an object-lock bucket: %v; want store.ErrRetained", err)
 	}
 }
