@@ -31,7 +31,10 @@ func openExample(cfg vault.Config) (v *vault.Vault, cleanup func()) {
 		log.Fatal(err)
 	}
 	if cfg.Store == nil {
-		if cfg.Store, err = fsstore.Open(filepath.Join(dir, "store")); err != nil {
+		// An example that injects a clock gives it to the store too: the
+		// vault refuses anything irreversible while its clock and the
+		// store's disagree.
+		if cfg.Store, err = fsstore.OpenWithOptions(filepath.Join(dir, "store"), fsstore.Options{Now: cfg.Now}); err != nil {
 			log.Fatal(err)
 		}
 	}
