@@ -392,7 +392,7 @@ func TestOCSFMapping(t *testing.T) {
 	}{
 		{audit.Record{Event: audit.EventPut, Outcome: audit.OutcomeOK}, 6003, 1, 1, 1},
 		{audit.Record{Event: audit.EventRedeem, Outcome: audit.OutcomeOK}, 6003, 2, 1, 1},
-		{audit.Record{Event: audit.EventExpire, Outcome: audit.OutcomeOK, Object: obj1}, 1001, 4, 1, 1},
+		{audit.Record{Event: audit.EventExpire, Outcome: audit.OutcomeOK, Object: obj1}, 6003, 4, 1, 1},
 		{audit.Record{Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: "bulk-access"}, 6003, 99, 4, 1},
 		{audit.Record{Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: "canary-touched"}, 6003, 99, 5, 1},
 		{audit.Record{Event: audit.EventGrant, Outcome: audit.OutcomeRefused, Reason: "quota-exceeded"}, 6003, 1, 2, 2},
