@@ -168,7 +168,7 @@ func TestVerifyUnsignedLog(t *testing.T) {
 	}
 	// Stats count only verified redemptions.
 	r = runCLI(t, nil, "audit", "stats", "--store", g.dir, "--verifier-key", g.verifier)
-	if r.code != exitOK || !strings.Contains(r.stdout, `"redemptions":5,"refusals":0,"documents":1,"total":true`) {
+	if r.code != exitOK || !strings.Contains(r.stdout, `"total":{"grants":0,"redemptions":5,"refusals":0,"documents":1}`) {
 		t.Fatalf("stats: %v", r)
 	}
 }
