@@ -410,7 +410,7 @@ type ocsfSchema struct {
 	classes, objects map[string]*ocsfDef
 }
 
-func loadOCSF(t *testing.T) *ocsfSchema {
+func loadOCSF(t testing.TB) *ocsfSchema {
 	t.Helper()
 	s := &ocsfSchema{classes: map[string]*ocsfDef{}, objects: map[string]*ocsfDef{}}
 	for dir, into := range map[string]map[string]*ocsfDef{"classes": s.classes, "objects": s.objects} {
@@ -651,4 +651,40 @@ func TestOCSFActorAndSource(t *testing.T) {
 	if e := toOCSF(audit.Record{Event: audit.EventRotate, Outcome: "started"}, true); e.StatusID != 99 || e.Status != "started" {
 		t.Errorf("a started rewrap: status %d %q", e.StatusID, e.Status)
 	}
+}
+
+// FuzzOCSFEvent: whatever the principal and the requester's address (both
+// come from outside: a session, a connection or a proxy header), the event
+// is valid OCSF 1.3.0 and carries them without loss.
+func FuzzOCSFEvent(f *testing.F) {
+	for _, s := range [][2]string{
+		{"reviewer-7", "192.0.2.7:5555"}, {"", ""}, {"ops@example", "[2001:db8::1]:443"},
+		{"x", "2001:db8::2"}, {"x", "1.2.3.4:0"}, {"x", "[fe80::1%eth0]:80"}, {"evil\t\x1b[31m", "a proxy said: unknown"},
+		{"x", "::ffff:192.0.2.1"}, {"x", "[]:"}, {"x", ":"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	s := loadOCSF(f)
+	f.Fuzz(func(t *testing.T, principal, remote string) {
+		r := audit.Record{Time: base, Log: "log1", Seq: 3, Event: audit.EventRedeem, Outcome: audit.OutcomeRefused, Reason: "token-replayed",
+			Principal: principal, RemoteAddr: remote, Object: obj1}
+		e := toOCSF(r, true)
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		if errs := s.check(v); len(errs) > 0 {
+			t.Fatalf("principal %q remote %q: %v\n%s", principal, remote, errs, b)
+		}
+		if principal != "" && (e.Actor.User == nil || e.Actor.User.UID != principal) {
+			t.Fatalf("principal %q lost: %+v", principal, e.Actor)
+		}
+		if remote != "" && e.SrcEndpoint.Name != remote && e.SrcEndpoint.IP == "" {
+			t.Fatalf("remote %q lost: %+v", remote, e.SrcEndpoint)
+		}
+	})
 }
