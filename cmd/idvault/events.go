@@ -42,6 +42,7 @@ var eventActivities = map[audit.Event]activity{
 	audit.EventAlert:         actOther,
 	audit.EventSweep:         actOther,
 	audit.EventOpen:          actOther,
+	audit.EventWitness:       actOther, // an instance vouches for another log's or the state chain's head
 }
 
 // knownEvents are the events --event accepts, sorted.

@@ -150,9 +150,9 @@ Application Activity): one JSON event per line, carrying every attribute
 the class and its objects require (docs/siem.md has the whole mapping).
   activity_id      1 Create (put, grant), 2 Read (redeem, subject-access),
                    3 Update (hold, release, rotate), 4 Delete (delete,
-                   expire, erase), 99 Other (decide, alert, sweep, open:
-                   activity_name is then the event); type_uid 6003*100 +
-                   activity_id
+                   expire, erase), 99 Other (decide, alert, sweep, open,
+                   witness: activity_name is then the event); type_uid
+                   6003*100 + activity_id
   time             the record's time, milliseconds since the epoch
   status_id        1 Success (outcome ok), 2 Failure (refused, error), 99
                    Other (started); status_code the outcome
