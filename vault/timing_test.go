@@ -11,21 +11,27 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/idvault/idvault/vault/store"
 )
 
-// slowStore adds a fixed latency to every write (a remote S3).
+// slowStore adds a fixed latency to every write (a remote S3). The delay
+// is atomic: the vault's background folder writes while a test changes it
+// (a data race the race detector found once a loaded machine delayed the
+// fold into the change).
 type slowStore struct {
 	store.Store
-	delay time.Duration
+	delayNS atomic.Int64
 }
 
+func (s *slowStore) setDelay(d time.Duration) { s.delayNS.Store(int64(d)) }
+
 func (s *slowStore) Put(ctx context.Context, key string, body io.Reader, size int64, opts store.PutOptions) error {
-	if s.delay > 0 {
-		t := time.NewTimer(s.delay)
+	if d := time.Duration(s.delayNS.Load()); d > 0 {
+		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -251,7 +257,7 @@ func TestRefusalTimingUniform(t *testing.T) {
 			st := &slowStore{Store: fsBackend(t)}
 			v := openTestVault(t, st, testKEK(t), nil)
 			kinds := refusalKinds(t, v)
-			st.delay = delay
+			st.setDelay(delay)
 			opts := HandlerOptions{Principal: principalHeader}
 			n := 300 // through the pacer: more samples, a tighter null
 			if delay > 0 {

@@ -35,7 +35,8 @@ func floodPrincipal(r *http.Request) (string, error) {
 // own (spread under every per-identity threshold), unauthenticated
 // requests, malformed paths and other methods. Meanwhile a reviewer does
 // Grant+GET at a human pace. Checked: the reviewer's median stays within
-// 3x of idle, the flood's answers per interval do not decay over the run
+// 3x of idle (times the measured slowdown on a busy machine; idle is
+// measured before and after the flood), the flood's answers per interval do not decay over the run
 // and never exceed the handler's refusal rate (which is what bounds the
 // flood's CPU, audit records and detector work), and an honest refusal
 // in the middle of the flood is answered in its turn, long before its
@@ -186,8 +187,12 @@ func floodHonest(t *testing.T, st store.Store) {
 	}
 	t.Logf("reviewer Grant+GET p50: idle %v, under a %d-connection flood %v (%.1fx); flood answers per %v: %v; honest replay answered in %v; slowdown %.1f",
 		idle.Round(time.Microsecond), conns, flooded.Round(time.Microsecond), float64(flooded)/float64(idle), run/buckets, per, replay.Round(time.Millisecond), slow)
-	if flooded > 3*idle {
-		t.Errorf("reviewer p50 under the flood is %.1fx idle (%v vs %v), want at most 3x", float64(flooded)/float64(idle), flooded, idle)
+	// The flood's work per second is bounded (the pacer); what it costs the
+	// reviewer grows as the machine gets slower, so the bound is 3x on the
+	// reference machine and 3x the measured slowdown on a busy one (an
+	// unpaced handler is 5-11x idle on the reference machine).
+	if limit := 3 * slow; float64(flooded) > limit*float64(idle) {
+		t.Errorf("reviewer p50 under the flood is %.1fx idle (%v vs %v), want at most %.1fx (3x, slowdown %.1f)", float64(flooded)/float64(idle), flooded, idle, limit, slow)
 	}
 	if non404.Load() != 0 {
 		t.Errorf("%d flood requests got something other than 404/405", non404.Load())
