@@ -19,6 +19,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
@@ -126,8 +127,14 @@ func TestRedeemCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	spentTotal := 0
-	for run := range runs {
+	// A run whose kill came before the child spent anything checked
+	// nothing: it does not count, and the test runs again, up to 3x runs
+	// attempts (on a busy machine the child starts slowly).
+	checked := 0
+	for run := 0; checked < runs; run++ {
+		if run >= 3*runs {
+			t.Fatalf("%d runs, %d of them killed after a spend: the test checked too little", run, checked)
+		}
 		dir := t.TempDir()
 		kek, err := crashKEK(dir, true)
 		if err != nil {
@@ -174,7 +181,7 @@ func TestRedeemCrash(t *testing.T) {
 			cmd.Wait()
 			t.Fatalf("run %d: child did not start: %s", run, stderr.String())
 		}
-		delay := time.Duration(5+rand.IntN(150)) * time.Millisecond
+		delay := testenv.Scale(time.Duration(5+rand.IntN(150)) * time.Millisecond)
 		timer := time.AfterFunc(delay, func() { cmd.Process.Kill() }) // SIGKILL
 		spent := map[int]bool{}
 		for sc.Scan() {
@@ -186,7 +193,9 @@ func TestRedeemCrash(t *testing.T) {
 		timer.Stop()
 		cmd.Process.Kill()
 		cmd.Wait()
-		spentTotal += len(spent)
+		if len(spent) > 0 {
+			checked++
+		}
 
 		// The next instance adopts what it has seen stray for adoptAfter
 		// (Open's first pass sees them; its second pass, adoptAfter later,
@@ -241,8 +250,5 @@ func TestRedeemCrash(t *testing.T) {
 			t.Fatalf("run %d: %v", run, err)
 		}
 		t.Logf("run %d: killed after %v; %d spent, %d entries, all folded once", run, delay, len(spent), len(entries))
-	}
-	if spentTotal == 0 {
-		t.Fatal("no run spent a token before the kill: the test checked nothing")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -171,6 +172,11 @@ func TestRedeemExpiryTable(t *testing.T) {
 
 // TestRedeemRace: 64 goroutines redeem one token against MinIO: exactly one
 // gets the bytes. Then two Vault instances sharing one bucket, 32 each.
+// A redemption whose spend write answers after the spend window serves
+// nothing (errSpendUnconfirmed): safe, and on a busy machine it happens. A
+// round where the winning spend was unconfirmed cannot show "exactly one"
+// (nobody got the bytes), so it runs again with a new token, up to 5
+// times; no round may ever have two winners.
 func TestRedeemRace(t *testing.T) {
 	st := s3Backend(t)
 	kek := testKEK(t)
@@ -178,7 +184,7 @@ func TestRedeemRace(t *testing.T) {
 	b := openTestVault(t, st, kek, nil)
 	want := image(64<<10, "")
 	info := putImage(t, a, want, "member-1")
-	race := func(vs []*testVault, perVault int) (wins, replays int32) {
+	race := func(vs []*testVault, perVault int) (wins, replays, unconfirmed int32) {
 		g := grant(t, vs[0], info.ID, "r")
 		var wg sync.WaitGroup
 		start := make(chan struct{})
@@ -194,6 +200,8 @@ func TestRedeemRace(t *testing.T) {
 						atomic.AddInt32(&wins, 1)
 					case errors.Is(err, ErrTokenReplayed):
 						atomic.AddInt32(&replays, 1)
+					case errors.Is(err, errSpendUnconfirmed):
+						atomic.AddInt32(&unconfirmed, 1)
 					default:
 						t.Errorf("unexpected: %v", err)
 					}
@@ -202,13 +210,23 @@ func TestRedeemRace(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		return wins, replays
+		return wins, replays, unconfirmed
 	}
-	if w, r := race([]*testVault{a}, 64); w != 1 || r != 63 {
-		t.Fatalf("one vault, 64 goroutines: %d wins, %d replays", w, r)
-	}
-	if w, r := race([]*testVault{a, b}, 32); w != 1 || r != 63 {
-		t.Fatalf("two vaults, 32 goroutines each: %d wins, %d replays", w, r)
+	for _, c := range []struct {
+		name     string
+		vs       []*testVault
+		perVault int
+	}{{"one vault, 64 goroutines", []*testVault{a}, 64}, {"two vaults, 32 goroutines each", []*testVault{a, b}, 32}} {
+		testenv.UntilChecked(t, 5, c.name+": the winning spend was unconfirmed", func(int) bool {
+			w, r, u := race(c.vs, c.perVault)
+			if w > 1 || w+r+u != 64 || (w == 0 && u == 0) {
+				t.Fatalf("%s: %d wins, %d replays, %d unconfirmed", c.name, w, r, u)
+			}
+			if u > 0 {
+				t.Logf("%s: %d wins, %d replays, %d spends unconfirmed (answered after the window)", c.name, w, r, u)
+			}
+			return w == 1
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -19,20 +20,26 @@ import (
 // Every one is derived from the audit records the vault writes, so a metric
 // and the audit log never disagree; attributes are fixed labels (event,
 // reason, alert kind, outcome), never a principal, subject, object or token.
+//
+// The vault reports under the instrumentation scope MeterName, with the
+// library's module version. It does not name the service: an
+// OpenTelemetry resource (service.name, service.version, ...) describes the
+// whole process and is set by the application on the MeterProvider it
+// passes (sdkmetric.WithResource, or OTEL_SERVICE_NAME); a provider without
+// one reports "unknown_service". The sample app (examples/agegate) sets it.
 const (
-	// MetricPuts counts documents stored.
+	// MetricPuts counts documents stored: every "put ok" record, canaries
+	// included. A canary is stored like a document on purpose, and a
+	// count that left canaries out (or counted them apart) would tell
+	// anyone who reads the metrics and the audit log or the bucket which
+	// objects are canaries: those created while the count did not move.
 	MetricPuts = "idvault.puts"
 	// MetricGrants counts tokens issued.
 	MetricGrants = "idvault.grants"
-	// MetricRedemptions counts redemptions whose audit record says "ok".
-	// The record is written while the token is being spent, so a replay is
-	// counted here and then under MetricRefusals (reason token-replayed)
-	// and MetricSuperseded, as the audit log records it: redemptions
-	// served = MetricRedemptions - MetricSuperseded{event="redeem"}.
+	// MetricRedemptions counts images served: redeem records with outcome
+	// "ok", which exist exactly when plaintext was released. A replay, a
+	// missing or tampered document is a refusal only (MetricRefusals).
 	MetricRedemptions = "idvault.redemptions"
-	// MetricSuperseded counts "ok" records undone by the refusal that
-	// follows them (a put not stored, a redemption not served), by
-	// attribute "event".
 	// MetricRefusals counts refusals, by attributes "event" (put, grant,
 	// redeem, delete, ...) and "reason" (token-expired, quota-exceeded, ...).
 	MetricRefusals = "idvault.refusals"
@@ -53,6 +60,32 @@ const (
 	// served or changed after them), by attribute "event".
 	MetricAuditFailures = "idvault.audit.failures"
 )
+
+// MeterName is the instrumentation scope of the vault's metrics.
+const MeterName = "github.com/idvault/idvault/vault"
+
+// libraryVersion is the idvault module version this program was built
+// with, as the Go toolchain recorded it ("devel" when built from a
+// checkout or a workspace).
+var libraryVersion = sync.OnceValue(func() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	v := ""
+	if bi.Main.Path == "github.com/idvault/idvault" {
+		v = bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == "github.com/idvault/idvault" && d.Replace == nil {
+			v = d.Version
+		}
+	}
+	if v == "" || v == "(devel)" {
+		return "devel"
+	}
+	return v
+})
 
 // telemetry turns audit records into log lines and metrics.
 type telemetry struct {
@@ -75,7 +108,7 @@ func newTelemetry(cfg Config) *telemetry {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
-	m := mp.Meter("github.com/idvault/idvault/vault")
+	m := mp.Meter(MeterName, metric.WithInstrumentationVersion(libraryVersion()))
 	counter := func(name, unit, desc string) metric.Int64Counter {
 		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		if err != nil { // an SDK reports a bad name here; ours are fixed

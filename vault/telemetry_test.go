@@ -15,6 +15,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/idvault/idvault/vault/audit"
 )
 
 // recMeter is a MeterProvider that records counter sums and histogram
@@ -22,13 +24,19 @@ import (
 // the agegate test runs the real SDK and Prometheus exporter).
 type recMeter struct {
 	noop.MeterProvider
-	mu   sync.Mutex
-	sums map[string]float64 // "name{k=v,...}" -> sum (histograms: count)
+	mu     sync.Mutex
+	sums   map[string]float64 // "name{k=v,...}" -> sum (histograms: count)
+	scopes []string           // "name@version" of every Meter asked for
 }
 
 func newRecMeter() *recMeter { return &recMeter{sums: map[string]float64{}} }
 
-func (m *recMeter) Meter(string, ...metric.MeterOption) metric.Meter { return recMeterM{r: m} }
+func (m *recMeter) Meter(name string, opts ...metric.MeterOption) metric.Meter {
+	m.mu.Lock()
+	m.scopes = append(m.scopes, name+"@"+metric.NewMeterConfig(opts...).InstrumentationVersion())
+	m.mu.Unlock()
+	return recMeterM{r: m}
+}
 
 func (m *recMeter) add(name string, v float64, set attribute.Set) {
 	var kv []string
@@ -271,5 +279,52 @@ func TestTelemetrySilentByDefault(t *testing.T) {
 	}
 	if err := rc.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTelemetryScope: the vault reports under its own instrumentation
+// scope with the library's version (the service name is the application's,
+// on the provider's resource).
+func TestTelemetryScope(t *testing.T) {
+	rec := newRecMeter()
+	openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.MeterProvider = rec })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.scopes) != 1 || rec.scopes[0] != MeterName+"@"+libraryVersion() || libraryVersion() == "" {
+		t.Fatalf("meters asked for: %q, want one %s@<version>", rec.scopes, MeterName)
+	}
+}
+
+// TestTelemetryCanariesLikePuts: planted canaries move the put counter
+// exactly as the "put ok" records they write, and no metric names them: a
+// reader of the metrics and the audit log (or the bucket) cannot tell a
+// canary from a document by comparing the two.
+func TestTelemetryCanariesLikePuts(t *testing.T) {
+	rec := newRecMeter()
+	st := fsBackend(t)
+	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.MeterProvider = rec })
+	ctx := context.Background()
+	putImage(t, v, image(8<<10, ""), "member-1")
+	if _, err := v.PlantCanaries(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	putImage(t, v, image(8<<10, ""), "member-2")
+	if err := v.SyncAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	putOK := 0
+	for _, err := range audit.Scan(ctx, st, audit.Filter{Event: audit.EventPut, Outcome: audit.OutcomeOK}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		putOK++
+	}
+	if got := rec.get("idvault.puts{}"); putOK != 5 || got != float64(putOK) {
+		t.Fatalf("idvault.puts = %v, \"put ok\" records = %d (want 5 each)", got, putOK)
+	}
+	for _, k := range rec.keys() {
+		if strings.Contains(strings.ToLower(k), "canar") || strings.Contains(strings.ToLower(k), "decoy") {
+			t.Errorf("a metric tells canaries apart: %s", k)
+		}
 	}
 }

@@ -5,26 +5,33 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/idvault/idvault/vault/store"
 )
 
-// slowStore adds a fixed latency to every write (a remote S3).
+// slowStore adds a fixed latency to every write (a remote S3). The delay
+// is atomic: the vault's background folder writes while a test changes it
+// (a data race the race detector found once a loaded machine delayed the
+// fold into the change).
 type slowStore struct {
 	store.Store
-	delay time.Duration
+	delayNS atomic.Int64
 }
 
+func (s *slowStore) setDelay(d time.Duration) { s.delayNS.Store(int64(d)) }
+
 func (s *slowStore) Put(ctx context.Context, key string, body io.Reader, size int64, opts store.PutOptions) error {
-	if s.delay > 0 {
-		t := time.NewTimer(s.delay)
+	if d := time.Duration(s.delayNS.Load()); d > 0 {
+		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -162,15 +169,10 @@ func measureRefusals(t *testing.T, url string, kinds map[string]func() (string, 
 	return out
 }
 
-func checkIndistinguishable(t *testing.T, lat map[string][]time.Duration) {
-	t.Helper()
-	kinds := slices.Sorted(func(yield func(string) bool) {
-		for k := range lat {
-			if !yield(k) {
-				return
-			}
-		}
-	})
+// worstPair is the best single-threshold accuracy over every pair of
+// kinds, and the pair.
+func worstPair(lat map[string][]time.Duration) (float64, string) {
+	kinds := slices.Sorted(maps.Keys(lat))
 	worst, pair := 0.0, ""
 	for i, a := range kinds {
 		for _, b := range kinds[i+1:] {
@@ -179,6 +181,48 @@ func checkIndistinguishable(t *testing.T, lat map[string][]time.Duration) {
 			}
 		}
 	}
+	return worst, pair
+}
+
+// permutationP is the probability that relabelling the same latencies at
+// random gives a worst-pair accuracy at least as high as observed: the
+// p-value of "the kinds take the same time". The requests of every kind
+// were sent in one shuffled sequence (measureRefusals), so under that
+// hypothesis the labels are exchangeable whatever the machine's load did
+// meanwhile, and the p-value is exact up to the number of permutations.
+func permutationP(lat map[string][]time.Duration, observed float64, perms int) float64 {
+	kinds := slices.Sorted(maps.Keys(lat))
+	var pool []time.Duration
+	var sizes []int
+	for _, k := range kinds {
+		pool = append(pool, lat[k]...)
+		sizes = append(sizes, len(lat[k]))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	atLeast := 0
+	for range perms {
+		rng.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+		re := map[string][]time.Duration{}
+		off := 0
+		for i, k := range kinds {
+			re[k] = pool[off : off+sizes[i]]
+			off += sizes[i]
+		}
+		if acc, _ := worstPair(re); acc >= observed {
+			atLeast++
+		}
+	}
+	return float64(1+atLeast) / float64(1+perms)
+}
+
+// checkIndistinguishable fails when some single latency threshold tells two
+// refusal kinds apart more than 60 % of the time, and the permutation test
+// says the difference is real (p < 0.01): on a loaded machine the best of
+// 15 pairs and every threshold can pass 60 % by chance, which is not a
+// leak; a leak shows in both.
+func checkIndistinguishable(t *testing.T, lat map[string][]time.Duration) {
+	t.Helper()
+	worst, pair := worstPair(lat)
 	med := map[string]time.Duration{}
 	for k, d := range lat {
 		s := slices.Clone(d)
@@ -186,8 +230,13 @@ func checkIndistinguishable(t *testing.T, lat map[string][]time.Duration) {
 		med[k] = s[len(s)/2].Round(100 * time.Microsecond)
 	}
 	t.Logf("medians %v; best single-threshold classifier %.1f%% (%s)", med, 100*worst, pair)
-	if worst > 0.60 {
-		t.Errorf("refusal kinds told apart %.1f%% of the time (%s), want <= 60%%", 100*worst, pair)
+	if worst <= 0.60 {
+		return
+	}
+	p := permutationP(lat, worst, 200)
+	t.Logf("permutation test: p = %.3f", p)
+	if p < 0.01 {
+		t.Errorf("refusal kinds told apart %.1f%% of the time (%s), want <= 60%% (p = %.3f under relabelling)", 100*worst, pair, p)
 	}
 }
 
@@ -208,7 +257,7 @@ func TestRefusalTimingUniform(t *testing.T) {
 			st := &slowStore{Store: fsBackend(t)}
 			v := openTestVault(t, st, testKEK(t), nil)
 			kinds := refusalKinds(t, v)
-			st.delay = delay
+			st.setDelay(delay)
 			opts := HandlerOptions{Principal: principalHeader}
 			n := 300 // through the pacer: more samples, a tighter null
 			if delay > 0 {
@@ -258,4 +307,27 @@ func TestRefusalTimingUniformS3(t *testing.T) {
 	cancel()
 	wg.Wait()
 	checkIndistinguishable(t, lat)
+}
+
+// TestPermutationP: the decision rule of checkIndistinguishable finds a
+// real difference and lets chance pass.
+func TestPermutationP(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	sample := func(n int, shift time.Duration) []time.Duration {
+		var s []time.Duration
+		for range n {
+			s = append(s, time.Duration(rng.ExpFloat64()*float64(5*time.Millisecond))+10*time.Millisecond+shift)
+		}
+		return s
+	}
+	same := map[string][]time.Duration{"a": sample(200, 0), "b": sample(200, 0), "c": sample(200, 0)}
+	w, _ := worstPair(same)
+	if p := permutationP(same, w, 200); p < 0.05 {
+		t.Errorf("identical kinds: p = %.3f", p)
+	}
+	apart := map[string][]time.Duration{"a": sample(200, 0), "b": sample(200, 3*time.Millisecond), "c": sample(200, 0)}
+	w, _ = worstPair(apart)
+	if p := permutationP(apart, w, 200); w <= 0.60 || p >= 0.01 {
+		t.Errorf("kinds 3 ms apart: accuracy %.2f, p = %.3f; want > 0.60 and < 0.01", w, p)
+	}
 }

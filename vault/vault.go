@@ -134,6 +134,9 @@ type Config struct {
 	Logger *slog.Logger
 	// MeterProvider receives the vault's metrics (the Metric* names; nil:
 	// a no-op provider). Attributes are fixed labels, never an identity.
+	// The vault reports under its instrumentation scope (MeterName and the
+	// module version); the service name belongs to the provider's resource,
+	// which the application sets.
 	MeterProvider metric.MeterProvider
 	// RoleOf names the role of a principal in ListSubject's answer, which
 	// tells a member how often each role viewed a document without naming

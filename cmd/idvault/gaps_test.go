@@ -168,7 +168,7 @@ func TestVerifyUnsignedLog(t *testing.T) {
 	}
 	// Stats count only verified redemptions.
 	r = runCLI(t, nil, "audit", "stats", "--store", g.dir, "--verifier-key", g.verifier)
-	if r.code != exitOK || !strings.Contains(r.stdout, `"redemptions":5,"refusals":0,"documents":1,"total":true`) {
+	if r.code != exitOK || !strings.Contains(r.stdout, `"total":{"grants":0,"redemptions":5,"refusals":0,"documents":1}`) {
 		t.Fatalf("stats: %v", r)
 	}
 }
@@ -392,7 +392,7 @@ func TestOCSFMapping(t *testing.T) {
 	}{
 		{audit.Record{Event: audit.EventPut, Outcome: audit.OutcomeOK}, 6003, 1, 1, 1},
 		{audit.Record{Event: audit.EventRedeem, Outcome: audit.OutcomeOK}, 6003, 2, 1, 1},
-		{audit.Record{Event: audit.EventExpire, Outcome: audit.OutcomeOK, Object: obj1}, 1001, 4, 1, 1},
+		{audit.Record{Event: audit.EventExpire, Outcome: audit.OutcomeOK, Object: obj1}, 6003, 4, 1, 1},
 		{audit.Record{Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: "bulk-access"}, 6003, 99, 4, 1},
 		{audit.Record{Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: "canary-touched"}, 6003, 99, 5, 1},
 		{audit.Record{Event: audit.EventGrant, Outcome: audit.OutcomeRefused, Reason: "quota-exceeded"}, 6003, 1, 2, 2},

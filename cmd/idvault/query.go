@@ -32,17 +32,14 @@ func addFilterFlags(fs *flag.FlagSet) *filterFlags {
 		until:      fs.String("until", "", "only records before `TIME` (same forms as --since)"),
 		principal:  fs.String("principal", "", "only records of `PRINCIPAL` (exact match)"),
 		object:     fs.String("object", "", "only records of the object `ID` (hex)"),
-		event:      fs.String("event", "", "only this `EVENT`: "+strings.Join(knownEvents, ", ")),
-		outcome:    fs.String("outcome", "", "only this `OUTCOME`: ok, refused, error"),
+		event:      fs.String("event", "", "only this `EVENT`: "+oneOf(knownEvents)),
+		outcome:    fs.String("outcome", "", "only this `OUTCOME`: "+oneOf(knownOutcomes)),
 		log:        fs.String("log", "", "only the log `LOG` (its ID)"),
 		format:     fs.String("format", "json", "output `FORMAT`: json (one object per line), table (aligned columns for people) or, for query, ocsf (OCSF events, one per line)"),
 		keys:       addKeyFlags(fs),
 		unverified: fs.Bool("unverified", false, "also show records no valid checkpoint covers yet (a live writer's last second, or records someone without the key wrote), marked unverified"),
 	}
 }
-
-// knownEvents are the events --event accepts: what the vault writes.
-var knownEvents = []string{"put", "grant", "redeem", "delete", "expire", "erase", "hold", "release", "rotate", "alert", "sweep", "open"}
 
 // filter checks the flags and builds the audit filter.
 func (ff *filterFlags) filter(now time.Time) (audit.Filter, error) {
@@ -75,10 +72,8 @@ func (ff *filterFlags) filter(now time.Time) (audit.Filter, error) {
 		f.Event = audit.Event(e)
 	}
 	if o := *ff.outcome; o != "" {
-		switch audit.Outcome(o) {
-		case audit.OutcomeOK, audit.OutcomeRefused, audit.OutcomeError:
-		default:
-			return f, errors.New("--outcome must be ok, refused or error")
+		if !slices.Contains(knownOutcomes, o) {
+			return f, errors.New("--outcome must be " + oneOf(knownOutcomes))
 		}
 		f.Outcome = audit.Outcome(o)
 	}
@@ -103,11 +98,19 @@ func isHex(s string) bool {
 var queryCommand = &command{
 	path:    "audit query",
 	summary: "list audit records: who touched what, when, why",
-	usage:   "audit query [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--since TIME] [--until TIME] [--principal PRINCIPAL] [--object ID] [--event EVENT] [--outcome OUTCOME] [--log LOG] [--unverified] [--format FORMAT] [--limit N] [--after CURSOR] [--follow [--poll DURATION] [--timeout DURATION]]",
-	help: `Lists the audit records that match every filter given, ordered by time
-(records of one log in sequence order), as JSON lines (one object per
-record), as aligned columns for people (--format table, IDs shortened to
-12 characters), or as OCSF events (--format ocsf, below).
+	usage:   "audit query [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--since TIME] [--until TIME] [--principal PRINCIPAL] [--object ID] [--event EVENT] [--outcome OUTCOME] [--log LOG] [--unverified] [--format FORMAT] [--limit N] [--after CURSOR | --cursor FILE] [--follow [--poll DURATION] [--timeout DURATION]]",
+	help: `Lists the audit records that match every filter given, in time order
+(records of several logs merged by time; equal times by log, then by
+sequence number), as JSON lines (one object per record), as aligned
+columns for people (--format table, IDs shortened to 12 characters), or as
+OCSF events (--format ocsf, below). Records stream: memory stays bounded
+by the number of logs and a reorder window of 8192 records, however large
+the logs. A log is written in sequence order and its times follow that
+order but for records appended after later ones (a redemption's release
+record is folded into the log shortly after it happened; minutes after,
+by another instance, after a crash): the window puts those in place. A
+record further behind than the window is printed when it is read, after
+later ones, and a warning counts them.
 
 Only verified records are listed: query first runs the checks of
 "idvault audit verify" and keeps the records a valid signed checkpoint
@@ -120,6 +123,10 @@ else does: a replayed token, a deleted or tampered document is one
 refused record with its reason. Count released images as
 --event redeem --outcome ok.
 
+--event takes every event the vault writes: ` + strings.Join(knownEvents, ", ") + `;
+--outcome: ` + strings.Join(knownOutcomes, ", ") + ` ("started": a key-encryption-key
+rewrap began).
+
 JSON fields, always present: time (RFC 3339 with nanoseconds, UTC), log,
 seq, event, outcome, reason, object, principal, purpose, token_id,
 remote_addr, subject (a keyed hash, never the raw subject), detail, and
@@ -127,64 +134,74 @@ verified (false only with --unverified).
 
 Streaming (for a SIEM): --follow keeps running and prints each new record
 once a signed checkpoint covers it, polling every --poll; --timeout ends it
-(exit 0). After each pass, and at the end of a run without --follow, the
-cursor is printed on stderr as "cursor: c1:<log>=<next seq>,...";
---after CURSOR resumes after it, so a collector that restarts loses and
-repeats nothing. Each pass re-verifies the store (linear in its size).
+(exit 0). Each pass is in time order; a record sealed after a pass that
+printed later records comes in the next pass. Where to resume is a cursor,
+"c1:<log>=<next seq>,...": with --cursor FILE, query reads it from FILE at
+start (a missing FILE is the beginning) and, after each pass once the
+records are written out, replaces FILE with the new cursor atomically
+(written beside it, synced, renamed), so a collector that restarts with the
+same --cursor loses nothing and repeats at most the last pass. --after
+CURSOR resumes from a cursor given on the command line. The cursor is also
+printed on stderr as "cursor: ..." after each pass. Each pass re-verifies
+the store (linear in its size).
 
-OCSF (--format ocsf, schema 1.3.0): one JSON event per line.
-  class_uid        6003 API Activity (category_uid 6, Application Activity);
-                   1001 File System Activity (category_uid 1, System
-                   Activity) for delete, expire and erase
-  activity_id      API: 1 Create (put, grant), 2 Read (redeem), 3 Update
-                   (hold, release, rotate), 4 Delete (delete, erase,
-                   expire), 99 Other (alert, sweep, open); File System: 4
-                   Delete; activity_name and type_uid (class_uid*100 +
-                   activity_id) follow
+OCSF (--format ocsf, schema 1.3.0, class 6003 API Activity, category 6
+Application Activity): one JSON event per line, carrying every attribute
+the class and its objects require (docs/siem.md has the whole mapping).
+  activity_id      1 Create (put, grant), 2 Read (redeem, subject-access),
+                   3 Update (hold, release, rotate), 4 Delete (delete,
+                   expire, erase), 99 Other (decide, alert, sweep, open,
+                   witness: activity_name is then the event); type_uid
+                   6003*100 + activity_id
   time             the record's time, milliseconds since the epoch
-  status_id        1 Success (outcome ok), 2 Failure (refused, error);
-                   status "Success"/"Failure"; status_code the outcome
+  status_id        1 Success (outcome ok), 2 Failure (refused, error), 99
+                   Other (started); status_code the outcome
   status_detail    the refusal reason (token-replayed, wrong-principal,
                    quota-exceeded, ...) or, on an alert, its kind
-                   (bulk-access, refusal-burst, canary-touched, ...)
-  severity_id      1 Informational; 2 Low for a refusal; 4 High for an
-                   alert, 5 Critical for canary-touched
+  severity_id      1 Informational; 2 Low for a refusal or an error; 4 High
+                   for an alert, 5 Critical for canary-touched
   message          "<event> <outcome>[: <reason>][ (<detail>)]"
-  actor.user.uid   the principal (who acted, or was granted)
-  api.operation    the event (API Activity only)
-  api.request.uid  the token ID (hex), when there is one
-  resources[0]     {uid: object ID, type: "identity-document"} (API Activity)
-  file             {uid: object ID, name: object ID, type_id: 1} (File System)
-  src_endpoint     {ip, port} from the requester's address
+  actor            user.uid: the principal (who acted, or was granted);
+                   without one (put, open), app_name "idvault" and app_uid
+                   the log ID of the vault instance that wrote it
+  api              operation: the event; request.uid: the token ID (hex)
+  resources[0]     {uid: object ID, type: "identity-document", owner: {uid:
+                   subject keyed hash}}; without an object but with a
+                   subject (erase, subject-access): {uid: subject keyed
+                   hash, type: "data-subject"}
+  src_endpoint     {ip, port} from the requester's address; without one,
+                   the writing instance: {svc_name "idvault", uid: log ID}
   metadata         version "1.3.0", product {name "idvault", vendor_name
-                   "idvault"}, uid "<log>:<seq>", log_name the log,
-                   sequence the seq, labels ["unverified"] when so
+                   "idvault", version}, uid "<log>:<seq>", log_name the
+                   log, log_provider, sequence the seq, labels
+                   ["unverified"] when so
   unmapped         {purpose, subject (keyed hash), detail, reason, outcome}
 
 Example: every refused redemption in the last day, for people
   idvault audit query --store /var/lib/idvault --event redeem --outcome refused --since -24h --format table
 
 Example: a SIEM feed that resumes where it stopped
-  idvault audit query --store /var/lib/idvault --format ocsf --follow --after "$(cat cursor)" 2>>collector.log
+  idvault audit query --store /var/lib/idvault --format ocsf --follow --cursor /var/lib/collector/idvault.cursor
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		ff := addFilterFlags(fs)
 		limit := fs.Int("limit", 0, "stop after `N` records (0: no limit)")
 		after := fs.String("after", "", "only records after `CURSOR` (printed on stderr by an earlier run)")
+		cursorFile := fs.String("cursor", "", "read where to resume from `FILE` (missing: the beginning) and write the new cursor there after each pass, atomically")
 		follow := fs.Bool("follow", false, "keep running: print new records as signed checkpoints cover them")
 		poll := fs.Duration("poll", 2*time.Second, "with --follow, look for new records every `DURATION`")
 		timeout := fs.Duration("timeout", 0, "stop after `DURATION` (0: never), exit 0")
 		return func(ctx context.Context, c *cli) int {
-			return c.query(ctx, ff, queryArgs{limit: *limit, after: *after, follow: *follow, poll: *poll, timeout: *timeout})
+			return c.query(ctx, ff, queryArgs{limit: *limit, after: *after, cursorFile: *cursorFile, follow: *follow, poll: *poll, timeout: *timeout})
 		}
 	},
 }
 
 type queryArgs struct {
-	limit         int
-	after         string
-	follow        bool
-	poll, timeout time.Duration
+	limit             int
+	after, cursorFile string
+	follow            bool
+	poll, timeout     time.Duration
 }
 
 // jsonRecord is the JSON line of one record. The field names are part of
@@ -254,8 +271,17 @@ func (c *cli) query(ctx context.Context, ff *filterFlags, a queryArgs) int {
 		return c.usageError("--poll must be positive and --timeout not negative")
 	}
 	cur := cursor{}
-	if a.after != "" {
+	switch {
+	case a.after != "" && a.cursorFile != "":
+		return c.usageError("--after and --cursor do not go together")
+	case a.cursorFile != "" && *ff.unverified:
+		return c.usageError("--cursor records verified records only; drop --unverified")
+	case a.after != "":
 		if cur, err = parseCursor(a.after); err != nil {
+			return c.usageError(err.Error())
+		}
+	case a.cursorFile != "":
+		if cur, err = readCursorFile(a.cursorFile); err != nil {
 			return c.usageError(err.Error())
 		}
 	}
@@ -288,7 +314,8 @@ func (c *cli) query(ctx context.Context, ff *filterFlags, a queryArgs) int {
 			return code
 		}
 		cut := false
-		for r, err := range src.records(ctx) {
+		rd := src.reader()
+		for r, err := range rd.records(ctx) {
 			if err != nil {
 				finish()
 				out.Flush()
@@ -300,13 +327,14 @@ func (c *cli) query(ctx context.Context, ff *filterFlags, a queryArgs) int {
 			if err := emit(r.Record, r.verified); err != nil {
 				return c.fail(err)
 			}
-			cur.saw(r.Log, r.Seq)
 			if n++; a.limit > 0 && n >= a.limit {
 				cut = true
 				break
 			}
 		}
-		if !cut {
+		if cut {
+			rd.stopAt(cur)
+		} else {
 			cur.advance(src.sizes)
 		}
 		if err := finish(); err != nil {
@@ -315,7 +343,15 @@ func (c *cli) query(ctx context.Context, ff *filterFlags, a queryArgs) int {
 		if err := out.Flush(); err != nil {
 			return c.fail(err)
 		}
+		if rd.late > 0 {
+			fmt.Fprintf(c.stderr, "warning: %d records printed after later ones: their log went back in time by more than %d records\n", rd.late, rd.window)
+		}
 		if !*ff.unverified {
+			if a.cursorFile != "" {
+				if err := writeCursorFile(a.cursorFile, cur); err != nil {
+					return c.fail(err)
+				}
+			}
 			fmt.Fprintf(c.stderr, "cursor: %s\n", cur)
 		}
 		if !a.follow || cut {

@@ -206,23 +206,18 @@ func TestStats(t *testing.T) {
 		{Hour: h(11), Principal: evilP, Grants: 0, Redemptions: 0, Refusals: 1, Documents: 1},
 		{Hour: h(11), Principal: "reviewer-2", Grants: 1, Redemptions: 1, Refusals: 1, Documents: 1},
 		{Hour: h(12), Principal: "reviewer-1", Grants: 1, Redemptions: 0, Refusals: 1, Documents: 2},
-		{Grants: 4, Redemptions: 2, Refusals: 4, Documents: 3, Total: true},
 	}
 	tests := []struct {
 		name string
 		args []string
-		want []statsLine
+		want statsReport
 	}{
-		{"all", nil, full},
-		{"one principal", []string{"--principal", "reviewer-1"}, []statsLine{
-			full[0], full[4],
-			{Grants: 3, Redemptions: 1, Refusals: 1, Documents: 3, Total: true},
-		}},
-		{"one hour", []string{"--since", h(11), "--until", h(12)}, []statsLine{
-			full[2], full[3],
-			{Grants: 1, Redemptions: 1, Refusals: 2, Documents: 2, Total: true},
-		}},
-		{"nothing", []string{"--principal", "nobody"}, []statsLine{{Total: true}}},
+		{"all", nil, statsReport{full, statsTotal{Grants: 4, Redemptions: 2, Refusals: 4, Documents: 3}}},
+		{"one principal", []string{"--principal", "reviewer-1"}, statsReport{[]statsLine{full[0], full[4]},
+			statsTotal{Grants: 3, Redemptions: 1, Refusals: 1, Documents: 3}}},
+		{"one hour", []string{"--since", h(11), "--until", h(12)}, statsReport{[]statsLine{full[2], full[3]},
+			statsTotal{Grants: 1, Redemptions: 1, Refusals: 2, Documents: 2}}},
+		{"nothing", []string{"--principal", "nobody"}, statsReport{[]statsLine{}, statsTotal{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,17 +225,25 @@ func TestStats(t *testing.T) {
 			if r.code != exitOK {
 				t.Fatalf("want exit 0, got %v", r)
 			}
-			var got []statsLine
+			// One JSON object: rows, and the totals apart, shaped unlike a row.
+			var raw map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil || len(raw) != 2 || raw["rows"] == nil || raw["total"] == nil {
+				t.Fatalf("not {rows, total}: %v\n%s", err, r.stdout)
+			}
+			var total map[string]any
+			json.Unmarshal(raw["total"], &total)
+			for _, k := range []string{"hour", "principal"} {
+				if _, ok := total[k]; ok {
+					t.Fatalf("the total has a %q like a row: %s", k, raw["total"])
+				}
+			}
+			var got statsReport
 			dec := json.NewDecoder(strings.NewReader(r.stdout))
 			dec.DisallowUnknownFields()
-			for dec.More() {
-				var l statsLine
-				if err := dec.Decode(&l); err != nil {
-					t.Fatalf("%v\n%s", err, r.stdout)
-				}
-				got = append(got, l)
+			if err := dec.Decode(&got); err != nil {
+				t.Fatalf("%v\n%s", err, r.stdout)
 			}
-			if !slices.Equal(got, tt.want) {
+			if !slices.Equal(got.Rows, tt.want.Rows) || got.Total != tt.want.Total {
 				t.Fatalf("got\n%+v\nwant\n%+v", got, tt.want)
 			}
 		})

@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"iter"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,18 +55,61 @@ type rec struct {
 	verified bool
 }
 
-// records yields the records of every log merged by time (ties by log,
-// then seq), holding one record per log: the logs are few (one per
-// concurrent writer), each log's records come in sequence order.
-func (s *source) records(ctx context.Context) iter.Seq2[rec, error] {
+// before orders records by time, then log, then sequence number.
+func (a *rec) before(b *rec) bool {
+	if !a.Time.Equal(b.Time) {
+		return a.Time.Before(b.Time)
+	}
+	if a.Log != b.Log {
+		return a.Log < b.Log
+	}
+	return a.Seq < b.Seq
+}
+
+// reorderWindow is how many records a reader holds to put records in time
+// order when a log goes back in time. A log is written in sequence order,
+// and its records' times are almost in that order, but not quite: release
+// records are folded into a log after the redemption they record (about
+// 200 ms later; minutes later when another instance adopts them after a
+// crash), and a record carries the time its caller took, not the time it
+// was appended. Up to this many records (each at most 2.4 KiB of fields)
+// are held; a record that arrives later than that, behind records already
+// printed, is printed as soon as it is read and counted in reader.late.
+var reorderWindow = 8192
+
+// reader yields the records of every log in time order (ties: log, then
+// seq). It merges the logs (one head record per log: each log comes in
+// sequence order) and passes the merged stream through a reorder window of
+// at most window records, so its memory is bounded by the number of logs
+// plus the window, whatever the size of the logs.
+type reader struct {
+	s      *source
+	window int
+
+	heads  recHeap // one record per log, by time
+	buf    recHeap // the reorder window, by time
+	pulled map[string]int64
+	last   rec
+	out    bool // last holds the record printed last
+	late   int  // records printed after a later one (their log went back in time beyond the window)
+}
+
+// reader returns a reader of s with the default window.
+func (s *source) reader() *reader {
+	return &reader{s: s, window: reorderWindow, pulled: map[string]int64{}}
+}
+
+// records yields the records; an error ends the sequence.
+func (rd *reader) records(ctx context.Context) iter.Seq2[rec, error] {
 	return func(yield func(rec, error) bool) {
-		h := &recHeap{}
 		var stops []func()
 		defer func() {
 			for _, stop := range stops {
 				stop()
 			}
 		}()
+		s := rd.s
+		// pull moves the next matching record of e's log into the heads.
 		pull := func(e *heapEntry) error {
 			for {
 				r, err, ok := e.next()
@@ -75,8 +122,11 @@ func (s *source) records(ctx context.Context) iter.Seq2[rec, error] {
 				if r.Seq < s.from[r.Log] {
 					continue
 				}
+				if r.Seq+1 > rd.pulled[r.Log] {
+					rd.pulled[r.Log] = r.Seq + 1
+				}
 				e.rec = rec{Record: r, verified: r.Seq < s.sizes[r.Log]}
-				heap.Push(h, e)
+				heap.Push(&rd.heads, e)
 				return nil
 			}
 		}
@@ -93,15 +143,53 @@ func (s *source) records(ctx context.Context) iter.Seq2[rec, error] {
 				return
 			}
 		}
-		for h.Len() > 0 {
-			e := heap.Pop(h).(*heapEntry)
-			if !yield(e.rec, nil) {
-				return
+		emit := func() bool {
+			r := heap.Pop(&rd.buf).(*heapEntry).rec
+			if rd.out && r.before(&rd.last) {
+				rd.late++
 			}
+			rd.last, rd.out = r, true
+			return yield(r, nil)
+		}
+		for rd.heads.Len() > 0 {
+			e := heap.Pop(&rd.heads).(*heapEntry)
+			heap.Push(&rd.buf, &heapEntry{rec: e.rec})
 			if err := pull(e); err != nil {
 				yield(rec{}, err)
 				return
 			}
+			if rd.buf.Len() > rd.window && !emit() {
+				return
+			}
+		}
+		for rd.buf.Len() > 0 {
+			if !emit() {
+				return
+			}
+		}
+	}
+}
+
+// stopAt returns where a reader that stopped early (--limit) stands: per
+// log, the first sequence number not yet printed or filtered out. Records
+// still held (in the window or as a log's head) are not printed yet; when
+// a log went back in time, records of it printed after a held one are
+// printed again by a run that resumes here: repeated, never lost.
+func (rd *reader) stopAt(c cursor) {
+	held := map[string]int64{}
+	for _, h := range []recHeap{rd.heads, rd.buf} {
+		for _, e := range h {
+			if n, ok := held[e.rec.Log]; !ok || e.rec.Seq < n {
+				held[e.rec.Log] = e.rec.Seq
+			}
+		}
+	}
+	for log, next := range rd.pulled {
+		if n, ok := held[log]; ok {
+			next = n
+		}
+		if next > c[log] {
+			c[log] = next
 		}
 	}
 }
@@ -113,22 +201,14 @@ type heapEntry struct {
 
 type recHeap []*heapEntry
 
-func (h recHeap) Len() int { return len(h) }
-func (h recHeap) Less(i, j int) bool {
-	a, b := h[i].rec, h[j].rec
-	if !a.Time.Equal(b.Time) {
-		return a.Time.Before(b.Time)
-	}
-	if a.Log != b.Log {
-		return a.Log < b.Log
-	}
-	return a.Seq < b.Seq
-}
-func (h recHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *recHeap) Push(x any)   { *h = append(*h, x.(*heapEntry)) }
+func (h recHeap) Len() int           { return len(h) }
+func (h recHeap) Less(i, j int) bool { return h[i].rec.before(&h[j].rec) }
+func (h recHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *recHeap) Push(x any)        { *h = append(*h, x.(*heapEntry)) }
 func (h *recHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
+	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return e
 }
@@ -203,13 +283,6 @@ func (c cursor) String() string {
 	return b.String()
 }
 
-// saw records that the record log/seq was delivered.
-func (c cursor) saw(log string, seq int64) {
-	if seq+1 > c[log] {
-		c[log] = seq + 1
-	}
-}
-
 // advance moves every log to its verified size: a pass that ran to the
 // end has delivered (or filtered out) every verified record.
 func (c cursor) advance(sizes map[string]int64) {
@@ -220,157 +293,56 @@ func (c cursor) advance(sizes map[string]int64) {
 	}
 }
 
-// ocsfEvent is one record as an OCSF 1.3.0 event (API Activity 6003 or
-// File System Activity 1001); the query help documents every field.
-type ocsfEvent struct {
-	ClassUID     int            `json:"class_uid"`
-	ClassName    string         `json:"class_name"`
-	CategoryUID  int            `json:"category_uid"`
-	CategoryName string         `json:"category_name"`
-	ActivityID   int            `json:"activity_id"`
-	ActivityName string         `json:"activity_name"`
-	TypeUID      int            `json:"type_uid"`
-	Time         int64          `json:"time"`
-	SeverityID   int            `json:"severity_id"`
-	Severity     string         `json:"severity"`
-	StatusID     int            `json:"status_id"`
-	Status       string         `json:"status"`
-	StatusCode   string         `json:"status_code"`
-	StatusDetail string         `json:"status_detail,omitempty"`
-	Message      string         `json:"message"`
-	Actor        *ocsfActor     `json:"actor,omitempty"`
-	API          *ocsfAPI       `json:"api,omitempty"`
-	Resources    []ocsfResource `json:"resources,omitempty"`
-	File         *ocsfFile      `json:"file,omitempty"`
-	SrcEndpoint  *ocsfEndpoint  `json:"src_endpoint,omitempty"`
-	Metadata     ocsfMetadata   `json:"metadata"`
-	Unmapped     map[string]any `json:"unmapped"`
+// readCursorFile reads the cursor an earlier run wrote to path. A missing
+// file is the start of the logs; anything but a cursor is an error (a
+// collector must not silently start over and send everything twice).
+func readCursorFile(path string) (cursor, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cursor{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxCursorLen+2))
+	if err != nil {
+		return nil, err
+	}
+	c, err := parseCursor(strings.TrimSuffix(string(b), "\n"))
+	if err != nil {
+		return nil, fmt.Errorf("cursor file %s: %w", path, err)
+	}
+	return c, nil
 }
 
-type ocsfActor struct {
-	User struct {
-		UID string `json:"uid"`
-	} `json:"user"`
-}
-
-type ocsfAPI struct {
-	Operation string `json:"operation"`
-	Request   *struct {
-		UID string `json:"uid"`
-	} `json:"request,omitempty"`
-}
-
-type ocsfResource struct {
-	UID  string `json:"uid"`
-	Type string `json:"type"`
-}
-
-type ocsfFile struct {
-	UID    string `json:"uid"`
-	Name   string `json:"name"`
-	TypeID int    `json:"type_id"`
-}
-
-type ocsfEndpoint struct {
-	IP   string `json:"ip,omitempty"`
-	Port int    `json:"port,omitempty"`
-	Name string `json:"name,omitempty"`
-}
-
-type ocsfMetadata struct {
-	Version  string   `json:"version"`
-	Product  ocsfProd `json:"product"`
-	UID      string   `json:"uid"`
-	LogName  string   `json:"log_name"`
-	Sequence int64    `json:"sequence"`
-	Labels   []string `json:"labels,omitempty"`
-}
-
-type ocsfProd struct {
-	Name       string `json:"name"`
-	VendorName string `json:"vendor_name"`
-}
-
-// toOCSF maps one record to an OCSF event.
-func toOCSF(r audit.Record, verified bool) ocsfEvent {
-	e := ocsfEvent{ClassUID: 6003, ClassName: "API Activity", CategoryUID: 6, CategoryName: "Application Activity",
-		Time: r.Time.UnixMilli(), StatusCode: string(r.Outcome), StatusDetail: r.Reason,
-		Metadata: ocsfMetadata{Version: "1.3.0", Product: ocsfProd{Name: "idvault", VendorName: "idvault"},
-			UID: r.Log + ":" + strconv.FormatInt(r.Seq, 10), LogName: r.Log, Sequence: r.Seq},
-		Unmapped: map[string]any{"purpose": r.Purpose, "subject": r.Subject, "detail": r.Detail, "reason": r.Reason, "outcome": string(r.Outcome)},
+// writeCursorFile replaces path with c atomically: a temporary file in the
+// same directory, synced, renamed over path, and the directory synced, so
+// that a crash leaves the old cursor or the new one, never a torn one.
+func writeCursorFile(path string, c cursor) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
 	}
-	switch r.Event {
-	case audit.EventPut, audit.EventGrant:
-		e.ActivityID, e.ActivityName = 1, "Create"
-	case audit.EventRedeem:
-		e.ActivityID, e.ActivityName = 2, "Read"
-	case audit.EventHold, audit.EventRelease, audit.EventRotate:
-		e.ActivityID, e.ActivityName = 3, "Update"
-	case audit.EventDelete, audit.EventExpire, audit.EventErase:
-		e.ClassUID, e.ClassName, e.CategoryUID, e.CategoryName = 1001, "File System Activity", 1, "System Activity"
-		e.ActivityID, e.ActivityName = 4, "Delete"
-	default:
-		e.ActivityID, e.ActivityName = 99, "Other"
+	tmp := f.Name()
+	_, err = io.WriteString(f, c.String()+"\n")
+	if err == nil {
+		err = f.Sync()
 	}
-	e.TypeUID = e.ClassUID*100 + e.ActivityID
-	if r.Outcome == audit.OutcomeOK {
-		e.StatusID, e.Status = 1, "Success"
-	} else {
-		e.StatusID, e.Status = 2, "Failure"
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	e.SeverityID, e.Severity = 1, "Informational"
-	switch {
-	case r.Event == audit.EventAlert && r.Reason == "canary-touched":
-		e.SeverityID, e.Severity = 5, "Critical"
-	case r.Event == audit.EventAlert:
-		e.SeverityID, e.Severity = 4, "High"
-	case r.Outcome != audit.OutcomeOK:
-		e.SeverityID, e.Severity = 2, "Low"
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
-	e.Message = string(r.Event) + " " + string(r.Outcome)
-	if r.Reason != "" {
-		e.Message += ": " + r.Reason
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing the cursor file: %w", err)
 	}
-	if r.Detail != "" {
-		e.Message += " (" + r.Detail + ")"
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
 	}
-	if r.Principal != "" {
-		e.Actor = &ocsfActor{}
-		e.Actor.User.UID = r.Principal
-	}
-	if e.ClassUID == 6003 {
-		e.API = &ocsfAPI{Operation: string(r.Event)}
-		if r.TokenID != "" {
-			e.API.Request = &struct {
-				UID string `json:"uid"`
-			}{r.TokenID}
-		}
-		if r.Object != "" {
-			e.Resources = []ocsfResource{{UID: r.Object, Type: "identity-document"}}
-		}
-	} else if r.Object != "" {
-		e.File = &ocsfFile{UID: r.Object, Name: r.Object, TypeID: 1}
-	}
-	if r.RemoteAddr != "" {
-		e.SrcEndpoint = endpointOf(r.RemoteAddr)
-	}
-	if !verified {
-		e.Metadata.Labels = []string{"unverified"}
-	}
-	return e
-}
-
-// endpointOf splits "ip:port" (or "[ip6]:port"); anything else is kept
-// as a name.
-func endpointOf(addr string) *ocsfEndpoint {
-	host, port := addr, ""
-	if i := strings.LastIndexByte(addr, ':'); i > 0 && !strings.HasSuffix(addr, "]") {
-		host, port = addr[:i], addr[i+1:]
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 || strings.Count(host, ":") == 1 {
-		return &ocsfEndpoint{Name: addr}
-	}
-	return &ocsfEndpoint{IP: host, Port: p}
+	return nil
 }

@@ -29,14 +29,17 @@ filters (the same as for query):
   documents    distinct object IDs in the principal's grant and redeem
                records of that hour, whatever their outcome
 
-and a total row (documents there: distinct over the whole range). Hours and
-principals with none of these are left out. A principal whose documents per
-hour jumps is what bulk exfiltration looks like. Stats does not check
-signatures: run "idvault audit verify" first. It holds one set of object IDs
-per row in memory.
+and the totals over the whole range (documents there: distinct over the
+range). Hours and principals with none of these are left out. A principal
+whose documents per hour jumps is what bulk exfiltration looks like. Stats
+counts the records query shows (verified ones; --unverified adds the
+others). It holds one set of object IDs per row in memory.
 
-JSON lines carry: hour (RFC 3339, UTC; "" on the total row), principal,
-grants, redemptions, refusals, documents, total (true on the total row).
+--format json writes one JSON object: {"rows": [...], "total": {...}}. Each
+row carries hour (RFC 3339, UTC), principal, grants, redemptions, refusals
+and documents; the total carries grants, redemptions, refusals and
+documents, and nothing shaped like a principal. --format table ends with a
+TOTAL line.
 
 Example:
   idvault audit stats --store /var/lib/idvault --since -7d --format table
@@ -59,8 +62,8 @@ type statsRow struct {
 	docs                          map[string]struct{}
 }
 
-// statsLine is the JSON line of one row. The field names are part of the
-// CLI's contract.
+// statsLine is one row. The JSON field names are part of the CLI's
+// contract.
 type statsLine struct {
 	Hour        string `json:"hour"`
 	Principal   string `json:"principal"`
@@ -68,7 +71,21 @@ type statsLine struct {
 	Redemptions int64  `json:"redemptions"`
 	Refusals    int64  `json:"refusals"`
 	Documents   int    `json:"documents"`
-	Total       bool   `json:"total"`
+}
+
+// statsTotal is the totals over the whole range.
+type statsTotal struct {
+	Grants      int64 `json:"grants"`
+	Redemptions int64 `json:"redemptions"`
+	Refusals    int64 `json:"refusals"`
+	Documents   int   `json:"documents"`
+}
+
+// statsReport is what --format json writes: the rows and, apart from them,
+// the totals.
+type statsReport struct {
+	Rows  []statsLine `json:"rows"`
+	Total statsTotal  `json:"total"`
 }
 
 // statsAgg accumulates the rows.
@@ -113,8 +130,8 @@ func (a *statsAgg) add(r audit.Record) {
 	}
 }
 
-// lines returns the rows sorted by hour then principal, and the total.
-func (a *statsAgg) lines() []statsLine {
+// report returns the rows sorted by hour then principal, and the totals.
+func (a *statsAgg) report() statsReport {
 	keys := make([]statsKey, 0, len(a.rows))
 	for k := range a.rows {
 		keys = append(keys, k)
@@ -122,10 +139,15 @@ func (a *statsAgg) lines() []statsLine {
 	slices.SortFunc(keys, func(x, y statsKey) int {
 		return cmp.Or(cmp.Compare(x.hour, y.hour), cmp.Compare(x.principal, y.principal))
 	})
-	out := make([]statsLine, 0, len(keys)+1)
+	rep := statsReport{Rows: make([]statsLine, 0, len(keys)), Total: statsTotal{
+		Grants:      a.total.grants,
+		Redemptions: a.total.redemptions,
+		Refusals:    a.total.refusals,
+		Documents:   len(a.allDocs),
+	}}
 	for _, k := range keys {
 		r := a.rows[k]
-		out = append(out, statsLine{
+		rep.Rows = append(rep.Rows, statsLine{
 			Hour:        time.Unix(k.hour, 0).UTC().Format(time.RFC3339),
 			Principal:   k.principal,
 			Grants:      r.grants,
@@ -134,13 +156,7 @@ func (a *statsAgg) lines() []statsLine {
 			Documents:   len(r.docs),
 		})
 	}
-	return append(out, statsLine{
-		Grants:      a.total.grants,
-		Redemptions: a.total.redemptions,
-		Refusals:    a.total.refusals,
-		Documents:   len(a.allDocs),
-		Total:       true,
-	})
+	return rep
 }
 
 func (c *cli) stats(ctx context.Context, ff *filterFlags) int {
@@ -168,7 +184,7 @@ func (c *cli) stats(ctx context.Context, ff *filterFlags) int {
 		return code
 	}
 	agg := newStatsAgg()
-	for r, err := range src.records(ctx) {
+	for r, err := range src.reader().records(ctx) {
 		if err != nil {
 			return c.fail(fmt.Errorf("reading the audit log: %w", err))
 		}
@@ -176,15 +192,11 @@ func (c *cli) stats(ctx context.Context, ff *filterFlags) int {
 	}
 	out := bufio.NewWriter(c.stdout)
 	if *ff.format == "table" {
-		err = writeStatsTable(out, agg.lines())
+		err = writeStatsTable(out, agg.report())
 	} else {
 		enc := json.NewEncoder(out)
 		enc.SetEscapeHTML(false)
-		for _, l := range agg.lines() {
-			if err = enc.Encode(l); err != nil {
-				break
-			}
-		}
+		err = enc.Encode(agg.report())
 	}
 	if err == nil {
 		err = out.Flush()
@@ -195,15 +207,13 @@ func (c *cli) stats(ctx context.Context, ff *filterFlags) int {
 	return exitOK
 }
 
-func writeStatsTable(w io.Writer, lines []statsLine) error {
+func writeStatsTable(w io.Writer, rep statsReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "HOUR\tPRINCIPAL\tGRANTS\tREDEMPTIONS\tREFUSALS\tDOCUMENTS\n")
-	for _, l := range lines {
-		hour, principal := l.Hour, cell(l.Principal)
-		if l.Total {
-			hour, principal = "TOTAL", "(all)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\n", hour, principal, l.Grants, l.Redemptions, l.Refusals, l.Documents)
+	for _, l := range rep.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\n", l.Hour, cell(l.Principal), l.Grants, l.Redemptions, l.Refusals, l.Documents)
 	}
+	t := rep.Total
+	fmt.Fprintf(tw, "TOTAL\t(all)\t%d\t%d\t%d\t%d\n", t.Grants, t.Redemptions, t.Refusals, t.Documents)
 	return tw.Flush()
 }

@@ -97,7 +97,22 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s%v moved by %v, want %v", c.name, c.labels, got, c.delta)
 		}
 	}
+	// The service is named (not unknown_service), and the vault's meter
+	// carries its scope.
+	if sample(after, "target_info", `service_name="idvault-agegate"`) != 1 {
+		t.Errorf("target_info lacks service_name=\"idvault-agegate\": %v", keysWith(after, "target_info"))
+	}
 	if n := sample(after, "idvault_audit_append_duration_seconds_count", `outcome="ok"`) - sample(before, "idvault_audit_append_duration_seconds_count", `outcome="ok"`); n < 6 {
 		t.Errorf("audit append latency: %v more observations, want one per record (at least 6)", n)
 	}
+}
+
+func keysWith(m map[string]float64, prefix string) []string {
+	var ks []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			ks = append(ks, k)
+		}
+	}
+	return ks
 }
