@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -116,3 +117,52 @@ func (c *cli) openKEK(ctx context.Context, f *kekFlags) (k kms.KEK, usage bool, 
 	}
 	return k, false, err
 }
+
+// passphraseSpec is the passphrase source the flags name, as a spec
+// (file:PATH, env:NAME, prompt), for the deployment file.
+func passphraseSpec(f *kekFlags) string {
+	switch {
+	case *f.passphrase != "":
+		return *f.passphrase
+	case *f.passFile != "":
+		return "file:" + *f.passFile
+	}
+	return "env:IDVAULT_PASSPHRASE"
+}
+
+// createKeyset creates a local keyset at path with the passphrase from
+// src (asked twice when it is a prompt). On failure it has reported the
+// problem and returns the exit code.
+func (c *cli) createKeyset(ctx context.Context, path string, src kms.PassphraseSource) int {
+	pass, err := src.Passphrase(ctx)
+	if errors.Is(err, kms.ErrNoPassphrase) {
+		return c.usageError(fmt.Sprintf("no passphrase for the new keyset from %s: pass --passphrase (file:PATH, env:NAME, prompt) or set IDVAULT_PASSPHRASE", src))
+	}
+	if err != nil {
+		return c.fail(fmt.Errorf("passphrase from %s: %w", src, err))
+	}
+	defer clear(pass)
+	if src.String() == "prompt" {
+		again, err := kms.PassphrasePrompt("again: ", nil, nil).Passphrase(ctx)
+		if err != nil {
+			return c.fail(fmt.Errorf("passphrase: %w", err))
+		}
+		same := bytes.Equal(again, pass)
+		clear(again)
+		if !same {
+			return c.fail(errors.New("the two passphrases differ; nothing created"))
+		}
+	}
+	if len(pass) < minPassphrase {
+		return c.usageError(fmt.Sprintf("the passphrase from %s is shorter than %d characters; a keyset file copied off the machine is then open to guessing", src, minPassphrase))
+	}
+	k, err := kms.CreateLocal(path, pass, kms.LocalOptions{})
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "keyset %s: created, KEK ID %s; back it up, and keep its passphrase in a secret manager\n", path, k.ID())
+	return exitOK
+}
+
+// minPassphrase is the shortest passphrase a new keyset accepts.
+const minPassphrase = 12
