@@ -215,6 +215,9 @@ func (c *cli) init(ctx context.Context, a *initArgs, fs *flag.FlagSet) int {
 	if *a.witness != "" {
 		heads, err := audit.Heads(ctx, data, vk)
 		if err == nil {
+			err = os.MkdirAll(filepath.Dir(*a.witness), 0o700)
+		}
+		if err == nil {
 			err = writeFileAtomic(*a.witness, audit.FormatHeads(heads))
 		}
 		if err != nil {
