@@ -2,7 +2,9 @@ package release
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -318,4 +320,56 @@ func thirdPartySums(t *testing.T, root string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestNoTrackedBinaries fails when git tracks (or would add: untracked
+// and not ignored) a built executable: ELF, Mach-O, PE, WebAssembly or a
+// Java class. Two stale idvault binaries were once committed, 36 MB that
+// answered "unknown command" to version.
+func TestNoTrackedBinaries(t *testing.T) {
+	root := repoRoot(t)
+	files, err := TrackedFiles(root, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 100 {
+		t.Fatalf("only %d files listed: not the whole checkout", len(files))
+	}
+	for _, f := range files {
+		if kind := executableKind(filepath.Join(root, f)); kind != "" {
+			t.Errorf("%s is a built executable (%s): remove it (git rm --cached) and keep it out with .gitignore", f, kind)
+		}
+	}
+}
+
+// executableKind names the executable format of the file at p by its
+// magic number, or returns "".
+func executableKind(p string) string {
+	f, err := os.Open(p)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var h [64]byte
+	n, _ := io.ReadFull(f, h[:])
+	b := h[:n]
+	switch {
+	case bytes.HasPrefix(b, []byte("\x7fELF")):
+		return "ELF"
+	case bytes.HasPrefix(b, []byte{0xfe, 0xed, 0xfa, 0xce}), bytes.HasPrefix(b, []byte{0xce, 0xfa, 0xed, 0xfe}),
+		bytes.HasPrefix(b, []byte{0xfe, 0xed, 0xfa, 0xcf}), bytes.HasPrefix(b, []byte{0xcf, 0xfa, 0xed, 0xfe}):
+		return "Mach-O"
+	case bytes.HasPrefix(b, []byte{0xca, 0xfe, 0xba, 0xbe}):
+		return "Mach-O universal or Java class"
+	case bytes.HasPrefix(b, []byte("\x00asm")):
+		return "WebAssembly"
+	case bytes.HasPrefix(b, []byte("MZ")) && n == 64:
+		// A PE file: "PE\0\0" at the offset the DOS header gives.
+		off := int64(binary.LittleEndian.Uint32(h[60:64]))
+		var sig [4]byte
+		if _, err := f.ReadAt(sig[:], off); err == nil && string(sig[:]) == "PE\x00\x00" {
+			return "PE"
+		}
+	}
+	return ""
 }
