@@ -467,7 +467,7 @@ func sameStore(a, b string) bool {
 // reported the problem and returns the exit code.
 func (c *cli) applyDeployment(fs *flag.FlagSet) int {
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = f.Value.String() != "" }) // --store "" is no store
 	if c.cmd.positionalStore && len(c.args) > 0 {
 		set["store"] = true
 	}

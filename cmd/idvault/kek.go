@@ -71,12 +71,12 @@ Example:
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
 		keyStoreURL := keyStoreFlag(fs)
-		from := fs.String("from", "", "the `URI` of the KEK the vault is wrapped with now")
+		from := fs.String("from", "", "the `URI` of the KEK the vault is wrapped with now (default $IDVAULT_KEK, else the deployment's kek)")
 		to := fs.String("to", "", "the `URI` of the KEK to re-wrap under")
 		pass := fs.String("passphrase", "", "passphrase `source` of local: keysets (file:PATH, env:NAME, prompt; default env:IDVAULT_PASSPHRASE)")
 		fromPass := fs.String("from-passphrase", "", "passphrase `source` of --from, if it differs")
 		toPass := fs.String("to-passphrase", "", "passphrase `source` of --to, if it differs")
-		actor := fs.String("as", "", "the acting `principal` recorded in the audit log (default $IDVAULT_ACTOR); required")
+		actor := fs.String("as", "", "the acting `PRINCIPAL` recorded in the audit log (default $IDVAULT_ACTOR); required")
 		reason := fs.String("reason", "idvault kek rewrap", "why, recorded in the audit log (a ticket)")
 		return func(ctx context.Context, c *cli) int {
 			return c.kekRewrap(ctx, *storeURL, *keyStoreURL, *from, *to, *pass, *fromPass, *toPass, vault.Actor{Principal: *actor, Reason: *reason})
@@ -106,7 +106,7 @@ Example:
   idvault kek create local:/etc/idvault/kek-2026 --passphrase file:/etc/idvault/kek-2026.pass
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
-		pass := fs.String("passphrase", "", "where the new keyset's passphrase comes from: file:PATH, env:NAME or prompt (default env:IDVAULT_PASSPHRASE)")
+		pass := fs.String("passphrase", "", "where the new keyset's passphrase comes from, a `SOURCE`: file:PATH, env:NAME or prompt (default $IDVAULT_PASSPHRASE_SOURCE, the deployment's, else env:IDVAULT_PASSPHRASE)")
 		return func(ctx context.Context, c *cli) int {
 			if len(c.args) != 1 {
 				return c.usageError("name the keyset to create: local:PATH")
@@ -136,8 +136,6 @@ Example:
 		}
 	},
 }
-
-func init() { commands = append(commands, kekCommand, kekCreateCommand, kekRewrapCommand) }
 
 func (c *cli) kekUsage(ctx context.Context, storeURL, keyStoreURL string) int {
 	d, code := c.openStores(ctx, storeURL, keyStoreURL)

@@ -28,9 +28,9 @@ type kekFlags struct {
 // --passphrase-file on fs.
 func addKEKFlags(fs *flag.FlagSet) *kekFlags {
 	return &kekFlags{
-		uri:        fs.String("kek", "", "the vault's key-encryption key `URI`: local:PATH for a keyset file (default $IDVAULT_KEK)"),
+		uri:        fs.String("kek", "", "the vault's key-encryption key `URI`: local:PATH for a keyset file, aws-kms://..., pkcs11:... (default $IDVAULT_KEK)"),
 		file:       fs.String("kek-file", "", "deprecated: the local keyset `file`, same as --kek local:FILE (default $IDVAULT_KEK_FILE)"),
-		passphrase: fs.String("passphrase", "", "where a local: keyset's passphrase comes from: file:PATH, env:NAME or prompt (default env:IDVAULT_PASSPHRASE)"),
+		passphrase: fs.String("passphrase", "", "where a local: keyset's passphrase comes from, a `SOURCE`: file:PATH, env:NAME or prompt (default $IDVAULT_PASSPHRASE_SOURCE, else env:IDVAULT_PASSPHRASE)"),
 		passFile:   fs.String("passphrase-file", "", "read the keyset passphrase from this `file` (same as --passphrase file:FILE)"),
 	}
 }

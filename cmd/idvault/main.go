@@ -62,7 +62,8 @@ type command struct {
 }
 
 // commands lists the leaf commands; groups ("audit") are derived from them.
-var commands = []*command{verifyCommand, checkpointCommand, queryCommand, statsCommand, sweepCommand, initCommand, tokenRotateCommand, versionCommand}
+var commands = []*command{initCommand, verifyCommand, checkpointCommand, queryCommand, statsCommand, sweepCommand, tokenRotateCommand,
+	kekCommand, kekCreateCommand, kekRewrapCommand, versionCommand}
 
 // groupHelp describes the command groups.
 var groupHelp = map[string]string{
@@ -77,7 +78,7 @@ Example:
 	"token": `Manage the key that seals single-use access tokens (rotate).
 
 Example:
-  idvault token rotate --as ops-1 --reason "quarterly" --store /var/lib/idvault --kek-file /etc/idvault/kek
+  idvault token rotate --as ops-1 --reason "quarterly" --store /var/lib/idvault --kek local:/etc/idvault/kek
 `,
 }
 
@@ -173,12 +174,19 @@ Commands:
 `)
 	listCommands(w, "")
 	fmt.Fprint(w, `
-Every command but version takes --store URL (or $IDVAULT_STORE): a directory
+Every command but version reads the deployment file that "idvault init" writes
+(--config FILE, else $IDVAULT_CONFIG, else ~/.config/idvault/idvault.conf):
+the data store, the key store, the KEK, where its passphrase comes from, the
+actor, the pinned verifier key, verify's state file and the witness file.
+A flag overrides its IDVAULT_* variable, which overrides the file.
+
+The store (--store URL, $IDVAULT_STORE, store in the file) is a directory
 (file:///abs/path or a plain path) or s3://bucket?endpoint=host:port&tls=false&prefix=p&region=r
 with credentials from MINIO_ROOT_USER/MINIO_ROOT_PASSWORD, MINIO_ACCESS_KEY/
 MINIO_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN),
 else ~/.aws/credentials (AWS_PROFILE), ~/.mc/config.json, a web identity
-(AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or the instance's IAM role.
+(AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or the instance's IAM role; or from
+the AWS credentials file --s3-credentials file:PATH names.
 
 Run "idvault help <command>" or "idvault <command> -h" for details.
 Exit status: 0 success, 1 verification failed, 2 usage or I/O error.
@@ -280,7 +288,7 @@ func (c *cli) fail(err error) int {
 // storeFlag registers --store on fs, and --s3-credentials, which says how
 // to reach it.
 func storeFlag(fs *flag.FlagSet) *string {
-	fs.String("s3-credentials", "", "where S3 credentials come from: chain (MINIO_*/AWS_* variables, ~/.aws, IAM role; the default) or file:PATH (an AWS credentials file) (default $IDVAULT_S3_CREDENTIALS)")
+	fs.String("s3-credentials", "", "where S3 credentials come from, a `SOURCE`: chain (MINIO_*/AWS_* variables, ~/.aws, IAM role; the default) or file:PATH (an AWS credentials file) (default $IDVAULT_S3_CREDENTIALS)")
 	return fs.String("store", "", "the `URL` of the data store: a directory, file:///abs/path, or s3://bucket?endpoint=host:port&tls=false&prefix=p&region=r (default $IDVAULT_STORE)")
 }
 
