@@ -157,6 +157,24 @@ func (c *cli) init(ctx context.Context, a *initArgs, fs *flag.FlagSet) int {
 		return c.fail(fmt.Errorf("the deployment file %s describes another store; pass --config with a new file, or remove it", d.path))
 	}
 
+	// Nor may it move the key records: the vault would be opened on a key
+	// store without them, and the next sweep would take every payload for
+	// an orphan.
+	if d := c.deploy; d != nil && d.values["store"] != "" {
+		was, now := "", ""
+		if d.values["key-store"] != "" {
+			if ks, err := parseStoreURL(d.values["key-store"]); err == nil && ks.String() != spec.String() {
+				was = ks.String()
+			}
+		}
+		if named {
+			now = kspec.String()
+		}
+		if was != now {
+			return c.fail(fmt.Errorf("the deployment file %s keeps this vault's key records in another key store; init does not move them (copy the key records, then edit key-store by hand)", d.path))
+		}
+	}
+
 	uri := c.kekURI(a.kek)
 	if uri == "" {
 		return c.usageError("no KEK: pass --kek URI (local:PATH, aws-kms://..., pkcs11:...)")

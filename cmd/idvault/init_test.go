@@ -350,6 +350,21 @@ func TestInitDirectory(t *testing.T) {
 	if _, err := os.Stat(other); err == nil {
 		t.Error("a refused init created the store")
 	}
+	// Nor one moving the key records elsewhere, or into the data store.
+	for _, args := range [][]string{
+		{"init", "--config", cfg, "--key-store", filepath.Join(dir, "keys2")},
+		{"init", "--config", cfg, "--key-store", data},
+	} {
+		if r := runCLI(t, env, args...); r.code != exitUsage || !strings.Contains(r.stderr, "another key store") {
+			t.Errorf("%q: %v", args, r)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys2")); err == nil {
+		t.Error("a refused init created the key store")
+	}
+	if again, _ := os.ReadFile(cfg); !bytes.Equal(again, raw) {
+		t.Fatalf("a refused init changed the file:\n%s", again)
+	}
 	// A file pinning another verifier key: init and verify both fail.
 	_, foreign, err := audit.GenerateKey("idvault-audit")
 	if err != nil {
