@@ -124,6 +124,22 @@ func main() {
 }
 `
 
+// outsideNestedMain imports the nested modules alone.
+const outsideNestedMain = `package main
+
+import (
+	"fmt"
+
+	"github.com/idvault/idvault/kms/awskms"
+	"github.com/idvault/idvault/kms/pkcs11"
+	"github.com/idvault/idvault/vault/redislimiter"
+)
+
+func main() {
+	fmt.Println("outside-nested", awskms.NewOpener(awskms.Options{}) != nil, pkcs11.NewOpener(pkcs11.Options{}) != nil, redislimiter.New(nil, "idv") != nil)
+}
+`
+
 // TestOutsideModule builds a module proxy from the repository (every
 // published module at Version, as its tags would publish it), then, in a
 // throwaway module outside the repository, with no replace, no workspace
@@ -189,40 +205,45 @@ func TestOutsideModule(t *testing.T) {
 		return string(b)
 	}
 
-	// A throwaway module outside the repository. Its go.sum starts with
-	// the repository's third-party checksums, which go mod tidy checks
-	// the cached modules against (no checksum database is reachable);
-	// ours are not in it and come unverified from the proxy (GONOSUMDB).
-	mod := filepath.Join(work, "outside")
-	if err := os.MkdirAll(mod, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, content string) {
-		if err := os.WriteFile(filepath.Join(mod, name), []byte(content), 0o644); err != nil {
+	// Throwaway modules outside the repository: one importing the library
+	// and every nested module, one importing only the nested modules (so
+	// that the root module is reached only through their requirements).
+	// Their go.sum starts with the repository's third-party checksums,
+	// which go mod tidy checks the cached modules against (no checksum
+	// database is reachable); ours are not in it and come unverified from
+	// the proxy (GONOSUMDB).
+	for name, src := range map[string]string{"outside": outsideMain, "outside-nested": outsideNestedMain} {
+		mod := filepath.Join(work, name)
+		if err := os.MkdirAll(mod, 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-	write("go.mod", "module example.com/outside\n\ngo 1.26.0\n")
-	write("main.go", outsideMain)
-	write("go.sum", thirdPartySums(t, root))
-	run(mod, "get", RootPath+"@"+version, ModulePath("kms/awskms")+"@"+version,
-		ModulePath("kms/pkcs11")+"@"+version, ModulePath("vault/redislimiter")+"@"+version)
-	run(mod, "mod", "tidy")
-	gomod, err := os.ReadFile(filepath.Join(mod, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, dir := range []string{".", "kms/awskms", "kms/pkcs11", "vault/redislimiter"} {
-		if want := ModulePath(dir) + " " + version; !strings.Contains(string(gomod), want) {
-			t.Errorf("the outside go.mod does not require %s:\n%s", want, gomod)
+		for file, content := range map[string]string{
+			"go.mod":  "module example.com/" + name + "\n\ngo 1.26.0\n",
+			"main.go": src,
+			"go.sum":  thirdPartySums(t, root),
+		} {
+			if err := os.WriteFile(filepath.Join(mod, file), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if strings.Contains(string(gomod), "replace") {
-		t.Fatalf("replace in the outside go.mod:\n%s", gomod)
-	}
-	run(mod, "build", "-o", filepath.Join(work, "outside-bin"), ".")
-	if b, err := exec.Command(filepath.Join(work, "outside-bin")).Output(); err != nil || string(b) != "outside 2 true\n" {
-		t.Fatalf("the outside program: %q, %v", b, err)
+		run(mod, "mod", "tidy")
+		gomod, err := os.ReadFile(filepath.Join(mod, "go.mod"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dir := range []string{".", "kms/awskms", "kms/pkcs11", "vault/redislimiter"} {
+			if want := ModulePath(dir) + " " + version; !strings.Contains(string(gomod), want) {
+				t.Errorf("%s/go.mod does not require %s:\n%s", name, want, gomod)
+			}
+		}
+		if strings.Contains(string(gomod), "replace") {
+			t.Fatalf("replace in %s/go.mod:\n%s", name, gomod)
+		}
+		bin := filepath.Join(work, name+"-bin")
+		run(mod, "build", "-o", bin, ".")
+		if b, err := exec.Command(bin).Output(); err != nil || !strings.HasPrefix(string(b), name+" ") {
+			t.Fatalf("the %s program: %q, %v", name, b, err)
+		}
 	}
 
 	// go install ...@version, from a directory outside any module.
