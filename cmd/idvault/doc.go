@@ -1,19 +1,38 @@
 // Command idvault is the operator's and security team's tool for an idvault
-// store: it prepares an S3 deployment (init), verifies the tamper-evident
-// audit log, queries it and counts accesses, sweeps expired documents and
-// rotates the token key.
+// deployment: it prepares one (init) and writes its deployment file,
+// verifies the tamper-evident audit log, queries it and counts accesses,
+// sweeps expired documents, rotates the token key, and creates, counts and
+// migrates key-encryption keys.
+//
+// Install it with
+//
+//	go install github.com/idvault/idvault/cmd/idvault@latest
 //
 // Usage:
 //
+//	idvault init             [--store] URL [--key-store URL] --kek URI [--create-kek] [--passphrase SOURCE] [--max-retention DURATION]
 //	idvault audit verify     [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE] [--witness FILE] [--format FORMAT]
 //	idvault audit checkpoint [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--out FILE]
 //	idvault audit query      [--store URL] [filters] [--unverified] [--format FORMAT] [--limit N] [--after CURSOR] [--follow]
 //	idvault audit stats      [--store URL] [filters] [--unverified] [--format FORMAT]
-//	idvault sweep            --as PRINCIPAL [--store URL] --kek-file FILE [--passphrase-file FILE]
-//	idvault token rotate     --as PRINCIPAL [--reason TEXT] [--store URL] --kek-file FILE [--passphrase-file FILE]
-//	idvault init             [--store] URL --key-bucket BUCKET --kek-file FILE [--passphrase-file FILE] [--create-kek] [--max-retention DURATION]
+//	idvault sweep            --as PRINCIPAL [--store URL] [--key-store URL] --kek URI [--passphrase SOURCE]
+//	idvault token rotate     --as PRINCIPAL [--reason TEXT] [--revoke] [--store URL] [--key-store URL] --kek URI [--passphrase SOURCE]
+//	idvault kek              [--store URL] [--key-store URL]
+//	idvault kek create       local:PATH [--passphrase SOURCE]
+//	idvault kek rewrap       [--store URL] [--key-store URL] [--from URI] --to URI --as PRINCIPAL [--passphrase SOURCE]
 //	idvault version
 //	idvault help [command]
+//
+// Every command but version takes --config FILE and reads the deployment
+// file init wrote (--config, else $IDVAULT_CONFIG, else
+// ~/.config/idvault/idvault.conf): "key = value" lines naming the store,
+// key-store, s3-credentials, kek, passphrase (a source: file:PATH, env:NAME
+// or prompt, never the passphrase), actor, verifier-key, state and witness.
+// For each, a flag overrides its IDVAULT_* variable (IDVAULT_STORE,
+// IDVAULT_KEY_STORE, IDVAULT_S3_CREDENTIALS, IDVAULT_KEK,
+// IDVAULT_PASSPHRASE_SOURCE, IDVAULT_ACTOR, IDVAULT_VERIFIER_KEY,
+// IDVAULT_STATE, IDVAULT_WITNESS), which overrides the file. The file holds
+// no secret and refuses one. docs/cli.md describes every command.
 //
 // Filters: --since TIME, --until TIME (RFC 3339, a date, or a signed duration
 // from now such as -24h or -7d), --principal PRINCIPAL, --object ID,

@@ -3,7 +3,7 @@ module github.com/idvault/idvault/cmd/idvault
 go 1.26.0
 
 require (
-	github.com/idvault/idvault v0.0.0-00010101000000-000000000000
+	github.com/idvault/idvault v0.9.0
 	github.com/minio/minio-go/v7 v7.1.0
 	golang.org/x/mod v0.42.0
 )
@@ -35,8 +35,8 @@ require (
 	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/go-ini/ini v1.67.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
-	github.com/idvault/idvault/kms/awskms v0.0.0-00010101000000-000000000000
-	github.com/idvault/idvault/kms/pkcs11 v0.0.0-00010101000000-000000000000
+	github.com/idvault/idvault/kms/awskms v0.9.0
+	github.com/idvault/idvault/kms/pkcs11 v0.9.0
 	github.com/klauspost/compress v1.19.2 // indirect
 	github.com/klauspost/cpuid/v2 v2.4.0 // indirect
 	github.com/klauspost/crc32 v1.3.0 // indirect
@@ -54,9 +54,3 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
-
-replace github.com/idvault/idvault => ../..
-
-replace github.com/idvault/idvault/kms/awskms => ../../kms/awskms
-
-replace github.com/idvault/idvault/kms/pkcs11 => ../../kms/pkcs11

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/mod/semver"
 
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
@@ -257,12 +259,145 @@ func TestTokenRotate(t *testing.T) {
 	}
 }
 
+// TestVersion: a test binary, like a binary built from a checkout, has no
+// module version recorded, so version prints the fallback, a real
+// version; the one go install records is checked by the outside-module
+// test in internal/release.
 func TestVersion(t *testing.T) {
 	r := runCLI(t, nil, "version")
-	if r.code != exitOK || !strings.HasPrefix(r.stdout, "idvault ") || !strings.Contains(r.stdout, runtime.Version()) || r.stderr != "" {
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, "idvault "+fallbackVersion) || !strings.Contains(r.stdout, runtime.Version()) || r.stderr != "" {
 		t.Fatalf("%v", r)
+	}
+	if !semver.IsValid(fallbackVersion) || strings.Contains(r.stdout, "unknown") {
+		t.Fatalf("not a version: %v", r)
 	}
 	if r := runCLI(t, nil, "version", "extra"); r.code != exitUsage {
 		t.Fatalf("version with an argument: %v", r)
+	}
+}
+
+// TestInitDirectory: init on a directory deployment creates the stores and
+// the keyset, writes a deployment file holding no secret, from which every
+// other command runs with no other flag; run again it checks and changes
+// nothing; it refuses a file describing another store, and a file pinning
+// another verifier key (exit 1: the vault's keyset is not the pinned one).
+func TestInitDirectory(t *testing.T) {
+	dir := t.TempDir()
+	data, keys, kekPath := filepath.Join(dir, "data"), filepath.Join(dir, "keys"), filepath.Join(dir, "kek")
+	cfg := filepath.Join(dir, "etc", "idvault.conf")
+	state, witness := filepath.Join(dir, "verify.state"), filepath.Join(dir, "heads")
+	const pass = "init-directory-passphrase-4410"
+	env := map[string]string{"KEK_PASS": pass}
+	r := runCLI(t, env, "init", data, "--key-store", keys, "--kek", "local:"+kekPath, "--create-kek", "--passphrase", "env:KEK_PASS",
+		"--config", cfg, "--as", "ops-1", "--state", state, "--witness", witness)
+	if r.code != exitOK || strings.Contains(r.stdout+r.stderr, pass) {
+		t.Fatalf("init: %v", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	vk := lines[len(lines)-1]
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), pass) {
+		t.Fatal("the deployment file holds the passphrase")
+	}
+	d, err := parseDeployment(raw)
+	if err != nil {
+		t.Fatalf("the file init wrote: %v\n%s", err, raw)
+	}
+	want := map[string]string{"store": "file://" + data, "key-store": "file://" + keys, "kek": "local:" + kekPath, "passphrase": "env:KEK_PASS",
+		"actor": "ops-1", "verifier-key": vk, "state": state, "witness": witness}
+	for k, v := range want {
+		if d.values[k] != v {
+			t.Errorf("%s = %q, want %q\n%s", k, d.values[k], v, raw)
+		}
+	}
+	if _, err := os.Stat(witness); err != nil {
+		t.Errorf("no witness written: %v", err)
+	}
+
+	// Every command runs from the file alone.
+	for _, args := range [][]string{
+		{"sweep"}, {"token", "rotate", "--reason", "init test"}, {"kek"},
+		{"audit", "verify", "--require-sealed"}, {"audit", "checkpoint"}, {"audit", "verify"},
+	} {
+		r := runCLI(t, env, append(args, "--config", cfg)...)
+		if r.code != exitOK || strings.Contains(r.stdout+r.stderr, pass) {
+			t.Fatalf("%q from the deployment file: %v", args, r)
+		}
+		if strings.Contains(r.stderr, "warning: the verifier key was read from the store") {
+			t.Errorf("%q did not use the pinned key: %v", args, r)
+		}
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Errorf("verify kept no state: %v", err)
+	}
+
+	// Again, from the file alone: it checks, and leaves the file as it was.
+	r = runCLI(t, env, "init", "--config", cfg)
+	if r.code != exitOK || !strings.HasSuffix(r.stdout, vk+"\n") || !strings.Contains(r.stdout, "exists") {
+		t.Fatalf("second init: %v", r)
+	}
+	if again, _ := os.ReadFile(cfg); !bytes.Equal(again, raw) {
+		t.Fatalf("second init changed the file:\n%s", again)
+	}
+	// A file describing another deployment is not overwritten.
+	other := filepath.Join(dir, "other")
+	if r := runCLI(t, env, "init", other, "--config", cfg); r.code != exitUsage || !strings.Contains(r.stderr, "another store") {
+		t.Errorf("init of another store over the file: %v", r)
+	}
+	if _, err := os.Stat(other); err == nil {
+		t.Error("a refused init created the store")
+	}
+	// Nor one moving the key records elsewhere, or into the data store.
+	for _, args := range [][]string{
+		{"init", "--config", cfg, "--key-store", filepath.Join(dir, "keys2")},
+		{"init", "--config", cfg, "--key-store", data},
+	} {
+		if r := runCLI(t, env, args...); r.code != exitUsage || !strings.Contains(r.stderr, "another key store") {
+			t.Errorf("%q: %v", args, r)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys2")); err == nil {
+		t.Error("a refused init created the key store")
+	}
+	if again, _ := os.ReadFile(cfg); !bytes.Equal(again, raw) {
+		t.Fatalf("a refused init changed the file:\n%s", again)
+	}
+	// A file pinning another verifier key: init and verify both fail.
+	_, foreign, err := audit.GenerateKey("idvault-audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := updateDeployment(raw, map[string]string{"verifier-key": foreign})
+	if err := os.WriteFile(cfg, tampered, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := runCLI(t, env, "init", "--config", cfg); r.code != exitFailed || !strings.Contains(r.stderr, "verifier key") {
+		t.Errorf("init with a foreign pinned key: %v", r)
+	}
+	if after, _ := os.ReadFile(cfg); !bytes.Equal(after, tampered) {
+		t.Error("init rewrote a file pinning another key")
+	}
+	if r := runCLI(t, env, "audit", "verify", "--config", cfg); r.code != exitFailed {
+		t.Errorf("verify with a foreign pinned key: %v", r)
+	}
+
+	// The deprecated flags still work, one more release.
+	passFile := filepath.Join(dir, "pass")
+	if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := filepath.Join(dir, "old.conf")
+	r = runCLI(t, nil, "init", filepath.Join(dir, "data2"), "--kek-file", filepath.Join(dir, "kek2"), "--passphrase-file", passFile, "--create-kek", "--config", cfg2)
+	if r.code != exitOK {
+		t.Fatalf("init with --kek-file and --passphrase-file: %v", r)
+	}
+	if d, err := readDeployment(cfg2); err != nil || d.values["kek"] != "local:"+filepath.Join(dir, "kek2") || d.values["passphrase"] != "file:"+passFile {
+		t.Fatalf("deployment from the deprecated flags: %+v, %v", d, err)
+	}
+	if r := runCLI(t, map[string]string{"IDVAULT_ACTOR": "ops"}, "sweep", "--config", cfg2); r.code != exitOK {
+		t.Errorf("sweep from it: %v", r)
 	}
 }

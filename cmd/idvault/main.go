@@ -35,6 +35,10 @@ type cli struct {
 	now            time.Time
 	cmd            *command // the command being run
 	args           []string // its positional arguments
+
+	deploy  *deployment        // the deployment file read, if any
+	origins map[string]origin  // where each filled flag's value came from
+	s3creds s3CredentialSource // where S3 credentials come from
 }
 
 // command is one leaf command of the tree.
@@ -47,10 +51,19 @@ type command struct {
 	// args is how many positional arguments the command takes at most
 	// (they reach it in cli.args).
 	args int
+	// positionalStore: the positional argument, when given, is the store
+	// (init), so the deployment does not fill --store.
+	positionalStore bool
+	// noDeployment: the command reads no deployment file (version).
+	noDeployment bool
+	// writesDeployment: the command creates the deployment file (init), so
+	// a --config or $IDVAULT_CONFIG that does not exist yet is no error.
+	writesDeployment bool
 }
 
 // commands lists the leaf commands; groups ("audit") are derived from them.
-var commands = []*command{verifyCommand, checkpointCommand, queryCommand, statsCommand, sweepCommand, initCommand, tokenRotateCommand, versionCommand}
+var commands = []*command{initCommand, verifyCommand, checkpointCommand, queryCommand, statsCommand, sweepCommand, tokenRotateCommand,
+	kekCommand, kekCreateCommand, kekRewrapCommand, versionCommand}
 
 // groupHelp describes the command groups.
 var groupHelp = map[string]string{
@@ -65,7 +78,7 @@ Example:
 	"token": `Manage the key that seals single-use access tokens (rotate).
 
 Example:
-  idvault token rotate --as ops-1 --reason "quarterly" --store /var/lib/idvault --kek-file /etc/idvault/kek
+  idvault token rotate --as ops-1 --reason "quarterly" --store /var/lib/idvault --kek local:/etc/idvault/kek
 `,
 }
 
@@ -161,12 +174,19 @@ Commands:
 `)
 	listCommands(w, "")
 	fmt.Fprint(w, `
-Every command but version takes --store URL (or $IDVAULT_STORE): a directory
+Every command but version reads the deployment file that "idvault init" writes
+(--config FILE, else $IDVAULT_CONFIG, else ~/.config/idvault/idvault.conf):
+the data store, the key store, the KEK, where its passphrase comes from, the
+actor, the pinned verifier key, verify's state file and the witness file.
+A flag overrides its IDVAULT_* variable, which overrides the file.
+
+The store (--store URL, $IDVAULT_STORE, store in the file) is a directory
 (file:///abs/path or a plain path) or s3://bucket?endpoint=host:port&tls=false&prefix=p&region=r
 with credentials from MINIO_ROOT_USER/MINIO_ROOT_PASSWORD, MINIO_ACCESS_KEY/
 MINIO_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN),
 else ~/.aws/credentials (AWS_PROFILE), ~/.mc/config.json, a web identity
-(AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or the instance's IAM role.
+(AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or the instance's IAM role; or from
+the AWS credentials file --s3-credentials file:PATH names.
 
 Run "idvault help <command>" or "idvault <command> -h" for details.
 Exit status: 0 success, 1 verification failed, 2 usage or I/O error.
@@ -192,7 +212,11 @@ func listCommands(w io.Writer, prefix string) {
 func newFlagSet(cmd *command) (*flag.FlagSet, func(context.Context, *cli) int) {
 	fs := flag.NewFlagSet("idvault "+cmd.path, flag.ContinueOnError)
 	fs.Usage = func() {} // run prints help itself, to stdout for -h
-	return fs, cmd.flags(fs)
+	run := cmd.flags(fs)
+	if !cmd.noDeployment {
+		fs.String("config", "", "the deployment `FILE` (default $IDVAULT_CONFIG, else ~/.config/idvault/idvault.conf if it exists); flags and IDVAULT_* variables override it")
+	}
+	return fs, run
 }
 
 func printHelp(w io.Writer, cmd *command) {
@@ -237,6 +261,11 @@ func (c *cli) runCommand(ctx context.Context, cmd *command, args []string) int {
 		c.args = append(c.args, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	if !cmd.noDeployment {
+		if code := c.applyDeployment(fs); code != exitOK {
+			return code
+		}
+	}
 	return exec(ctx, c)
 }
 
@@ -256,19 +285,54 @@ func (c *cli) fail(err error) int {
 	return exitUsage
 }
 
-// storeFlag registers --store on fs.
+// storeFlag registers --store on fs, and --s3-credentials, which says how
+// to reach it.
 func storeFlag(fs *flag.FlagSet) *string {
-	return fs.String("store", "", "the `URL` of the store: a directory, file:///abs/path, or s3://bucket?endpoint=host:port&tls=false&prefix=p&region=r (default $IDVAULT_STORE)")
+	fs.String("s3-credentials", "", "where S3 credentials come from, a `SOURCE`: chain (MINIO_*/AWS_* variables, ~/.aws, IAM role; the default) or file:PATH (an AWS credentials file) (default $IDVAULT_S3_CREDENTIALS)")
+	return fs.String("store", "", "the `URL` of the data store: a directory, file:///abs/path, or s3://bucket?endpoint=host:port&tls=false&prefix=p&region=r (default $IDVAULT_STORE)")
 }
 
-// storeSpecFrom resolves --store, falling back to $IDVAULT_STORE.
+// keyStoreFlag registers --key-store on fs.
+func keyStoreFlag(fs *flag.FlagSet) *string {
+	return fs.String("key-store", "", "the `URL` of the store holding the key records, when not the data store: on S3 the unversioned key bucket (default $IDVAULT_KEY_STORE)")
+}
+
+// storeSpecFrom resolves --store (which the deployment and $IDVAULT_STORE
+// fill when it is not given).
 func (c *cli) storeSpecFrom(flagValue string) (storeSpec, error) {
 	raw := flagValue
 	if raw == "" {
 		raw = c.env("IDVAULT_STORE")
 	}
 	if raw == "" {
-		return storeSpec{}, fmt.Errorf("%w: no store: pass --store or set IDVAULT_STORE", errStoreURL)
+		return storeSpec{}, fmt.Errorf("%w: no store: pass --store, set IDVAULT_STORE or name it in the deployment file (--config)", errStoreURL)
 	}
-	return parseStoreURL(raw)
+	s, err := parseStoreURL(raw)
+	if err != nil {
+		return s, c.fromOrigin("store", err)
+	}
+	s.Creds = c.s3creds
+	return s, nil
+}
+
+// keyStoreSpec resolves --key-store; ok is false when none is named.
+func (c *cli) keyStoreSpec(flagValue string) (s storeSpec, ok bool, err error) {
+	if flagValue == "" {
+		return storeSpec{}, false, nil
+	}
+	s, err = parseStoreURL(flagValue)
+	if err != nil {
+		return s, false, c.fromOrigin("key-store", fmt.Errorf("key store: %w", err))
+	}
+	s.Creds = c.s3creds
+	return s, true, nil
+}
+
+// fromOrigin prefixes err with where the flag's value came from, when not
+// the command line.
+func (c *cli) fromOrigin(flagName string, err error) error {
+	if o, ok := c.origins[flagName]; ok && o.kind != "flag" {
+		return fmt.Errorf("%s (from %s): %w", flagName, o, err)
+	}
+	return err
 }

@@ -13,12 +13,18 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/store"
 )
 
-func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
+func TestMain(m *testing.M) {
+	// Keysets the CLI creates derive their key cheaply in the tests (the
+	// kms package tests the defaults).
+	keysetKDF = kms.LocalOptions{Time: 1, MemoryKiB: 8 << 10, Threads: 1}
+	os.Exit(miniotest.Main(m))
+}
 
 // result is what one run of the CLI produced.
 type result struct {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -145,5 +147,44 @@ func TestS3Tamper(t *testing.T) {
 	}
 	if r := runCLI(t, env, "audit", "verify", "--store", storeURL, "--verifier-key", vk); r.code != exitOK {
 		t.Fatalf("after restoring: %v", r)
+	}
+}
+
+// TestS3CredentialsFile: with s3-credentials = file:PATH (an AWS
+// credentials file) the CLI takes the keys from that file and from nothing
+// else, not even credentials in the environment, and prints neither.
+func TestS3CredentialsFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("MinIO test")
+	}
+	storeURL, _, vk, _, srv := s3Fixture(t, true)
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "s3.credentials")
+	content := "[default]\naws_access_key_id = " + srv.AccessKey() + "\naws_secret_access_key = " + srv.SecretKey() + "\n"
+	if err := os.WriteFile(creds, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := writeDeploymentFile(t, "store = "+storeURL+"\ns3-credentials = file:"+creds+"\nverifier-key = "+vk+"\n")
+	wrongEnv := map[string]string{"MINIO_ROOT_USER": srv.AccessKey(), "MINIO_ROOT_PASSWORD": "wrong-" + secretMark}
+	for name, env := range map[string]map[string]string{"no credentials in the environment": nil, "wrong ones there": wrongEnv} {
+		r := runCLI(t, env, "audit", "verify", "--config", file)
+		if r.code != exitOK || strings.Contains(r.stdout+r.stderr, srv.SecretKey()) || strings.Contains(r.stdout+r.stderr, secretMark) {
+			t.Errorf("%s: %v", name, r)
+		}
+	}
+	// The flag and the variable name a file too; a missing one is an error.
+	if r := runCLI(t, wrongEnv, "audit", "verify", "--store", storeURL, "--verifier-key", vk, "--s3-credentials", "file:"+creds); r.code != exitOK {
+		t.Errorf("--s3-credentials: %v", r)
+	}
+	r := runCLI(t, map[string]string{"IDVAULT_S3_CREDENTIALS": "file:" + filepath.Join(dir, "missing")}, "audit", "verify", "--config", file)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "credentials file") {
+		t.Errorf("a missing credentials file: %v", r)
+	}
+	// Without the file, the wrong environment is used, and fails.
+	if r := runCLI(t, wrongEnv, "audit", "verify", "--store", storeURL, "--verifier-key", vk); r.code != exitUsage || strings.Contains(r.stderr, secretMark) {
+		t.Errorf("the wrong environment: %v", r)
+	}
+	if r := runCLI(t, nil, "audit", "verify", "--config", file, "--s3-credentials", secretMark); r.code != exitUsage || strings.Contains(r.stderr, secretMark) {
+		t.Errorf("keys given as the source: %v", r)
 	}
 }

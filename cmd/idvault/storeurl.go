@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
@@ -46,6 +48,9 @@ type storeSpec struct {
 	TLS      bool
 	Prefix   string // "" or a valid store key without trailing '/'
 	Region   string
+
+	// Creds says where S3 credentials come from (not part of the URL).
+	Creds s3CredentialSource
 }
 
 // String renders s as a canonical store URL, which parseStoreURL maps back
@@ -287,6 +292,15 @@ func s3Credentials(env func(string) string) (access, secret string, err error) {
 // environment itself.
 func s3Config(s storeSpec, env func(string) string) (s3store.Config, error) {
 	cfg := s3store.Config{Endpoint: s.Endpoint, Bucket: s.Bucket, UseTLS: s.TLS, Region: s.Region, Prefix: s.Prefix}
+	if s.Creds.file != "" {
+		// A named credentials file, and nothing else: the environment
+		// must not override what the deployment says.
+		if _, err := os.Stat(s.Creds.file); err != nil {
+			return cfg, fmt.Errorf("S3 credentials file: %w", err)
+		}
+		cfg.Credentials = credentials.NewFileAWSCredentials(s.Creds.file, env("AWS_PROFILE"))
+		return cfg, nil
+	}
 	access, secret, err := s3Credentials(env)
 	switch {
 	case err == nil:

@@ -15,7 +15,7 @@ import (
 var sweepCommand = &command{
 	path:    "sweep",
 	summary: "delete expired documents now (shred first), collect garbage, report",
-	usage:   "sweep --as PRINCIPAL [--store URL] --kek URI [--passphrase SOURCE]",
+	usage:   "sweep --as PRINCIPAL [--store URL] [--key-store URL] --kek URI [--passphrase SOURCE]",
 	help: `Runs the vault's sweeper once: every document past its retention deadline
 (72 h after upload by default) is shredded — its key record deleted first, so
 no copy of the ciphertext is of any use — then its payload and index entries
@@ -24,11 +24,16 @@ legal hold are kept and counted. Payloads left by failed uploads and spent
 single-use tokens are collected too. Safe to run while vaults serve, and
 from several machines at once.
 
-The vault is opened with its KEK (--kek URI, e.g. local:/etc/idvault/kek;
---kek-file PATH still works and means --kek local:PATH); a local keyset's
-passphrase comes from --passphrase (file:PATH, env:NAME, prompt),
---passphrase-file or $IDVAULT_PASSPHRASE. On a terminal a progress bar is
-drawn on stderr; otherwise one summary line is printed.
+The vault is opened on the data store and the key store (--key-store: the
+unversioned key bucket of init's layout) with its KEK (--kek URI, e.g.
+local:/etc/idvault/kek; --kek-file PATH still works and means --kek
+local:PATH); a local keyset's passphrase comes from --passphrase
+(file:PATH, env:NAME, prompt), --passphrase-file or $IDVAULT_PASSPHRASE.
+All of them usually come from the deployment file init wrote. Without a
+key store it refuses a data store that cannot hold the key records (see
+"idvault help kek"): sweeping there would take every payload for an
+orphan. On a terminal a progress bar is drawn on stderr; otherwise one
+summary line is printed.
 
 The acting principal (--as, default $IDVAULT_ACTOR) is required: it is
 recorded in the sweep's audit records and every deletion receipt.
@@ -38,17 +43,17 @@ Example:
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
+		keyStoreURL := keyStoreFlag(fs)
 		kf := addKEKFlags(fs)
 		actor := fs.String("as", "", "the acting `PRINCIPAL` recorded in the audit log (default $IDVAULT_ACTOR); required")
 		return func(ctx context.Context, c *cli) int {
-			return c.sweep(ctx, *storeURL, kf, *actor)
+			return c.sweep(ctx, *storeURL, *keyStoreURL, kf, *actor)
 		}
 	},
 }
 
-func (c *cli) sweep(ctx context.Context, storeURL string, kf *kekFlags, actor string) int {
-	spec, err := c.storeSpecFrom(storeURL)
-	if err != nil {
+func (c *cli) sweep(ctx context.Context, storeURL, keyStoreURL string, kf *kekFlags, actor string) int {
+	if _, err := c.storeSpecFrom(storeURL); err != nil {
 		return c.usageError(err.Error())
 	}
 	if actor == "" {
@@ -64,11 +69,14 @@ func (c *cli) sweep(ctx context.Context, storeURL string, kf *kekFlags, actor st
 	if err != nil {
 		return c.fail(err)
 	}
-	st, err := openStore(ctx, spec, c.env)
-	if err != nil {
+	d, code := c.openStores(ctx, storeURL, keyStoreURL)
+	if code != exitOK {
+		return code
+	}
+	if err := checkKeysVisible(ctx, d); err != nil {
 		return c.fail(err)
 	}
-	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek})
+	v, err := vault.Open(ctx, vault.Config{Store: d.data, KeyStore: d.keys, KEK: kek})
 	if err != nil {
 		return c.fail(err)
 	}

@@ -3,9 +3,9 @@ module github.com/idvault/idvault/examples/keysinprod
 go 1.26.0
 
 require (
-	github.com/idvault/idvault v0.0.0-00010101000000-000000000000
-	github.com/idvault/idvault/kms/awskms v0.0.0-00010101000000-000000000000
-	github.com/idvault/idvault/kms/pkcs11 v0.0.0-00010101000000-000000000000
+	github.com/idvault/idvault v0.9.0
+	github.com/idvault/idvault/kms/awskms v0.9.0
+	github.com/idvault/idvault/kms/pkcs11 v0.9.0
 )
 
 require (
@@ -40,6 +40,8 @@ require (
 	github.com/tink-crypto/tink-go/v2 v2.9.0 // indirect
 	github.com/tinylib/msgp v1.6.4 // indirect
 	github.com/zeebo/xxh3 v1.1.0 // indirect
+	go.opentelemetry.io/otel v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/mod v0.42.0 // indirect
@@ -48,10 +50,4 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/ini.v1 v1.67.3 // indirect
-)
-
-replace (
-	github.com/idvault/idvault => ../..
-	github.com/idvault/idvault/kms/awskms => ../../kms/awskms
-	github.com/idvault/idvault/kms/pkcs11 => ../../kms/pkcs11
 )

@@ -8,7 +8,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/credentials v1.19.12
 	github.com/aws/aws-sdk-go-v2/service/kms v1.50.3
 	github.com/aws/smithy-go v1.24.2
-	github.com/idvault/idvault v0.0.0-00010101000000-000000000000
+	github.com/idvault/idvault v0.9.0
 	github.com/tink-crypto/tink-go-awskms/v3 v3.0.0
 	github.com/tink-crypto/tink-go/v2 v2.9.0
 )
@@ -28,5 +28,3 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
-
-replace github.com/idvault/idvault => ../..

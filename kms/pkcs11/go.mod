@@ -2,7 +2,7 @@ module github.com/idvault/idvault/kms/pkcs11
 
 go 1.26.0
 
-require github.com/idvault/idvault v0.0.0-00010101000000-000000000000
+require github.com/idvault/idvault v0.9.0
 
 require (
 	github.com/miekg/pkcs11 v1.1.2
@@ -11,5 +11,3 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
-
-replace github.com/idvault/idvault => ../..
