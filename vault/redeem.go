@@ -203,21 +203,11 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		return nil, Info{}, false, err
 	}
 
-	// Nothing irreversible on a clock that disagrees with the store's, and
-	// no second release of a token the logs say was spent, whatever
-	// happened to its spend entry since (logview.go).
+	// Nothing irreversible on a clock that disagrees with the store's.
 	if err := v.checkClock(ctx, "redeem"); err != nil {
 		pr.Close()
 		cancelBlob()
 		return nil, Info{}, true, err
-	}
-	if spent, err := v.view.isSpent(ctx, c.ID); err != nil || spent {
-		pr.Close()
-		cancelBlob()
-		if err != nil {
-			return nil, Info{}, true, fmt.Errorf("vault: redeem: %w", err)
-		}
-		return nil, Info{}, true, fmt.Errorf("vault: redeem: %w", ErrTokenReplayed)
 	}
 
 	// Spend: one create-only write that carries the release record.
@@ -249,6 +239,23 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 			v.fold.enqueue(foldItem{tok: rec.TokenID, void: true})
 			return nil, Info{}, true, fmt.Errorf("%w: %w", errSpendUnconfirmed, err)
 		}
+	}
+	// The spend entry was created: but a token the logs say was spent
+	// (its earlier entry deleted, or the ledger restored from a backup)
+	// stays spent (logview.go). Checked here, after the create-only write,
+	// so that an ordinary replay is refused by that write, at the same
+	// cost as before, and the logs are consulted only on the path that
+	// would release.
+	if spent, err := v.view.isSpent(ctx, c.ID); err != nil || spent {
+		pr.Close()
+		cancelBlob()
+		if err != nil {
+			// In doubt: the entry just written keeps the token spent;
+			// nothing is released.
+			v.fold.enqueue(foldItem{tok: rec.TokenID, void: true})
+			return nil, Info{}, true, fmt.Errorf("vault: redeem: %w", err)
+		}
+		return nil, Info{}, true, fmt.Errorf("vault: redeem: spend entry had been removed: %w", ErrTokenReplayed)
 	}
 	served = true
 	v.view.noteSpent(c.ID, ledgerKeepUntil(c.ExpiresAt), false)
