@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -428,10 +427,3 @@ func TestFrozenStaysFrozen(t *testing.T) {
 		})
 	}
 }
-
-// stateKeys lists the state chain's entries (test helper).
-func stateKeys(t testing.TB, st store.Store) []string {
-	return storeKeys(t, st, audit.StatePrefix)
-}
-
-var _ = strings.HasPrefix

@@ -17,7 +17,7 @@ import (
 // write-once) entries shared by every instance. A legal hold, its release,
 // the freeze of a principal and its lifting are each one entry, written
 // before the key record or anything else that acts on it. Every instance
-// reads the whole chain at Open and follows it (chainFollowEvery, and before
+// reads the whole chain at Open and follows it (every viewPollEvery, and before
 // each decision that depends on it when its view is older than
 // chainFresh), and never forgets what it has read.
 //
@@ -48,8 +48,6 @@ import (
 var errStateInDoubt = fmt.Errorf("vault: legal hold and freeze state in doubt (the state chain is broken or unreadable): %w", ErrTampered)
 
 const (
-	// chainFollowEvery is how often the background loop reads new entries.
-	chainFollowEvery = 200 * time.Millisecond
 	// chainFresh: a decision that depends on the chain reads new entries
 	// first when the view is older than this.
 	chainFresh = 100 * time.Millisecond
