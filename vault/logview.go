@@ -42,7 +42,8 @@ import (
 // The one window left: a release another instance made becomes visible
 // here only when its record is in that instance's log (its folder gathers
 // for up to foldGather) and this instance has polled it (viewPollEvery).
-// Within that window (measured in TestSpentEntryDeletedOtherInstance),
+// (or, for an instance started within viewDiscover, the discovery of its
+// log). Within that window (measured in TestSpentWindowOtherInstance),
 // deleting the spend entry at once lets a second instance accept the token
 // again; an instance never accepts twice a token it spent itself.
 const (
