@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,6 +124,76 @@ func TestClockWithinLeewayAllowed(t *testing.T) {
 		})
 		if err := w.checkClock(context.Background(), "test"); err != nil {
 			t.Fatalf("offset %v: %v", off, err)
+		}
+	}
+}
+
+// TestNoDoubleFoldAfterClockJump (issue 21 point 3): after the clock
+// (the vault's and the store's) jumps 2 h forward, two instances sweeping
+// at once fold no release a second time, and Verify still passes.
+func TestNoDoubleFoldAfterClockJump(t *testing.T) {
+	for _, be := range backends {
+		for _, jump := range []time.Duration{5 * time.Minute, 2 * time.Hour} {
+			t.Run(be.name+"/"+jump.String(), func(t *testing.T) {
+				ctx := context.Background()
+				st := be.new(t)
+				kek := testKEK(t)
+				a := openTestVault(t, st, kek, nil)
+				b := openTestVault(t, st, kek, nil)
+				info := putImage(t, a, image(4096, ""), "m")
+				for i := range 10 {
+					v := a
+					if i%2 == 1 {
+						v = b
+					}
+					if _, err := redeemAll(v, grant(t, v, info.ID, "r").Token, "r"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// At once, while the folds may still be on their way: the
+				// clock (a's, b's and the store's) jumps, and both sweep,
+				// twice, the second time as if adoptAfter had passed.
+				a.clock.Advance(jump)
+				for range 2 {
+					var wg sync.WaitGroup
+					for _, v := range []*testVault{a, b} {
+						wg.Go(func() {
+							if _, err := v.Sweep(ctx, testActor); err != nil {
+								t.Error(err)
+							}
+						})
+					}
+					wg.Wait()
+					ageStrays(a.Vault, adoptAfter+time.Second)
+					ageStrays(b.Vault, adoptAfter+time.Second)
+				}
+				if err := a.SyncAudit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.SyncAudit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				released := map[string]int{}
+				for r, err := range audit.Scan(ctx, st, audit.Filter{Event: audit.EventRedeem, Outcome: audit.OutcomeOK}) {
+					if err != nil {
+						t.Fatal(err)
+					}
+					released[r.TokenID]++
+				}
+				if len(released) != 10 {
+					t.Fatalf("%d tokens released in the log, want 10", len(released))
+				}
+				for tok, n := range released {
+					if n != 1 {
+						t.Fatalf("token %s released %d times in the log", tok, n)
+					}
+				}
+				a.Close(ctx)
+				b.Close(ctx)
+				if _, err := audit.Verify(ctx, st, a.AuditVerifierKey(), audit.VerifyOptions{Now: a.clock.Now}); err != nil {
+					t.Fatal(err)
+				}
+			})
 		}
 	}
 }

@@ -248,7 +248,7 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 	if err := v.checkClock(ctx, "adopt ledger"); err != nil {
 		return err
 	}
-	if err := v.view.poll(ctx); err != nil {
+	if err := v.view.sync(ctx); err != nil {
 		return fmt.Errorf("vault: adopt ledger: reading the logs: %w", err)
 	}
 	sys, _ := v.keyset()
@@ -290,7 +290,7 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 	// The logs were read again just now; a record older than what this
 	// instance read at Open is looked for in the logs themselves (rare:
 	// after an outage longer than the view's horizon).
-	if err := v.view.poll(ctx); err != nil {
+	if err := v.view.sync(ctx); err != nil {
 		return fmt.Errorf("vault: adopt ledger: reading the logs: %w", err)
 	}
 	var old map[string]bool

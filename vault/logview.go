@@ -42,7 +42,8 @@ import (
 // The one window left: a release another instance made becomes visible
 // here only when its record is in that instance's log (its folder gathers
 // for up to foldGather) and this instance has polled it (viewPollEvery).
-// Within that window (measured in TestSpentEntryDeletedOtherInstance),
+// (or, for an instance started within viewDiscover, the discovery of its
+// log). Within that window (measured in TestSpentWindowOtherInstance),
 // deleting the spend entry at once lets a second instance accept the token
 // again; an instance never accepts twice a token it spent itself.
 const (
@@ -150,12 +151,19 @@ func (lv *logView) start(ctx context.Context) error {
 	return nil
 }
 
-// poll reads what the logs gained since the last poll.
-func (lv *logView) poll(ctx context.Context) error {
+// poll reads what the logs gained since the last poll (and looks for new
+// logs every viewDiscover).
+func (lv *logView) poll(ctx context.Context) error { return lv.pollLogs(ctx, false) }
+
+// sync is poll that also looks for new logs now: what a decision that
+// something is in no log (adoption, a refused decision) must read first.
+func (lv *logView) sync(ctx context.Context) error { return lv.pollLogs(ctx, true) }
+
+func (lv *logView) pollLogs(ctx context.Context, discoverNow bool) error {
 	if err := lv.fmu.lock(ctx); err != nil {
 		return err
 	}
-	discover := time.Since(lv.lastDiscover) >= viewDiscover
+	discover := discoverNow || time.Since(lv.lastDiscover) >= viewDiscover
 	err := lv.f.Poll(ctx, discover, lv.record)
 	if err == nil && discover {
 		lv.lastDiscover = time.Now()
@@ -340,7 +348,7 @@ func (lv *logView) viewed(ctx context.Context, principal string, id objectID) (b
 	// refusing (a refusal is not on a hot path).
 	deadline := time.Now().Add(foldGather + 2*viewPollEvery)
 	for {
-		if err := lv.poll(ctx); err != nil {
+		if err := lv.sync(ctx); err != nil {
 			return false, fmt.Errorf("vault: reading the audit logs: %w", err)
 		}
 		if check() {

@@ -194,12 +194,16 @@ func setup(ctx context.Context, cfg config, logger *log.Logger) (*environment, e
 		if cfg.S3User != "" && cfg.S3Password != "" {
 			s3cfg.AccessKeyID, s3cfg.SecretAccessKey = cfg.S3User, cfg.S3Password
 		}
-		s3, err := s3store.Dial(ctx, s3cfg)
+		client, err := s3store.NewClient(s3cfg)
 		if err != nil {
 			return nil, err
 		}
-		s3cfg.Bucket = cfg.S3KeyBucket
-		ks, err := s3store.Dial(ctx, s3cfg)
+		// cfg.Now (tests) moves the store's clock with the vault's.
+		s3, err := s3store.New(ctx, client, cfg.S3Bucket, s3store.Options{Prefix: cfg.S3Prefix, Now: cfg.Now})
+		if err != nil {
+			return nil, err
+		}
+		ks, err := s3store.New(ctx, client, cfg.S3KeyBucket, s3store.Options{Prefix: cfg.S3Prefix})
 		if err != nil {
 			return nil, err
 		}
