@@ -15,7 +15,9 @@ func FuzzParseLease(f *testing.F) {
 	}
 	l := lease{log: "abc", holder: "0123456789abcdef0123456789abcdef", expires: time.Date(2026, 4, 20, 9, 0, 0, 5, time.UTC), f: fr}
 	f.Add(l.marshal())
-	l.released = true
+	l.closing = true
+	f.Add(l.marshal())
+	l.closing, l.released = false, true
 	f.Add(l.marshal())
 	f.Add([]byte(leaseHeader + "\nabc\n0123456789abcdef0123456789abcdef\nreleased\n0\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -262,3 +262,13 @@ func loggedSample(i int) Record {
 	r.Log, r.Seq, r.Time = "l", int64(i), time.Date(2026, 4, 20, 9, 0, i, 0, time.UTC)
 	return r
 }
+
+// mustVerifiers returns the note verifiers of vkey.
+func mustVerifiers(t testing.TB, vkey string) note.Verifiers {
+	t.Helper()
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return note.VerifierList(v)
+}

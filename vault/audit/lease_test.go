@@ -483,3 +483,34 @@ func treesOf(heads []Head) map[string]tlogTree {
 var _ store.Store = (*getCounter)(nil)
 
 type tlogTree = tlog.Tree
+
+// TestLeaseFormat: the three states round-trip, and nothing else parses.
+func TestLeaseFormat(t *testing.T) {
+	var fr frontier
+	for i := range 3 {
+		fr.add(leafForTest(i))
+	}
+	exp := time.Date(2026, 4, 20, 9, 0, 0, 5, time.UTC)
+	for _, l := range []lease{
+		{log: "abc", holder: strings.Repeat("0f", 16), expires: exp, f: fr},
+		{log: "abc", holder: strings.Repeat("0f", 16), expires: exp, closing: true, f: fr},
+		{log: "abc", holder: strings.Repeat("0f", 16), released: true, f: fr},
+	} {
+		got, err := parseLease(l.marshal())
+		if err != nil || got.closing != l.closing || got.released != l.released || !got.expires.Equal(l.expires) || got.f.root() != l.f.root() {
+			t.Fatalf("round trip of %q: %+v, %v", l.marshal(), got, err)
+		}
+	}
+	good := string((&lease{log: "abc", holder: strings.Repeat("0f", 16), expires: exp, closing: true}).marshal())
+	for _, bad := range []string{
+		strings.Replace(good, "closing ", "closing  ", 1),
+		strings.Replace(good, "closing ", "Closing ", 1),
+		strings.Replace(good, "closing ", "closing", 1),
+		strings.Replace(good, "closing 2026-04-20T09:00:00.000000005Z", "closing released", 1),
+		strings.Replace(good, "closing 2026-04-20T09:00:00.000000005Z", "released closing", 1),
+	} {
+		if _, err := parseLease([]byte(bad)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("parseLease(%q) = %v, want ErrCorrupt", bad, err)
+		}
+	}
+}
