@@ -39,7 +39,7 @@ func Heads(ctx context.Context, st store.Store, verifierKey string) ([]Head, err
 		return nil, errors.New("audit: verifier key is not a valid note verifier key")
 	}
 	known := note.VerifierList(vk)
-	logs, _, err := listLogs(ctx, st)
+	logs, _, _, err := listLogs(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("audit: heads: %w", err)
 	}
@@ -88,9 +88,11 @@ func FormatHeads(heads []Head) []byte {
 
 // ParseHeads reads a witness file: signed checkpoint notes as FormatHeads
 // (and "idvault audit checkpoint") writes them, each followed by a blank
-// line. Every note must verify with verifierKey and parse; the error wraps
-// ErrCorrupt and names the note by position. Of several heads of one log,
-// the largest is kept.
+// line. Every note must verify with verifierKey and parse, and there must
+// be at least one: an empty witness vouches for nothing, which is what
+// someone who truncated it would want. The error wraps ErrCorrupt and
+// names the note by position. Of several heads of one log, the largest is
+// kept.
 func ParseHeads(b []byte, verifierKey string) ([]Head, error) {
 	vk, err := note.NewVerifier(verifierKey)
 	if err != nil {
@@ -98,13 +100,13 @@ func ParseHeads(b []byte, verifierKey string) ([]Head, error) {
 	}
 	known := note.VerifierList(vk)
 	text := string(b)
-	if text != "" && !strings.HasSuffix(text, "\n") {
+	if strings.TrimSpace(text) == "" {
+		return nil, corruptf("witness file holds no signed checkpoint")
+	}
+	if !strings.HasSuffix(text, "\n") {
 		return nil, corruptf("witness file does not end in a newline")
 	}
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	if text == "" {
-		lines = nil
-	}
 	byLog := map[string]Head{}
 	for i, n := 0, 0; i < len(lines); n++ {
 		if n >= maxHeadsNotes {

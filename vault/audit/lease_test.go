@@ -406,7 +406,12 @@ func TestVanishedAndForgedLogs(t *testing.T) {
 		for _, k := range checkpointKeys(st, log) {
 			st.Delete(ctx, k)
 		}
-		// Fresh (a writer may not have signed yet): a live unsealed tail.
+		// Its lease says it was closed at 4: the final checkpoint must be
+		// there, however fresh the records.
+		checkProblem(t, st, vkey, VerifyOptions{Now: soonAfterBuild}, log, ClassReopened, -1)
+		// The lease removed too. Fresh (a writer may not have signed yet):
+		// a live unsealed tail.
+		deleteLeases(t, st, log)
 		if l := verifyOK(t, st, vkey, VerifyOptions{Now: soonAfterBuild}).Logs[0]; l.Unsealed != 4 {
 			t.Fatalf("report %+v", l)
 		}
@@ -459,6 +464,9 @@ func TestHeadsWitness(t *testing.T) {
 			st.Delete(ctx, k)
 		}
 	}
+	// The log's lease still vouches for its 6 records.
+	checkProblem(t, st, vkey, VerifyOptions{}, log, ClassTruncated, 4)
+	deleteLeases(t, st, log)
 	verifyOK(t, st, vkey, VerifyOptions{})
 	trusted := map[string]Head{}
 	for _, h := range parsed {
@@ -469,6 +477,21 @@ func TestHeadsWitness(t *testing.T) {
 	_, otherV, _ := GenerateKey("other")
 	if _, err := ParseHeads(FormatHeads(heads), otherV); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("ParseHeads with another key: %v", err)
+	}
+	// So is a witness that vouches for nothing, or not only for heads.
+	note := FormatHeads(heads)
+	for name, b := range map[string][]byte{
+		"empty":           nil,
+		"blank lines":     []byte("\n\n\n"),
+		"spaces":          []byte("   \n"),
+		"garbage":         []byte("garbage\n"),
+		"trailing text":   append(note, "junk\n"...),
+		"cut in the note": note[:len(note)/2],
+		"no signature":    []byte(strings.SplitN(string(note), "\n\n", 2)[0] + "\n\n"),
+	} {
+		if _, err := ParseHeads(b, vkey); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("ParseHeads of a witness file %s: %v, want ErrCorrupt", name, err)
+		}
 	}
 }
 
@@ -511,6 +534,19 @@ func TestLeaseFormat(t *testing.T) {
 	} {
 		if _, err := parseLease([]byte(bad)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("parseLease(%q) = %v, want ErrCorrupt", bad, err)
+		}
+	}
+}
+
+// deleteLeases removes every lease object of log, as someone erasing what
+// the lease vouches for would.
+func deleteLeases(t testing.TB, st *memstore.Store, log string) {
+	t.Helper()
+	for _, k := range st.Keys() {
+		if strings.HasPrefix(k, leaseDir(log)) {
+			if err := st.Delete(context.Background(), k); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
