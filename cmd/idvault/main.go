@@ -50,7 +50,7 @@ type command struct {
 }
 
 // commands lists the leaf commands; groups ("audit") are derived from them.
-var commands = []*command{verifyCommand, checkpointCommand, queryCommand, statsCommand, sweepCommand, initCommand, tokenRotateCommand, versionCommand}
+var commands = []*command{verifyCommand, checkpointCommand, stateKeyCommand, queryCommand, statsCommand, sweepCommand, initCommand, tokenRotateCommand, versionCommand}
 
 // groupHelp describes the command groups.
 var groupHelp = map[string]string{
