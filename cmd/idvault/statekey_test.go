@@ -234,8 +234,13 @@ func TestVerifyStateChain(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.State.Length != 3 || v.State.Head != r0.Head().String() || v.State.Problem != nil {
 		t.Fatalf("json: %v (%v)", r, err)
 	}
+	heads := filepath.Join(t.TempDir(), "heads")
+	r = runCLI(t, nil, "audit", "checkpoint", "--store", g.dir, "--verifier-key", g.verifier, "--out", heads)
+	if wb, _ := os.ReadFile(heads); r.code != exitOK || !strings.Contains(r.stderr, "state chain's head (3 entries)") || !bytes.Contains(wb, []byte("\nidvault state v1\n3\n")) {
+		t.Fatalf("checkpoint: %v", r)
+	}
 	// The release rolled back: the chain alone looks whole, the state
-	// file remembers three entries.
+	// file and the witness remember three entries.
 	if err := g.st.Delete(ctx, audit.StateKey(3)); err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +250,7 @@ func TestVerifyStateChain(t *testing.T) {
 	if r := g.verify(t, "--verifier-key", g.verifier); r.code != exitOK {
 		t.Fatalf("without state (no witness record in this store): %v", r)
 	}
+	wantFailed(t, "state chain cut back, witness", g.verify(t, "--verifier-key", g.verifier, "--witness", heads), audit.ClassRollback)
 	r = g.verify(t, "--verifier-key", g.verifier, "--state", statePath)
 	wantFailed(t, "state chain cut back", r, audit.ClassRollback)
 	if !strings.Contains(r.stdout, "FAILED: state chain: rollback") {
@@ -314,4 +320,23 @@ func FuzzParseStateKey(f *testing.F) {
 			t.Fatalf("round trip changed the key file")
 		}
 	})
+}
+
+// TestCheckpointBrokenChain: audit checkpoint refuses to hand a witness
+// the head of a broken state chain.
+func TestCheckpointBrokenChain(t *testing.T) {
+	g := newGapStore(t)
+	ss, _ := audit.NewStateSigner(g.signer)
+	b, err := ss.Sign(audit.StateEntry{Seq: 2, Prev: audit.HashState([]byte("x")), Time: base, Kind: audit.StateHold, Target: strings.Repeat("ab", 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.st.Put(context.Background(), audit.StateKey(2), bytes.NewReader(b), int64(len(b)), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, nil, "audit", "checkpoint", "--store", g.dir, "--verifier-key", g.verifier)
+	if r.code != exitFailed || r.stdout != "" || !strings.Contains(r.stderr, "state chain broken") {
+		t.Fatalf("want exit 1 and no heads, got %v", r)
+	}
+	wantFailed(t, "broken chain", g.verify(t, "--verifier-key", g.verifier), audit.ClassStateBroken)
 }

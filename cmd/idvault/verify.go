@@ -89,12 +89,13 @@ file can remove a log's entry (dropping its protection), unpin the
 verifier key or lower the chain's head, and verify cannot tell. A keyed
 state file without its key is an error, never silently trusted.
 
-With --witness FILE, the signed checkpoints that "idvault audit checkpoint"
-printed earlier (kept outside the store) are checked as well: each log must
-still hold at least those records, with the same tree hash. This catches
-records erased together with their checkpoints after the witness was taken,
-which nothing inside the store can show. An empty or garbled witness file
-fails: it vouches for nothing.
+With --witness FILE, the signed checkpoints (and state chain head) that
+"idvault audit checkpoint" printed earlier (kept outside the store) are
+checked as well: each log must still hold at least those records, with the
+same tree hash, and the state chain at least that entry. This catches
+records erased together with their checkpoints, and chain entries removed,
+after the witness was taken, which nothing inside the store can show. An
+empty or garbled witness file fails: it vouches for nothing.
 
 Records written after a live log's last checkpoint are shown as an unsealed
 tail, with a warning: not a failure, since a running writer leaves one for
@@ -257,9 +258,15 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 		pre = append(pre, "the verifier key differs from the one pinned in the state file: checkpoints re-signed with another key, or a key rotation to confirm by hand")
 	}
 	if witnessRaw != nil {
-		heads, err := audit.ParseHeads(witnessRaw, key)
+		heads, sh, err := audit.ParseWitness(witnessRaw, key)
 		if err != nil {
 			pre = append(pre, "witness file: "+strings.TrimPrefix(err.Error(), audit.ErrCorrupt.Error()+": "))
+		}
+		switch {
+		case sh.Length == opts.State.Length && sh.Hash != opts.State.Hash:
+			pre = append(pre, fmt.Sprintf("the witness and the state file vouch for different state chains of %d entries", sh.Length))
+		case sh.Length > opts.State.Length:
+			opts.State = sh
 		}
 		for _, h := range heads {
 			t, ok := opts.Trusted[h.Log]

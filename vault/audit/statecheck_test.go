@@ -145,3 +145,46 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// TestWitnessWithStateHead: LatestState gives the chain's last entry as
+// stored; a witness file with it and the heads parses back to the same
+// head (ParseWitness), ParseHeads refuses it, and a witness file with two
+// different entries of one length is refused.
+func TestWitnessWithStateHead(t *testing.T) {
+	ctx := context.Background()
+	_, vkey := keys(t)
+	st, stored, _ := chainAndWitness(t, 3)
+	sh, note, err := LatestState(ctx, st, vkey)
+	if err != nil || sh.Length != 3 || sh.Hash != HashState(stored[2]) || string(note) != string(stored[2]) {
+		t.Fatalf("LatestState: %+v, %v", sh, err)
+	}
+	heads, err := Heads(ctx, st, vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := append(append(FormatHeads(heads), note...), '\n')
+	gotHeads, gotState, err := ParseWitness(w, vkey)
+	if err != nil || len(gotHeads) != 1 || gotState != sh {
+		t.Fatalf("ParseWitness: %+v, %+v, %v", gotHeads, gotState, err)
+	}
+	if _, err := ParseHeads(w, vkey); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("ParseHeads of a state entry: %v", err)
+	}
+	if _, s, err := ParseWitness(append(append([]byte{}, stored[0]...), '\n'), vkey); err != nil || s.Length != 1 {
+		t.Fatalf("a witness of the state chain only: %+v, %v", s, err)
+	}
+	ss, _ := stateSigner(t)
+	other, _ := ss.Sign(StateEntry{Seq: 3, Prev: HashState(stored[1]), Time: time.Now(), Kind: StateFreeze, Target: testPrincipal})
+	if _, _, err := ParseWitness(append(append(w, other...), '\n'), vkey); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("two entries 3: %v", err)
+	}
+	// A chain with a gap has no head to give.
+	st.Delete(ctx, StateKey(2))
+	if _, _, err := LatestState(ctx, st, vkey); !errors.Is(err, ErrStateBroken) {
+		t.Fatalf("LatestState of a broken chain: %v", err)
+	}
+	empty := newTestStore()
+	if sh, note, err := LatestState(ctx, empty, vkey); err != nil || sh != (StateHead{}) || note != nil {
+		t.Fatalf("LatestState of no chain: %+v, %v", sh, err)
+	}
+}
