@@ -25,8 +25,9 @@ var errStoreHung = errors.New("audit: the store has not answered earlier calls")
 // mount, a black-holed connection without timeouts). The call goes on in
 // the background with its own copy of the body and closes whatever it
 // gets late; while maxHungCalls of those are outstanding, calls fail at
-// once instead of piling up more goroutines. Listings are passed through,
-// and so is the store's clock (store.Clock), bounded like a Get.
+// once instead of piling up more goroutines. Listings are passed through
+// (scan is a bounded one), and so is the store's clock (store.Clock),
+// bounded like a Get.
 type boundedStore struct {
 	store.Store
 	hung atomic.Int32 // calls given up on and still running
@@ -141,4 +142,22 @@ func (b *boundedStore) clockTime(ctx context.Context) (t time.Time, has bool, er
 		return time.Time{}, true, err
 	}
 	return got, true, nil
+}
+
+// scan lists prefix, calling fn with each key until it returns false, and
+// returns when ctx ends even if the store's listing does not: fn runs on
+// the listing's goroutine, so it must only touch what the caller reads
+// after scan returned nil.
+func (b *boundedStore) scan(ctx context.Context, prefix string, fn func(key string) bool) error {
+	return b.detach(ctx, func() error {
+		for k, err := range b.Store.List(ctx, prefix) {
+			if err != nil {
+				return err
+			}
+			if !fn(k) {
+				return nil
+			}
+		}
+		return nil
+	}, nil)
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"iter"
 	"strings"
 	"sync"
 	"testing"
@@ -283,5 +284,60 @@ func TestTakeoverWhileClosing(t *testing.T) {
 			}
 			verifyOK(t, hs.Store, vkey, VerifyOptions{Now: c.Now})
 		})
+	}
+}
+
+// deafLister hangs listings under prefix, ignoring their context, until
+// release is closed.
+type deafLister struct {
+	*memstore.Store
+	mu      sync.Mutex
+	prefix  string // "": none
+	release chan struct{}
+}
+
+func (d *deafLister) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	d.mu.Lock()
+	deaf := d.prefix != "" && strings.HasPrefix(prefix, d.prefix)
+	d.mu.Unlock()
+	if deaf {
+		<-d.release
+	}
+	return d.Store.List(ctx, prefix)
+}
+
+// TestCloseBoundedWhenListingHangs: the listings Close makes in a log it
+// lost (which checkpoints exist, which lease generations) return when
+// Close's context ends, even on a store deaf to it.
+func TestCloseBoundedWhenListingHangs(t *testing.T) {
+	skey, _ := keys(t)
+	ctx := context.Background()
+	c := newClock()
+	dl := &deafLister{Store: newTestStore(), release: make(chan struct{})}
+	defer close(dl.release)
+	loser := mustAppender(t, dl, skey, AppenderOptions{Now: c.Now, LeaseTTL: time.Hour})
+	for i := range 3 {
+		if _, err := loser.Append(ctx, sampleRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	taker := mustAppender(t, dl.Store, skey, AppenderOptions{Now: skewed(c, 72*time.Hour)})
+	if taker.LogID() != loser.LogID() {
+		t.Fatal("setup: no takeover")
+	}
+	dl.mu.Lock()
+	dl.prefix = auditPrefix // from now on: the appenders above listed freely
+	dl.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- loser.Close(cctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Close = %v, want ErrUnavailable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close blocked on a hung listing past its context")
 	}
 }

@@ -669,15 +669,13 @@ func (a *Appender) writeLease(ctx context.Context, ls leaseState, l lease) error
 // holder that took the log from one we did not see, and renewed past it
 // (deleting the generation we then created again).
 func (a *Appender) newerLease(ctx context.Context, log string, gen int64) (bool, error) {
-	for k, err := range a.st.List(ctx, leaseDir(log)) {
-		if err != nil {
-			return false, err
-		}
-		if g, ok := parseSeqName(k[len(leaseDir(log)):]); ok && g > gen {
-			return true, nil
-		}
-	}
-	return false, nil
+	newer := false
+	err := a.st.scan(ctx, leaseDir(log), func(k string) bool {
+		g, ok := parseSeqName(k[len(leaseDir(log)):])
+		newer = ok && g > gen
+		return !newer
+	})
+	return newer && err == nil, err
 }
 
 // closeLog ends the appender's hold on its current log cur at Close: under
@@ -744,11 +742,8 @@ func (a *Appender) sealLost(ctx context.Context, lt logTree) error {
 	}
 	prefix := checkpointPrefix(lt.log)
 	var lastKey string
-	for k, err := range a.st.List(ctx, prefix) {
-		if err != nil {
-			return err
-		}
-		lastKey = k
+	if err := a.st.scan(ctx, prefix, func(k string) bool { lastKey = k; return true }); err != nil {
+		return err
 	}
 	t := a.opts.Now().Round(0).UTC()
 	if last, ok := a.lastCP[lt.log]; ok && t.Before(last.time) {
