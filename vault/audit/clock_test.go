@@ -133,7 +133,7 @@ func TestLeaseExpiryOnStoreClock(t *testing.T) {
 }
 
 // TestClosedByLoserStillVerifies: an instance whose clock runs days ahead
-// (on a store without a clock of its own) takes over a live log; the
+// (on a store that tells no time, noClock) takes over a live log; the
 // writer that lost it then closes. It must not write its final checkpoint
 // in the log now held by the other: the log still verifies, before and
 // after the new holder closes it.
@@ -184,7 +184,7 @@ func TestClosedByLoserStillVerifies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClock()
 			st := newTestStore()
-			loser := mustAppender(t, st, skey, AppenderOptions{Now: c.Now, LeaseTTL: time.Hour})
+			loser := mustAppender(t, noClock{st}, skey, AppenderOptions{Now: c.Now, LeaseTTL: time.Hour})
 			for i := range 5 {
 				if _, err := loser.Append(ctx, sampleRecord(i)); err != nil {
 					t.Fatal(err)
@@ -196,7 +196,7 @@ func TestClosedByLoserStillVerifies(t *testing.T) {
 			if _, err := loser.Append(ctx, sampleRecord(5)); err != nil { // an unsealed tail
 				t.Fatal(err)
 			}
-			taker := mustAppender(t, st, skey, AppenderOptions{Now: skewed(c, 72*time.Hour)})
+			taker := mustAppender(t, noClock{st}, skey, AppenderOptions{Now: skewed(c, 72*time.Hour)})
 			if taker.LogID() != loser.LogID() {
 				t.Fatal("setup: the skewed instance did not take the log over")
 			}
@@ -230,7 +230,7 @@ func TestTakeoverWhileClosing(t *testing.T) {
 		t.Run(map[bool]string{true: "taker writes the final", false: "closer's final lands first"}[takerFirst], func(t *testing.T) {
 			c := newClock()
 			hs := &hookStore{Store: newTestStore()}
-			closer := mustAppender(t, hs, skey, AppenderOptions{Now: c.Now, LeaseTTL: time.Hour})
+			closer := mustAppender(t, noClock{hs}, skey, AppenderOptions{Now: c.Now, LeaseTTL: time.Hour})
 			for i := range 4 {
 				if _, err := closer.Append(ctx, sampleRecord(i)); err != nil {
 					t.Fatal(err)
@@ -238,7 +238,7 @@ func TestTakeoverWhileClosing(t *testing.T) {
 			}
 			var taker *Appender
 			take := func() {
-				a, err := NewAppender(ctx, hs.Store, skey, AppenderOptions{Now: skewed(c, 72*time.Hour), CheckpointEvery: time.Hour})
+				a, err := NewAppender(ctx, noClock{hs.Store}, skey, AppenderOptions{Now: skewed(c, 72*time.Hour), CheckpointEvery: time.Hour})
 				if err != nil {
 					t.Error(err)
 					return
@@ -315,13 +315,13 @@ func TestCloseBoundedWhenListingHangs(t *testing.T) {
 	c := newClock()
 	dl := &deafLister{Store: newTestStore(), release: make(chan struct{})}
 	defer close(dl.release)
-	loser := mustAppender(t, dl, skey, AppenderOptions{Now: c.Now, LeaseTTL: time.Hour})
+	loser := mustAppender(t, noClock{dl}, skey, AppenderOptions{Now: c.Now, LeaseTTL: time.Hour})
 	for i := range 3 {
 		if _, err := loser.Append(ctx, sampleRecord(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	taker := mustAppender(t, dl.Store, skey, AppenderOptions{Now: skewed(c, 72*time.Hour)})
+	taker := mustAppender(t, noClock{dl.Store}, skey, AppenderOptions{Now: skewed(c, 72*time.Hour)})
 	if taker.LogID() != loser.LogID() {
 		t.Fatal("setup: no takeover")
 	}

@@ -215,6 +215,7 @@ func TestLeaseTakeover(t *testing.T) {
 	ctx := context.Background()
 	st := newTestStore()
 	c := newClock()
+	st.Now = c.Now // the store's time is the test's (when it tells one, store.Clock)
 	opts := AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour, LeaseTTL: time.Hour}
 	zombie, err := NewAppender(ctx, st, skey, opts)
 	if err != nil {
