@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,7 +13,7 @@ import (
 
 var checkpointCommand = &command{
 	path:    "audit checkpoint",
-	summary: "print the latest signed checkpoint of every log, for a witness to keep",
+	summary: "print the latest signed checkpoint of every log and the state chain's head, for a witness to keep",
 	usage:   "audit checkpoint [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--out FILE]",
 	help: `Prints the latest signed checkpoint of every audit log, each exactly as
 stored: a signed note in the golang.org/x/mod/sumdb/note format (the text,
@@ -26,13 +27,20 @@ blank line. The text of each note is
   <time, RFC 3339 UTC>
   final            (only once the log was closed)
 
+When the state chain (legal holds, releases, freezes) is not empty, its
+last entry follows, exactly as stored: a signed note whose text starts
+"idvault state v1". The whole chain is read and checked first; a broken
+chain is an error (exit 1), since its head would vouch for nothing.
+
 Keep the output somewhere the store's writers cannot reach (a transparency
 log witness, another account, a cron job's mailbox). Later,
 "idvault audit verify --witness FILE" checks that every log still holds at
-least those records with the same tree hash: records erased together with
-their checkpoints after the heads were taken are caught, which nothing
-inside the store can show. Only checkpoints whose signature verifies with
-the key are printed; it does not check the records (verify does).
+least those records with the same tree hash, and that the state chain still
+holds that entry: records erased together with their checkpoints, and
+chain entries removed, after the heads were taken are caught, which
+nothing inside the store can show. Only checkpoints whose signature
+verifies with the key are printed; it does not check the records (verify
+does).
 
 With --out FILE the notes are written to FILE atomically instead of stdout.
 
@@ -67,7 +75,18 @@ func (c *cli) checkpoint(ctx context.Context, storeURL string, kf *keyFlags, out
 	if err != nil {
 		return c.fail(err)
 	}
+	sh, stateNote, err := audit.LatestState(ctx, st, key)
+	if errors.Is(err, audit.ErrStateBroken) {
+		fmt.Fprintf(c.stderr, "idvault %s: FAILED: %v\n", c.cmd.path, err)
+		return exitFailed
+	}
+	if err != nil {
+		return c.fail(err)
+	}
 	b := audit.FormatHeads(heads)
+	if stateNote != nil {
+		b = append(append(b, stateNote...), '\n')
+	}
 	if out == "" {
 		if _, err := c.stdout.Write(b); err != nil {
 			return c.fail(err)
@@ -77,7 +96,11 @@ func (c *cli) checkpoint(ctx context.Context, storeURL string, kf *keyFlags, out
 			return c.fail(fmt.Errorf("writing %s: %w", out, err))
 		}
 	}
-	fmt.Fprintf(c.stderr, "%d signed checkpoints\n", len(heads))
+	fmt.Fprintf(c.stderr, "%d signed checkpoints", len(heads))
+	if stateNote != nil {
+		fmt.Fprintf(c.stderr, " and the state chain's head (%d entries)", sh.Length)
+	}
+	fmt.Fprintln(c.stderr)
 	return exitOK
 }
 

@@ -11,8 +11,9 @@
 // Usage:
 //
 //	idvault init             [--store] URL [--key-store URL] --kek URI [--create-kek] [--passphrase SOURCE] [--max-retention DURATION]
-//	idvault audit verify     [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE] [--witness FILE] [--format FORMAT]
+//	idvault audit verify     [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE [--state-key-file FILE] [--init-state]] [--witness FILE] [--format FORMAT]
 //	idvault audit checkpoint [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--out FILE]
+//	idvault audit state-key  --out FILE
 //	idvault audit query      [--store URL] [filters] [--unverified] [--format FORMAT] [--limit N] [--after CURSOR] [--follow]
 //	idvault audit stats      [--store URL] [filters] [--unverified] [--format FORMAT]
 //	idvault sweep            --as PRINCIPAL [--store URL] [--key-store URL] --kek URI [--passphrase SOURCE]
@@ -54,8 +55,10 @@
 // verifier key (the vault's AuditVerifierKey) with --verifier-key or
 // --verifier-key-file: the copy the vault publishes in the store proves only
 // internal consistency. With --state FILE it pins the key on first use and
-// remembers the latest verified tree of each log and which logs were
-// closed, and catches a log rolled back, deleted or reopened next time;
+// remembers the state chain's head, the latest verified tree of each log
+// and which logs were closed, and catches a log rolled back, deleted or
+// reopened next time; with --state-key-file (a key made by audit
+// state-key, or $IDVAULT_STATE_KEY_FILE) the state file is authenticated;
 // with --witness FILE it checks the store against heads printed earlier by
 // audit checkpoint (signed notes, for a witness outside the store).
 //

@@ -207,7 +207,7 @@ func TestVerifyKeyPinned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, dir := range []string{g.path("audit", g.logs[0], "checkpoints"), g.path("audit", "_registry")} {
+	for _, dir := range []string{g.path("audit", g.logs[0], "checkpoints"), g.path("audit", "_registry"), g.path("audit", "_lease", g.logs[0])} {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -267,8 +267,13 @@ func TestVerifyWitness(t *testing.T) {
 	for _, name := range []string{"00000000000000000005-reopen", "00000000000000000009", "00000000000000000009-final"} {
 		os.Remove(filepath.Join(dir, "checkpoints", name))
 	}
+	// The log's lease, released at 9, still vouches for the records.
+	wantFailed(t, "records erased, lease left", g.verify(t, "--verifier-key", g.verifier), audit.ClassTruncated)
+	if err := os.RemoveAll(g.path("audit", "_lease", g.logs[0])); err != nil {
+		t.Fatal(err)
+	}
 	if r := g.verify(t, "--verifier-key", g.verifier); r.code != exitOK {
-		t.Fatalf("the erasure is invisible from inside the store, expected; got %v", r)
+		t.Fatalf("with the lease erased too, the erasure is invisible from inside the store, expected; got %v", r)
 	}
 	wantFailed(t, "records erased after the witness", g.verify(t, "--verifier-key", g.verifier, "--witness", witness), audit.ClassRollback)
 	// A witness file that does not verify is a failure, not a pass.

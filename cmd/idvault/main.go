@@ -62,7 +62,7 @@ type command struct {
 }
 
 // commands lists the leaf commands; groups ("audit") are derived from them.
-var commands = []*command{initCommand, verifyCommand, checkpointCommand, queryCommand, statsCommand, sweepCommand, tokenRotateCommand,
+var commands = []*command{initCommand, verifyCommand, checkpointCommand, stateKeyCommand, queryCommand, statsCommand, sweepCommand, tokenRotateCommand,
 	kekCommand, kekCreateCommand, kekRewrapCommand, versionCommand}
 
 // groupHelp describes the command groups.

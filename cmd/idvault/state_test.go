@@ -25,8 +25,8 @@ func TestStateRoundTrip(t *testing.T) {
 		{Logs: map[string]tlog.Tree{"b": {N: 1 << 40, Hash: hashB}, "a": {N: 7, Hash: hashA}}},
 		{Key: testVerifierKey, Logs: map[string]tlog.Tree{"a": {N: 7, Hash: hashA}}, Finals: map[string]int64{"a": 5}},
 	} {
-		b := s.marshal()
-		got, err := parseState(b)
+		b := s.marshal(nil)
+		got, err := parseState(b, nil)
 		if err != nil {
 			t.Fatalf("parse of %s: %v", b, err)
 		}
@@ -38,8 +38,8 @@ func TestStateRoundTrip(t *testing.T) {
 				t.Fatalf("log %s: got %v, want %v", id, got.Logs[id], tr)
 			}
 		}
-		if !bytes.Equal(got.marshal(), b) {
-			t.Fatalf("marshal is not canonical:\n%s\n%s", b, got.marshal())
+		if !bytes.Equal(got.marshal(nil), b) {
+			t.Fatalf("marshal is not canonical:\n%s\n%s", b, got.marshal(nil))
 		}
 	}
 }
@@ -52,7 +52,10 @@ func TestParseStateRejects(t *testing.T) {
 		`null`,
 		`[]`,
 		`{"logs":{}}`,
+		`{"version":4,"logs":{}}`,
 		`{"version":3,"logs":{}}`,
+		`{"version":2,"verifier_key":"","state_chain":{"length":0,"head":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},"logs":{}}`,
+		`{"version":2,"verifier_key":"","logs":{},"mac":""}`,
 		`{"version":1,"verifier_key":"` + testVerifierKey + `","logs":{}}`,
 		`{"version":2,"verifier_key":"PRIVATE+KEY+x","logs":{}}`,
 		`{"version":2,"verifier_key":"not a key","logs":{}}`,
@@ -71,11 +74,11 @@ func TestParseStateRejects(t *testing.T) {
 		`{"version":1,"logs":{}} {}`,
 		`{"version":1,"logs":{}} x`,
 	} {
-		if _, err := parseState([]byte(in)); !errors.Is(err, errState) {
+		if _, err := parseState([]byte(in), nil); !errors.Is(err, errState) {
 			t.Errorf("%s: want errState, got %v", in, err)
 		}
 	}
-	if _, err := parseState(bytes.Repeat([]byte(" "), maxStateSize+1)); !errors.Is(err, errState) {
+	if _, err := parseState(bytes.Repeat([]byte(" "), maxStateSize+1), nil); !errors.Is(err, errState) {
 		t.Errorf("oversized: want errState, got %v", err)
 	}
 }
@@ -114,10 +117,10 @@ func TestWriteStateAtomic(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "state")
 	s := state{Logs: map[string]tlog.Tree{"a": {N: 1, Hash: hashA}}}
-	if err := writeState(p, s); err != nil {
+	if err := writeState(p, s, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, first, err := readState(p)
+	got, first, err := readState(p, nil)
 	if err != nil || first || got.Logs["a"] != s.Logs["a"] {
 		t.Fatalf("readState = %v, %v, %v", got, first, err)
 	}
@@ -134,22 +137,29 @@ func TestWriteStateAtomic(t *testing.T) {
 			t.Errorf("temporary file left behind: %s", e.Name())
 		}
 	}
-	if _, first, err := readState(filepath.Join(dir, "missing")); err != nil || !first {
+	if _, first, err := readState(filepath.Join(dir, "missing"), nil); err != nil || !first {
 		t.Fatalf("missing state: first=%v err=%v", first, err)
 	}
-	if err := writeState(filepath.Join(dir, "no", "such", "dir"), s); err == nil {
+	if err := writeState(filepath.Join(dir, "no", "such", "dir"), s, nil); err == nil {
 		t.Fatal("writeState into a missing directory succeeded")
 	}
 }
 
 func FuzzParseState(f *testing.F) {
 	f.Add([]byte(`{"version":1,"logs":{}}`))
-	f.Add(state{Logs: map[string]tlog.Tree{"a": {N: 3, Hash: hashA}, "b": {N: 1, Hash: hashB}}}.marshal())
+	f.Add(state{Logs: map[string]tlog.Tree{"a": {N: 3, Hash: hashA}, "b": {N: 1, Hash: hashB}}}.marshal(nil))
 	f.Add([]byte(`{"version":1,"logs":{"a":{"size":1,"hash":"x"}}}`))
 	f.Add([]byte(`{"version":1,"logs":null}`))
-	f.Add(state{Key: testVerifierKey, Logs: map[string]tlog.Tree{"a": {N: 3, Hash: hashA}}, Finals: map[string]int64{"a": 3}}.marshal())
+	f.Add(state{Key: testVerifierKey, Logs: map[string]tlog.Tree{"a": {N: 3, Hash: hashA}}, Finals: map[string]int64{"a": 3}}.marshal(nil))
+	fuzzKey := stateKey(bytes.Repeat([]byte{7}, stateKeyLen))
+	f.Add(state{Key: testVerifierKey, Logs: map[string]tlog.Tree{"a": {N: 3, Hash: hashA}}}.marshal(fuzzKey))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := parseState(b)
+		// With the key: whatever authenticates is exactly what the key
+		// would have written.
+		if s, err := parseState(b, fuzzKey); err == nil && s.keyed && !bytes.Equal(s.marshal(fuzzKey), b) {
+			t.Fatalf("an authenticated state file is not the key's own encoding:\n%s", b)
+		}
+		s, err := parseState(b, nil)
 		if err != nil {
 			if !errors.Is(err, errState) {
 				t.Fatalf("error %v does not wrap errState", err)
@@ -158,9 +168,9 @@ func FuzzParseState(f *testing.F) {
 		}
 		// Whatever parses re-encodes canonically to something that parses
 		// to the same state.
-		again, err := parseState(s.marshal())
+		again, err := parseState(s.marshal(nil), nil)
 		if err != nil {
-			t.Fatalf("re-parse of %s: %v", s.marshal(), err)
+			t.Fatalf("re-parse of %s: %v", s.marshal(nil), err)
 		}
 		if len(again.Logs) != len(s.Logs) || again.Key != s.Key || len(again.Finals) != len(s.Finals) {
 			t.Fatalf("round trip changed the state")

@@ -30,15 +30,33 @@ const maxKeyFile = 64 << 10
 var verifyCommand = &command{
 	path:    "audit verify",
 	summary: "check the audit log for edits, deletions, forks and rollbacks",
-	usage:   "audit verify [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE] [--witness FILE] [--require-sealed] [--format text|json]",
+	usage:   "audit verify [--store URL] [--verifier-key KEY | --verifier-key-file FILE] [--state FILE [--state-key-file FILE] [--init-state]] [--witness FILE] [--require-sealed] [--format text|json]",
 	help: `Reads every audit log in the store and checks each record against the signed
 checkpoints: edited, deleted, reordered, duplicated or inserted records,
 truncation, bad or foreign signatures, forked or rolled-back checkpoints.
 Every log must be registered (audit/_registry/<log>, written and signed
-before its first record), so a log copied in is caught, and every
-registered log must still hold records, so a log deleted as a whole is
-caught. A log with records but no valid checkpoint fails once its newest
-record is older than --unsigned-grace: a writer signs within seconds.
+before its first record), so a log copied in, or one whose entry was
+deleted, is caught; and every log must still hold what anything signed
+says it held: its registry entry (it existed), its latest lease (a signed
+tree head; a released lease says it was closed at that size), and the
+witness records other vault instances write into their own logs
+("log-head": they read that log up to that size). So a log truncated or
+deleted as a whole is caught without --state, whatever records it held.
+A log with records but no valid checkpoint fails once its newest record is
+older than --unsigned-grace: a writer signs within seconds.
+
+The state chain (audit/_state/: legal holds, releases, freezes and
+unfreezes) is read whole: a broken chain fails, and so does one shorter
+than, or different from, what a "state-head" witness record vouches for.
+Its length and head are printed when it is not empty.
+
+Only what a valid checkpoint covers counts as evidence: records of an
+unsealed tail may be anybody's. What all of this cannot see: something
+deleted together with every trace of it (records, checkpoints, registry
+entry, lease and every witness record naming it); a store that holds the
+audit log write-once (object lock) keeps the traces, a filesystem does
+not. See docs/audit.md for exactly what is proved with and without --state
+and --witness.
 
 Prints one line per log (records, checkpoints, verified size) and a final
 line, OK or FAILED: <first problem>; with --format json, one JSON object
@@ -53,18 +71,31 @@ with whatever key sits beside it: whoever can rewrite the log can replace
 that key too.
 
 With --state FILE, the verifier key (pinned on first use: a different key
-later fails), the latest verified tree of each log and the size of its
-latest final checkpoint are remembered (JSON) and checked next time, which
-catches a log rolled back, replaced or deleted as a whole, a closed log
-whose final checkpoint was deleted to append records, and checkpoints
-re-signed with another key. The file is created on the first run and
-updated only when verification succeeds.
+later fails), the head of the state chain, the latest verified tree of each
+log and the size of its latest final checkpoint are remembered (JSON) and
+checked next time, which catches a log rolled back, replaced or deleted as
+a whole with every trace of it, a closed log whose final checkpoint was
+deleted to append records, a state chain cut back or rewritten, and
+checkpoints re-signed with another key. The file is created on the first
+run and updated only when verification succeeds.
 
-With --witness FILE, the signed checkpoints that "idvault audit checkpoint"
-printed earlier (kept outside the store) are checked as well: each log must
-still hold at least those records, with the same tree hash. This catches
-records erased together with their checkpoints after the witness was taken,
-which nothing inside the store can show.
+Authenticate the state file: make a key with "idvault audit state-key",
+keep it apart from the state file, and pass --state-key-file KEYFILE (or
+set IDVAULT_STATE_KEY_FILE). The file then carries a MAC, and a state file
+that fails authentication, has no MAC or is missing is an error (exit 2);
+--init-state accepts a missing or unauthenticated one once, to start.
+Without a key, verify warns: whoever can write an unauthenticated state
+file can remove a log's entry (dropping its protection), unpin the
+verifier key or lower the chain's head, and verify cannot tell. A keyed
+state file without its key is an error, never silently trusted.
+
+With --witness FILE, the signed checkpoints (and state chain head) that
+"idvault audit checkpoint" printed earlier (kept outside the store) are
+checked as well: each log must still hold at least those records, with the
+same tree hash, and the state chain at least that entry. This catches
+records erased together with their checkpoints, and chain entries removed,
+after the witness was taken, which nothing inside the store can show. An
+empty or garbled witness file fails: it vouches for nothing.
 
 Records written after a live log's last checkpoint are shown as an unsealed
 tail, with a warning: not a failure, since a running writer leaves one for
@@ -74,6 +105,7 @@ When every writer has been closed (the vault shut down cleanly), pass
 --require-sealed to count any unsealed tail as a failure.
 
 JSON output: {"ok": bool, "problem": "<first problem>" or "",
+"state": {"length", "head" (base64, "" when empty), "problem": {…} or null},
 "logs": [{"log", "records", "checkpoints", "verified_size", "verified_hash",
 "final" (closed), "final_size", "unsealed", "continues", "continues_size",
 "registered" (RFC 3339 or ""), "newest" (RFC 3339 or ""),
@@ -81,18 +113,21 @@ JSON output: {"ok": bool, "problem": "<first problem>" or "",
 
 Example:
   idvault audit verify --store file:///var/lib/idvault \
-      --verifier-key-file /etc/idvault/audit.pub --state /var/lib/idvault-verify.state
+      --verifier-key-file /etc/idvault/audit.pub --state /var/lib/idvault-verify/state \
+      --state-key-file /etc/idvault/verify-state.key
 `,
 	flags: func(fs *flag.FlagSet) func(context.Context, *cli) int {
 		storeURL := storeFlag(fs)
 		kf := addKeyFlags(fs)
-		statePath := fs.String("state", "", "remember the verifier key, verified checkpoints and closed logs in the JSON `FILE` and check them next time")
+		statePath := fs.String("state", "", "remember the verifier key, the state chain's head, verified checkpoints and closed logs in the JSON `FILE` and check them next time")
+		stateKeyFile := fs.String("state-key-file", "", "authenticate the --state file with the key in `FILE` (made by idvault audit state-key; default $IDVAULT_STATE_KEY_FILE)")
+		initState := fs.Bool("init-state", false, "with a state key: accept a missing or unauthenticated --state file this once, and write it keyed")
 		witness := fs.String("witness", "", "check the store against the signed checkpoints in `FILE` (the output of idvault audit checkpoint)")
 		sealed := fs.Bool("require-sealed", false, "fail when any log has records after its last checkpoint (use once every writer is closed)")
 		grace := fs.Duration("unsigned-grace", audit.DefaultUnsignedGrace, "fail a log with records but no valid checkpoint once its newest record is older than `DURATION`")
 		format := fs.String("format", "text", "output `FORMAT`: text or json")
 		return func(ctx context.Context, c *cli) int {
-			return c.verify(ctx, verifyArgs{*storeURL, kf, *statePath, *witness, *sealed, *grace, *format})
+			return c.verify(ctx, verifyArgs{*storeURL, kf, *statePath, *stateKeyFile, *initState, *witness, *sealed, *grace, *format})
 		}
 	},
 }
@@ -102,6 +137,8 @@ type verifyArgs struct {
 	storeURL      string
 	keys          *keyFlags
 	statePath     string
+	stateKeyFile  string
+	initState     bool
 	witness       string
 	requireSealed bool
 	grace         time.Duration
@@ -189,18 +226,16 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 	}
 
 	st0 := newState()
+	var skey stateKey
 	if statePath != "" {
-		var first bool
-		if st0, first, err = readState(statePath); err != nil {
+		if skey, err = c.readStateKey(a.stateKeyFile); err != nil {
 			return c.fail(err)
 		}
-		if first {
-			// Fail now rather than after printing OK.
-			if fi, err := os.Stat(filepath.Dir(statePath)); err != nil || !fi.IsDir() {
-				return c.fail(fmt.Errorf("%w: its directory does not exist", errState))
-			}
-			fmt.Fprintf(c.stderr, "note: state file %s does not exist yet; it will be created if verification succeeds\n", statePath)
+		if st0, err = c.loadState(statePath, skey, a.initState); err != nil {
+			return c.fail(err)
 		}
+	} else if a.stateKeyFile != "" || a.initState {
+		return c.usageError("--state-key-file and --init-state go with --state")
 	}
 
 	st, err := openStore(ctx, spec, c.env)
@@ -211,7 +246,7 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 	if code != 0 {
 		return code
 	}
-	opts := audit.VerifyOptions{Trusted: map[string]tlog.Tree{}, Finals: map[string]int64{}, UnsignedGrace: a.grace, Now: func() time.Time { return c.now }}
+	opts := audit.VerifyOptions{Trusted: map[string]tlog.Tree{}, Finals: map[string]int64{}, UnsignedGrace: a.grace, Now: func() time.Time { return c.now }, State: st0.Chain}
 	for id, t := range st0.Logs {
 		opts.Trusted[id] = t
 	}
@@ -223,9 +258,15 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 		pre = append(pre, "the verifier key differs from the one pinned in the state file: checkpoints re-signed with another key, or a key rotation to confirm by hand")
 	}
 	if witnessRaw != nil {
-		heads, err := audit.ParseHeads(witnessRaw, key)
+		heads, sh, err := audit.ParseWitness(witnessRaw, key)
 		if err != nil {
 			pre = append(pre, "witness file: "+strings.TrimPrefix(err.Error(), audit.ErrCorrupt.Error()+": "))
+		}
+		switch {
+		case sh.Length == opts.State.Length && sh.Hash != opts.State.Hash:
+			pre = append(pre, fmt.Sprintf("the witness and the state file vouch for different state chains of %d entries", sh.Length))
+		case sh.Length > opts.State.Length:
+			opts.State = sh
 		}
 		for _, h := range heads {
 			t, ok := opts.Trusted[h.Log]
@@ -271,11 +312,6 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 			unsealed = append(unsealed, l)
 		}
 	}
-	for _, l := range rep.Logs {
-		if l.Registered.IsZero() && l.Problem == nil && l.Records > 0 {
-			fmt.Fprintf(c.stderr, "note: log %s has no registry entry (written before logs were registered): its records are signed, but only --state or a witness would notice it vanish\n", l.Log)
-		}
-	}
 	for _, l := range unsealed {
 		fmt.Fprintf(c.stderr, "warning: log %s: the last %d records are not covered by any signed checkpoint yet, so edits to them cannot be detected; query and stats leave them out\n", l.Log, l.Unsealed)
 	}
@@ -299,6 +335,13 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 		for _, l := range rep.Logs {
 			writeLogLine(out, l)
 		}
+		if rep.State.Length > 0 || rep.State.Problem != nil {
+			fmt.Fprintf(out, "state chain: %d entries, head %s", rep.State.Length, rep.State.Hash)
+			if p := rep.State.Problem; p != nil {
+				fmt.Fprintf(out, ", FAILED\n  problem: %s", p)
+			}
+			fmt.Fprintln(out)
+		}
 		if failure != "" {
 			fmt.Fprintf(out, "FAILED: %s\n", failure)
 		} else {
@@ -313,7 +356,7 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 	}
 	if statePath != "" {
 		next := st0.merge(rep, key)
-		if err := writeState(statePath, next); err != nil {
+		if err := writeState(statePath, next, skey); err != nil {
 			return c.fail(fmt.Errorf("writing state file: %w", err))
 		}
 		fmt.Fprintf(c.stderr, "state: %d logs saved to %s\n", len(next.Logs), statePath)
@@ -326,7 +369,14 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 type verifyJSON struct {
 	OK      bool            `json:"ok"`
 	Problem string          `json:"problem"`
+	State   verifyStateJSON `json:"state"`
 	Logs    []verifyLogJSON `json:"logs"`
+}
+
+type verifyStateJSON struct {
+	Length  int64        `json:"length"`
+	Head    string       `json:"head"`
+	Problem *problemJSON `json:"problem"`
 }
 
 type verifyLogJSON struct {
@@ -361,6 +411,13 @@ func rfc3339OrEmpty(t time.Time) string {
 
 func writeVerifyJSON(w io.Writer, rep *audit.Report, failure string) {
 	v := verifyJSON{OK: failure == "", Problem: failure, Logs: []verifyLogJSON{}}
+	v.State.Length = rep.State.Length
+	if rep.State.Length > 0 {
+		v.State.Head = rep.State.Hash.String()
+	}
+	if p := rep.State.Problem; p != nil {
+		v.State.Problem = &problemJSON{Class: string(p.Class), Seq: p.Seq, Key: p.Key, Detail: p.Detail}
+	}
 	for _, l := range rep.Logs {
 		j := verifyLogJSON{Log: l.Log, Records: l.Records, Checkpoints: l.Checkpoints, VerifiedSize: l.Verified.N,
 			Final: l.Final, FinalSize: l.FinalSize, Unsealed: l.Unsealed, Continues: l.Continues, ContinuesSize: l.ContinuesSize,
@@ -376,6 +433,36 @@ func writeVerifyJSON(w io.Writer, rep *audit.Report, failure string) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
+}
+
+// loadState reads the --state file under the state key policy: with a
+// key, the file must exist and carry a valid MAC (except, with init, a
+// missing or unauthenticated file once); without one, a keyed file is
+// refused and an unauthenticated one is used with a warning saying what
+// it cannot protect.
+func (c *cli) loadState(path string, key stateKey, init bool) (state, error) {
+	s, first, err := readState(path, key)
+	if err != nil {
+		return state{}, err
+	}
+	switch {
+	case key == nil && s.keyed:
+		return state{}, fmt.Errorf("%w: the state file is authenticated; pass its key with --state-key-file (or IDVAULT_STATE_KEY_FILE)", errState)
+	case key != nil && !s.keyed && !init && first:
+		return state{}, fmt.Errorf("%w: %s does not exist, but a state key is configured: it was deleted, or this is the first run (pass --init-state once)", errState, path)
+	case key != nil && !s.keyed && !init:
+		return state{}, fmt.Errorf("%w: %s is not authenticated, but a state key is configured: it was rewritten without the key, or it predates the key (pass --init-state once to adopt it)", errState, path)
+	case key == nil:
+		fmt.Fprintf(c.stderr, "warning: the state file is not authenticated: whoever can write %s can remove a log from it (dropping that log's rollback protection), unpin the verifier key or lower the state chain's head, and verify cannot tell. Make a key with idvault audit state-key and pass --state-key-file.\n", path)
+	}
+	if first {
+		// Fail now rather than after printing OK.
+		if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+			return state{}, fmt.Errorf("%w: its directory does not exist", errState)
+		}
+		fmt.Fprintf(c.stderr, "note: state file %s does not exist yet; it will be created if verification succeeds\n", path)
+	}
+	return s, nil
 }
 
 // writeLogLine prints one log's summary, and its problem on a second line.

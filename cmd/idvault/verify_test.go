@@ -66,12 +66,12 @@ func TestVerifyOK(t *testing.T) {
 // verify must exit 1 every time and 0 again after the restore.
 func TestVerifyDetectsEveryFlippedByte(t *testing.T) {
 	fx := newFixture(t)
-	files := fx.auditFiles(t)
+	files := append(fx.auditFiles(t), fx.leaseFiles(t)...) // leases are evidence too
 	var batches, checkpoints int
 	for _, f := range files {
 		if strings.Contains(f, string(filepath.Separator)+"checkpoints"+string(filepath.Separator)) {
 			checkpoints++
-		} else {
+		} else if !strings.Contains(f, "_lease") && !strings.Contains(f, "_registry") {
 			batches++
 		}
 	}
@@ -109,13 +109,25 @@ func TestVerifyDetectsEveryFlippedByte(t *testing.T) {
 	}
 }
 
+// leaseFiles returns the lease objects of the fixture's logs.
+func (fx *fixture) leaseFiles(t testing.TB) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(fx.dir, "audit", "_lease", "*", "*"))
+	if err != nil || len(files) != len(fx.logs) {
+		t.Fatalf("lease files %v, %v", files, err)
+	}
+	return files
+}
+
 // TestVerifyDeletedObjects deletes each audit object in turn. A deleted
-// batch always fails. A deleted checkpoint may lose nothing (a later one
-// covers the same records) or may turn the last records into an unsealed
-// tail: exit 0 then, with a warning, and exit 1 under --require-sealed.
+// batch always fails, and so does a deleted registry entry (the first step
+// of erasing a log) and a deleted final checkpoint (the log's released
+// lease says it was closed there). A deleted plain checkpoint loses
+// nothing (a later one covers the same records), nor does a deleted
+// lease (its absence proves nothing).
 func TestVerifyDeletedObjects(t *testing.T) {
 	fx := newFixture(t)
-	for _, f := range fx.auditFiles(t) {
+	for _, f := range append(fx.auditFiles(t), fx.leaseFiles(t)...) {
 		orig, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -129,28 +141,20 @@ func TestVerifyDeletedObjects(t *testing.T) {
 		strict := runCLI(t, nil, append(args, "--require-sealed")...)
 		switch {
 		case strings.Contains(rel, "_registry"):
-			// The log's records are all signed: authentic, as a log from
-			// before the registry would be; only its vanishing would now go
-			// unnoticed without --state (object lock keeps the entry).
-			if r.code != exitOK || !strings.Contains(r.stderr, "no registry entry") {
-				t.Errorf("%s deleted: want exit 0 with a note, got %v", rel, r)
+			if r.code != exitFailed || !strings.Contains(r.stdout, string(audit.ClassUnregistered)) {
+				t.Errorf("%s deleted: want exit 1 with %s, got %v", rel, audit.ClassUnregistered, r)
+			}
+		case strings.Contains(rel, "_lease"):
+			if r.code != exitOK || strict.code != exitOK {
+				t.Errorf("%s deleted: want exit 0, got %v\n%v", rel, r, strict)
 			}
 		case !strings.Contains(rel, "checkpoints"):
 			if r.code != exitFailed {
 				t.Errorf("%s deleted: want exit 1, got %v", rel, r)
 			}
-		case strings.HasSuffix(rel, "-final") && r.code == exitFailed:
-			// The log's only checkpoint: its records are now signed by
-			// nobody, long after a writer would have signed them.
-			if !strings.Contains(r.stdout, "FAILED: ") || !strings.Contains(r.stdout, string(audit.ClassUnsigned)) {
-				t.Errorf("%s deleted: want exit 1 with %s, got %v", rel, audit.ClassUnsigned, r)
-			}
 		case strings.HasSuffix(rel, "-final"):
-			if r.code != exitOK || !strings.Contains(r.stdout, "unsealed tail") || !strings.Contains(r.stderr, "warning:") {
-				t.Errorf("%s deleted: want exit 0 showing an unsealed tail, got %v", rel, r)
-			}
-			if strict.code != exitFailed || !strings.Contains(strict.stdout, "FAILED: ") {
-				t.Errorf("%s deleted, --require-sealed: want exit 1, got %v", rel, strict)
+			if r.code != exitFailed || !strings.Contains(r.stdout, "FAILED: ") || !strings.Contains(r.stdout, string(audit.ClassReopened)) {
+				t.Errorf("%s deleted: want exit 1 with %s, got %v", rel, audit.ClassReopened, r)
 			}
 		default:
 			if r.code != exitOK || strict.code != exitOK {
@@ -354,8 +358,12 @@ func TestVerifyStateRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	logDir := filepath.Join(dir, "audit", a.LogID())
-	old := filepath.Join(t.TempDir(), "old")
+	leaseDir := filepath.Join(dir, "audit", "_lease", a.LogID())
+	old, oldLease := filepath.Join(t.TempDir(), "old"), filepath.Join(t.TempDir(), "lease")
 	if err := os.CopyFS(old, os.DirFS(logDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(oldLease, os.DirFS(leaseDir)); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range recs[2:] {
@@ -386,6 +394,17 @@ func TestVerifyStateRollback(t *testing.T) {
 	if err := os.CopyFS(logDir, os.DirFS(old)); err != nil {
 		t.Fatal(err)
 	}
+	// The log's released lease still vouches for every record.
+	if r := verify(false); r.code != exitFailed || !strings.Contains(r.stdout, string(audit.ClassTruncated)) {
+		t.Fatalf("old copy, current lease: want exit 1 with %s, got %v", audit.ClassTruncated, r)
+	}
+	// The lease put back as it was too.
+	if err := os.RemoveAll(leaseDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(leaseDir, os.DirFS(oldLease)); err != nil {
+		t.Fatal(err)
+	}
 	if r := verify(false); r.code != exitOK {
 		t.Fatalf("without state the old copy looks like a live log (as documented); got %v", r)
 	}
@@ -400,7 +419,7 @@ func TestVerifyStateErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tt := range []struct{ name, content string }{
 		{"not json", "{"},
-		{"wrong version", `{"version":3,"logs":{}}`},
+		{"wrong version", `{"version":4,"logs":{}}`},
 		{"unknown field", `{"version":1,"logs":{},"x":1}`},
 		{"bad hash", `{"version":1,"logs":{"abc":{"size":1,"hash":"nope"}}}`},
 	} {

@@ -78,8 +78,10 @@ type AppenderOptions struct {
 	// Default DefaultWriteTimeout.
 	WriteTimeout time.Duration
 
-	// Now is the clock for record and checkpoint times and retention.
-	// Default time.Now.
+	// Now is the clock for record and checkpoint times and retention, and
+	// for lease expiry when the store does not tell its own time
+	// (store.Clock): leases are written and judged on the store's clock
+	// when it has one. Default time.Now.
 	Now func() time.Time
 }
 
@@ -104,10 +106,11 @@ type AppenderOptions struct {
 //
 // Checkpoints are signed and written by a background goroutine, off the
 // Append path, at least every CheckpointEvery or CheckpointRecords records,
-// and at Close (marked final). The appender keeps only the Merkle frontier
-// of its log (O(log n) hashes).
+// and at Close (marked final, unless another appender took the log over:
+// see the lease protocol in lease.go). The appender keeps only the Merkle
+// frontier of its log (O(log n) hashes).
 type Appender struct {
-	st       store.Store
+	st       *boundedStore
 	signer   note.Signer
 	verifier note.Verifier
 	holder   string // random ID of this appender in lease objects
@@ -727,7 +730,7 @@ func (a *Appender) checkpointLoop() {
 		select {
 		case <-lt.C:
 			ctx, cancel := context.WithTimeout(a.ctx, a.opts.WriteTimeout)
-			a.renewLease(ctx, false)
+			a.renewLease(ctx)
 			cancel()
 			continue
 		case <-t.C:
@@ -764,6 +767,9 @@ func (a *Appender) Checkpoint(ctx context.Context) error {
 	return a.writeCheckpoints(ctx, false)
 }
 
+// writeCheckpoints writes a checkpoint of every retired log still owed one
+// and of the current log; with final (at Close), the current log is closed
+// (see closeLog) instead.
 func (a *Appender) writeCheckpoints(ctx context.Context, final bool) error {
 	a.cpMu.Lock()
 	defer a.cpMu.Unlock()
@@ -773,7 +779,9 @@ func (a *Appender) writeCheckpoints(ctx context.Context, final bool) error {
 	a.mu.Unlock()
 	var errs []error
 	for _, lt := range retired {
-		if err := a.writeCheckpoint(ctx, lt, false); err != nil {
+		// Left after a failed or colliding write: another appender may be
+		// writing it now.
+		if err := a.sealLost(ctx, lt); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -787,21 +795,32 @@ func (a *Appender) writeCheckpoints(ctx context.Context, final bool) error {
 		}
 		a.mu.Unlock()
 	}
-	if cur.tree.N > 0 {
-		if err := a.writeCheckpoint(ctx, cur, final); err != nil {
+	switch {
+	case final:
+		if err := a.closeLog(ctx, cur); err != nil {
 			errs = append(errs, err)
-		} else {
-			a.mu.Lock()
-			if a.cur.log == cur.log {
-				a.curCP = cur.tree.N
-			}
-			a.mu.Unlock()
-			a.leaseMu.Lock()
-			if a.lease.log == cur.log {
-				a.lease.f = cur.f
-			}
-			a.leaseMu.Unlock()
 		}
+	case cur.tree.N > 0:
+		var err error
+		if a.lostLog(cur.log) {
+			err = a.sealLost(ctx, cur)
+		} else {
+			err = a.writeCheckpoint(ctx, cur, false)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		a.mu.Lock()
+		if a.cur.log == cur.log {
+			a.curCP = cur.tree.N
+		}
+		a.mu.Unlock()
+		a.leaseMu.Lock()
+		if a.lease.log == cur.log {
+			a.lease.f = cur.f
+		}
+		a.leaseMu.Unlock()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: writing checkpoint: %w", ErrUnavailable, err)
@@ -871,10 +890,7 @@ func (a *Appender) close(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: close: %w", ErrUnavailable, err)
 	}
-	if err := a.writeCheckpoints(ctx, true); err != nil {
-		return err
-	}
-	// The log is idle now: the next appender may continue it.
-	a.renewLease(ctx, true)
-	return nil
+	// The final checkpoint and the released lease: the log is idle now,
+	// and the next appender may continue it.
+	return a.writeCheckpoints(ctx, true)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/idvault/idvault/vault/store"
 )
@@ -24,7 +25,9 @@ var errStoreHung = errors.New("audit: the store has not answered earlier calls")
 // mount, a black-holed connection without timeouts). The call goes on in
 // the background with its own copy of the body and closes whatever it
 // gets late; while maxHungCalls of those are outstanding, calls fail at
-// once instead of piling up more goroutines. Listings are passed through.
+// once instead of piling up more goroutines. Listings are passed through
+// (scan is a bounded one), and so is the store's clock (store.Clock),
+// bounded like a Get.
 type boundedStore struct {
 	store.Store
 	hung atomic.Int32 // calls given up on and still running
@@ -113,4 +116,48 @@ func (b *boundedStore) Get(ctx context.Context, key string) (io.ReadCloser, erro
 
 func (b *boundedStore) Delete(ctx context.Context, key string) error {
 	return b.detach(ctx, func() error { return b.Store.Delete(ctx, key) }, nil)
+}
+
+// clockTimeout bounds one reading of the store's clock.
+const clockTimeout = 2 * time.Second
+
+// clockTime passes store.Clock on, bounded like the other calls: has is
+// false when the store tells no time of its own.
+func (b *boundedStore) clockTime(ctx context.Context) (t time.Time, has bool, err error) {
+	c, ok := b.Store.(store.Clock)
+	if !ok {
+		return time.Time{}, false, nil
+	}
+	// A clock answers from memory or one small request: a store that takes
+	// longer tells nothing useful about the time.
+	ctx, cancel := context.WithTimeout(ctx, clockTimeout)
+	defer cancel()
+	var got time.Time
+	err = b.detach(ctx, func() error {
+		t, err := c.Time(ctx)
+		got = t
+		return err
+	}, nil)
+	if err != nil {
+		return time.Time{}, true, err
+	}
+	return got, true, nil
+}
+
+// scan lists prefix, calling fn with each key until it returns false, and
+// returns when ctx ends even if the store's listing does not: fn runs on
+// the listing's goroutine, so it must only touch what the caller reads
+// after scan returned nil.
+func (b *boundedStore) scan(ctx context.Context, prefix string, fn func(key string) bool) error {
+	return b.detach(ctx, func() error {
+		for k, err := range b.Store.List(ctx, prefix) {
+			if err != nil {
+				return err
+			}
+			if !fn(k) {
+				return nil
+			}
+		}
+		return nil
+	}, nil)
 }

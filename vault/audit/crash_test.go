@@ -142,7 +142,8 @@ func TestCrash(t *testing.T) {
 		// continues its log (sealing its tail) instead of starting one.
 		later := func() time.Time { return time.Now().Add(2 * DefaultLeaseTTL) }
 		skey, _ := keys(t)
-		a, err := NewAppender(context.Background(), st, skey, AppenderOptions{Now: later})
+		// Judged on that clock, not the filesystem's (noClock).
+		a, err := NewAppender(context.Background(), noClock{st}, skey, AppenderOptions{Now: later})
 		if err != nil {
 			t.Fatalf("run %d: open after the crash: %v", run, err)
 		}

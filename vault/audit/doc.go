@@ -20,6 +20,7 @@
 //	audit/<log>/checkpoints/<size, 20 digits>-reopen  signed permission to continue a closed log
 //	audit/_registry/<log>                             the log's signed registry entry, written before its first record
 //	audit/_lease/<log>/<generation, 20 digits>        who writes the log until when (signed; deletable)
+//	audit/_state/<seq, 20 digits>                     the state chain: holds, releases, freezes (see StateEntry)
 //
 // Each writer (vault instance) writes its own log at a time, named by a
 // random 128-bit ID. A new Appender continues an idle log (closed, or whose
@@ -39,12 +40,18 @@
 // records, truncation, records past the final checkpoint, bad or foreign
 // signatures, rolled-back or forked checkpoints, logs that are not
 // registered, registered logs that are gone, and logs nobody signed long
-// after a writer would have. Passing the trees and final sizes of an
-// earlier run (VerifyOptions.Trusted, Finals) also catches a log rolled
-// back or reopened as a whole; Heads and ParseHeads carry signed tree heads
-// to a witness outside the store and back. Records after the last
+// after a writer would have. It holds each log to what anything signed
+// says about it: its latest lease (a signed frontier; a release at a final
+// size), and the witness records (EventWitness) other instances write in
+// the checkpointed part of their own logs, so a log truncated or deleted
+// as a whole is caught without any memory of earlier runs. It reads the
+// state chain whole and holds it to every state-head witness record.
+// Passing the trees, final sizes and chain head of an earlier run
+// (VerifyOptions.Trusted, Finals, State) also catches a store rolled back
+// as a whole; Heads, LatestState, ParseHeads and ParseWitness carry signed
+// heads to a witness outside the store and back. Records after the last
 // checkpoint of a live log are reported as an unsealed tail: the log cannot
-// vouch for them yet.
+// vouch for them yet. docs/audit.md says what this proves, and what not.
 //
 // Scan yields records filtered by time, principal, object, event, outcome
 // or log, in (log, seq) order; with Filter.Verified (Report.VerifiedSizes)

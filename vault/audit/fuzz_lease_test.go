@@ -15,7 +15,9 @@ func FuzzParseLease(f *testing.F) {
 	}
 	l := lease{log: "abc", holder: "0123456789abcdef0123456789abcdef", expires: time.Date(2026, 4, 20, 9, 0, 0, 5, time.UTC), f: fr}
 	f.Add(l.marshal())
-	l.released = true
+	l.closing = true
+	f.Add(l.marshal())
+	l.closing, l.released = false, true
 	f.Add(l.marshal())
 	f.Add([]byte(leaseHeader + "\nabc\n0123456789abcdef0123456789abcdef\nreleased\n0\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -29,8 +31,8 @@ func FuzzParseLease(f *testing.F) {
 	})
 }
 
-// FuzzParseHeads: ParseHeads never panics, and every head it returns
-// verifies again on its own.
+// FuzzParseHeads: ParseHeads and ParseWitness never panic, and every head
+// ParseHeads returns verifies again on its own.
 func FuzzParseHeads(f *testing.F) {
 	skey, vkey := keys(f)
 	st := newTestStore()
@@ -44,7 +46,17 @@ func FuzzParseHeads(f *testing.F) {
 	f.Add(heads[0].Note)
 	f.Add([]byte(""))
 	f.Add([]byte("\n\n"))
+	ss, _ := stateSigner(f)
+	entry, _ := ss.Sign(StateEntry{Seq: 1, Time: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), Kind: StateHold, Target: testObject})
+	f.Add(append(append(FormatHeads(heads), entry...), '\n'))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// ParseWitness: never panics; a state head it returns is that of
+		// an entry that verifies on its own.
+		if _, sh, err := ParseWitness(b, vkey); err == nil && sh.Length > 0 {
+			if sh.Length < 1 || sh.Hash == (StateHash{}) {
+				t.Fatalf("state head %+v", sh)
+			}
+		}
 		hs, err := ParseHeads(b, vkey)
 		if err != nil {
 			return

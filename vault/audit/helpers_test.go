@@ -262,3 +262,19 @@ func loggedSample(i int) Record {
 	r.Log, r.Seq, r.Time = "l", int64(i), time.Date(2026, 4, 20, 9, 0, i, 0, time.UTC)
 	return r
 }
+
+// mustVerifiers returns the note verifiers of vkey.
+func mustVerifiers(t testing.TB, vkey string) note.Verifiers {
+	t.Helper()
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return note.VerifierList(v)
+}
+
+// noClock hides the wrapped store's own clock (store.Clock), if it has one:
+// leases are then written and judged on the appenders' clocks, as on a
+// store that tells no time. Tests of what a skewed appender clock does use
+// it, so that they keep testing that whatever the backend grows.
+type noClock struct{ store.Store }

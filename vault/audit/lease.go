@@ -34,7 +34,7 @@ import (
 //	idvault audit lease v1
 //	<log ID>
 //	<holder: 32 lower-case hex digits>
-//	<expiry, RFC 3339 with nanoseconds, UTC> | released
+//	<expiry, RFC 3339 with nanoseconds, UTC> | closing <expiry> | released
 //	<size of the checkpointed prefix, decimal>
 //	<one base64 hash per subtree of the frontier, largest first>
 //
@@ -44,9 +44,30 @@ import (
 // writers that both believe they hold a log collide on their next batch,
 // and the one whose write fails moves to another log without losing a
 // record. The frontier in a lease is used only once its root matches a
-// signed checkpoint of the same size. Verify reads the latest lease of a
-// registered log that holds no record: a signed release, or a frontier of
-// a non-empty log, proves the log had records (so it was deleted).
+// signed checkpoint of the same size.
+//
+// Expiry is written and judged on the store's clock when the store tells
+// one (store.Clock), else on the appender's: an instance whose own clock
+// runs days ahead must not take over a log that is live by the storage's
+// time. A store whose clock cannot be read blocks takeovers of live leases
+// (released ones may still be continued).
+//
+// Close writes three things in order: a "closing" generation (create-only,
+// carrying the frontier of every record), the final checkpoint, and a
+// "released" generation with the same frontier. Only an appender that got
+// the closing generation, with no later generation stored, writes the final
+// checkpoint: a writer that lost its log to another never closes it under
+// the new holder. An appender that continues a log whose closing generation
+// expired (its writer died while closing, or was judged dead) completes the
+// close itself before its first record: the final checkpoint of exactly
+// that frontier (create-only: whichever of the two lands first is kept),
+// then the reopen checkpoint.
+//
+// Verify reads the latest lease of every log as evidence: a validly signed
+// lease vouches for its frontier (the log must hold at least those records,
+// hashing to that root), a released one for a final checkpoint of its size,
+// and a registered log that holds no record while its lease says it had
+// some was deleted.
 const (
 	leasePrefix = auditPrefix + "_lease/"
 	leaseHeader = "idvault audit lease v1"
@@ -69,6 +90,7 @@ type lease struct {
 	holder   string
 	expires  time.Time
 	released bool
+	closing  bool // the holder is closing the log: a final checkpoint of f may follow
 	f        frontier
 }
 
@@ -92,9 +114,12 @@ func openLease(msg []byte, known note.Verifiers) (lease, error) {
 func (l *lease) marshal() []byte {
 	var b strings.Builder
 	b.WriteString(leaseHeader + "\n" + l.log + "\n" + l.holder + "\n")
-	if l.released {
+	switch {
+	case l.released:
 		b.WriteString("released\n")
-	} else {
+	case l.closing:
+		b.WriteString("closing " + l.expires.UTC().Format(time.RFC3339Nano) + "\n")
+	default:
 		b.WriteString(l.expires.UTC().Format(time.RFC3339Nano) + "\n")
 	}
 	b.WriteString(strconv.FormatInt(l.f.n, 10) + "\n")
@@ -127,11 +152,12 @@ func parseLease(b []byte) (lease, error) {
 	if lines[3] == "released" {
 		l.released = true
 	} else {
-		t, err := time.Parse(time.RFC3339Nano, lines[3])
-		if err != nil || t.UTC().Format(time.RFC3339Nano) != lines[3] {
+		exp, closing := strings.CutPrefix(lines[3], "closing ")
+		t, err := time.Parse(time.RFC3339Nano, exp)
+		if err != nil || t.UTC().Format(time.RFC3339Nano) != exp {
 			return lease{}, corruptf("lease expiry malformed")
 		}
-		l.expires = t.UTC()
+		l.expires, l.closing = t.UTC(), closing
 	}
 	n, err := strconv.ParseInt(lines[4], 10, 64)
 	if err != nil || n < 0 || strconv.FormatInt(n, 10) != lines[4] {
@@ -153,33 +179,71 @@ func parseLease(b []byte) (lease, error) {
 
 // latestLease returns the latest lease generation of log (gen -1: none),
 // with ok false when it is not a lease signed by a known key: an expired
-// lease with an empty frontier then, which blocks nobody.
+// lease with an empty frontier then, which blocks nobody. A generation
+// deleted between the listing and the read (a holder renewing deletes the
+// one before) is looked up again.
 func latestLease(ctx context.Context, st store.Store, log string, known note.Verifiers) (l lease, gen int64, ok bool, err error) {
-	gen = -1
-	var key string
-	for k, err := range st.List(ctx, leaseDir(log)) {
+	for attempt := 0; ; attempt++ {
+		gen = -1
+		var key string
+		for k, err := range st.List(ctx, leaseDir(log)) {
+			if err != nil {
+				return lease{}, -1, false, err
+			}
+			if g, ok := parseSeqName(k[len(leaseDir(log)):]); ok && g > gen {
+				gen, key = g, k
+			}
+		}
+		if gen < 0 {
+			return lease{}, -1, false, nil
+		}
+		b, err := readSmall(ctx, st, key, maxLeaseLen)
+		if errors.Is(err, store.ErrNotFound) {
+			if attempt < 3 {
+				continue
+			}
+			return lease{log: log}, gen, false, nil
+		}
 		if err != nil {
 			return lease{}, -1, false, err
 		}
-		if g, ok := parseSeqName(k[len(leaseDir(log)):]); ok && g > gen {
-			gen, key = g, k
+		l, err = openLease(b, known)
+		if err != nil || l.log != log {
+			return lease{log: log}, gen, false, nil
 		}
+		return l, gen, true, nil
 	}
-	if gen < 0 {
-		return lease{}, -1, false, nil
+}
+
+// clockSlack is what a store.Clock reading may lag behind (see store.Clock).
+const clockSlack = 2 * time.Second
+
+// leaseNow returns the time a lease's expiry is judged by: the store's
+// when it tells one, else the appender's. ok is false when the store has a
+// clock that cannot be read: nobody's live lease may be judged expired
+// then.
+func (a *Appender) leaseNow(ctx context.Context) (now time.Time, ok bool) {
+	t, has, err := a.st.clockTime(ctx)
+	switch {
+	case !has:
+		return a.opts.Now(), true
+	case err != nil:
+		return time.Time{}, false
 	}
-	b, err := readSmall(ctx, st, key, maxLeaseLen)
-	if errors.Is(err, store.ErrNotFound) {
-		return lease{log: log}, gen, false, nil
+	return t, true
+}
+
+// leaseExpiry returns the expiry of a lease written now: LeaseTTL after the
+// store's time when it tells one, else after the appender's (also when the
+// store's clock cannot be read: a wrong expiry on our own lease makes
+// others wait longer, or take over sooner, where the batches' create-only
+// writes keep the log consistent).
+func (a *Appender) leaseExpiry(ctx context.Context) time.Time {
+	now, ok := a.leaseNow(ctx)
+	if !ok {
+		now = a.opts.Now()
 	}
-	if err != nil {
-		return lease{}, -1, false, err
-	}
-	l, err = openLease(b, known)
-	if err != nil || l.log != log {
-		return lease{log: log}, gen, false, nil
-	}
-	return l, gen, true, nil
+	return now.Add(a.opts.LeaseTTL)
 }
 
 // verifierOf returns the verifier of a note signer key (Ed25519).
@@ -423,12 +487,17 @@ func (a *Appender) adopt(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		now := a.opts.Now()
-		if gen >= 0 && !l.released && now.Before(l.expires) {
-			continue // held
+		if gen >= 0 && !l.released {
+			// Live (or closing) until its expiry, on the store's clock when
+			// it has one: an instance whose own clock runs ahead must not
+			// take a log its writer still holds.
+			now, ok := a.leaseNow(ctx)
+			if !ok || now.Before(l.expires.Add(clockSlack)) {
+				continue // held, or we cannot tell
+			}
 		}
 		tried++
-		mine := lease{log: log, holder: a.holder, expires: now.Add(a.opts.LeaseTTL), f: l.f}
+		mine := lease{log: log, holder: a.holder, expires: a.leaseExpiry(ctx), f: l.f}
 		lmsg, err := mine.sign(a.signer)
 		if err != nil {
 			return false, err
@@ -440,6 +509,13 @@ func (a *Appender) adopt(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		ld, err := a.loadLog(ctx, log, l.f)
+		if err == nil && l.closing && !ld.closed && l.f.n > 0 && ld.f.n == l.f.n && ld.f.root() == l.f.root() {
+			// Its writer was closing it at exactly these records and may
+			// still write the final checkpoint: write it first (whichever
+			// lands first is kept), so that it can never land after our
+			// records.
+			err = a.completeClose(ctx, log, &ld)
+		}
 		if errors.Is(err, errNotContinuable) {
 			continue // our lease expires; Verify will say what is wrong
 		}
@@ -459,6 +535,40 @@ func (a *Appender) adopt(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// completeClose writes the final checkpoint of ld's records on behalf of
+// the writer whose closing lease expired, and makes ld a closed log. If
+// that writer's own final checkpoint landed first, it is read back and
+// used (it signs the same tree).
+func (a *Appender) completeClose(ctx context.Context, log string, ld *loaded) error {
+	tree := ld.f.tree()
+	t := a.opts.Now().Round(0).UTC()
+	if t.Before(ld.cp.time) {
+		t = ld.cp.time
+	}
+	c := checkpoint{log: log, tree: tree, time: t, final: true}
+	msg, err := signCheckpoint(c, a.signer)
+	if err != nil {
+		return err
+	}
+	key := checkpointKey(log, tree.N, true)
+	err = a.put(ctx, key, msg)
+	if errors.Is(err, store.ErrExists) {
+		got, ok, rerr := a.checkpointAt(ctx, key, log, tree.N)
+		switch {
+		case rerr != nil:
+			return rerr
+		case !ok || got.tree != tree:
+			return errNotContinuable
+		}
+		c, err = got, nil
+	}
+	if err != nil {
+		return err
+	}
+	ld.cp, ld.closed = c, true
+	return nil
 }
 
 // continueLog makes the appender write log from the state ld, under lease
@@ -487,7 +597,7 @@ type leaseState struct {
 
 // takeLease writes generation 0 of a new log's lease.
 func (a *Appender) takeLease(ctx context.Context, log string) error {
-	l := lease{log: log, holder: a.holder, expires: a.opts.Now().Add(a.opts.LeaseTTL)}
+	l := lease{log: log, holder: a.holder, expires: a.leaseExpiry(ctx)}
 	msg, err := l.sign(a.signer)
 	if err != nil {
 		return err
@@ -507,47 +617,174 @@ func (a *Appender) takeLease(ctx context.Context, log string) error {
 }
 
 // renewLease writes the next lease generation when a third of the TTL has
-// passed (or, with release, a released one). Losing the race means another
-// appender took the log: the writer moves on.
-func (a *Appender) renewLease(ctx context.Context, release bool) {
+// passed. Losing the race means another appender took the log: the writer
+// moves on.
+func (a *Appender) renewLease(ctx context.Context) {
 	a.renewMu.Lock() // one renewal at a time; the writer only reads lost
 	defer a.renewMu.Unlock()
 	a.leaseMu.Lock()
 	ls := a.lease
 	a.leaseMu.Unlock()
-	now := a.opts.Now()
-	if ls.log == "" || ls.lost || (!release && now.Sub(ls.renewed) < a.opts.LeaseTTL/3) {
+	if ls.log == "" || ls.lost || a.opts.Now().Sub(ls.renewed) < a.opts.LeaseTTL/3 {
 		return
 	}
-	l := lease{log: ls.log, holder: a.holder, expires: now.Add(a.opts.LeaseTTL), released: release, f: ls.f}
+	_ = a.writeLease(ctx, ls, lease{log: ls.log, holder: a.holder, expires: a.leaseExpiry(ctx), f: ls.f})
+}
+
+var (
+	errLeaseLost  = errors.New("audit: another appender took the log")
+	errLeaseMoved = errors.New("audit: the appender moved to another log")
+)
+
+// writeLease writes l as the generation after ls. It returns errLeaseLost
+// (and marks the lease lost) when that generation exists: someone else
+// took the log. renewMu is held.
+func (a *Appender) writeLease(ctx context.Context, ls leaseState, l lease) error {
 	msg, err := l.sign(a.signer)
 	if err != nil {
-		return
+		return err
 	}
 	err = a.st.Put(ctx, leaseKey(ls.log, ls.gen+1), bytes.NewReader(msg), int64(len(msg)), store.PutOptions{IfAbsent: true})
 	a.leaseMu.Lock()
 	switch {
 	case a.lease.log != ls.log || a.lease.gen != ls.gen:
-		err = errors.New("moved") // the writer moved to another log meanwhile
+		err = errLeaseMoved // the writer moved to another log meanwhile
 	case errors.Is(err, store.ErrExists):
 		a.lease.lost = true
+		err = errLeaseLost
 	case err == nil:
 		a.lease.gen++
-		a.lease.renewed = now
+		a.lease.renewed = a.opts.Now()
+		a.lease.f = l.f
 	}
 	a.leaseMu.Unlock()
 	if err == nil {
 		// Older generations are history; keep the store small.
 		_ = a.st.Delete(ctx, leaseKey(ls.log, ls.gen))
 	}
+	return err
+}
+
+// newerLease reports whether log has a lease generation after gen: a
+// holder that took the log from one we did not see, and renewed past it
+// (deleting the generation we then created again).
+func (a *Appender) newerLease(ctx context.Context, log string, gen int64) (bool, error) {
+	newer := false
+	err := a.st.scan(ctx, leaseDir(log), func(k string) bool {
+		g, ok := parseSeqName(k[len(leaseDir(log)):])
+		newer = ok && g > gen
+		return !newer
+	})
+	return newer && err == nil, err
+}
+
+// closeLog ends the appender's hold on its current log cur at Close: under
+// a closing lease generation, the final checkpoint, then a released
+// generation. An appender that no longer holds the log (another took it)
+// writes no final checkpoint there, only a plain one where its records are
+// not yet covered. cpMu is held.
+func (a *Appender) closeLog(ctx context.Context, cur logTree) error {
+	a.renewMu.Lock()
+	defer a.renewMu.Unlock()
+	a.leaseMu.Lock()
+	ls := a.lease
+	a.leaseMu.Unlock()
+	if ls.log == "" || ls.log != cur.log {
+		// Moved on from the leased log (it is retired), and the current
+		// one was never written.
+		return nil
+	}
+	if ls.lost {
+		return a.sealLost(ctx, cur)
+	}
+	if cur.tree.N == 0 {
+		// A registered log whose only write failed: nothing to sign.
+		_ = a.writeLease(ctx, ls, lease{log: ls.log, holder: a.holder, released: true})
+		return nil
+	}
+	err := a.writeLease(ctx, ls, lease{log: ls.log, holder: a.holder, expires: a.leaseExpiry(ctx), closing: true, f: cur.f})
+	if errors.Is(err, errLeaseLost) {
+		return a.sealLost(ctx, cur)
+	}
+	if err != nil {
+		return err
+	}
+	if newer, err := a.newerLease(ctx, ls.log, ls.gen+1); err != nil {
+		return err
+	} else if newer {
+		a.leaseMu.Lock()
+		a.lease.lost = true
+		a.leaseMu.Unlock()
+		return a.sealLost(ctx, cur)
+	}
+	if err := a.writeCheckpoint(ctx, cur, true); err != nil {
+		// The closing generation expires; whoever continues the log
+		// writes this final checkpoint (see completeClose).
+		return err
+	}
+	a.leaseMu.Lock()
+	ls = a.lease
+	a.leaseMu.Unlock()
+	// A failure leaves the closing generation, which expires; the final
+	// checkpoint is there for whoever continues the log.
+	_ = a.writeLease(ctx, ls, lease{log: ls.log, holder: a.holder, released: true, f: cur.f})
+	return nil
+}
+
+// sealLost writes a plain checkpoint of lt, a log another appender may be
+// writing now (or took over and left): only where no checkpoint of that
+// size or larger is stored, and dated no earlier than the latest one
+// stored, so that the log's checkpoints stay in time order whoever's clock
+// runs ahead. cpMu is held.
+func (a *Appender) sealLost(ctx context.Context, lt logTree) error {
+	if lt.tree.N == 0 {
+		return nil
+	}
+	prefix := checkpointPrefix(lt.log)
+	var lastKey string
+	if err := a.st.scan(ctx, prefix, func(k string) bool { lastKey = k; return true }); err != nil {
+		return err
+	}
+	t := a.opts.Now().Round(0).UTC()
+	if last, ok := a.lastCP[lt.log]; ok && t.Before(last.time) {
+		t = last.time
+	}
+	if lastKey != "" {
+		name := strings.TrimSuffix(strings.TrimSuffix(lastKey[len(prefix):], "-final"), "-reopen")
+		if n, ok := parseSeqName(name); ok && n >= lt.tree.N {
+			return nil // covered by a checkpoint of the log's holder
+		}
+		msg, err := readSmall(ctx, a.st, lastKey, maxCheckpointLen)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if c, _, err := openCheckpoint(msg, note.VerifierList(a.verifier)); err == nil && c.log == lt.log && t.Before(c.time) {
+			t = c.time
+		}
+	}
+	c := checkpoint{log: lt.log, tree: lt.tree, time: t}
+	msg, err := signCheckpoint(c, a.signer)
+	if err != nil {
+		return err
+	}
+	if err := a.put(ctx, checkpointKey(lt.log, lt.tree.N, false), msg); err != nil && !errors.Is(err, store.ErrExists) {
+		return err
+	}
+	a.lastCP[lt.log] = c
+	return nil
 }
 
 // leaseLost reports whether the current log's lease was taken by another
 // appender.
 func (a *Appender) leaseLost() bool {
+	return a.lostLog(a.w.id)
+}
+
+// lostLog reports whether the lease of log was taken by another appender.
+func (a *Appender) lostLog(log string) bool {
 	a.leaseMu.Lock()
 	defer a.leaseMu.Unlock()
-	return a.lease.lost && a.lease.log == a.w.id
+	return a.lease.lost && a.lease.log == log
 }
 
 // absorb reads one batch of log into the frontier and closes rc. Records

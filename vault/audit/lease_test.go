@@ -215,6 +215,7 @@ func TestLeaseTakeover(t *testing.T) {
 	ctx := context.Background()
 	st := newTestStore()
 	c := newClock()
+	st.Now = c.Now // the store's time is the test's (when it tells one, store.Clock)
 	opts := AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour, LeaseTTL: time.Hour}
 	zombie, err := NewAppender(ctx, st, skey, opts)
 	if err != nil {
@@ -406,7 +407,12 @@ func TestVanishedAndForgedLogs(t *testing.T) {
 		for _, k := range checkpointKeys(st, log) {
 			st.Delete(ctx, k)
 		}
-		// Fresh (a writer may not have signed yet): a live unsealed tail.
+		// Its lease says it was closed at 4: the final checkpoint must be
+		// there, however fresh the records.
+		checkProblem(t, st, vkey, VerifyOptions{Now: soonAfterBuild}, log, ClassReopened, -1)
+		// The lease removed too. Fresh (a writer may not have signed yet):
+		// a live unsealed tail.
+		deleteLeases(t, st, log)
 		if l := verifyOK(t, st, vkey, VerifyOptions{Now: soonAfterBuild}).Logs[0]; l.Unsealed != 4 {
 			t.Fatalf("report %+v", l)
 		}
@@ -459,6 +465,9 @@ func TestHeadsWitness(t *testing.T) {
 			st.Delete(ctx, k)
 		}
 	}
+	// The log's lease still vouches for its 6 records.
+	checkProblem(t, st, vkey, VerifyOptions{}, log, ClassTruncated, 4)
+	deleteLeases(t, st, log)
 	verifyOK(t, st, vkey, VerifyOptions{})
 	trusted := map[string]Head{}
 	for _, h := range parsed {
@@ -469,6 +478,21 @@ func TestHeadsWitness(t *testing.T) {
 	_, otherV, _ := GenerateKey("other")
 	if _, err := ParseHeads(FormatHeads(heads), otherV); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("ParseHeads with another key: %v", err)
+	}
+	// So is a witness that vouches for nothing, or not only for heads.
+	note := FormatHeads(heads)
+	for name, b := range map[string][]byte{
+		"empty":           nil,
+		"blank lines":     []byte("\n\n\n"),
+		"spaces":          []byte("   \n"),
+		"garbage":         []byte("garbage\n"),
+		"trailing text":   append(note, "junk\n"...),
+		"cut in the note": note[:len(note)/2],
+		"no signature":    []byte(strings.SplitN(string(note), "\n\n", 2)[0] + "\n\n"),
+	} {
+		if _, err := ParseHeads(b, vkey); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("ParseHeads of a witness file %s: %v, want ErrCorrupt", name, err)
+		}
 	}
 }
 
@@ -483,3 +507,47 @@ func treesOf(heads []Head) map[string]tlogTree {
 var _ store.Store = (*getCounter)(nil)
 
 type tlogTree = tlog.Tree
+
+// TestLeaseFormat: the three states round-trip, and nothing else parses.
+func TestLeaseFormat(t *testing.T) {
+	var fr frontier
+	for i := range 3 {
+		fr.add(leafForTest(i))
+	}
+	exp := time.Date(2026, 4, 20, 9, 0, 0, 5, time.UTC)
+	for _, l := range []lease{
+		{log: "abc", holder: strings.Repeat("0f", 16), expires: exp, f: fr},
+		{log: "abc", holder: strings.Repeat("0f", 16), expires: exp, closing: true, f: fr},
+		{log: "abc", holder: strings.Repeat("0f", 16), released: true, f: fr},
+	} {
+		got, err := parseLease(l.marshal())
+		if err != nil || got.closing != l.closing || got.released != l.released || !got.expires.Equal(l.expires) || got.f.root() != l.f.root() {
+			t.Fatalf("round trip of %q: %+v, %v", l.marshal(), got, err)
+		}
+	}
+	good := string((&lease{log: "abc", holder: strings.Repeat("0f", 16), expires: exp, closing: true}).marshal())
+	for _, bad := range []string{
+		strings.Replace(good, "closing ", "closing  ", 1),
+		strings.Replace(good, "closing ", "Closing ", 1),
+		strings.Replace(good, "closing ", "closing", 1),
+		strings.Replace(good, "closing 2026-04-20T09:00:00.000000005Z", "closing released", 1),
+		strings.Replace(good, "closing 2026-04-20T09:00:00.000000005Z", "released closing", 1),
+	} {
+		if _, err := parseLease([]byte(bad)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("parseLease(%q) = %v, want ErrCorrupt", bad, err)
+		}
+	}
+}
+
+// deleteLeases removes every lease object of log, as someone erasing what
+// the lease vouches for would.
+func deleteLeases(t testing.TB, st *memstore.Store, log string) {
+	t.Helper()
+	for _, k := range st.Keys() {
+		if strings.HasPrefix(k, leaseDir(log)) {
+			if err := st.Delete(context.Background(), k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

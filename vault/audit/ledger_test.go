@@ -179,3 +179,74 @@ func FuzzParseFolded(f *testing.F) {
 		}
 	})
 }
+
+// TestWitnessRecordsAreNotReleases: witness records and the state chain
+// beside the single-use ledger, on a filesystem store: CheckLedger counts
+// the one release once, Scan yields the witness records as records of
+// their log (never the state chain's objects), Heads and Verify see one
+// log and a chain of two entries. A guard: nothing here was wrong before
+// witness records existed, and nothing may become so.
+func TestWitnessRecordsAreNotReleases(t *testing.T) {
+	ctx := context.Background()
+	st, err := fsstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, _ := GenerateKey("ledger-test")
+	ss, _ := NewStateSigner(skey)
+	stored := writeChain(t, st, ss, 2)
+	ls, _ := NewLedgerSigner(skey)
+	e := sampleEntry(t)
+	b, _ := ls.Sign(e)
+	if err := st.Put(ctx, LedgerPrefix+e.TokenID, bytes.NewReader(b), int64(len(b)), store.PutOptions{IfAbsent: true}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAppender(ctx, st, skey, AppenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	witness := []Record{
+		{Event: EventWitness, Outcome: OutcomeOK, Reason: ReasonStateHead, Detail: FormatStateHead(2, HashState(stored[1]))},
+		{Event: EventWitness, Outcome: OutcomeOK, Reason: ReasonLogHead, Detail: FormatLogHead("0123456789abcdef0123456789abcdef", 0)},
+	}
+	for _, r := range append(witness[:1:1], e.Record, witness[1]) {
+		if _, err := a.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	later := func() time.Time { return e.Record.Time.Add(time.Hour) }
+	rep, err := CheckLedger(ctx, st, vkey, LedgerCheckOptions{Now: later})
+	if err != nil || rep.Entries != 1 || rep.Folded != 1 || len(rep.Problems) != 0 {
+		t.Fatalf("CheckLedger: %+v, %v", rep, err)
+	}
+	var events []Event
+	for r, err := range Scan(ctx, st, Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, r.Event)
+	}
+	if len(events) != 3 || events[0] != EventWitness || events[1] != EventRedeem || events[2] != EventWitness {
+		t.Fatalf("Scan yields %v", events)
+	}
+	n := 0
+	for r, err := range Scan(ctx, st, Filter{Event: EventRedeem, Outcome: OutcomeOK}) {
+		if err != nil || r.TokenID != e.TokenID {
+			t.Fatalf("Scan of releases: %+v, %v", r, err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d releases", n)
+	}
+	if heads, err := Heads(ctx, st, vkey); err != nil || len(heads) != 1 || heads[0].Log != a.LogID() {
+		t.Fatalf("Heads: %+v, %v", heads, err)
+	}
+	vrep, err := Verify(ctx, st, vkey, VerifyOptions{})
+	if err != nil || len(vrep.Logs) != 1 || vrep.State.Length != 2 {
+		t.Fatalf("Verify: %+v, %v", vrep, err)
+	}
+}

@@ -32,8 +32,11 @@ const (
 	// sequence number than its position (a deleted first or middle record
 	// or batch).
 	ClassGap Class = "gap"
-	// ClassTruncated: a signed checkpoint covers more records than the log
-	// holds (deleted last records, truncated tail).
+	// ClassTruncated: the log holds fewer records than something signed
+	// vouches for: a checkpoint of the log, its latest lease (whose
+	// frontier is a signed tree head), a witness record of another log
+	// (log-head), or the "continues" record of the log that replaced it
+	// (deleted last records, truncated tail).
 	ClassTruncated Class = "truncated"
 	// ClassReordered: records are out of sequence order (swapped).
 	ClassReordered Class = "reordered"
@@ -67,19 +70,30 @@ const (
 	// signs within seconds, so nobody with the key vouches for these
 	// records (a log copied in, or one whose checkpoints were deleted).
 	ClassUnsigned Class = "unsigned"
-	// ClassUnregistered: a log without a valid registry entry
-	// (audit/_registry/<log>), which every appender writes before a log's
-	// first record, holding records no valid checkpoint covers. (A log all
-	// of whose records are signed is reported with a zero
-	// LogReport.Registered, not as a problem: it predates the registry.)
+	// ClassUnregistered: a log that holds records but has no valid
+	// registry entry (audit/_registry/<log>). Every appender writes the
+	// entry before a log's first record, and Verify reads the registry
+	// after listing the logs, so no grace applies: either the log was
+	// copied in by someone without the key, or its entry was deleted, which
+	// is what someone erasing the log as a whole does first.
 	ClassUnregistered Class = "unregistered"
-	// ClassMissing: a registered log, or one the caller verified before
-	// (VerifyOptions.Trusted), that is gone or empty: deleted as a whole.
+	// ClassMissing: a log that is gone or empty while something says it
+	// had records: its registry entry (past UnsignedGrace), its latest
+	// signed lease, a witness record of another log, the "continues"
+	// record of the log that replaced it, or (with ClassRollback for the
+	// last) the caller's earlier run: deleted as a whole.
 	ClassMissing Class = "missing"
-	// ClassReopened: a log the caller saw closed (VerifyOptions.Finals) no
-	// longer holds that final checkpoint: someone deleted it, typically to
-	// append records after it.
+	// ClassReopened: a log that was closed at some size (the caller saw it
+	// closed, VerifyOptions.Finals, or its latest lease is a signed release
+	// at that size) no longer holds a valid final checkpoint of that size:
+	// someone deleted it, typically to append records after it.
 	ClassReopened Class = "reopened"
+	// ClassStateBroken: the state chain (audit/_state/, see StateEntry) is
+	// not one unbroken sequence of validly signed, linked entries.
+	ClassStateBroken Class = "state-broken"
+	// ClassWitness: a witness record (EventWitness) covered by a valid
+	// checkpoint whose Detail does not parse.
+	ClassWitness Class = "bad-witness"
 )
 
 // DefaultUnsignedGrace is the default VerifyOptions.UnsignedGrace: a
@@ -88,10 +102,10 @@ const (
 // checkpoint (DefaultLeaseTTL), with a margin.
 const DefaultUnsignedGrace = 2 * time.Minute
 
-// Problem is the first thing wrong in one log.
+// Problem is the first thing wrong in one log, or in the state chain.
 type Problem struct {
-	Log    string
-	Seq    int64  // first record position concerned, or -1 when the problem is a checkpoint or object
+	Log    string // "" for the state chain
+	Seq    int64  // first record (or state entry) position concerned, or -1 when the problem is a checkpoint or object
 	Key    string // storage key of the object concerned, if any
 	Class  Class
 	Detail string // what was expected and found: positions and sizes, never record contents
@@ -100,6 +114,9 @@ type Problem struct {
 // String formats p for a human.
 func (p Problem) String() string {
 	s := "log " + p.Log + ": " + string(p.Class)
+	if p.Log == "" {
+		s = "state chain: " + string(p.Class)
+	}
 	if p.Seq >= 0 {
 		s += " at seq " + strconv.FormatInt(p.Seq, 10)
 	}
@@ -132,17 +149,37 @@ type LogReport struct {
 	Problem       *Problem
 }
 
-// Report is the result of Verify: one LogReport per log, sorted by log ID.
+// Report is the result of Verify: one LogReport per log, sorted by log ID,
+// and what the state chain holds.
 type Report struct {
-	Logs []LogReport
+	Logs  []LogReport
+	State StateReport
 }
 
-// OK reports whether no log has a problem.
+// StateHead is a position in the state chain: how many entries it holds
+// and the hash of the last one as stored (zero for an empty chain). Keep
+// Report.State.StateHead, and pass it back as VerifyOptions.State next time.
+type StateHead struct {
+	Length int64
+	Hash   StateHash
+}
+
+// StateReport is what Verify found in the state chain.
+type StateReport struct {
+	StateHead          // the entries read: each signed and linked to the one before
+	Problem   *Problem // the first problem (Log ""), nil when none
+}
+
+// OK reports whether no log, and not the state chain, has a problem.
 func (r *Report) OK() bool { return len(r.Problems()) == 0 }
 
-// Problems returns the first problem of each log that has one.
+// Problems returns the problem of the state chain, if any, then the first
+// problem of each log that has one.
 func (r *Report) Problems() []Problem {
 	var ps []Problem
+	if r.State.Problem != nil {
+		ps = append(ps, *r.State.Problem)
+	}
 	for _, l := range r.Logs {
 		if l.Problem != nil {
 			ps = append(ps, *l.Problem)
@@ -171,21 +208,45 @@ type VerifyOptions struct {
 	// registration is. Default DefaultUnsignedGrace.
 	UnsignedGrace time.Duration
 
+	// State is the state chain's head the caller verified before
+	// (Report.State.StateHead). The chain must still hold that many
+	// entries (ClassRollback), the last of them hashing to Hash
+	// (ClassFork). Zero: no demand.
+	State StateHead
+
 	// Now is the clock UnsignedGrace is measured with. Default time.Now.
 	Now func() time.Time
 }
 
 // Verify reads every log under "audit/" in st, checks every record and
-// checkpoint with verifierKey (from GenerateKey), and reports per log. It
-// streams: memory stays bounded by the frontier of one log (O(log n)
-// hashes) plus one record, whatever the log size.
+// checkpoint with verifierKey (from GenerateKey), and reports per log; it
+// also reads the state chain (audit/_state/, StateReader) and reports its
+// head.
+//
+// Besides each log's own checkpoints, it holds every log to what anything
+// signed says about it: its registry entry (the log existed), its latest
+// lease (the log held at least the lease's frontier, and a released log
+// was closed at that size), the witness records of the logs that Verify
+// finds covered by a valid checkpoint (log-head: the log held at least
+// that many records; state-head: the state chain held at least that many
+// entries, the last one hashing as claimed), the "continues" record of a
+// log that replaced it, and what the caller verified before
+// (VerifyOptions.Trusted, Finals, State).
+//
+// It streams: memory stays bounded by the frontier of one log (O(log n)
+// hashes) plus one record, plus what the claims need: one size per log
+// named by a log-head witness record (the largest), and a cache of at most
+// maxStateClaims state heads already checked. The state chain is read
+// once, keeping only its position and last hash; a state-head claim
+// costs at most one GET of the entry it names.
 //
 // When it finds any problem it returns the complete report and an error
 // wrapping ErrTampered. Any other error (the store failing, an invalid
 // verifier key) means the verification did not finish.
 //
 // A log being written may be verified while its writer runs; records after
-// its last checkpoint count as LogReport.Unsealed.
+// its last checkpoint count as LogReport.Unsealed, and their witness
+// records are not believed until a checkpoint covers them.
 func Verify(ctx context.Context, st store.Store, verifierKey string, opts VerifyOptions) (*Report, error) {
 	vk, err := note.NewVerifier(verifierKey)
 	if err != nil {
@@ -198,7 +259,13 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 	if opts.UnsignedGrace <= 0 {
 		opts.UnsignedGrace = DefaultUnsignedGrace
 	}
-	logs, strays, err := listLogs(ctx, st)
+	// The chain first: the witness records in the logs name heads of it
+	// that were read before they were written.
+	sc, err := readStateChain(ctx, st, known, opts.State)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify: reading the state chain: %w", err)
+	}
+	logs, leased, strays, err := listLogs(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("audit: verify: %w", err)
 	}
@@ -212,41 +279,38 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 	for _, l := range logs {
 		seen[l] = true
 	}
-	for l := range opts.Trusted {
+	add := func(l string) {
 		if !seen[l] {
 			seen[l] = true
 			logs = append(logs, l)
 		}
+	}
+	for l := range opts.Trusted {
+		add(l)
 	}
 	for l := range regs {
-		if !seen[l] {
-			seen[l] = true
-			logs = append(logs, l)
-		}
+		add(l)
 	}
 	for l := range badRegs {
-		if !seen[l] {
-			seen[l] = true
-			logs = append(logs, l)
-		}
+		add(l)
 	}
 	for l := range strays {
+		add(l)
+	}
+	leaseOnly := map[string]bool{}
+	for l := range leased {
 		if !seen[l] {
-			seen[l] = true
-			logs = append(logs, l)
+			leaseOnly[l] = true
 		}
+		add(l)
 	}
 	sort.Strings(logs)
+	vr := &verifyRun{ctx: ctx, st: st, known: known, opts: &opts, regs: regs, badRegs: badRegs, sc: sc, heads: map[string]headClaim{}}
 	rep := &Report{Logs: make([]LogReport, 0, len(logs))}
 	for _, l := range logs {
 		var lr LogReport
 		if ValidLogID(l) {
-			t, hasT := opts.Trusted[l]
-			lv := &logVerifier{ctx: ctx, st: st, known: known, log: l, opts: &opts, finalN: -1, pastFinal: -1, wantFinal: opts.Finals[l]}
-			if lr, err = lv.run(t, hasT); err != nil {
-				return rep, fmt.Errorf("audit: verify log %s: %w", l, err)
-			}
-			if err := checkRegistry(ctx, st, known, &lr, regs, badRegs, &opts, hasT); err != nil {
+			if lr, err = vr.verifyLog(l, true); err != nil {
 				return rep, fmt.Errorf("audit: verify log %s: %w", l, err)
 			}
 		} else {
@@ -255,61 +319,252 @@ func Verify(ctx context.Context, st store.Store, verifierKey string, opts Verify
 		if k, ok := strays[l]; ok && lr.Problem == nil {
 			lr.Problem = &Problem{Log: l, Seq: -1, Key: k, Class: ClassCorrupt, Detail: "unexpected object"}
 		}
+		if leaseOnly[l] && lr.Problem == nil && lr.Records == 0 && lr.Checkpoints == 0 {
+			// A lease taken by a writer that stopped before registering
+			// the log: nothing was written, nothing is missing.
+			continue
+		}
 		rep.Logs = append(rep.Logs, lr)
 	}
 	checkContinuations(rep)
+	if err := vr.checkHeads(rep); err != nil {
+		return rep, fmt.Errorf("audit: verify: %w", err)
+	}
+	rep.State = sc.report()
 	if ps := rep.Problems(); len(ps) > 0 {
-		return rep, fmt.Errorf("%w: %d of %d logs; first: %v", ErrTampered, len(ps), len(rep.Logs), ps[0])
+		return rep, fmt.Errorf("%w: %d of %d logs and the state chain; first: %v", ErrTampered, len(ps), len(rep.Logs), ps[0])
 	}
 	return rep, nil
 }
 
+// verifyRun is one run of Verify.
+type verifyRun struct {
+	ctx     context.Context
+	st      store.Store
+	known   note.Verifiers
+	opts    *VerifyOptions
+	regs    map[string]registration
+	badRegs map[string]*Problem
+	sc      *stateCheck
+	heads   map[string]headClaim // log-head witness records, by the log they name: the largest size
+}
+
+// headClaim is the largest size a verified log-head witness record vouches
+// for, and where it is.
+type headClaim struct {
+	size int64
+	by   string // the log holding the witness record
+	seq  int64
+}
+
+// verifyLog checks one log; with collect, the witness records it vouches
+// for are gathered (a second look at a log, see checkHeads, does not).
+func (vr *verifyRun) verifyLog(l string, collect bool) (LogReport, error) {
+	ev, err := readLeaseEvidence(vr.ctx, vr.st, l, vr.known)
+	if err != nil {
+		return LogReport{Log: l}, err
+	}
+	lv := &logVerifier{ctx: vr.ctx, st: vr.st, known: vr.known, log: l, opts: vr.opts, finalN: -1, pastFinal: -1,
+		wantFinal: vr.opts.Finals[l], badWitness: -1}
+	if collect {
+		lv.sc = vr.sc
+		lv.pending, lv.heads = map[string]headClaim{}, map[string]headClaim{}
+	}
+	var pins []pin
+	if t, ok := vr.opts.Trusted[l]; ok && t.N > 0 {
+		pins = append(pins, pin{tree: t, short: ClassRollback, what: "a trusted checkpoint"})
+	}
+	if ev.valid && ev.l.f.n > 0 {
+		pins = append(pins, pin{tree: ev.l.f.tree(), short: ClassTruncated, what: "its signed lease", key: ev.key})
+		if ev.l.released {
+			lv.leaseFinal = ev.l.f.n
+		}
+	}
+	sort.SliceStable(pins, func(i, j int) bool { return pins[i].tree.N < pins[j].tree.N })
+	lr, err := lv.run(pins)
+	if err != nil {
+		return lr, err
+	}
+	if p := lr.Problem; p != nil && p.Key == ev.key && ev.key != "" && lr.Records == 0 && lr.Checkpoints == 0 {
+		// Nothing left of the log but its lease.
+		p.Class, p.Seq = ClassMissing, -1
+		p.Detail = fmt.Sprintf("log is gone; its signed lease vouches for %d records", ev.l.f.n)
+	}
+	if lr.Problem == nil && ev.bad != "" {
+		lr.Problem = &Problem{Log: l, Seq: -1, Key: ev.key, Class: ClassCorrupt, Detail: ev.bad}
+	}
+	if err := vr.checkRegistry(&lr, ev); err != nil {
+		return lr, err
+	}
+	if collect {
+		for target, c := range lv.heads {
+			if old, ok := vr.heads[target]; !ok || c.size > old.size {
+				vr.heads[target] = c
+			}
+		}
+	}
+	return lr, nil
+}
+
 // checkRegistry adds what the registry says about one log to its report:
-// a log must be registered, and a registered log must hold records unless
-// it is being created: registered within UnsignedGrace, with no signed
-// lease saying it was released or had records.
-func checkRegistry(ctx context.Context, st store.Store, known note.Verifiers, lr *LogReport, regs map[string]registration, bad map[string]*Problem, opts *VerifyOptions, trusted bool) error {
-	reg, ok := regs[lr.Log]
+// a log that holds records must be registered, and a registered log must
+// hold records unless it is being created: registered within
+// UnsignedGrace, with no signed lease saying it was released or had
+// records.
+func (vr *verifyRun) checkRegistry(lr *LogReport, ev leaseEvidence) error {
+	reg, ok := vr.regs[lr.Log]
+	if !ok && lr.Records > 0 && vr.badRegs[lr.Log] == nil {
+		// A log found through its lease may have been registered after
+		// the registry was read: look again, now that its records were
+		// read (the entry precedes the first one).
+		msg, err := readSmall(vr.ctx, vr.st, registryKey(lr.Log), maxCheckpointLen)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			r, class, err := openRegistration(msg, vr.known)
+			switch {
+			case err != nil:
+				vr.badRegs[lr.Log] = &Problem{Log: lr.Log, Seq: -1, Key: registryKey(lr.Log), Class: class, Detail: "registry entry: " + strings.TrimPrefix(err.Error(), ErrCorrupt.Error()+": ")}
+			case r.log != lr.Log:
+				vr.badRegs[lr.Log] = &Problem{Log: lr.Log, Seq: -1, Key: registryKey(lr.Log), Class: ClassCorrupt, Detail: "registry entry names another log"}
+			default:
+				reg, ok = r, true
+				vr.regs[lr.Log] = r
+			}
+		}
+	}
 	if ok {
 		lr.Registered = reg.time
 	}
 	if lr.Problem != nil {
 		return nil
 	}
+	_, trusted := vr.opts.Trusted[lr.Log]
 	switch {
-	case bad[lr.Log] != nil:
-		lr.Problem = bad[lr.Log]
-	case !ok && lr.Records > lr.Verified.N:
-		// Every appender registers a log before its first record, so
-		// records nobody signed in a log nobody registered were not
-		// written by one. (A log whose records are all signed is
-		// authentic whether registered or not: one written before the
-		// registry existed.)
-		lr.Problem = &Problem{Log: lr.Log, Seq: lr.Verified.N, Class: ClassUnregistered, Detail: "no valid registry entry (" + registryKey(lr.Log) + ") and records no checkpoint covers"}
+	case vr.badRegs[lr.Log] != nil:
+		lr.Problem = vr.badRegs[lr.Log]
+	case !ok && lr.Records > 0:
+		// Every appender registers a log before its first record: records
+		// in a log nobody registered were either written by someone
+		// without the key, or its entry was deleted (the first step of
+		// erasing a log as a whole, where nothing locks the registry).
+		lr.Problem = &Problem{Log: lr.Log, Seq: lr.Verified.N, Key: registryKey(lr.Log), Class: ClassUnregistered,
+			Detail: fmt.Sprintf("no valid registry entry, %d records (%d covered by a checkpoint)", lr.Records, lr.Verified.N)}
 	case ok && lr.Records == 0 && lr.Checkpoints == 0 && !trusted:
-		missing := opts.Now().Sub(reg.time) > opts.UnsignedGrace
-		if !missing {
-			l, _, valid, err := latestLease(ctx, st, lr.Log, known)
-			if err != nil {
-				return err
-			}
-			missing = valid && (l.released || l.f.n > 0)
-		}
-		if missing {
+		if vr.opts.Now().Sub(reg.time) > vr.opts.UnsignedGrace || ev.valid && (ev.l.released || ev.l.f.n > 0) {
 			lr.Problem = &Problem{Log: lr.Log, Seq: -1, Class: ClassMissing, Detail: "registered " + reg.time.Format(time.RFC3339) + " but holds no record"}
 		}
 	}
 	return nil
 }
 
-// listLogs returns the log IDs under audit/ in order, and objects directly
+// checkHeads holds each log named by a verified log-head witness record
+// to the size it vouches for. A log found short, or missing, is looked at
+// once more before it is reported: its writer may have gone on (or begun)
+// after it was read, and the witness record was written since.
+func (vr *verifyRun) checkHeads(rep *Report) error {
+	idx := make(map[string]int, len(rep.Logs))
+	for i, l := range rep.Logs {
+		idx[l.Log] = i
+	}
+	targets := make([]string, 0, len(vr.heads))
+	for t := range vr.heads {
+		targets = append(targets, t)
+	}
+	sort.Strings(targets)
+	var missing []LogReport
+	for _, target := range targets {
+		c := vr.heads[target]
+		i, ok := idx[target]
+		if ok && (rep.Logs[i].Problem != nil || rep.Logs[i].Records >= c.size) {
+			continue
+		}
+		again, err := vr.verifyLog(target, false)
+		if err != nil {
+			return fmt.Errorf("log %s: %w", target, err)
+		}
+		switch {
+		case again.Problem == nil && again.Records >= c.size:
+		case again.Problem != nil:
+		case again.Records == 0 && again.Checkpoints == 0:
+			again.Problem = &Problem{Log: target, Seq: -1, Class: ClassMissing,
+				Detail: fmt.Sprintf("log is gone; a witness record in log %s at seq %d vouches for %d records", c.by, c.seq, c.size)}
+		default:
+			again.Problem = &Problem{Log: target, Seq: again.Records, Class: ClassTruncated,
+				Detail: fmt.Sprintf("%d records; a witness record in log %s at seq %d vouches for %d", again.Records, c.by, c.seq, c.size)}
+		}
+		if ok {
+			rep.Logs[i] = again
+		} else {
+			missing = append(missing, again)
+		}
+	}
+	if len(missing) > 0 {
+		rep.Logs = append(rep.Logs, missing...)
+		sort.Slice(rep.Logs, func(i, j int) bool { return rep.Logs[i].Log < rep.Logs[j].Log })
+	}
+	return nil
+}
+
+// leaseEvidence is the latest lease of a log, as Verify reads it.
+type leaseEvidence struct {
+	l     lease
+	key   string // "" when the log has no lease
+	valid bool   // signed with the key, for this log
+	bad   string // why a lease present is not valid
+}
+
+// readLeaseEvidence reads the latest lease generation of log. A
+// generation deleted between the listing and the read (a renewal deletes
+// the one before) is looked up again.
+func readLeaseEvidence(ctx context.Context, st store.Store, log string, known note.Verifiers) (leaseEvidence, error) {
+	dir := leaseDir(log)
+	for attempt := 0; ; attempt++ {
+		var key string
+		for k, err := range st.List(ctx, dir) {
+			if err != nil {
+				return leaseEvidence{}, err
+			}
+			if _, ok := parseSeqName(k[len(dir):]); ok {
+				key = k // lexical order is generation order
+			}
+		}
+		if key == "" {
+			return leaseEvidence{}, nil
+		}
+		b, err := readSmall(ctx, st, key, maxLeaseLen)
+		if errors.Is(err, store.ErrNotFound) && attempt < 3 {
+			continue
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return leaseEvidence{}, nil
+		}
+		if err != nil {
+			return leaseEvidence{}, err
+		}
+		l, err := openLease(b, known)
+		switch {
+		case err != nil:
+			return leaseEvidence{key: key, bad: "lease " + strings.TrimPrefix(err.Error(), ErrCorrupt.Error()+": ")}, nil
+		case l.log != log:
+			return leaseEvidence{key: key, bad: "lease of another log"}, nil
+		}
+		return leaseEvidence{l: l, key: key, valid: true}, nil
+	}
+}
+
+// listLogs returns the log IDs under audit/ in order, the logs that have a
+// lease (whether or not any of their records remain), and objects directly
 // under audit/ that belong to no log directory, by name.
-func listLogs(ctx context.Context, st store.Store) ([]string, map[string]string, error) {
+func listLogs(ctx context.Context, st store.Store) ([]string, map[string]bool, map[string]string, error) {
 	var logs []string
+	leased := map[string]bool{}
 	strays := map[string]string{}
 	for key, err := range st.List(ctx, auditPrefix) {
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		rest := key[len(auditPrefix):]
 		i := strings.IndexByte(rest, '/')
@@ -320,7 +575,13 @@ func listLogs(ctx context.Context, st store.Store) ([]string, map[string]string,
 			continue
 		}
 		if rest[0] == '_' {
-			continue // the registry and the leases, not a log
+			// The registry, the state chain and the leases, not a log.
+			if l, ok := strings.CutPrefix(key, leasePrefix); ok {
+				if j := strings.IndexByte(l, '/'); j > 0 && ValidLogID(l[:j]) {
+					leased[l[:j]] = true
+				}
+			}
+			continue
 		}
 		// All keys of one log share the prefix "audit/<log>/", so they are
 		// adjacent in lexical order.
@@ -328,7 +589,7 @@ func listLogs(ctx context.Context, st store.Store) ([]string, map[string]string,
 			logs = append(logs, l)
 		}
 	}
-	return logs, strays, nil
+	return logs, leased, strays, nil
 }
 
 // checkContinuations checks each "continues" claim against the log it
@@ -411,6 +672,32 @@ type logVerifier struct {
 	wantFinal int64 // a final checkpoint of this size must exist (0: no demand)
 	sawWant   bool
 	lastT     time.Time
+
+	// leaseFinal: the log's latest lease is a signed release at this size,
+	// so a final checkpoint of that size must exist (0: no demand).
+	leaseFinal    int64
+	sawLeaseFinal bool
+
+	// Witness records: the log-head claims read since the last verified
+	// checkpoint (pending) and those a verified checkpoint covers (heads),
+	// by the log they name; the first malformed one; the first state-head
+	// claim the state chain contradicts. Only records a valid checkpoint
+	// covers count: the rest may be anybody's.
+	sc           *stateCheck // nil: witness records are not collected
+	pending      map[string]headClaim
+	heads        map[string]headClaim
+	badWitness   int64 // seq of the first malformed witness record (-1: none)
+	stateFail    *Problem
+	stateFailSeq int64 // the witness record that vouches for what stateFail contradicts
+}
+
+// pin is a tree the log must hold at its size, from outside its
+// checkpoints: the caller's earlier run, or the log's latest lease.
+type pin struct {
+	tree  tlog.Tree
+	short Class  // what a log shorter than the pin is
+	what  string // what vouches for it, for the detail
+	key   string // its storage key, if any
 }
 
 func (v *logVerifier) problem(seq int64, key string, c Class, format string, args ...any) {
@@ -419,7 +706,7 @@ func (v *logVerifier) problem(seq int64, key string, c Class, format string, arg
 	}
 }
 
-func (v *logVerifier) run(trusted tlog.Tree, hasTrusted bool) (LogReport, error) {
+func (v *logVerifier) run(pins []pin) (LogReport, error) {
 	v.rep.Log = v.log
 	v.openKeys()
 	defer func() {
@@ -428,9 +715,6 @@ func (v *logVerifier) run(trusted tlog.Tree, hasTrusted bool) (LogReport, error)
 			v.body.Close()
 		}
 	}()
-	if trusted.N <= 0 {
-		hasTrusted = false
-	}
 	cpPrefix := checkpointPrefix(v.log)
 	for key, err := range v.st.List(v.ctx, cpPrefix) {
 		if err != nil {
@@ -444,17 +728,17 @@ func (v *logVerifier) run(trusted tlog.Tree, hasTrusted bool) (LogReport, error)
 			v.problem(-1, key, ClassCorrupt, "unexpected object among checkpoints")
 			continue
 		}
-		if hasTrusted && trusted.N < n {
-			v.checkTrusted(trusted)
-			hasTrusted = false
+		for len(pins) > 0 && pins[0].tree.N < n {
+			v.checkPin(pins[0])
+			pins = pins[1:]
 		}
 		v.checkpoint(key, n, final, reopen)
 		if v.err != nil {
 			return v.rep, v.err
 		}
 	}
-	if hasTrusted {
-		v.checkTrusted(trusted)
+	for _, p := range pins {
+		v.checkPin(p)
 	}
 	v.advance(math.MaxInt64)
 	if v.err != nil {
@@ -466,6 +750,15 @@ func (v *logVerifier) run(trusted tlog.Tree, hasTrusted bool) (LogReport, error)
 	}
 	if v.wantFinal > 0 && !v.sawWant && v.prob == nil {
 		v.problem(-1, checkpointKey(v.log, v.wantFinal, true), ClassReopened, "the final checkpoint at size %d seen before is gone", v.wantFinal)
+	}
+	if v.leaseFinal > 0 && !v.sawLeaseFinal && v.prob == nil {
+		v.problem(-1, checkpointKey(v.log, v.leaseFinal, true), ClassReopened, "its signed lease says it was closed at size %d, but no valid final checkpoint of that size is stored", v.leaseFinal)
+	}
+	if v.badWitness >= 0 && v.badWitness < v.rep.Verified.N {
+		v.problem(v.badWitness, "", ClassWitness, "witness record does not parse")
+	}
+	if v.stateFail != nil && v.stateFailSeq < v.rep.Verified.N {
+		v.sc.fail(v.stateFail)
 	}
 	if v.prob == nil && v.pos > 0 && v.rep.Verified.N == 0 && v.opts.Now().Sub(v.rep.Newest) > v.opts.UnsignedGrace {
 		v.problem(0, "", ClassUnsigned, "%d records, none covered by a valid checkpoint, the newest from %s", v.pos, v.rep.Newest.Format(time.RFC3339))
@@ -479,6 +772,56 @@ func (v *logVerifier) run(trusted tlog.Tree, hasTrusted bool) (LogReport, error)
 	}
 	v.rep.Problem = v.prob
 	return v.rep, nil
+}
+
+// verifiedTo records that the first t.N records are verified, and believes
+// the witness records read so far (all of them are among those records).
+func (v *logVerifier) verifiedTo(t tlog.Tree) {
+	v.rep.Verified = t
+	for target, c := range v.pending {
+		if old, ok := v.heads[target]; !ok || c.size > old.size {
+			v.heads[target] = c
+		}
+		delete(v.pending, target)
+	}
+}
+
+// witness reads one witness record at position v.pos.
+func (v *logVerifier) witness(r *Record) {
+	if v.sc == nil {
+		return
+	}
+	switch r.Reason {
+	case ReasonLogHead:
+		target, n, err := ParseLogHead(r.Detail)
+		if err != nil {
+			if v.badWitness < 0 {
+				v.badWitness = v.pos
+			}
+			return
+		}
+		if c, ok := v.pending[target]; n > 0 && (!ok || n > c.size) {
+			v.pending[target] = headClaim{size: n, by: v.log, seq: v.pos}
+		}
+	case ReasonStateHead:
+		n, h, err := ParseStateHead(r.Detail)
+		if err != nil {
+			if v.badWitness < 0 {
+				v.badWitness = v.pos
+			}
+			return
+		}
+		if v.stateFail != nil {
+			return // only the first contradiction counts (see run)
+		}
+		p, err := v.sc.vouch(StateHead{Length: n, Hash: h}, fmt.Sprintf("a witness record in log %s at seq %d", v.log, v.pos))
+		if err != nil {
+			v.err = err
+			return
+		}
+		v.stateFail, v.stateFailSeq = p, v.pos
+	}
+	// Other reasons: a newer writer's; nothing to check.
 }
 
 func (v *logVerifier) openKeys() {
@@ -609,6 +952,9 @@ func (v *logVerifier) record(raw []byte) {
 	if r.Time.After(v.rep.Newest) {
 		v.rep.Newest = r.Time
 	}
+	if r.Event == EventWitness {
+		v.witness(r)
+	}
 	if v.pos == 0 && r.Event == EventOpen && r.Reason == "continues" {
 		var size int64
 		var log string
@@ -734,13 +1080,16 @@ func (v *logVerifier) checkpoint(key string, n int64, final, reopen bool) {
 		v.refine = refineNone
 		return
 	}
-	v.rep.Verified = c.tree
+	v.verifiedTo(c.tree)
 	switch {
 	case c.final:
 		v.finalN = n
 		v.rep.FinalSize = n
 		if n == v.wantFinal {
 			v.sawWant = true
+		}
+		if n == v.leaseFinal {
+			v.sawLeaseFinal = true
 		}
 	case c.reopen:
 		// Signed permission to continue after the final checkpoint.
@@ -778,14 +1127,15 @@ func (v *logVerifier) readCheckpoint(key string) ([]byte, error) {
 	return msg, nil
 }
 
-// checkTrusted compares the log with a tree the caller verified before.
-func (v *logVerifier) checkTrusted(t tlog.Tree) {
+// checkPin compares the log with a tree it must hold (see pin).
+func (v *logVerifier) checkPin(p pin) {
+	t := p.tree
 	if v.prob != nil && v.refine != refineMismatch {
 		return
 	}
 	if !v.reach(t.N) {
 		if v.prob == nil {
-			v.problem(v.pos, "", ClassRollback, "%d records; a trusted checkpoint had %d", v.pos, t.N)
+			v.problem(v.pos, p.key, p.short, "%d records; %s vouches for %d", v.pos, p.what, t.N)
 		}
 		v.refine = refineNone
 		return
@@ -795,18 +1145,18 @@ func (v *logVerifier) checkTrusted(t tlog.Tree) {
 	}
 	if v.f.root() != t.Hash {
 		if v.refine != refineMismatch {
-			v.problem(-1, "", ClassFork, "records disagree with the trusted checkpoint of size %d", t.N)
+			v.problem(-1, p.key, ClassFork, "records disagree with %s at size %d", p.what, t.N)
 		}
 		return
 	}
 	if v.refine == refineMismatch {
 		v.prob.Class = ClassFork
 		v.prob.Seq = -1
-		v.prob.Detail = fmt.Sprintf("checkpoint disagrees with the records and with the trusted checkpoint of size %d", t.N)
+		v.prob.Detail = fmt.Sprintf("checkpoint disagrees with the records and with %s at size %d", p.what, t.N)
 		v.refine = refineNone
 		return
 	}
 	if t.N > v.rep.Verified.N {
-		v.rep.Verified = t
+		v.verifiedTo(t)
 	}
 }

@@ -318,7 +318,12 @@ func TestTamperMatrix(t *testing.T) {
 				}
 			}
 			if m > 0 {
-				verifyOK(t, st, vkey, VerifyOptions{}) // the older copy is consistent in itself
+				// Its lease vouches for all n records.
+				checkProblem(t, st, vkey, VerifyOptions{}, log, ClassTruncated, m)
+				// With the lease of the older copy (one that vouched for
+				// nothing yet), the older copy is consistent in itself.
+				deleteLeases(t, st, log)
+				verifyOK(t, st, vkey, VerifyOptions{})
 			}
 			checkProblem(t, st, vkey, VerifyOptions{Trusted: map[string]tlog.Tree{log: trusted}}, log, ClassRollback, m)
 		})
