@@ -183,8 +183,23 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 	}
 
 	body := &bodyReader{r: br, declared: doc.Size, max: v.cfg.MaxSize}
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	pctx, cancelWrites := context.WithCancel(ctx)
+	defer cancelWrites()
+	// The first write to fail is what happened; the others then fail only
+	// because they are cancelled (a full disk must not read as "context
+	// canceled").
+	var (
+		firstMu sync.Mutex
+		first   error
+	)
+	cancel := func(err error) {
+		firstMu.Lock()
+		if first == nil {
+			first = err
+		}
+		firstMu.Unlock()
+		cancelWrites()
+	}
 	putRecord := func(ctx context.Context) error {
 		return v.keys.Put(ctx, keyRecordKey(id), bytes.NewReader(record), int64(len(record)), store.PutOptions{IfAbsent: true})
 	}
@@ -201,26 +216,24 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 	)
 	wg.Go(func() {
 		if payloadErr = v.putPayload(pctx, id, key, body, doc.Size); payloadErr != nil {
-			cancel()
+			cancel(payloadErr)
 		}
 	})
 	wg.Go(func() {
 		if indexErr = v.putIndexes(pctx, md.Expires, mac, id); indexErr != nil {
-			cancel()
+			cancel(indexErr)
 			return
 		}
 		if early {
 			if keyErr = putRecord(pctx); keyErr != nil {
-				cancel()
+				keyErr = fmt.Errorf("key record: %w", keyErr)
+				cancel(keyErr)
 			}
 		}
 	})
 	wg.Wait()
-	if err := firstError(body.err, payloadErr, indexErr); err != nil {
+	if err := firstError(body.err, first, payloadErr, indexErr, keyErr); err != nil {
 		return fail(fmt.Errorf("vault: put: %w", err))
-	}
-	if keyErr != nil {
-		return fail(fmt.Errorf("vault: put: key record: %w", keyErr))
 	}
 	if !early {
 		// Size unknown until the body ended: seal the counted size, then

@@ -220,16 +220,18 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if cfg.SweepPrincipal == "" {
 		cfg.SweepPrincipal = DefaultSweepPrincipal
 	}
-	v := &Vault{cfg: cfg, st: cfg.Store, keys: cfg.KeyStore, kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), tel: newTelemetry(cfg)}
+	// The stores' errors say what happened in the vault's terms
+	// (ErrStoreUnavailable, ErrStoreFull): see storeerrors.go.
+	v := &Vault{cfg: cfg, st: checkStore(cfg.Store), keys: checkStore(cfg.KeyStore), kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), tel: newTelemetry(cfg)}
 	if v.keys == nil {
-		v.keys = cfg.Store
+		v.keys = v.st
 	}
 	if _, err := rand.Read(v.instance[:]); err != nil {
 		return nil, err
 	}
 	v.limiter = cfg.Limiter
 	if v.limiter == nil {
-		v.limiter = NewStoreLimiter(cfg.Store)
+		v.limiter = NewStoreLimiter(v.st)
 	}
 	v.detector = detect.New(v.limiter, detect.Options{Rules: cfg.Quota.rules()})
 	if err := checkUnversioned(ctx, v.keys, cfg.AllowVersionedKeyStore); err != nil {
@@ -293,7 +295,7 @@ type versioner interface {
 }
 
 func checkUnversioned(ctx context.Context, st store.Store, allow bool) error {
-	vs, ok := st.(versioner)
+	vs, ok := storeOf(st).(versioner)
 	if !ok || allow {
 		return nil
 	}
@@ -445,7 +447,7 @@ func checkWriteOnceAudit(_ context.Context, st store.Store, cfg Config) error {
 	if cfg.AuditRetention < 0 {
 		return fmt.Errorf("vault: open: RequireWriteOnceAudit is set but AuditRetention is negative: %w", ErrInvalidArgument)
 	}
-	if ol, ok := st.(objectLocker); !ok || !ol.ObjectLock() {
+	if ol, ok := storeOf(st).(objectLocker); !ok || !ol.ObjectLock() {
 		return fmt.Errorf("vault: open: RequireWriteOnceAudit is set but the store cannot keep audit batches write-once "+
 			"(use a bucket with object lock): %w", ErrInvalidArgument)
 	}
