@@ -73,12 +73,18 @@ func infoOf(md envelope.Metadata) Info {
 // that lands still names a stored document; its ID was never returned, so
 // it cannot be granted, and Sweep shreds it at its deadline with a receipt.
 //
-// Deadlines: Put returns within ctx's deadline plus PutAuditMargin (the
-// time it allows itself to audit a refusal after ctx has ended), whatever
-// the store does. Removing what a failed Put wrote runs in the background,
-// bounded by PutCleanupTimeout; what it cannot remove (the store is down)
-// Sweep collects: payloads after Config.OrphanGrace, index entries and key
-// records at the document's deadline.
+// Errors name what failed: the body (ErrTooLarge, ErrTruncated, a read
+// error), the store (ErrStoreFull for a full disk, ErrStoreUnavailable),
+// the KEK (ErrKEKUnavailable) or the audit log (ErrAuditUnavailable): of
+// the writes that run at once, the first to fail is reported, not the
+// cancellation it caused in the others.
+//
+// Deadlines: Put returns within ctx's deadline plus DeadlineMargin, whatever
+// the store does (AuditMargin of it to audit the refusal). Removing what a
+// failed Put wrote runs in the background, bounded by PutCleanupTimeout;
+// what it cannot remove (the store is down) Sweep collects: payloads after
+// Config.OrphanGrace, index entries and key records at the document's
+// deadline.
 func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	if v.isClosed() {
 		return Info{}, ErrClosed
@@ -87,9 +93,7 @@ func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	if err != nil {
 		if !errors.Is(err, ErrAuditUnavailable) {
 			rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
-			actx, cancel := refusalContext(ctx)
-			_ = v.audit(actx, rec)
-			cancel()
+			_ = v.auditLate(ctx, rec)
 		}
 		return Info{}, err
 	}
@@ -97,22 +101,15 @@ func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 }
 
 const (
-	// PutAuditMargin is how long Put may go on after its context ended, to
-	// audit the refusal: Put returns within the deadline plus this margin.
-	PutAuditMargin = 250 * time.Millisecond
+	// PutAuditMargin is AuditMargin, under its former name.
+	//
+	// Deprecated: use AuditMargin, which every call applies (Put returns
+	// within its deadline plus DeadlineMargin).
+	PutAuditMargin = AuditMargin
 	// PutCleanupTimeout bounds the background removal of what a failed
 	// Put wrote; Sweep collects whatever it could not remove.
 	PutCleanupTimeout = 30 * time.Second
 )
-
-// refusalContext is ctx while it is live; once ctx has ended, a context
-// detached from it that lasts PutAuditMargin.
-func refusalContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Err() == nil {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(context.WithoutCancel(ctx), PutAuditMargin)
-}
 
 func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit.Record, error) {
 	if doc.Body == nil {
@@ -271,9 +268,7 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 // Sweep collects (an orphan payload after Config.OrphanGrace; index
 // entries and a key record through the expiry index at the deadline).
 func (v *Vault) cleanupInBackground(ctx context.Context, keys []string) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PutCleanupTimeout)
-	v.bg.Go(func() {
-		defer cancel()
+	v.detach(ctx, PutCleanupTimeout, func(cctx context.Context) {
 		if err := v.keys.Delete(cctx, keys[0]); err != nil {
 			return // the key record may remain: keep the index that leads Sweep to it
 		}

@@ -76,20 +76,34 @@ func (v *Vault) Redeem(ctx context.Context, tok string, req Requester) (io.ReadC
 	rec := audit.Record{Event: audit.EventRedeem, Principal: clip(req.Principal, 256), RemoteAddr: clip(req.RemoteAddr, 128)}
 	rc, info, deep, err := v.redeem(ctx, tok, req, &rec)
 	if err != nil {
-		if isProbe(err) && !errors.Is(err, errSpendUnconfirmed) {
-			v.noteRefusal(ctx, req.Principal, req.RemoteAddr, rec.TokenID)
-		}
-		if !errors.Is(err, ErrAuditUnavailable) || errors.Is(err, errSpendUnconfirmed) {
+		probe := isProbe(err) && !errors.Is(err, errSpendUnconfirmed)
+		record := !errors.Is(err, ErrAuditUnavailable) || errors.Is(err, errSpendUnconfirmed)
+		if record {
 			rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
 			if errors.Is(err, errSpendUnconfirmed) {
 				rec.Reason = reasonSpendUnconfirmed
 			}
-			astart := time.Now()
-			aerr := v.audit(ctx, rec)
-			v.lastAppend.Store(int64(time.Since(astart)))
-			if aerr != nil {
-				err = fmt.Errorf("%w (and %w)", err, aerr)
-			}
+			rec.Time = v.now().UTC()
+		}
+		// The detector's count and the refusal record are made even when a
+		// hung KMS or store took the whole deadline (see DeadlineMargin).
+		var aerr error
+		if probe || record {
+			aerr = v.late(ctx, func(lctx context.Context) error {
+				if probe {
+					v.noteRefusal(lctx, req.Principal, req.RemoteAddr, rec.TokenID)
+				}
+				if !record {
+					return nil
+				}
+				astart := time.Now()
+				aerr := v.audit(lctx, rec)
+				v.lastAppend.Store(int64(time.Since(astart)))
+				return aerr
+			})
+		}
+		if aerr != nil && record {
+			err = fmt.Errorf("%w (and %w)", err, aerr)
 		}
 		if deep {
 			// The slowest refusal path (up to the spend, then its refusal

@@ -1,0 +1,58 @@
+package vault
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// unfoldedReleases counts the releases of this Vault whose record the
+// folder could not fold into the audit log (the append failed or came too
+// late, the queue was full, the Vault was closing): each is durable in its
+// spend entry and waits for adoption (ledger.go). SyncAudit reports them.
+//
+// Memory is O(1): only a count and the latest release time among them.
+// An adoption pass of this Vault that succeeds at vault time T has put into
+// a log every entry released before T - adoptAfter, so it clears the count
+// once the latest of them is that old; until then SyncAudit keeps saying
+// that releases may be missing, which errs on the side of the truth.
+type unfoldedReleases struct {
+	mu     sync.Mutex
+	n      int
+	latest time.Time
+}
+
+// add counts it, if it is a release.
+func (u *unfoldedReleases) add(it foldItem) {
+	if it.void || it.synced != nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.n++
+	if it.rec.Time.After(u.latest) {
+		u.latest = it.rec.Time
+	}
+}
+
+// adopted is told that every spend entry released at or before cutoff is
+// in a log.
+func (u *unfoldedReleases) adopted(cutoff time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n > 0 && !u.latest.After(cutoff) {
+		u.n, u.latest = 0, time.Time{}
+	}
+}
+
+// check returns an error wrapping ErrAuditUnavailable while some releases
+// may be missing from the log.
+func (u *unfoldedReleases) check() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n == 0 {
+		return nil
+	}
+	return fmt.Errorf("vault: sync audit: %d releases not yet in the audit log (durable in their spend entries; "+
+		"the next Open or Sweep adopts them once %s old): %w", u.n, adoptAfter, ErrAuditUnavailable)
+}
