@@ -57,8 +57,8 @@ func infoOf(md envelope.Metadata) Info {
 // Put encrypts doc under a fresh data key and stores it. It streams: the
 // image is never held in memory whole.
 //
-// The index markers (expiry, subject) are written before the key record,
-// so Sweep can always find what a failed or interrupted Put left; the
+// The index markers (expiry, then subject) are written before the key
+// record, so Sweep can always find what a failed or interrupted Put left; the
 // object is readable only once both its key record and its payload exist
 // (the commit). With a known size the key record goes while the payload is
 // still uploading.
@@ -84,7 +84,8 @@ func infoOf(md envelope.Metadata) Info {
 // failed Put wrote runs in the background, bounded by PutCleanupTimeout;
 // what it cannot remove (the store is down) Sweep collects: payloads after
 // Config.OrphanGrace, index entries and key records at the document's
-// deadline.
+// deadline. The expiry index entry that leads Sweep to the rest is written
+// before any other object that names the document.
 func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	if v.isClosed() {
 		return Info{}, ErrClosed
@@ -280,18 +281,17 @@ func (v *Vault) cleanupInBackground(ctx context.Context, keys []string) {
 	})
 }
 
-// putIndexes writes the two index markers, in parallel. The expiry
-// entry's body is the subject's keyed hash, so that Sweep can remove the
-// subject entry of a Put that failed (see expireOne).
+// putIndexes writes the two index markers: the expiry entry first, and
+// only once it is durable the subject entry. Sweep finds everything a Put
+// left through the expiry entry (whose body is the subject's keyed hash,
+// so that it can remove the subject entry too, see expireOne); a subject
+// entry written alongside could land while the expiry entry does not (the
+// store killed between the two), and nothing would ever lead Sweep to it.
 func (v *Vault) putIndexes(ctx context.Context, expires time.Time, mac []byte, id objectID) error {
-	var wg sync.WaitGroup
-	var e1, e2 error
-	wg.Go(func() {
-		e1 = v.st.Put(ctx, expiryIndexKey(expires, id), bytes.NewReader(mac), int64(len(mac)), store.PutOptions{})
-	})
-	wg.Go(func() { e2 = v.st.Put(ctx, subjectIndexKey(mac, id), bytes.NewReader(nil), 0, store.PutOptions{}) })
-	wg.Wait()
-	return firstError(e1, e2)
+	if err := v.st.Put(ctx, expiryIndexKey(expires, id), bytes.NewReader(mac), int64(len(mac)), store.PutOptions{}); err != nil {
+		return err
+	}
+	return v.st.Put(ctx, subjectIndexKey(mac, id), bytes.NewReader(nil), 0, store.PutOptions{})
 }
 
 // putPayload streams the body through encryption into blobs/<id>.
