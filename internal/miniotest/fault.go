@@ -50,7 +50,9 @@ var errRunning = errors.New("miniotest: server still running (Kill it first)")
 
 // Pause sends SIGSTOP to a server started with Start: it keeps its
 // connections open and answers nothing, as a hung storage would, until
-// Resume. Fault-injection tests only.
+// Resume. It returns once every thread of the server is stopped (on Linux;
+// kill alone returns while the server may still answer for a while on a
+// loaded machine). Fault-injection tests only.
 func (s *Srv) Pause() error { return s.signalStop(true) }
 
 // Resume sends SIGCONT to a server paused with Pause.

@@ -105,3 +105,44 @@ func TestKillRestart(t *testing.T) {
 		t.Fatalf("after Restart: BucketExists = %v, %v; want the bucket made before the kill", ok, err)
 	}
 }
+
+// TestPauseResume: once Pause returns, the server answers nothing (every
+// thread is stopped, however loaded the machine); once Resume returns it
+// answers again.
+func TestPauseResume(t *testing.T) {
+	if findBinary() == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no minio binary under CI")
+		}
+		t.Skip("no minio binary")
+	}
+	s, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	c, err := newClient(s.Endpoint(), s.AccessKey(), s.SecretKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := c.ListBuckets(ctx)
+		cancel()
+		if err == nil {
+			t.Fatalf("round %d: a paused server answered", i)
+		}
+		if err := s.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = c.ListBuckets(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: after Resume: %v", i, err)
+		}
+	}
+}

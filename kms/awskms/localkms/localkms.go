@@ -191,11 +191,22 @@ func (s *Server) waitReady() error {
 }
 
 // Pause sends SIGSTOP to the server: it keeps its connections and answers
-// nothing, as a hung KMS would, until Resume. Fault-injection tests only.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+// nothing, as a hung KMS would, until Resume. It returns once every thread
+// of the server is stopped (on Linux). Fault-injection tests only.
+func (s *Server) Pause() error {
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return waitStopped(s.cmd.Process.Pid, true)
+}
 
 // Resume sends SIGCONT to a server paused with Pause.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() error {
+	if err := s.signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	return waitStopped(s.cmd.Process.Pid, false)
+}
 
 func (s *Server) signal(sig syscall.Signal) error {
 	select {
