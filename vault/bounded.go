@@ -96,8 +96,12 @@ func (t *tasks) Wait(ctx context.Context) bool {
 // detach runs f in the background with a context that keeps ctx's values,
 // not its end, and lasts at most timeout. The caller does not wait.
 func (v *Vault) detach(ctx context.Context, timeout time.Duration, f func(context.Context)) {
+	detachOn(&v.bg, ctx, timeout, f)
+}
+
+func detachOn(ts *tasks, ctx context.Context, timeout time.Duration, f func(context.Context)) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	v.bg.Go(func() {
+	ts.Go(func() {
 		defer cancel()
 		f(dctx)
 	})
@@ -129,7 +133,7 @@ func (v *Vault) late(ctx context.Context, f func(context.Context) error) error {
 		return f(lctx)
 	}
 	done := make(chan error, 1)
-	v.detach(ctx, lateTimeout, func(lctx context.Context) {
+	detachOn(&v.records, ctx, lateTimeout, func(lctx context.Context) {
 		defer func() { <-v.lateSlots }()
 		done <- f(lctx)
 	})

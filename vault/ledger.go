@@ -467,7 +467,9 @@ func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
 // records are durable (in their spend entries) before any byte leaves, and
 // are folded into the log in the background within about 200 ms; a reader
 // that must see this instance's latest releases in audit.Scan (a
-// dashboard, a test) calls SyncAudit first.
+// dashboard, a test) calls SyncAudit first. It also waits for the records
+// of failed calls still being written in the background (a refusal that
+// came at its call's deadline, see DeadlineMargin).
 //
 // It returns an error wrapping ErrAuditUnavailable when a release is not
 // in the log: ctx ended first, or the fold failed (the audit log did not
@@ -482,6 +484,9 @@ func (v *Vault) SyncAudit(ctx context.Context) error {
 	}
 	if !v.fold.sync(ctx) {
 		return fmt.Errorf("vault: sync audit: releases still being folded: %w: %w", ErrAuditUnavailable, context.Cause(ctx))
+	}
+	if !v.records.Wait(ctx) {
+		return fmt.Errorf("vault: sync audit: records still being written: %w: %w", ErrAuditUnavailable, context.Cause(ctx))
 	}
 	return v.unfolded.check()
 }

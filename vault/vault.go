@@ -156,6 +156,7 @@ type Vault struct {
 
 	sweeperDone chan struct{}
 	bg          tasks         // background work that outlived its call (bounded.go)
+	records     tasks         // the failure records among it (SyncAudit waits for them)
 	lateSlots   chan struct{} // failure records in the background (maxLate)
 	instance    [16]byte      // random per Vault: whose sweep claim is whose
 
@@ -399,6 +400,7 @@ func (v *Vault) Close(ctx context.Context) error {
 		go func() { v.adopting.Wait(); close(adopted) }()
 		waitFor(ctx, adopted)
 		v.fold.close(ctx)
+		v.records.Wait(ctx)
 		v.bg.Wait(ctx)
 		if cerr := v.log.Close(ctx); cerr != nil {
 			err = fmt.Errorf("vault: close: %w: %w", ErrAuditUnavailable, cerr)
