@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,12 +20,12 @@ import (
 // slowStore adds a fixed latency to every write (a remote S3).
 type slowStore struct {
 	store.Store
-	delay time.Duration
+	delay atomic.Int64 // a time.Duration; set while the vault's background writes run
 }
 
 func (s *slowStore) Put(ctx context.Context, key string, body io.Reader, size int64, opts store.PutOptions) error {
-	if s.delay > 0 {
-		t := time.NewTimer(s.delay)
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -208,7 +209,7 @@ func TestRefusalTimingUniform(t *testing.T) {
 			st := &slowStore{Store: fsBackend(t)}
 			v := openTestVault(t, st, testKEK(t), nil)
 			kinds := refusalKinds(t, v)
-			st.delay = delay
+			st.delay.Store(int64(delay))
 			opts := HandlerOptions{Principal: principalHeader}
 			n := 300 // through the pacer: more samples, a tighter null
 			if delay > 0 {
