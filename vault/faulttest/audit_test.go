@@ -15,7 +15,7 @@ import (
 
 // TestFaultAuditUnavailable: audit writes that fail, and audit writes that
 // hang. Put and Grant refuse with ErrAuditUnavailable by their deadline
-// (plus PutAuditMargin for Put); no document is committed without its
+// (plus AuditMargin for Put); no document is committed without its
 // "put ok" record. Redeem still serves: its release record is the signed
 // spend entry under redeemed/, durable before the first byte, and folded
 // into the log once it is back. Once the log is back the vault works again;

@@ -138,15 +138,15 @@ func (s *slowBody) Read(p []byte) (int, error) {
 }
 
 // putLimit is how late a Put with a deadline may return: the deadline, the
-// documented PutAuditMargin, and slack for a loaded 2-core machine under
+// documented AuditMargin, and slack for a loaded 2-core machine under
 // -race.
 const putDeadline = time.Second
 
-var putLimit = putDeadline + vault.PutAuditMargin + time.Second
+var putLimit = putDeadline + vault.AuditMargin + time.Second
 
 // TestFaultStorageKilled (issue 17.4 and 17.6): MinIO SIGKILLed or
 // SIGSTOPped in the middle of a Put, and SIGSTOPped in the middle of a
-// Redeem. Put returns within its 1 s deadline plus PutAuditMargin (plus
+// Redeem. Put returns within its 1 s deadline plus AuditMargin (plus
 // slack for the machine), with a size known and unknown; before the fix it
 // returned after about 10 s (the detached cleanup) and 40 s (plus the
 // multipart abort). Redeem returns by its deadline with nothing served.
