@@ -683,7 +683,7 @@ func runOnceTry(t *testing.T, env Env, ft Fault, c call, k int) result {
 	g := &Gate{}
 	f := prepare(t, env, ft, c, cnt, g)
 	cnt.arm(k, func() { ft.Strike(g) })
-	err, elapsed, late, _ := invoke(f, c)
+	elapsed, late, _, err := invoke(f, c)
 	struck, trace := cnt.disarm()
 	if struck {
 		ft.Heal(t, g)
@@ -729,7 +729,7 @@ func prepare(t *testing.T, env Env, ft Fault, c call, cnt *counter, g *Gate) *fi
 // deadline, as this process saw it pass, the call returned: on a loaded
 // machine a goroutine woken by the deadline runs late, and no call can
 // return before that; the margin is measured from there.
-func invoke(f *fixture, c call) (err error, elapsed, late time.Duration, end time.Time) {
+func invoke(f *fixture, c call) (elapsed, late time.Duration, end time.Time, err error) {
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callKey{}, c.name), Deadline)
 	defer cancel()
 	seen := make(chan time.Time, 1)
@@ -747,7 +747,7 @@ func invoke(f *fixture, c call) (err error, elapsed, late time.Duration, end tim
 	if dl, _ := ctx.Deadline(); end.After(dl) {
 		late = end.Sub(<-seen)
 	}
-	return err, end.Sub(start), late, end
+	return end.Sub(start), late, end, err
 }
 
 // finish closes the run's vault once its dependency is healed (Close
@@ -802,7 +802,7 @@ func RunTogether(t *testing.T, env Env, ft Fault, at int) {
 	var wg sync.WaitGroup
 	for i, c := range calls {
 		wg.Go(func() {
-			err, _, late, end := invoke(fs[i], c)
+			_, late, end, err := invoke(fs[i], c)
 			outs[i] = out{err, late, end}
 		})
 	}
