@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"syscall"
+	"time"
 
 	"github.com/idvault/idvault/vault/store"
 )
@@ -20,9 +21,10 @@ import (
 // ErrStoreUnavailable. A call cancelled by its caller keeps its
 // context.Canceled alone: the store was not at fault.
 //
-// It passes the optional interfaces the vault looks for through
-// (store.ExpiryTagger), and is used for every store the vault, its audit
-// log and its default limiter talk to.
+// It passes the optional interfaces of the store contract through
+// (store.ExpiryTagger, store.Clock) exactly when the store implements them,
+// and is used for every store the vault, its audit log and its default
+// limiter talk to.
 type checkedStore struct {
 	st store.Store
 }
@@ -31,23 +33,30 @@ func checkStore(st store.Store) store.Store {
 	if st == nil {
 		return nil
 	}
-	if _, ok := st.(*checkedStore); ok {
+	if _, ok := st.(interface{ checked() *checkedStore }); ok {
 		return st
 	}
-	if _, ok := st.(store.ExpiryTagger); ok {
-		return &checkedTagger{checkedStore{st}}
+	c := &checkedStore{st}
+	_, tagger := st.(store.ExpiryTagger)
+	_, clock := st.(store.Clock)
+	switch {
+	case tagger && clock:
+		return checkedTaggerClock{c}
+	case tagger:
+		return checkedTagger{c}
+	case clock:
+		return checkedClock{c}
 	}
-	return &checkedStore{st}
+	return c
 }
+
+func (c *checkedStore) checked() *checkedStore { return c }
 
 // storeOf returns the store a checkedStore wraps (for the optional
 // interfaces Open asks about).
 func storeOf(st store.Store) store.Store {
-	switch c := st.(type) {
-	case *checkedStore:
-		return c.st
-	case *checkedTagger:
-		return c.st
+	if c, ok := st.(interface{ checked() *checkedStore }); ok {
+		return c.checked().st
 	}
 	return st
 }
@@ -75,10 +84,31 @@ func (c *checkedStore) List(ctx context.Context, prefix string) iter.Seq2[string
 	}
 }
 
-type checkedTagger struct{ checkedStore }
+type checkedTagger struct{ *checkedStore }
 
-func (c *checkedTagger) SetExpirable(ctx context.Context, key string, expirable bool) error {
+func (c checkedTagger) SetExpirable(ctx context.Context, key string, expirable bool) error {
+	return c.setExpirable(ctx, key, expirable)
+}
+
+type checkedClock struct{ *checkedStore }
+
+func (c checkedClock) Time(ctx context.Context) (time.Time, error) { return c.time(ctx) }
+
+type checkedTaggerClock struct{ *checkedStore }
+
+func (c checkedTaggerClock) SetExpirable(ctx context.Context, key string, expirable bool) error {
+	return c.setExpirable(ctx, key, expirable)
+}
+
+func (c checkedTaggerClock) Time(ctx context.Context) (time.Time, error) { return c.time(ctx) }
+
+func (c *checkedStore) setExpirable(ctx context.Context, key string, expirable bool) error {
 	return storeErr(ctx, c.st.(store.ExpiryTagger).SetExpirable(ctx, key, expirable))
+}
+
+func (c *checkedStore) time(ctx context.Context) (time.Time, error) {
+	t, err := c.st.(store.Clock).Time(ctx)
+	return t, storeErr(ctx, err)
 }
 
 // storeErr classifies err, the answer of a store call made with ctx.

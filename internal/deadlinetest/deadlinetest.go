@@ -203,20 +203,63 @@ func (g *Gate) pass(ctx context.Context) error {
 
 func gateStore(st store.Store, g *Gate) store.Store {
 	gs := &gated{st, g}
-	if _, ok := st.(store.ExpiryTagger); ok {
-		return gatedTagger{gs}
-	}
-	return gs
+	return withOptional(st, gs, func(ctx context.Context, key string, expirable bool) error {
+		if err := g.pass(ctx); err != nil {
+			return err
+		}
+		return st.(store.ExpiryTagger).SetExpirable(ctx, key, expirable)
+	}, func(ctx context.Context) (time.Time, error) {
+		if err := g.pass(ctx); err != nil {
+			return time.Time{}, err
+		}
+		return st.(store.Clock).Time(ctx)
+	})
 }
 
-type gatedTagger struct{ *gated }
-
-func (s gatedTagger) SetExpirable(ctx context.Context, key string, expirable bool) error {
-	if err := s.g.pass(ctx); err != nil {
-		return err
+// withOptional returns w, a wrapper of inner, with the optional interfaces
+// of the store contract (store.ExpiryTagger, store.Clock) exactly when
+// inner has them, implemented by tag and clock.
+func withOptional(inner, w store.Store, tag func(context.Context, string, bool) error, clock func(context.Context) (time.Time, error)) store.Store {
+	_, isTagger := inner.(store.ExpiryTagger)
+	_, isClock := inner.(store.Clock)
+	switch {
+	case isTagger && isClock:
+		return taggerClock{w, tag, clock}
+	case isTagger:
+		return tagger{w, tag}
+	case isClock:
+		return clocked{w, clock}
 	}
-	return s.Store.(store.ExpiryTagger).SetExpirable(ctx, key, expirable)
+	return w
 }
+
+type tagger struct {
+	store.Store
+	tag func(context.Context, string, bool) error
+}
+
+func (s tagger) SetExpirable(ctx context.Context, key string, expirable bool) error {
+	return s.tag(ctx, key, expirable)
+}
+
+type clocked struct {
+	store.Store
+	clock func(context.Context) (time.Time, error)
+}
+
+func (s clocked) Time(ctx context.Context) (time.Time, error) { return s.clock(ctx) }
+
+type taggerClock struct {
+	store.Store
+	tag   func(context.Context, string, bool) error
+	clock func(context.Context) (time.Time, error)
+}
+
+func (s taggerClock) SetExpirable(ctx context.Context, key string, expirable bool) error {
+	return s.tag(ctx, key, expirable)
+}
+
+func (s taggerClock) Time(ctx context.Context) (time.Time, error) { return s.clock(ctx) }
 
 type gatedKEK struct {
 	kms.KEK
@@ -368,19 +411,14 @@ func (s *countedStore) List(ctx context.Context, prefix string) iter.Seq2[string
 	return s.Store.List(ctx, prefix)
 }
 
-type countedTagger struct{ *countedStore }
-
-func (s countedTagger) SetExpirable(ctx context.Context, key string, expirable bool) error {
-	s.c.op(ctx, "tag", key)
-	return s.Store.(store.ExpiryTagger).SetExpirable(ctx, key, expirable)
-}
-
 func countStore(st store.Store, c *counter) store.Store {
-	cs := &countedStore{st, c}
-	if _, ok := st.(store.ExpiryTagger); ok {
-		return countedTagger{cs}
-	}
-	return cs
+	return withOptional(st, &countedStore{st, c}, func(ctx context.Context, key string, expirable bool) error {
+		c.op(ctx, "tag", key)
+		return st.(store.ExpiryTagger).SetExpirable(ctx, key, expirable)
+	}, func(ctx context.Context) (time.Time, error) {
+		c.op(ctx, "clock", "")
+		return st.(store.Clock).Time(ctx)
+	})
 }
 
 type countedKEK struct {
