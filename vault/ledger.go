@@ -160,7 +160,9 @@ func (f *folder) close(ctx context.Context) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		f.cancel()
+		if f.cancel != nil {
+			f.cancel()
+		}
 	}
 }
 
