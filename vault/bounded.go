@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idvault/idvault/vault/audit"
@@ -15,19 +16,24 @@ import (
 // DeadlineMargin, whatever its dependencies do: a store, a KMS or an audit
 // store that is killed, hangs (SIGSTOP) or fails mid-call. Each dependency
 // call is made with the caller's context, so it ends with it. What must
-// outlive the call runs bounded in the background and never blocks it:
+// follow the call's failure is bounded and never blocks it beyond that:
 //
 //   - the record of the call's own failure (a refusal of Put, Grant,
-//     Redeem or Delete, an alert, Rewrap's failure): written in the
-//     background, detached from the caller's context and bounded by
-//     lateTimeout; the caller waits for it while its context lasts and
-//     AuditMargin more, so that a refusal caused by a KMS or store that
-//     hung until the deadline is still recorded ("kek-unavailable"), then
-//     returns, the record still on its way;
+//     Redeem or Delete, an alert, Rewrap's failure): written with a
+//     context that keeps the caller's values and outlives its end by
+//     AuditMargin, so that a refusal caused by a KMS or a store that hung
+//     until the deadline is still recorded ("kek-unavailable"); then the
+//     call returns, recorded or not. It runs on its own goroutine (at most
+//     maxLate at once, the rest wait for a slot within the margin), so the
+//     call returns on time even if the record's store ignores its
+//     context. It does not go on after the margin: on a
+//     store that does not answer, retrying records would only pile up
+//     calls it ignores (see the audit appender's bound);
 //   - the removal of what a failed call wrote (a failed Put's objects, a
 //     shred's claim, a quarantine mark): in the background only, bounded
-//     by lateTimeout (PutCleanupTimeout for Put); what it cannot remove,
-//     Sweep collects.
+//     by lateTimeout (PutCleanupTimeout for Put), at most maxCleanups at
+//     once; what it cannot remove, or what is over that bound, Sweep
+//     collects.
 //
 // Close waits for this background work, but only up to its own context.
 const (
@@ -41,10 +47,13 @@ const (
 
 	// lateTimeout bounds background work that outlives its call.
 	lateTimeout = 30 * time.Second
-	// maxLate bounds the failure records in the background at once
-	// (a flood of refusals while the audit store hangs); past it, a record
-	// gets AuditMargin after the deadline, in the caller.
+	// maxLate bounds the failure records on goroutines of their own at
+	// once (a flood of refusals while the audit store hangs); past it, a
+	// record waits for a slot within the same margin.
 	maxLate = 256
+	// maxCleanups bounds the background cleanups at once (on a store that
+	// ignores its context they would pile up); past it, Sweep collects.
+	maxCleanups = 256
 )
 
 // tasks tracks background work (sync.WaitGroup, with a Wait that ends with
@@ -94,14 +103,18 @@ func (t *tasks) Wait(ctx context.Context) bool {
 }
 
 // detach runs f in the background with a context that keeps ctx's values,
-// not its end, and lasts at most timeout. The caller does not wait.
+// not its end, and lasts at most timeout. The caller does not wait. When
+// maxCleanups are running already, f is not run (what it would remove,
+// Sweep collects).
 func (v *Vault) detach(ctx context.Context, timeout time.Duration, f func(context.Context)) {
-	detachOn(&v.bg, ctx, timeout, f)
-}
-
-func detachOn(ts *tasks, ctx context.Context, timeout time.Duration, f func(context.Context)) {
+	select {
+	case v.cleanupSlots <- struct{}{}:
+	default:
+		return
+	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	ts.Go(func() {
+	v.bg.Go(func() {
+		defer func() { <-v.cleanupSlots }()
 		defer cancel()
 		f(dctx)
 	})
@@ -118,37 +131,47 @@ func lateEnd(ctx context.Context) time.Time {
 	return end
 }
 
+// lateContext keeps ctx's values and ends AuditMargin after ctx (at
+// lateEnd), lateTimeout at most.
+func lateContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lateTimeout)
+	var timer atomic.Pointer[time.Timer]
+	stop := context.AfterFunc(ctx, func() {
+		timer.Store(time.AfterFunc(time.Until(lateEnd(ctx)), cancel))
+	})
+	return lctx, func() {
+		stop()
+		if t := timer.Load(); t != nil {
+			t.Stop()
+		}
+		cancel()
+	}
+}
+
 // late runs f, the record (or other small work) that must follow the
-// call's own failure, in the background (see the comment above), and
-// waits for it while ctx lasts and until lateEnd. It returns f's error, or
-// one wrapping ErrAuditUnavailable and ctx's error if f has not finished
-// by then (it goes on, bounded by lateTimeout).
+// call's own failure, with lateContext (see the comment above). It returns
+// f's error, or one wrapping ErrAuditUnavailable and ctx's error if f has
+// not finished when that context ends.
 func (v *Vault) late(ctx context.Context, f func(context.Context) error) error {
+	lctx, release := lateContext(ctx)
+	defer release()
 	select {
 	case v.lateSlots <- struct{}{}:
-	default:
-		// Too many already: this one gets the margin only, here.
-		lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), lateEnd(ctx))
-		defer cancel()
-		return f(lctx)
+	case <-lctx.Done():
+		// maxLate records were in flight all along (each lasts its call's
+		// margin at most): this one is not written.
+		return fmt.Errorf("vault: record not written: %d in flight: %w: %w", maxLate, ErrAuditUnavailable, context.Cause(ctx))
 	}
 	done := make(chan error, 1)
-	detachOn(&v.records, ctx, lateTimeout, func(lctx context.Context) {
+	v.records.Go(func() {
 		defer func() { <-v.lateSlots }()
 		done <- f(lctx)
 	})
 	select {
 	case err := <-done:
 		return err
-	case <-ctx.Done():
-	}
-	t := time.NewTimer(time.Until(lateEnd(ctx)))
-	defer t.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-t.C:
-		return fmt.Errorf("vault: record not durable by the deadline (still being written): %w: %w", ErrAuditUnavailable, context.Cause(ctx))
+	case <-lctx.Done():
+		return fmt.Errorf("vault: record not durable by the deadline: %w: %w", ErrAuditUnavailable, context.Cause(ctx))
 	}
 }
 

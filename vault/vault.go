@@ -154,11 +154,12 @@ type Vault struct {
 	closed chan struct{}
 	once   sync.Once
 
-	sweeperDone chan struct{}
-	bg          tasks         // background work that outlived its call (bounded.go)
-	records     tasks         // the failure records among it (SyncAudit waits for them)
-	lateSlots   chan struct{} // failure records in the background (maxLate)
-	instance    [16]byte      // random per Vault: whose sweep claim is whose
+	sweeperDone  chan struct{}
+	bg           tasks         // background work that outlived its call (bounded.go)
+	records      tasks         // the failure records among it (SyncAudit waits for them)
+	lateSlots    chan struct{} // failure records on goroutines of their own (maxLate)
+	cleanupSlots chan struct{} // background cleanups (maxCleanups)
+	instance     [16]byte      // random per Vault: whose sweep claim is whose
 
 	limiter    Limiter
 	detector   *detect.Detector
@@ -225,7 +226,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	}
 	// The stores' errors say what happened in the vault's terms
 	// (ErrStoreUnavailable, ErrStoreFull): see storeerrors.go.
-	v := &Vault{cfg: cfg, st: checkStore(cfg.Store), keys: checkStore(cfg.KeyStore), kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), lateSlots: make(chan struct{}, maxLate), tel: newTelemetry(cfg)}
+	v := &Vault{cfg: cfg, st: checkStore(cfg.Store), keys: checkStore(cfg.KeyStore), kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), lateSlots: make(chan struct{}, maxLate), cleanupSlots: make(chan struct{}, maxCleanups), tel: newTelemetry(cfg)}
 	if v.keys == nil {
 		v.keys = v.st
 	}
