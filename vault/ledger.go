@@ -470,8 +470,8 @@ func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
 // are folded into the log in the background within about 200 ms; a reader
 // that must see this instance's latest releases in audit.Scan (a
 // dashboard, a test) calls SyncAudit first. It also waits for the records
-// of failed calls still being written in the background (a refusal that
-// came at its call's deadline, see DeadlineMargin).
+// of failed calls still being written (a refusal that came at its call's
+// deadline has AuditMargin more, see DeadlineMargin).
 //
 // It returns an error wrapping ErrAuditUnavailable when a release is not
 // in the log: ctx ended first, or the fold failed (the audit log did not
