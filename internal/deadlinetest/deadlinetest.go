@@ -617,9 +617,16 @@ func Calls() []string {
 }
 
 // Run checks every call under ft, in subtests named after the calls.
-func Run(t *testing.T, env Env, ft Fault) {
-	for _, c := range calls {
-		t.Run(c.name, func(t *testing.T) { runCall(t, env, ft, c) })
+func Run(t *testing.T, env Env, ft Fault) { RunCalls(t, env, ft, Calls()...) }
+
+// RunCalls checks the calls named (see Calls) under ft, in that order.
+func RunCalls(t *testing.T, env Env, ft Fault, names ...string) {
+	for _, name := range names {
+		for _, c := range calls {
+			if c.name == name {
+				t.Run(c.name, func(t *testing.T) { runCall(t, env, ft, c) })
+			}
+		}
 	}
 }
 
