@@ -272,7 +272,8 @@ func remoteHost(addr string) string {
 // marker in the Limiter), so a parallel burst raises one.
 func (v *Vault) alert(ctx context.Context, a Alert) {
 	a.Time = v.now().UTC()
-	_ = v.audit(ctx, audit.Record{Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: string(a.Kind),
+	// Recorded even when the call that raised it is at its deadline.
+	_ = v.auditLate(ctx, audit.Record{Time: a.Time, Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: string(a.Kind),
 		Principal: clip(a.Principal, 256), RemoteAddr: clip(a.RemoteAddr, 128), Object: a.Object, Detail: clip(a.Detail, 500)})
 	if v.cfg.OnAlert != nil {
 		v.cfg.OnAlert(a)

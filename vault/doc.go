@@ -53,5 +53,15 @@
 //
 // Errors wrap the package's sentinels (ErrNotFound, ErrTokenReplayed, …):
 // match them with errors.Is. No error carries a token, a key, image bytes
-// or a raw subject ID.
+// or a raw subject ID. A failed dependency is named: ErrStoreUnavailable
+// (ErrStoreFull for a full disk), ErrKEKUnavailable, ErrAuditUnavailable.
+//
+// # Deadlines
+//
+// Every call returns by its context's deadline plus DeadlineMargin,
+// whatever the store, the KMS or the audit store do (hang, die, fail
+// mid-call): what must outlive the call (the record of its failure, the
+// removal of what it wrote) runs bounded in the background, and Close
+// waits for it only up to its own context. The failure behaviour, outage
+// by outage and with its tests, is in docs/failures.md.
 package vault

@@ -30,8 +30,20 @@ var (
 	// ErrQuotaExceeded: the principal is over a grant or redemption quota.
 	ErrQuotaExceeded = errors.New("quota exceeded")
 	// ErrAuditUnavailable: the audit record could not be made durable, so
-	// nothing was served or changed (fail closed).
+	// nothing was served or changed (fail closed). From SyncAudit: releases
+	// of this Vault are not yet in the audit log (they are durable in their
+	// spend entries, and adopted into a log later).
 	ErrAuditUnavailable = errors.New("audit log unavailable")
+	// ErrStoreUnavailable: the store failed or did not answer in time
+	// (connection refused or reset, a server error, a server that stopped
+	// answering until the call's deadline). Nothing is known of the object
+	// concerned and nothing was destroyed because of it; retry later. The
+	// store's own error is wrapped too (context.DeadlineExceeded when the
+	// deadline passed first). The vault's errors name the store this way
+	// because no other sentinel says it: ErrAuditUnavailable is the audit
+	// log (which a store outage also makes unavailable, and then both
+	// match), ErrKEKUnavailable the KMS.
+	ErrStoreUnavailable = errors.New("store unavailable")
 	// ErrUnsupportedContent: the body is not one of the accepted image or
 	// document formats (JPEG, PNG, WebP, HEIC/HEIF, PDF), or does not match
 	// its declared content type.
@@ -57,6 +69,11 @@ var (
 	// ErrClosed: the Vault was closed.
 	ErrClosed = errors.New("vault closed")
 )
+
+// ErrStoreFull: the store has no space left (a full disk or an exhausted
+// quota: ENOSPC, EDQUOT). Nothing half-written stays readable. It also
+// matches ErrStoreUnavailable.
+var ErrStoreFull = fmt.Errorf("store full: %w", ErrStoreUnavailable)
 
 // ErrFrozen: the principal was frozen after an alert (Config.FreezeOnAlert)
 // and is refused until Unfreeze. It also matches ErrQuotaExceeded.

@@ -51,8 +51,10 @@ func (v *Vault) Grant(ctx context.Context, id string, a Access) (Grant, error) {
 	}
 	g, rec, err := v.grant(ctx, id, a)
 	if err != nil {
+		// Recorded even when a hung KMS or store took the whole deadline
+		// (see DeadlineMargin).
 		rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
-		if aerr := v.audit(ctx, rec); aerr != nil {
+		if aerr := v.auditLate(ctx, rec); aerr != nil {
 			return Grant{}, fmt.Errorf("%w (and %w)", err, aerr)
 		}
 		return Grant{}, err

@@ -31,11 +31,21 @@ type HandlerOptions struct {
 	RefusalFloor time.Duration
 	// RequestTimeout bounds everything before the first byte of an answer
 	// (token, store, KMS, audit): a request whose dependencies hang is
-	// refused (404) by then (default 30 s).
+	// refused (404) by then (default 30 s). It does not bound the stream
+	// after the first byte: the client's rate (WriteTimeout) does, and a
+	// store that delivers nothing for 30 s mid-stream ends it.
 	RequestTimeout time.Duration
-	// WriteTimeout bounds each write of the body to the client (32 KiB at
-	// a time; default 10 s): a client that reads slower than that is
-	// disconnected, which frees its stream and read-ahead.
+	// WriteTimeout sets the slowest client served: 32 KiB per WriteTimeout
+	// on average (default 10 s: about 3.2 KB/s). A client that has taken
+	// less than that since its first byte, counting only the time spent
+	// writing to it, with one WriteTimeout of grace, is disconnected,
+	// which frees its stream and read-ahead. A client that reads at or
+	// above the rate is never cut, however its kernel buffers fill and
+	// drain (a write that finds the send buffer full waits until a third
+	// of it has drained: seconds for a slow client, so a per-write limit
+	// would cut it); one that stalls is cut once its average falls below
+	// the rate, so no stream lasts longer than Size divided by the rate
+	// plus WriteTimeout (as long as a client reading at exactly the rate).
 	WriteTimeout time.Duration
 	// MaxRefusalRate bounds how many refusals (404, and 405 for other
 	// methods) the handler answers per second, with bursts of
@@ -183,7 +193,9 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 				return
 			}
 		}
-		rc, info, err := v.Redeem(ctx, tok, Requester{Principal: principal, RemoteAddr: r.RemoteAddr})
+		// The stream outlives ctx: RequestTimeout bounds the time to the
+		// first byte, the client's rate the rest.
+		rc, info, err := v.redeemStream(ctx, tok, Requester{Principal: principal, RemoteAddr: r.RemoteAddr}, true)
 		if err != nil {
 			refuse(err)
 			return
@@ -215,21 +227,42 @@ func (v *Vault) Handler(opts HandlerOptions) http.Handler {
 	})
 }
 
-// copyWithDeadline copies src to w 32 KiB at a time, each write bounded by
-// timeout (where the ResponseWriter supports write deadlines).
+// minRateBytes is how much a client must take per WriteTimeout on average.
+const minRateBytes = 32 << 10
+
+// copyChunk is how much copyWithDeadline writes at a time: the memory a
+// slow client pins here.
+const copyChunk = 8 << 10
+
+// copyWithDeadline copies src to w, copyChunk at a time. The client must
+// take the stream at minRateBytes per timeout on average, counting only
+// the time spent in writes to it (not the time the store takes), with one
+// timeout of grace: each write's deadline is what is left of that
+// allowance (where the ResponseWriter supports write deadlines).
 func copyWithDeadline(w http.ResponseWriter, src io.Reader, timeout time.Duration) error {
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, copyChunk)
+	var sent int64
+	var spent time.Duration // in writes so far
+	allowance := func(n int64) time.Duration {
+		return time.Duration(float64(n)/minRateBytes*float64(timeout)) + timeout - spent
+	}
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			rc.SetWriteDeadline(time.Now().Add(timeout))
-			if _, err := w.Write(buf[:n]); err != nil {
+			start := time.Now()
+			rc.SetWriteDeadline(start.Add(allowance(sent + int64(n))))
+			_, err := w.Write(buf[:n])
+			spent += time.Since(start)
+			sent += int64(n)
+			if err != nil {
 				return err
 			}
 		}
 		if rerr == io.EOF {
-			rc.SetWriteDeadline(time.Time{})
+			// The rest, still buffered, is written when the handler
+			// returns: within the same allowance.
+			rc.SetWriteDeadline(time.Now().Add(max(allowance(sent), timeout)))
 			return nil
 		}
 		if rerr != nil {

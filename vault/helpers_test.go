@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(redeemCrashEnv); dir != "" {
 		os.Exit(redeemCrashChild(dir)) // the child process of TestRedeemCrash
 	}
+	if list := os.Getenv(slowClientEnv); list != "" {
+		os.Exit(slowClients(list)) // the clients of TestSlowReadersBounded
+	}
 	if os.Getenv(rewrapChildEnv) != "" {
 		os.Exit(rewrapChild()) // a child process of TestRewrapSurvivesSIGKILL
 	}

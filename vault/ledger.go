@@ -112,9 +112,11 @@ type foldItem struct {
 
 // folder appends release records and writes fold notes in the background.
 type folder struct {
-	v    *Vault
-	ch   chan foldItem
-	done chan struct{}
+	v      *Vault
+	ch     chan foldItem
+	done   chan struct{}
+	ctx    context.Context // its writes; cancelled when Close gives up on it
+	cancel context.CancelFunc
 
 	mu     sync.RWMutex // guards closed and sends on ch
 	closed bool
@@ -124,6 +126,7 @@ const foldQueue = 4096
 
 func (v *Vault) startFolder() {
 	v.fold = &folder{v: v, ch: make(chan foldItem, foldQueue), done: make(chan struct{})}
+	v.fold.ctx, v.fold.cancel = context.WithCancel(context.Background())
 	go v.fold.run()
 }
 
@@ -134,23 +137,32 @@ func (f *folder) enqueue(it foldItem) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.closed {
-		return // a Redeem racing Close: left to adoption
+		f.v.unfolded.add(it) // a Redeem racing Close: left to adoption
+		return
 	}
 	select {
 	case f.ch <- it:
 	default:
+		f.v.unfolded.add(it)
 	}
 }
 
-// close waits for the queued items to be folded.
-func (f *folder) close() {
+// close waits for the queued items to be folded, while ctx lasts; then it
+// stops the folder's writes (what is left is adopted later).
+func (f *folder) close(ctx context.Context) {
 	f.mu.Lock()
 	if !f.closed {
 		f.closed = true
 		close(f.ch)
 	}
 	f.mu.Unlock()
-	<-f.done
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		if f.cancel != nil {
+			f.cancel()
+		}
+	}
 }
 
 // foldGather is how long the folder gathers releases before folding them
@@ -184,24 +196,28 @@ func (f *folder) run() {
 	}
 }
 
-// sync waits until every item enqueued before it is folded (tests, Sweep).
-func (f *folder) sync(ctx context.Context) {
+// sync waits until the folder has handled every item enqueued before it
+// (tests, Sweep, SyncAudit); false if ctx ended first. An item it could
+// not fold is counted in Vault.unfolded.
+func (f *folder) sync(ctx context.Context) bool {
 	c := make(chan struct{})
 	f.mu.RLock()
 	if f.closed {
 		f.mu.RUnlock()
-		return
+		return true
 	}
 	select {
 	case f.ch <- foldItem{synced: c}:
 	case <-ctx.Done():
 		f.mu.RUnlock()
-		return
+		return false
 	}
 	f.mu.RUnlock()
 	select {
 	case <-c:
+		return true
 	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -223,13 +239,16 @@ func (f *folder) foldBatch(batch []foldItem) {
 		}
 		left := foldDeadline - time.Since(it.spentAt)
 		if left <= 0 {
+			f.v.unfolded.add(it)
 			continue // adoption's now
 		}
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), left)
+			ctx, cancel := context.WithTimeout(f.ctx, left)
 			defer cancel()
 			// On failure the entry is adopted later (adoptLedger).
-			_, _ = f.v.appendObserved(ctx, it.rec)
+			if _, err := f.v.appendObserved(ctx, it.rec); err != nil {
+				f.v.unfolded.add(it)
+			}
 		})
 	}
 	wg.Wait()
@@ -285,6 +304,9 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 	}
 	v.strays.keep(seen)
 	if len(stray) == 0 {
+		if len(seen) == 0 {
+			v.unfolded.clear() // every entry is in a log
+		}
 		return nil
 	}
 	// The logs were read again just now; a record older than what this
@@ -327,6 +349,11 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 			return fmt.Errorf("vault: adopt ledger: %w: %w", ErrAuditUnavailable, err)
 		}
 		v.view.noteSpent(tok, ledgerKeepUntil(e.Expires), true)
+	}
+	// Every entry this pass saw without a record is in a log now: no
+	// release of this Vault's is missing from the logs any more.
+	if v.view.allLogged(seen) {
+		v.unfolded.clear()
 	}
 	return nil
 }
@@ -437,15 +464,30 @@ func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
 }
 
 // SyncAudit waits until every redemption this Vault released so far has
-// its release record in the audit log. Release records are durable (in
-// their spend entries) before any byte leaves, and are folded into the log
-// in the background within about 200 ms; a reader that must see this
-// instance's latest releases in audit.Scan (a dashboard, a test) calls
-// SyncAudit first. It returns ctx's error if ctx ends first.
+// its release record in the audit log, and returns nil only then. Release
+// records are durable (in their spend entries) before any byte leaves, and
+// are folded into the log in the background within about 200 ms; a reader
+// that must see this instance's latest releases in audit.Scan (a
+// dashboard, a test) calls SyncAudit first. It also waits for the records
+// of failed calls still being written (a refusal that came at its call's
+// deadline has AuditMargin more, see DeadlineMargin).
+//
+// It returns an error wrapping ErrAuditUnavailable when a release is not
+// in the log: ctx ended first, or the fold failed (the audit log did not
+// take the record, or the folder's queue was full). Such a record is
+// adopted into a log by the next Open or Sweep (of any instance) once it
+// is 2 minutes old; SyncAudit returns nil again after this Vault's own
+// Sweep (or adoption at Open) has covered every release it could not
+// fold (see syncaudit.go).
 func (v *Vault) SyncAudit(ctx context.Context) error {
 	if v.isClosed() {
 		return ErrClosed
 	}
-	v.fold.sync(ctx)
-	return ctx.Err()
+	if !v.fold.sync(ctx) {
+		return fmt.Errorf("vault: sync audit: releases still being folded: %w: %w", ErrAuditUnavailable, context.Cause(ctx))
+	}
+	if !v.records.Wait(ctx) {
+		return fmt.Errorf("vault: sync audit: records still being written: %w: %w", ErrAuditUnavailable, context.Cause(ctx))
+	}
+	return v.unfolded.check()
 }

@@ -266,7 +266,7 @@ func TestLedgerAdoption(t *testing.T) {
 	a := openTestVault(t, st, kek, nil)
 	info := putImage(t, a, image(5000, ""), "m")
 	g := grant(t, a, info.ID, "r")
-	a.fold.close() // the folder is gone: the spend is not folded
+	a.fold.close(context.Background()) // the folder is gone: the spend is not folded
 	a.fold = &folder{v: a.Vault, ch: make(chan foldItem), done: make(chan struct{})}
 	close(a.fold.done)
 	if _, err := redeemAll(a, g.Token, "r"); err != nil {

@@ -272,6 +272,19 @@ func (lv *logView) noteSpent(tok [16]byte, keepUntil time.Time, logged bool) {
 	lv.pruneLocked()
 }
 
+// allLogged reports whether the records of all of toks were read from a
+// log.
+func (lv *logView) allLogged(toks map[[16]byte]bool) bool {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	for tok := range toks {
+		if !lv.spent[tok].logged {
+			return false
+		}
+	}
+	return true
+}
+
 // logged reports whether the release (or void) record of tok was read from
 // a log.
 func (lv *logView) logged(tok [16]byte) bool {

@@ -57,8 +57,8 @@ func infoOf(md envelope.Metadata) Info {
 // Put encrypts doc under a fresh data key and stores it. It streams: the
 // image is never held in memory whole.
 //
-// The index markers (expiry, subject) are written before the key record,
-// so Sweep can always find what a failed or interrupted Put left; the
+// The index markers (expiry, then subject) are written before the key
+// record, so Sweep can always find what a failed or interrupted Put left; the
 // object is readable only once both its key record and its payload exist
 // (the commit). With a known size the key record goes while the payload is
 // still uploading.
@@ -73,12 +73,19 @@ func infoOf(md envelope.Metadata) Info {
 // that lands still names a stored document; its ID was never returned, so
 // it cannot be granted, and Sweep shreds it at its deadline with a receipt.
 //
-// Deadlines: Put returns within ctx's deadline plus PutAuditMargin (the
-// time it allows itself to audit a refusal after ctx has ended), whatever
-// the store does. Removing what a failed Put wrote runs in the background,
-// bounded by PutCleanupTimeout; what it cannot remove (the store is down)
-// Sweep collects: payloads after Config.OrphanGrace, index entries and key
-// records at the document's deadline.
+// Errors name what failed: the body (ErrTooLarge, ErrTruncated, a read
+// error), the store (ErrStoreFull for a full disk, ErrStoreUnavailable),
+// the KEK (ErrKEKUnavailable) or the audit log (ErrAuditUnavailable): of
+// the writes that run at once, the first to fail is reported, not the
+// cancellation it caused in the others.
+//
+// Deadlines: Put returns within ctx's deadline plus DeadlineMargin, whatever
+// the store does (AuditMargin of it to audit the refusal). Removing what a
+// failed Put wrote runs in the background, bounded by PutCleanupTimeout;
+// what it cannot remove (the store is down) Sweep collects: payloads after
+// Config.OrphanGrace, index entries and key records at the document's
+// deadline. The expiry index entry that leads Sweep to the rest is written
+// before any other object that names the document.
 func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	if v.isClosed() {
 		return Info{}, ErrClosed
@@ -87,9 +94,7 @@ func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 	if err != nil {
 		if !errors.Is(err, ErrAuditUnavailable) {
 			rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
-			actx, cancel := refusalContext(ctx)
-			_ = v.audit(actx, rec)
-			cancel()
+			_ = v.auditLate(ctx, rec)
 		}
 		return Info{}, err
 	}
@@ -97,22 +102,15 @@ func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
 }
 
 const (
-	// PutAuditMargin is how long Put may go on after its context ended, to
-	// audit the refusal: Put returns within the deadline plus this margin.
-	PutAuditMargin = 250 * time.Millisecond
+	// PutAuditMargin is AuditMargin, under its former name.
+	//
+	// Deprecated: use AuditMargin, which every call applies (Put returns
+	// within its deadline plus DeadlineMargin).
+	PutAuditMargin = AuditMargin
 	// PutCleanupTimeout bounds the background removal of what a failed
 	// Put wrote; Sweep collects whatever it could not remove.
 	PutCleanupTimeout = 30 * time.Second
 )
-
-// refusalContext is ctx while it is live; once ctx has ended, a context
-// detached from it that lasts PutAuditMargin.
-func refusalContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Err() == nil {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(context.WithoutCancel(ctx), PutAuditMargin)
-}
 
 func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit.Record, error) {
 	if doc.Body == nil {
@@ -188,8 +186,23 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 	}
 
 	body := &bodyReader{r: br, declared: doc.Size, max: v.cfg.MaxSize}
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	pctx, cancelWrites := context.WithCancel(ctx)
+	defer cancelWrites()
+	// The first write to fail is what happened; the others then fail only
+	// because they are cancelled (a full disk must not read as "context
+	// canceled").
+	var (
+		firstMu sync.Mutex
+		first   error
+	)
+	cancel := func(err error) {
+		firstMu.Lock()
+		if first == nil {
+			first = err
+		}
+		firstMu.Unlock()
+		cancelWrites()
+	}
 	putRecord := func(ctx context.Context) error {
 		return v.keys.Put(ctx, keyRecordKey(id), bytes.NewReader(record), int64(len(record)), store.PutOptions{IfAbsent: true})
 	}
@@ -206,26 +219,24 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 	)
 	wg.Go(func() {
 		if payloadErr = v.putPayload(pctx, id, key, body, doc.Size); payloadErr != nil {
-			cancel()
+			cancel(payloadErr)
 		}
 	})
 	wg.Go(func() {
 		if indexErr = v.putIndexes(pctx, md.Expires, mac, id); indexErr != nil {
-			cancel()
+			cancel(indexErr)
 			return
 		}
 		if early {
 			if keyErr = putRecord(pctx); keyErr != nil {
-				cancel()
+				keyErr = fmt.Errorf("key record: %w", keyErr)
+				cancel(keyErr)
 			}
 		}
 	})
 	wg.Wait()
-	if err := firstError(body.err, payloadErr, indexErr); err != nil {
+	if err := firstError(body.err, first, payloadErr, indexErr, keyErr); err != nil {
 		return fail(fmt.Errorf("vault: put: %w", err))
-	}
-	if keyErr != nil {
-		return fail(fmt.Errorf("vault: put: key record: %w", keyErr))
 	}
 	if !early {
 		// Size unknown until the body ended: seal the counted size, then
@@ -263,9 +274,7 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 // Sweep collects (an orphan payload after Config.OrphanGrace; index
 // entries and a key record through the expiry index at the deadline).
 func (v *Vault) cleanupInBackground(ctx context.Context, keys []string) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PutCleanupTimeout)
-	v.bg.Go(func() {
-		defer cancel()
+	v.detach(ctx, PutCleanupTimeout, func(cctx context.Context) {
 		if err := v.keys.Delete(cctx, keys[0]); err != nil {
 			return // the key record may remain: keep the index that leads Sweep to it
 		}
@@ -277,18 +286,17 @@ func (v *Vault) cleanupInBackground(ctx context.Context, keys []string) {
 	})
 }
 
-// putIndexes writes the two index markers, in parallel. The expiry
-// entry's body is the subject's keyed hash, so that Sweep can remove the
-// subject entry of a Put that failed (see expireOne).
+// putIndexes writes the two index markers: the expiry entry first, and
+// only once it is durable the subject entry. Sweep finds everything a Put
+// left through the expiry entry (whose body is the subject's keyed hash,
+// so that it can remove the subject entry too, see expireOne); a subject
+// entry written alongside could land while the expiry entry does not (the
+// store killed between the two), and nothing would ever lead Sweep to it.
 func (v *Vault) putIndexes(ctx context.Context, expires time.Time, mac []byte, id objectID) error {
-	var wg sync.WaitGroup
-	var e1, e2 error
-	wg.Go(func() {
-		e1 = v.st.Put(ctx, expiryIndexKey(expires, id), bytes.NewReader(mac), int64(len(mac)), store.PutOptions{})
-	})
-	wg.Go(func() { e2 = v.st.Put(ctx, subjectIndexKey(mac, id), bytes.NewReader(nil), 0, store.PutOptions{}) })
-	wg.Wait()
-	return firstError(e1, e2)
+	if err := v.st.Put(ctx, expiryIndexKey(expires, id), bytes.NewReader(mac), int64(len(mac)), store.PutOptions{}); err != nil {
+		return err
+	}
+	return v.st.Put(ctx, subjectIndexKey(mac, id), bytes.NewReader(nil), 0, store.PutOptions{})
 }
 
 // putPayload streams the body through encryption into blobs/<id>.

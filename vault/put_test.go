@@ -150,7 +150,7 @@ func TestPutRejectsBadInput(t *testing.T) {
 			if _, err := v.Put(ctx, Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"}); err == nil {
 				t.Fatal("put with a cancelled context succeeded")
 			}
-			v.bg.Wait() // failed Puts clean up in the background
+			v.bg.Wait(context.Background()) // failed Puts clean up in the background
 			for _, k := range storeKeys(t, st, "") {
 				if strings.HasPrefix(k, "audit/") || strings.HasPrefix(k, "system/") {
 					continue

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
+	"time"
 )
 
 // Read-ahead: while Redeem authenticates the first segment and spends the
@@ -14,18 +14,27 @@ import (
 // entry (which carries the release record) is durable.
 //
 // Memory is bounded per stream and process-wide: each stream may hold
-// readAheadChunks chunks, and all streams of the process together at most
-// ReadAheadBudget bytes beyond one chunk each (a stream always gets its
-// first chunk, so every stream progresses). A slow reader therefore pins at
-// most its share, and 200 slow readers pin at most ReadAheadBudget + 200 ×
-// 64 KiB of read-ahead.
+// readAheadChunks chunks; one of them (the one being read, or the next)
+// is its own, every other one takes a token of the process-wide budget,
+// ReadAheadBudget. A stream never waits for the budget: when none is free
+// it reads its next chunk once it has handed out the last one, so slow
+// readers that hold the whole budget slow nobody else down (a stream then
+// advances a chunk at a time, a store read per 4 KiB), and N streams pin
+// at most ReadAheadBudget + N × 4 KiB of read-ahead, whatever their
+// clients' speed. (Chunks are small so that a slow stream, which holds one
+// while its client takes the plaintext of the last segment, holds little.)
 const (
-	readAheadChunk  = 64 << 10
-	readAheadChunks = 64 // 4 MiB per redemption at most
+	readAheadChunk  = 4 << 10
+	readAheadChunks = 1024 // 4 MiB per redemption at most
 )
 
+// streamStall bounds how long a stream waits for the store to deliver the
+// next bytes (a store that stopped answering mid-stream): then the stream
+// fails with ErrStoreUnavailable. Tests shorten it.
+var streamStall = 30 * time.Second
+
 // ReadAheadBudget is the most read-ahead memory, in bytes, that all
-// redemption streams of the process hold together beyond one 64 KiB chunk
+// redemption streams of the process hold together beyond one 4 KiB chunk
 // each. Set it before the first Redeem; it is read once.
 var ReadAheadBudget int64 = 32 << 20
 
@@ -46,15 +55,25 @@ func readAheadBudget() chan struct{} {
 // connection). It is an I/O failure, not evidence of tampering.
 var errStreamBroken = errors.New("vault: payload stream ended early (connection to the store dropped)")
 
+// errStreamStalled: the store delivered nothing for streamStall.
+var errStreamStalled = fmt.Errorf("vault: payload stream stalled (the store stopped delivering): %w", ErrStoreUnavailable)
+
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, readAheadChunk); return &b }}
 
 type readAhead struct {
-	rc   io.ReadCloser
-	ch   chan raChunk // filled chunks; closed after err is set
-	err  error        // io.EOF or the read error, valid once ch is closed
-	stop chan struct{}
-	once sync.Once
-	held atomic.Int32 // chunks sent and not yet returned
+	rc      io.ReadCloser
+	stop    chan struct{}
+	once    sync.Once
+	filler  chan struct{} // closed when fill has returned
+	filled  chan struct{} // (1) a chunk was queued, or the filler ended
+	drained chan struct{} // (1) the reader handed a chunk back
+
+	mu      sync.Mutex
+	q       []raChunk // filled, not yet read
+	held    int       // chunks filled and not yet handed back (q and cur)
+	err     error     // io.EOF or the read error, once done
+	done    bool
+	stalled bool
 
 	cur raChunk
 	buf []byte
@@ -69,66 +88,113 @@ type raChunk struct {
 }
 
 func newReadAhead(rc io.ReadCloser) *readAhead {
-	ra := &readAhead{rc: rc, ch: make(chan raChunk, readAheadChunks), stop: make(chan struct{})}
+	ra := &readAhead{rc: rc, stop: make(chan struct{}), filler: make(chan struct{}),
+		filled: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
 	go ra.fill()
 	return ra
 }
 
-// fill reads chunks until EOF, an error or Close. Every chunk but the
-// stream's first outstanding one needs a token from the process-wide
-// budget; the filler waits for one (or for Close).
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// fill reads chunks until EOF, an error or Close. A stream's first
+// outstanding chunk is its own; every further one needs a token of the
+// process-wide budget, taken only if one is free at once: otherwise the
+// filler waits until the reader has handed back what it holds.
 func (ra *readAhead) fill() {
+	defer close(ra.filler)
 	b := readAheadBudget()
 	for {
-		budgeted := ra.held.Load() > 0
-		if budgeted {
-			select {
-			case b <- struct{}{}:
-			case <-ra.stop:
-				ra.finish(io.ErrClosedPipe)
-				return
+		ra.mu.Lock()
+		held := ra.held
+		ra.mu.Unlock()
+		budgeted := false
+		if held > 0 {
+			if held < readAheadChunks {
+				select {
+				case b <- struct{}{}:
+					budgeted = true
+				default:
+				}
+			}
+			if !budgeted {
+				select {
+				case <-ra.drained:
+					continue
+				case <-ra.stop:
+					ra.finish(io.ErrClosedPipe)
+					return
+				}
 			}
 		}
 		p := chunkPool.Get().(*[]byte)
-		n, err := readChunk(ra.rc, *p)
+		n, err := ra.readChunk(*p)
+		c := raChunk{p, n, budgeted}
 		if n > 0 {
-			ra.held.Add(1)
-			select {
-			case ra.ch <- raChunk{p, n, budgeted}:
-			case <-ra.stop:
-				ra.held.Add(-1)
-				putChunk(raChunk{p, n, budgeted})
-				ra.finish(io.ErrClosedPipe)
-				return
-			}
+			ra.mu.Lock()
+			ra.q = append(ra.q, c)
+			ra.held++
+			ra.mu.Unlock()
+			signal(ra.filled)
 		} else {
-			putChunk(raChunk{p, 0, budgeted})
+			putChunk(c)
 		}
 		if err != nil {
 			ra.finish(err)
 			return
 		}
+		select {
+		case <-ra.stop:
+			ra.finish(io.ErrClosedPipe)
+			return
+		default:
+		}
 	}
 }
 
 func (ra *readAhead) finish(err error) {
-	ra.err = err
-	close(ra.ch)
+	ra.mu.Lock()
+	ra.err, ra.done = err, true
+	ra.mu.Unlock()
+	signal(ra.filled)
 }
 
-// readChunk fills p from r. Only a clean io.EOF ends the stream: a body
-// that reports io.ErrUnexpectedEOF broke (a dropped connection).
-func readChunk(r io.Reader, p []byte) (int, error) {
+// readChunk fills p from the store's body. Only a clean io.EOF ends the
+// stream: a body that reports io.ErrUnexpectedEOF broke (a dropped
+// connection); one that delivers nothing for streamStall is closed.
+func (ra *readAhead) readChunk(p []byte) (int, error) {
+	stall := streamStall
+	watch := time.AfterFunc(stall, func() {
+		ra.mu.Lock()
+		ra.stalled = true
+		ra.mu.Unlock()
+		ra.rc.Close()
+	})
+	defer watch.Stop()
 	n := 0
 	for n < len(p) {
-		m, err := r.Read(p[n:])
+		m, err := ra.rc.Read(p[n:])
 		n += m
-		if err == io.ErrUnexpectedEOF {
+		if m > 0 {
+			watch.Reset(stall)
+		}
+		if err == nil {
+			continue
+		}
+		ra.mu.Lock()
+		stalled := ra.stalled
+		ra.mu.Unlock()
+		switch {
+		case stalled:
+			return n, errStreamStalled
+		case errors.Is(err, io.ErrUnexpectedEOF):
 			return n, fmt.Errorf("%w: %w", errStreamBroken, err)
 		}
-		if err != nil {
-			return n, err
-		}
+		return n, err
 	}
 	return n, nil
 }
@@ -146,33 +212,53 @@ func putChunk(c raChunk) {
 func (ra *readAhead) Read(p []byte) (int, error) {
 	for len(ra.buf) == 0 {
 		ra.release()
-		c, ok := <-ra.ch
-		if !ok {
-			return 0, ra.err
+		ra.mu.Lock()
+		if len(ra.q) > 0 {
+			ra.cur = ra.q[0]
+			ra.q[0] = raChunk{}
+			ra.q = ra.q[1:]
+			ra.mu.Unlock()
+			ra.buf = (*ra.cur.p)[:ra.cur.n]
+			break
 		}
-		ra.cur, ra.buf = c, (*c.p)[:c.n]
+		if ra.done {
+			err := ra.err
+			ra.mu.Unlock()
+			return 0, err
+		}
+		ra.mu.Unlock()
+		<-ra.filled
 	}
 	n := copy(p, ra.buf)
 	ra.buf = ra.buf[n:]
 	return n, nil
 }
 
+// release hands the chunk being read back.
 func (ra *readAhead) release() {
-	if ra.cur.p != nil {
-		ra.held.Add(-1)
-		putChunk(ra.cur)
-		ra.cur = raChunk{}
+	if ra.cur.p == nil {
+		return
 	}
+	putChunk(ra.cur)
+	ra.cur, ra.buf = raChunk{}, nil
+	ra.mu.Lock()
+	ra.held--
+	ra.mu.Unlock()
+	signal(ra.drained)
 }
 
 // Close stops the filler, returns the buffers and closes the body.
 func (ra *readAhead) Close() error {
 	ra.once.Do(func() { close(ra.stop) })
 	err := ra.rc.Close() // unblocks a filler stuck in Read
-	for c := range ra.ch {
-		ra.held.Add(-1)
+	<-ra.filler
+	ra.release()
+	ra.mu.Lock()
+	q := ra.q
+	ra.q, ra.held = nil, 0
+	ra.mu.Unlock()
+	for _, c := range q {
 		putChunk(c)
 	}
-	ra.release()
 	return err
 }

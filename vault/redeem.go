@@ -67,29 +67,53 @@ var errSpendUnconfirmed = errors.New("vault: redeem: spend not confirmed in time
 // RedeemAuthBytes, the reader releases the plaintext of every authentic
 // segment before the first bad one, then fails with ErrTampered. A store
 // connection that drops mid-stream fails a Read with an I/O error that is
-// not ErrTampered. The caller must Close the reader.
+// not ErrTampered, and a store that delivers nothing for 30 s one wrapping
+// ErrStoreUnavailable. The reader reads within ctx: when ctx ends, so does
+// the stream (Handler bounds only the time to the first byte). The caller
+// must Close the reader.
 func (v *Vault) Redeem(ctx context.Context, tok string, req Requester) (io.ReadCloser, Info, error) {
+	return v.redeemStream(ctx, tok, req, false)
+}
+
+// redeemStream is Redeem; with detach, the returned stream no longer ends
+// with ctx (the Handler's RequestTimeout bounds the time to the first byte;
+// the client's rate bounds the rest).
+func (v *Vault) redeemStream(ctx context.Context, tok string, req Requester, detach bool) (io.ReadCloser, Info, error) {
 	if v.isClosed() {
 		return nil, Info{}, ErrClosed
 	}
 	start := time.Now()
 	rec := audit.Record{Event: audit.EventRedeem, Principal: clip(req.Principal, 256), RemoteAddr: clip(req.RemoteAddr, 128)}
-	rc, info, deep, err := v.redeem(ctx, tok, req, &rec)
+	rc, info, deep, err := v.redeem(ctx, tok, req, &rec, detach)
 	if err != nil {
-		if isProbe(err) && !errors.Is(err, errSpendUnconfirmed) {
-			v.noteRefusal(ctx, req.Principal, req.RemoteAddr, rec.TokenID)
-		}
-		if !errors.Is(err, ErrAuditUnavailable) || errors.Is(err, errSpendUnconfirmed) {
+		probe := isProbe(err) && !errors.Is(err, errSpendUnconfirmed)
+		record := !errors.Is(err, ErrAuditUnavailable) || errors.Is(err, errSpendUnconfirmed)
+		if record {
 			rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
 			if errors.Is(err, errSpendUnconfirmed) {
 				rec.Reason = reasonSpendUnconfirmed
 			}
-			astart := time.Now()
-			aerr := v.audit(ctx, rec)
-			v.lastAppend.Store(int64(time.Since(astart)))
-			if aerr != nil {
-				err = fmt.Errorf("%w (and %w)", err, aerr)
-			}
+			rec.Time = v.now().UTC()
+		}
+		// The detector's count and the refusal record are made even when a
+		// hung KMS or store took the whole deadline (see DeadlineMargin).
+		var aerr error
+		if probe || record {
+			aerr = v.late(ctx, func(lctx context.Context) error {
+				if probe {
+					v.noteRefusal(lctx, req.Principal, req.RemoteAddr, rec.TokenID)
+				}
+				if !record {
+					return nil
+				}
+				astart := time.Now()
+				aerr := v.audit(lctx, rec)
+				v.lastAppend.Store(int64(time.Since(astart)))
+				return aerr
+			})
+		}
+		if aerr != nil && record {
+			err = fmt.Errorf("%w (and %w)", err, aerr)
 		}
 		if deep {
 			// The slowest refusal path (up to the spend, then its refusal
@@ -106,7 +130,7 @@ func (v *Vault) Redeem(ctx context.Context, tok string, req Requester) (io.ReadC
 
 // redeem does the work of Redeem; deep reports that the request went as
 // far as the spend (the costliest path, served or refused).
-func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audit.Record) (io.ReadCloser, Info, bool, error) {
+func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audit.Record, detach bool) (io.ReadCloser, Info, bool, error) {
 	c, err := v.openToken(ctx, tok)
 	if err != nil {
 		return nil, Info{}, false, err
@@ -140,7 +164,17 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		rc  io.ReadCloser
 		err error
 	}
-	bctx, cancelBlob := context.WithCancel(ctx)
+	parent := ctx
+	if detach {
+		// Bound by ctx until Redeem returns the reader, then by the
+		// reader's Close only.
+		parent = context.WithoutCancel(ctx)
+	}
+	bctx, cancelBlob := context.WithCancel(parent)
+	if detach {
+		stop := context.AfterFunc(ctx, cancelBlob)
+		defer stop()
+	}
 	blobc := make(chan blobResult, 1)
 	go func() {
 		rc, err := v.st.Get(bctx, blobKey(id))
@@ -278,6 +312,9 @@ func (r *redeemReader) Read(p []byte) (int, error) {
 	if len(r.head) > 0 {
 		n := copy(p, r.head)
 		r.head = r.head[n:]
+		if len(r.head) == 0 {
+			r.head = nil // 16 KiB a slow reader need not keep
+		}
 		return n, nil
 	}
 	return r.pr.Read(p)

@@ -288,7 +288,9 @@ func (v *Vault) quarantine(ctx context.Context, by Actor, id objectID, ev audit.
 		rec := audit.Record{Event: ev, Outcome: audit.OutcomeRefused, Object: id.String(), Reason: "tampered", Principal: by.principal(),
 			Detail: "quarantined: the key record fails authentication; kept for inspection, not shredded"}
 		if err := v.audit(ctx, rec); err != nil {
-			_ = v.st.Delete(context.WithoutCancel(ctx), quarantineKey(id))
+			// Unmarked again so that the next Sweep reports it; in the
+			// background (the store may be what failed).
+			v.detach(ctx, lateTimeout, func(dctx context.Context) { _ = v.st.Delete(dctx, quarantineKey(id)) })
 			return err
 		}
 		v.alert(ctx, Alert{Kind: AlertTampered, Object: id.String(), Detail: "key record fails authentication: quarantined"})
@@ -355,7 +357,10 @@ func (v *Vault) shred(ctx context.Context, by Actor, id objectID, md *envelope.M
 		keys = append(keys, subjectIndexKey(md.SubjectMAC, id))
 	}
 	if err := v.audit(ctx, rec); err != nil {
-		v.st.Delete(context.WithoutCancel(ctx), claimKey(id))
+		// No receipt, no shred: give the claim back for the next sweeper,
+		// in the background (the store may be what failed; a claim left
+		// behind is taken over after claimStale).
+		v.detach(ctx, lateTimeout, func(dctx context.Context) { _ = v.st.Delete(dctx, claimKey(id)) })
 		return err
 	}
 	if err := v.deleteAll(ctx, keys...); err != nil {
@@ -604,12 +609,12 @@ func (v *Vault) Delete(ctx context.Context, id string, by Actor) error {
 		if !errors.Is(err, ErrNotFound) {
 			// Hold or record unknown (KEK unavailable, hold in doubt):
 			// nothing is destroyed.
-			_ = v.audit(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: reasonOf(err), Principal: by.principal(), Detail: by.reason()})
+			_ = v.auditLate(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: reasonOf(err), Principal: by.principal(), Detail: by.reason()})
 		}
 		return err
 	}
 	if md.LegalHold {
-		_ = v.audit(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: "legal-hold", Principal: by.principal(), Detail: by.reason()})
+		_ = v.auditLate(ctx, audit.Record{Event: audit.EventDelete, Outcome: audit.OutcomeRefused, Object: id, Reason: "legal-hold", Principal: by.principal(), Detail: by.reason()})
 		return fmt.Errorf("vault: delete %s: %w", oid, ErrHeld)
 	}
 	return v.shred(ctx, by, oid, &md, audit.EventDelete, "requested", nil)

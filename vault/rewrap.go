@@ -156,8 +156,11 @@ func (r RewrapReport) summary() string {
 		r.Keyset, r.Rewrapped, r.Already, r.Other, r.Gone, r.Busy, r.Remaining)
 }
 
+// rewrapFailed records the end of a failed run, within the call's
+// deadline plus AuditMargin (see DeadlineMargin): the store may be what
+// failed, and the record must not hold the call past it.
 func (v *Vault) rewrapFailed(ctx context.Context, by Actor, detail string, rep RewrapReport, err error) error {
-	_ = v.audit(context.WithoutCancel(ctx), audit.Record{Event: audit.EventRotate, Outcome: audit.OutcomeError, Reason: "kek-rewrap", Principal: by.principal(),
+	_ = v.auditLate(ctx, audit.Record{Event: audit.EventRotate, Outcome: audit.OutcomeError, Reason: "kek-rewrap", Principal: by.principal(),
 		Detail: clip(rep.summary()+"; "+detail, 1000)})
 	return mapKEKErr(err)
 }

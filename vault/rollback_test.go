@@ -222,7 +222,7 @@ func TestSpentStaysSpent(t *testing.T) {
 					t.Fatal("the attack did not remove the spend entry")
 				}
 				c := at.open(t, kek, nil) // started after the attack
-				waitFor(t, func() bool { return b.view.logged(tokenOf(t, a, g.Token)) })
+				eventually(t, func() bool { return b.view.logged(tokenOf(t, a, g.Token)) })
 				for name, v := range map[string]*testVault{"spender": a, "peer": b, "new instance": c} {
 					if _, err := redeemAll(v, g.Token, "reviewer"); !errors.Is(err, ErrTokenReplayed) {
 						t.Errorf("%s: replay after the attack: %v, want ErrTokenReplayed", name, err)
@@ -283,8 +283,8 @@ func tokenOf(t testing.TB, v *testVault, tok string) [16]byte {
 	return c.ID
 }
 
-// waitFor polls cond (background work on the real clock) for up to 10 s.
-func waitFor(t testing.TB, cond func() bool) {
+// eventually polls cond (background work on the real clock) for up to 10 s.
+func eventually(t testing.TB, cond func() bool) {
 	t.Helper()
 	for start := time.Now(); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Since(start) > 10*time.Second {

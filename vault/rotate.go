@@ -108,7 +108,7 @@ func (v *Vault) RotateTokenKey(ctx context.Context, by Actor, opts RotateOptions
 	}
 	enc, err := cur.marshal(ctx, v.kek)
 	if err != nil {
-		return err
+		return mapKEKErr(err)
 	}
 	detail := fmt.Sprintf("token key: retired %d kept %d", retired, len(kept))
 	if opts.Revoke {

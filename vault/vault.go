@@ -161,9 +161,12 @@ type Vault struct {
 	closed chan struct{}
 	once   sync.Once
 
-	sweeperDone chan struct{}
-	bg          sync.WaitGroup // background cleanups of failed Puts
-	instance    [16]byte       // random per Vault: whose sweep claim is whose
+	sweeperDone  chan struct{}
+	bg           tasks         // background work that outlived its call (bounded.go)
+	records      tasks         // the failure records among it (SyncAudit waits for them)
+	lateSlots    chan struct{} // failure records on goroutines of their own (maxLate)
+	cleanupSlots chan struct{} // background cleanups (maxCleanups)
+	instance     [16]byte      // random per Vault: whose sweep claim is whose
 
 	limiter    Limiter
 	detector   *detect.Detector
@@ -177,6 +180,7 @@ type Vault struct {
 
 	ledgerSigner *audit.LedgerSigner
 	fold         *folder
+	unfolded     unfoldedReleases // releases the folder could not fold (syncaudit.go)
 	adopting     sync.WaitGroup
 	strays       strayEntries // spend entries seen without a record (adoptLedger)
 	streams      streamCounter
@@ -233,16 +237,18 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if cfg.SweepPrincipal == "" {
 		cfg.SweepPrincipal = DefaultSweepPrincipal
 	}
-	v := &Vault{cfg: cfg, st: cfg.Store, keys: cfg.KeyStore, kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), tel: newTelemetry(cfg)}
+	// The stores' errors say what happened in the vault's terms
+	// (ErrStoreUnavailable, ErrStoreFull): see storeerrors.go.
+	v := &Vault{cfg: cfg, st: checkStore(cfg.Store), keys: checkStore(cfg.KeyStore), kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), lateSlots: make(chan struct{}, maxLate), cleanupSlots: make(chan struct{}, maxCleanups), tel: newTelemetry(cfg)}
 	if v.keys == nil {
-		v.keys = cfg.Store
+		v.keys = v.st
 	}
 	if _, err := rand.Read(v.instance[:]); err != nil {
 		return nil, err
 	}
 	v.limiter = cfg.Limiter
 	if v.limiter == nil {
-		v.limiter = NewStoreLimiter(cfg.Store)
+		v.limiter = NewStoreLimiter(v.st)
 	}
 	v.detector = detect.New(v.limiter, detect.Options{Rules: cfg.Quota.rules()})
 	if err := checkUnversioned(ctx, v.keys, cfg.AllowVersionedKeyStore); err != nil {
@@ -274,7 +280,14 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		return nil, fmt.Errorf("vault: open audit log: %w: %w", ErrAuditUnavailable, err)
 	}
 	if err := v.audit(ctx, audit.Record{Event: audit.EventOpen, Outcome: audit.OutcomeOK}); err != nil {
-		v.log.Close(context.WithoutCancel(ctx)) // stop its lease renewal
+		// Stop its lease renewal, in the background: the store may be
+		// what failed.
+		log := v.log
+		go func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lateTimeout)
+			defer cancel()
+			log.Close(cctx)
+		}()
 		return nil, err
 	}
 	// The state chain (holds, freezes) and what the logs say (spent
@@ -288,7 +301,12 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		}
 	}
 	if err != nil {
-		v.log.Close(context.WithoutCancel(ctx))
+		log := v.log
+		go func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lateTimeout)
+			defer cancel()
+			log.Close(cctx)
+		}()
 		return nil, fmt.Errorf("vault: open: %w", err)
 	}
 	v.followDone = make(chan struct{})
@@ -363,7 +381,7 @@ type versioner interface {
 }
 
 func checkUnversioned(ctx context.Context, st store.Store, allow bool) error {
-	vs, ok := st.(versioner)
+	vs, ok := storeOf(st).(versioner)
 	if !ok || allow {
 		return nil
 	}
@@ -387,10 +405,18 @@ func (v *Vault) sweepLoop(every time.Duration) {
 		case <-v.closed:
 			return
 		case <-t.C:
+			// Close ends a sweep in progress.
 			ctx, cancel := context.WithTimeout(context.Background(), every*4)
+			go func() {
+				select {
+				case <-v.closed:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
 			_, err := v.Sweep(ctx, Actor{Principal: v.cfg.SweepPrincipal, Reason: "Config.SweepEvery"})
 			cancel()
-			if err != nil && !errors.Is(err, ErrClosed) && v.cfg.OnSweepError != nil {
+			if err != nil && !errors.Is(err, ErrClosed) && !v.isClosed() && v.cfg.OnSweepError != nil {
 				v.cfg.OnSweepError(err)
 			}
 		}
@@ -429,36 +455,47 @@ func (v *Vault) AuditVerifierKey() string {
 	return sys.auditVerifier
 }
 
-// Close waits for the background cleanups of failed Puts (each bounded by
-// PutCleanupTimeout; the wait by ctx), then writes the audit log's final
-// signed checkpoint. The Vault refuses
-// every call after Close.
+// Close stops the background sweeps (Config.SweepEvery) and ledger
+// adoption, folds the releases still queued into the audit log, waits for
+// the background work of failed calls (cleanups, failure records; each
+// bounded on its own, see DeadlineMargin), then writes the audit log's
+// final signed checkpoint. Every wait ends with ctx: Close returns by its
+// deadline plus DeadlineMargin, with an error wrapping ErrAuditUnavailable
+// when the final checkpoint could not be written (releases left unfolded
+// are adopted by the next Open or Sweep). The Vault refuses every call
+// after Close.
 func (v *Vault) Close(ctx context.Context) error {
 	var err error
 	v.once.Do(func() {
-		close(v.closed)
+		close(v.closed) // ends a background sweep and the adoption
 		if v.sweeperDone != nil {
-			<-v.sweeperDone
+			waitFor(ctx, v.sweeperDone)
 		}
 		v.unmarkLive(ctx)
-		v.adopting.Wait()
-		v.fold.close()
-		<-v.followDone
+		adopted := make(chan struct{})
+		go func() { v.adopting.Wait(); close(adopted) }()
+		waitFor(ctx, adopted)
+		v.fold.close(ctx)
+		waitFor(ctx, v.followDone)
 		// Vouch, in this log's last records, for the state chain and the
 		// other logs as this instance leaves them.
 		v.view.witnessState(ctx)
 		v.view.witnessLogs(ctx)
-		// Background cleanups of failed Puts, bounded by PutCleanupTimeout
-		// and by ctx.
-		bgDone := make(chan struct{})
-		go func() { v.bg.Wait(); close(bgDone) }()
-		select {
-		case <-bgDone:
-		case <-ctx.Done():
+		v.records.Wait(ctx)
+		v.bg.Wait(ctx)
+		if cerr := v.log.Close(ctx); cerr != nil {
+			err = fmt.Errorf("vault: close: %w: %w", ErrAuditUnavailable, cerr)
 		}
-		err = v.log.Close(ctx)
 	})
 	return err
+}
+
+// waitFor waits until c is closed or ctx ends.
+func waitFor(ctx context.Context, c <-chan struct{}) {
+	select {
+	case <-c:
+	case <-ctx.Done():
+	}
 }
 
 func (v *Vault) isClosed() bool {
@@ -520,7 +557,7 @@ func checkWriteOnceAudit(_ context.Context, st store.Store, cfg Config) error {
 	if cfg.AuditRetention < 0 {
 		return fmt.Errorf("vault: open: RequireWriteOnceAudit is set but AuditRetention is negative: %w", ErrInvalidArgument)
 	}
-	if ol, ok := st.(objectLocker); !ok || !ol.ObjectLock() {
+	if ol, ok := storeOf(st).(objectLocker); !ok || !ol.ObjectLock() {
 		return fmt.Errorf("vault: open: RequireWriteOnceAudit is set but the store cannot keep audit batches write-once "+
 			"(use a bucket with object lock): %w", ErrInvalidArgument)
 	}

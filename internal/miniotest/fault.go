@@ -1,6 +1,9 @@
 package miniotest
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // ErrNoProcess: the server's process is not running (never started, or
 // already killed), so it cannot be signalled.
@@ -20,9 +23,36 @@ func (s *Srv) Kill() error {
 	return nil
 }
 
+// Restart starts a server stopped by Kill again, on the same address,
+// with the same credentials and the same data, and waits until it answers,
+// as a storage server restarted after a crash would. Clients made before
+// the crash work again. Fault-injection tests only.
+func (s *Srv) Restart() error {
+	if s.cmd == nil || s.bin == "" {
+		return ErrNoProcess
+	}
+	select {
+	case <-s.done:
+	default:
+		return errRunning
+	}
+	if err := s.run(); err != nil {
+		return err
+	}
+	if err := s.waitReady(); err != nil {
+		return fmt.Errorf("miniotest: restarted server not ready: %w\n--- server output (tail) ---\n%s", err, s.out.tail(tailLines))
+	}
+	return nil
+}
+
+// errRunning: Restart of a server that is still running.
+var errRunning = errors.New("miniotest: server still running (Kill it first)")
+
 // Pause sends SIGSTOP to a server started with Start: it keeps its
 // connections open and answers nothing, as a hung storage would, until
-// Resume. Fault-injection tests only.
+// Resume. It returns once every thread of the server is stopped (on Linux;
+// kill alone returns while the server may still answer for a while on a
+// loaded machine). Fault-injection tests only.
 func (s *Srv) Pause() error { return s.signalStop(true) }
 
 // Resume sends SIGCONT to a server paused with Pause.

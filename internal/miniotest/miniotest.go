@@ -40,6 +40,8 @@ type Srv struct {
 	secretKey string
 
 	dir  string
+	bin  string   // the server binary
+	args []string // its arguments (same address and data on Restart)
 	cmd  *exec.Cmd
 	out  *tailBuffer
 	done chan struct{} // closed when the process has exited
@@ -247,30 +249,41 @@ func startOnce(bin string) (*Srv, error) {
 		out:       &tailBuffer{limit: outputLimit},
 		done:      make(chan struct{}),
 	}
-	cmd := exec.Command(bin, "server",
+	s.bin = bin
+	s.args = []string{"server",
 		"--address", s.endpoint,
 		"--console-address", net.JoinHostPort("127.0.0.1", fmt.Sprint(consolePort)),
 		"--certs-dir", filepath.Join(dir, "certs"),
-		filepath.Join(dir, "data"))
-	cmd.Env = serverEnv(dir, s.accessKey, s.secretKey)
-	cmd.Stdout = s.out
-	cmd.Stderr = s.out
-	cmd.Dir = dir
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
+		filepath.Join(dir, "data")}
+	if err := s.run(); err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("miniotest: start %s: %w", bin, err)
+		return nil, err
 	}
-	s.cmd = cmd
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
 	if err := s.waitReady(); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("miniotest: server not ready: %w\n--- server output (tail) ---\n%s", err, s.out.tail(tailLines))
 	}
 	return s, nil
+}
+
+// run starts the server process with s's binary and arguments.
+func (s *Srv) run() error {
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Env = serverEnv(s.dir, s.accessKey, s.secretKey)
+	cmd.Stdout = s.out
+	cmd.Stderr = s.out
+	cmd.Dir = s.dir
+	setProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("miniotest: start %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	s.cmd, s.done = cmd, done
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return nil
 }
 
 // serverEnv is the environment of the server: the parent's, minus any MINIO_*

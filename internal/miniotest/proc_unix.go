@@ -23,11 +23,15 @@ func signalGroup(cmd *exec.Cmd, kill bool) {
 	_ = syscall.Kill(-cmd.Process.Pid, sig)
 }
 
-// stopGroup sends SIGSTOP (stop) or SIGCONT to the server's process group.
+// stopGroup sends SIGSTOP (stop) or SIGCONT to the server's process group
+// and waits until the server is stopped (or running again).
 func stopGroup(cmd *exec.Cmd, stop bool) error {
 	sig := syscall.SIGCONT
 	if stop {
 		sig = syscall.SIGSTOP
 	}
-	return syscall.Kill(-cmd.Process.Pid, sig)
+	if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
+		return err
+	}
+	return waitStopped(cmd.Process.Pid, stop)
 }

@@ -61,3 +61,88 @@ func TestStartNoBinary(t *testing.T) {
 		t.Fatalf("Start with no binary: %v, want ErrNoBinary", err)
 	}
 }
+
+// TestKillRestart: a server killed with Kill refuses connections, and
+// Restart brings it back on the same address with its data, for the same
+// client.
+func TestKillRestart(t *testing.T) {
+	if findBinary() == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no minio binary under CI")
+		}
+		t.Skip("no minio binary")
+	}
+	s, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if err := s.Restart(); err == nil {
+		t.Fatal("Restart of a running server succeeded")
+	}
+	c, err := newClient(s.Endpoint(), s.AccessKey(), s.SecretKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.MakeBucket(ctx, "idv-kill-restart", minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("make bucket: %v", err)
+	}
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	kctx, kcancel := context.WithTimeout(ctx, time.Second)
+	_, err = c.BucketExists(kctx, "idv-kill-restart")
+	kcancel()
+	if err == nil {
+		t.Fatal("a killed server answered")
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.BucketExists(ctx, "idv-kill-restart"); err != nil || !ok {
+		t.Fatalf("after Restart: BucketExists = %v, %v; want the bucket made before the kill", ok, err)
+	}
+}
+
+// TestPauseResume: once Pause returns, the server answers nothing (every
+// thread is stopped, however loaded the machine); once Resume returns it
+// answers again.
+func TestPauseResume(t *testing.T) {
+	if findBinary() == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no minio binary under CI")
+		}
+		t.Skip("no minio binary")
+	}
+	s, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	c, err := newClient(s.Endpoint(), s.AccessKey(), s.SecretKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := c.ListBuckets(ctx)
+		cancel()
+		if err == nil {
+			t.Fatalf("round %d: a paused server answered", i)
+		}
+		if err := s.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = c.ListBuckets(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: after Resume: %v", i, err)
+		}
+	}
+}

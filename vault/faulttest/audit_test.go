@@ -10,11 +10,12 @@ import (
 
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/audit"
 )
 
 // TestFaultAuditUnavailable: audit writes that fail, and audit writes that
 // hang. Put and Grant refuse with ErrAuditUnavailable by their deadline
-// (plus PutAuditMargin for Put); no document is committed without its
+// (plus AuditMargin for Put); no document is committed without its
 // "put ok" record. Redeem still serves: its release record is the signed
 // spend entry under redeemed/, durable before the first byte, and folded
 // into the log once it is back. Once the log is back the vault works again;
@@ -107,5 +108,55 @@ func TestFaultAuditUnavailable(t *testing.T) {
 				checkPutTrail(t, fs.Store)
 			})
 		}
+	}
+}
+
+// TestFaultSyncAuditTellsTheTruth (issue 24.3): a redemption is served
+// while the audit log refuses writes (its release record is durable in its
+// spend entry), so the folder cannot fold it into the log. SyncAudit must
+// then say so (ErrAuditUnavailable), also once the log answers again, until
+// the release is in a log: after a Sweep past the adoption age it returns
+// nil and the release record is there. Before: SyncAudit returned nil as
+// soon as the folder had tried, with the release in no log.
+func TestFaultSyncAuditTellsTheTruth(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			fs := &faultStore{Store: b.new(t)}
+			v, clk := openVault(t, fs, kektest.New(t), nil)
+			info := put(t, v, 0)
+			g, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs.set(failPrefix("audit/"), nil, nil)
+			rc, _, err := v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
+			if err != nil {
+				t.Fatalf("Redeem with the audit log down: %v; want it served (its record is the spend entry)", err)
+			}
+			io.Copy(io.Discard, rc)
+			rc.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := v.SyncAudit(ctx); !errors.Is(err, vault.ErrAuditUnavailable) {
+				t.Fatalf("SyncAudit with the release not folded: %v; want ErrAuditUnavailable", err)
+			}
+			fs.set(nil, nil, nil)
+			if err := v.SyncAudit(ctx); !errors.Is(err, vault.ErrAuditUnavailable) {
+				t.Fatalf("SyncAudit with the log back but the release in no log yet: %v; want ErrAuditUnavailable", err)
+			}
+			if n := len(records(t, fs.Store, audit.Filter{Event: audit.EventRedeem, Outcome: audit.OutcomeOK})); n != 0 {
+				t.Fatalf("%d release records in the log before adoption; the test assumes the fold failed", n)
+			}
+			clk.Advance(3 * time.Minute) // past the adoption age
+			if _, err := v.Sweep(ctx, operator); err != nil {
+				t.Fatal(err)
+			}
+			if err := v.SyncAudit(ctx); err != nil {
+				t.Fatalf("SyncAudit after the release was adopted: %v", err)
+			}
+			if n := len(records(t, fs.Store, audit.Filter{Event: audit.EventRedeem, Outcome: audit.OutcomeOK})); n != 1 {
+				t.Fatalf("%d release records in the log after adoption, want 1", n)
+			}
+		})
 	}
 }

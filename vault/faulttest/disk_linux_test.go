@@ -25,3 +25,16 @@ func mountTmpfs(t *testing.T, dir string, size string) bool {
 	})
 	return true
 }
+
+// requireTmpfs mounts a tmpfs of size on dir for the test, or skips it
+// (fails it under CI=true, where the suite runs as root).
+func requireTmpfs(t *testing.T, dir string, size string) {
+	t.Helper()
+	if mountTmpfs(t, dir, size) {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("cannot mount a tmpfs (needs root): the disk-full test cannot run")
+	}
+	t.Skip("cannot mount a tmpfs (needs root)")
+}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/vault"
@@ -114,4 +115,71 @@ func TestFaultDiskFull(t *testing.T) {
 		t.Fatalf("audit verify after the disk was full: %v %+v", err, rep.Problems())
 	}
 	t.Logf("real tmpfs: %v", real)
+}
+
+// TestFaultDiskFullErrors (issue 24.3): on a real full disk (a 4 MiB
+// tmpfs), every failed Put, of a known or an unknown size, says so:
+// errors.Is(err, vault.ErrStoreFull) (which also matches
+// ErrStoreUnavailable); and a Grant, refused because its record cannot be
+// written, says both ErrAuditUnavailable and ErrStoreFull. Before: about
+// one Put in five answered "context canceled" (the payload write cancelled
+// by the index write that hit ENOSPC first was reported), and no error
+// could be matched as a full disk.
+func TestFaultDiskFullErrors(t *testing.T) {
+	disk := t.TempDir()
+	requireTmpfs(t, disk, "4m")
+	fst, err := fsstore.Open(filepath.Join(disk, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := openVault(t, fst, kektest.New(t), nil)
+	info := put(t, v, 0)
+	fill(t, filepath.Join(disk, "filler"))
+	defer os.Remove(filepath.Join(disk, "filler"))
+	failed := 0
+	for i := range 40 {
+		img := jpeg(4<<10 + i*(16<<10))
+		n := int64(len(img))
+		if i%2 == 1 {
+			n = -1
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: n, Subject: "member-2"})
+		cancel()
+		if err == nil {
+			continue
+		}
+		failed++
+		if !errors.Is(err, vault.ErrStoreFull) || !errors.Is(err, vault.ErrStoreUnavailable) {
+			t.Errorf("Put %d of %d bytes on a full disk: %v; want ErrStoreFull", i, len(img), err)
+		}
+	}
+	if failed < 30 {
+		t.Fatalf("only %d of 40 Puts failed on the full disk", failed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+	if !errors.Is(err, vault.ErrAuditUnavailable) || !errors.Is(err, vault.ErrStoreFull) {
+		t.Fatalf("Grant on a full disk: %v; want ErrAuditUnavailable and ErrStoreFull", err)
+	}
+}
+
+// fill writes path until the disk is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
 }

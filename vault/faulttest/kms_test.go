@@ -44,10 +44,12 @@ var kekFaults = []kekFault{
 // adapter that hangs), a held document, one with 40 minutes left and one
 // past its deadline survive Sweep and Delete; every call says
 // ErrKEKUnavailable (Open too, not ErrWrongKEK), and Grant's refusal is
-// audited as "kek-unavailable", not "tampered". Once the KEK is back, Sweep
-// expires exactly the expired document. Before the fix, the Tink case
-// shredded the held and the expired document and Delete destroyed the held
-// one.
+// audited as "kek-unavailable", not "tampered", and so is Redeem's, also
+// when the KEK hangs until the call's deadline (issue 24.3: before, those
+// two refusal records were appended with the caller's ended context and
+// never written). Once the KEK is back, Sweep expires exactly the expired
+// document. Before the fix, the Tink case shredded the held and the
+// expired document and Delete destroyed the held one.
 func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 	for _, b := range backends {
 		for _, f := range kekFaults {
@@ -63,6 +65,10 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 				live := put(t, v, 2*time.Hour)
 				clk.Advance(80 * time.Minute) // held and expired are past their deadline; live has 40 min left
 				ids := []string{held.ID, expired.ID, live.ID}
+				g, err := v.Grant(context.Background(), live.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+				if err != nil {
+					t.Fatal(err)
+				}
 
 				setDown(true)
 				call := func() (context.Context, context.CancelFunc) {
@@ -95,6 +101,12 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 					t.Errorf("Grant during the outage: %v; want ErrKEKUnavailable", err)
 				}
 				ctx, cancel = call()
+				_, _, err = v.Redeem(ctx, g.Token, vault.Requester{Principal: "reviewer-1"})
+				cancel()
+				if !errors.Is(err, vault.ErrKEKUnavailable) || errors.Is(err, vault.ErrTampered) {
+					t.Errorf("Redeem during the outage: %v; want ErrKEKUnavailable", err)
+				}
+				ctx, cancel = call()
 				img := jpeg(4 << 10)
 				_, err = v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "member-of-all"})
 				cancel()
@@ -118,13 +130,21 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 						t.Errorf("document %d of 3 destroyed during the outage", indexOf(ids, id)+1)
 					}
 				}
-				if !f.hangs {
+				// The refusals are recorded, also when the KEK hung until
+				// the call's deadline (written in the background, which
+				// SyncAudit waits for).
+				sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if err := v.SyncAudit(sctx); err != nil {
+					t.Errorf("SyncAudit: %v", err)
+				}
+				scancel()
+				for _, ev := range []audit.Event{audit.EventGrant, audit.EventRedeem} {
 					var reasons []string
-					for _, r := range records(t, st, audit.Filter{Event: audit.EventGrant, Outcome: audit.OutcomeRefused, Object: live.ID}) {
+					for _, r := range records(t, st, audit.Filter{Event: ev, Outcome: audit.OutcomeRefused, Object: live.ID}) {
 						reasons = append(reasons, r.Reason)
 					}
 					if len(reasons) != 1 || reasons[0] != "kek-unavailable" {
-						t.Errorf("Grant refusal audited with reasons %q; want [kek-unavailable]", reasons)
+						t.Errorf("%s refusal audited with reasons %q; want [kek-unavailable]", ev, reasons)
 					}
 				}
 

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,15 +138,15 @@ func (s *slowBody) Read(p []byte) (int, error) {
 }
 
 // putLimit is how late a Put with a deadline may return: the deadline, the
-// documented PutAuditMargin, and slack for a loaded 2-core machine under
+// documented AuditMargin, and slack for a loaded 2-core machine under
 // -race.
 const putDeadline = time.Second
 
-var putLimit = putDeadline + vault.PutAuditMargin + time.Second
+var putLimit = putDeadline + vault.AuditMargin + time.Second
 
 // TestFaultStorageKilled (issue 17.4 and 17.6): MinIO SIGKILLed or
 // SIGSTOPped in the middle of a Put, and SIGSTOPped in the middle of a
-// Redeem. Put returns within its 1 s deadline plus PutAuditMargin (plus
+// Redeem. Put returns within its 1 s deadline plus AuditMargin (plus
 // slack for the machine), with a size known and unknown; before the fix it
 // returned after about 10 s (the detached cleanup) and 40 s (plus the
 // multipart abort). Redeem returns by its deadline with nothing served.
@@ -247,5 +249,105 @@ func TestFaultStorageKilled(t *testing.T) {
 				t.Fatal("Redeem succeeded with MinIO killed")
 			}
 		})
+	}
+}
+
+// TestFaultFailedPutLeavesNothingSweepCannotFind (issue 24.4): the store
+// dies (every later write and delete fails, as on a killed server) at each
+// write of a Put in turn, for both a known and an unknown size; and, in a
+// second series, only the writes under one prefix fail, with the cleanup's
+// deletes failing too. Once the store is back, a later instance past the
+// document's deadline and the orphan grace period sweeps; nothing the
+// failed Put wrote may remain. Before: the two index markers were written
+// at once, so the subject marker could land while the expiry marker, the
+// only thing that leads Sweep to it, did not (index/expiry/ failing while
+// index/subject/ lands); that subject entry was never removed.
+func TestFaultFailedPutLeavesNothingSweepCannotFind(t *testing.T) {
+	type run struct {
+		name string
+		fail func(fs *faultStore)
+	}
+	var runs []run
+	for k := 1; k <= 6; k++ {
+		runs = append(runs, run{fmt.Sprintf("store-dies-at-write-%d", k), func(fs *faultStore) {
+			var n atomic.Int32
+			dead := func(context.Context, string) error {
+				if n.Add(1) >= int32(k) {
+					return errInjected
+				}
+				return nil
+			}
+			fs.set(dead, nil, func(context.Context, string) error {
+				if n.Load() >= int32(k) {
+					return errInjected
+				}
+				return nil
+			})
+		}})
+	}
+	for _, prefix := range []string{"index/expiry/", "index/subject/", "blobs/", "keys/", "audit/"} {
+		runs = append(runs, run{"fails-" + strings.TrimSuffix(prefix, "/"), func(fs *faultStore) {
+			subjectDone := make(chan struct{})
+			var once sync.Once
+			fs.set(func(ctx context.Context, key string) error {
+				if !strings.HasPrefix(key, prefix) {
+					return nil
+				}
+				if prefix == "index/expiry/" {
+					// Fail only once the subject entry landed, if it is
+					// written at all before this one is answered.
+					select {
+					case <-subjectDone:
+					case <-time.After(time.Second):
+					case <-ctx.Done():
+					}
+				}
+				return errInjected
+			}, func(key string, err error) {
+				if strings.HasPrefix(key, "index/subject/") && err == nil {
+					once.Do(func() { close(subjectDone) })
+				}
+			}, func(context.Context, string) error { return errInjected })
+		}})
+	}
+	for _, r := range runs {
+		for _, size := range []string{"known", "unknown"} {
+			t.Run(r.name+"/size-"+size, func(t *testing.T) {
+				fs := &faultStore{Store: fsBackend(t)}
+				kek := kektest.New(t)
+				v, clk := openVault(t, fs, kek, nil)
+				r.fail(fs)
+				img := jpeg(64 << 10)
+				n := int64(len(img))
+				if size == "unknown" {
+					n = -1
+				}
+				_, err := v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: n, Subject: "member-1"})
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				v.Close(ctx) // waits for the background cleanup, which may fail
+				cancel()
+				fs.set(nil, nil, nil)
+				if err == nil {
+					return // the failure came too late to matter: a stored document
+				}
+				clk.Advance(73 * time.Hour)
+				v2, err := vault.Open(context.Background(), vault.Config{Store: fs, KEK: kek, Now: clk.Now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer v2.Close(context.Background())
+				for range 2 { // orphans: marked, then collected after the grace period
+					if _, err := v2.Sweep(context.Background(), operator); err != nil {
+						t.Fatal(err)
+					}
+					clk.Advance(2 * time.Hour)
+				}
+				for _, p := range []string{"index/", "blobs/", "keys/", "orphans/", "claims/"} {
+					if left := keys(t, fs, p); len(left) != 0 {
+						t.Errorf("%v under %s outlived the failed Put and its deadline", left, p)
+					}
+				}
+			})
+		}
 	}
 }

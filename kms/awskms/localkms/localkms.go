@@ -58,6 +58,9 @@ type Server struct {
 	KMS *awssdk.Client
 
 	dir  string
+	bin  string
+	env  []string
+	port int
 	cmd  *exec.Cmd
 	out  *bytes.Buffer
 	once sync.Once
@@ -130,44 +133,113 @@ func try(bin string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, out: &bytes.Buffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(bin)
-	s.cmd.Env = append(os.Environ(),
+	s := &Server{dir: dir, bin: bin, port: port, out: &bytes.Buffer{}}
+	s.env = append(os.Environ(),
 		"PORT="+strconv.Itoa(port),
 		"KMS_DATA_PATH="+filepath.Join(dir, "data"),
 		"KMS_SEED_PATH="+filepath.Join(dir, "no-seed.yaml"),
 		"KMS_ACCOUNT_ID="+Account,
 		"KMS_REGION="+Region,
 	)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
+	if err := s.run(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("localkms: start: %w", err)
+		return nil, err
 	}
-	go func() { s.cmd.Wait(); close(s.done) }()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := s.waitReady(); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.Endpoint = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+	s.KMS = Client(s.Endpoint)
+	return s, nil
+}
+
+// run starts the server process.
+func (s *Server) run() error {
+	cmd := exec.Command(s.bin)
+	cmd.Env = s.env
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("localkms: start: %w", err)
+	}
+	done := make(chan struct{})
+	s.cmd, s.done = cmd, done
+	go func() { cmd.Wait(); close(done) }()
+	return nil
+}
+
+// waitReady waits until the server accepts connections.
+func (s *Server) waitReady() error {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			break
+			return nil
 		}
 		select {
 		case <-s.done:
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("localkms: exited at start: %s", tail(s.out.Bytes()))
+			return fmt.Errorf("localkms: exited at start: %s", tail(s.out.Bytes()))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, errors.New("localkms: not ready after 20 s")
+			return errors.New("localkms: not ready after 20 s")
 		}
 	}
-	s.Endpoint = "http://" + addr
-	s.KMS = Client(s.Endpoint)
-	return s, nil
+}
+
+// Pause sends SIGSTOP to the server: it keeps its connections and answers
+// nothing, as a hung KMS would, until Resume. It returns once every thread
+// of the server is stopped (on Linux). Fault-injection tests only.
+func (s *Server) Pause() error {
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return waitStopped(s.cmd.Process.Pid, true)
+}
+
+// Resume sends SIGCONT to a server paused with Pause.
+func (s *Server) Resume() error {
+	if err := s.signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	return waitStopped(s.cmd.Process.Pid, false)
+}
+
+func (s *Server) signal(sig syscall.Signal) error {
+	select {
+	case <-s.done:
+		return errors.New("localkms: server not running")
+	default:
+	}
+	return syscall.Kill(-s.cmd.Process.Pid, sig)
+}
+
+// Kill sends SIGKILL to the server and waits for it to exit, as a crash of
+// the KMS would: calls in flight fail, later ones are refused. Its keys
+// stay (on disk) for Restart. Fault-injection tests only.
+func (s *Server) Kill() error {
+	if err := s.signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	<-s.done
+	return nil
+}
+
+// Restart starts a server stopped by Kill again, on the same port with the
+// same keys, and waits until it accepts connections.
+func (s *Server) Restart() error {
+	select {
+	case <-s.done:
+	default:
+		return errors.New("localkms: server still running (Kill it first)")
+	}
+	if err := s.run(); err != nil {
+		return err
+	}
+	return s.waitReady()
 }
 
 // Client returns an SDK client for a local-kms-like endpoint, with fixed

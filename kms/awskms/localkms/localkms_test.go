@@ -2,13 +2,17 @@ package localkms_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/kms/awskms/localkms"
 )
 
@@ -59,5 +63,55 @@ func TestListensOnLoopbackOnly(t *testing.T) {
 	}
 	if found == 0 {
 		t.Fatalf("no listening socket on port %d found in /proc/net/tcp{,6}", port)
+	}
+}
+
+// TestPauseKillRestart: a paused server answers nothing until Resume; a
+// killed one refuses connections; Restart brings it back on its port with
+// its keys.
+func TestPauseKillRestart(t *testing.T) {
+	s := localkms.Start(t)
+	ctx := context.Background()
+	uri, err := s.CreateKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := kms.Open(ctx, uri, kms.OpenOptions{Openers: []kms.Opener{s.Opener()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := kek.Encrypt(ctx, []byte("data key"), []byte("ad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func() error {
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		_, err := kek.Decrypt(ctx, ct, []byte("ad"))
+		return err
+	}
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(); !errors.Is(err, kms.ErrUnavailable) {
+		t.Fatalf("Decrypt on a paused server: %v; want kms.ErrUnavailable", err)
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(); err != nil {
+		t.Fatalf("Decrypt after Resume: %v", err)
+	}
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(); !errors.Is(err, kms.ErrUnavailable) {
+		t.Fatalf("Decrypt on a killed server: %v; want kms.ErrUnavailable", err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(); err != nil {
+		t.Fatalf("Decrypt after Restart (the key must survive): %v", err)
 	}
 }
