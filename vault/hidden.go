@@ -26,7 +26,7 @@ type hiddenStore struct {
 
 func newHiddenStore(st store.Store) *hiddenStore {
 	h := &hiddenStore{Store: st}
-	h.hr, _ = st.(store.HiddenReader)
+	h.hr, _ = storeOf(st).(store.HiddenReader) // through the checked wrapper
 	return h
 }
 
