@@ -137,13 +137,13 @@ func (f *folder) enqueue(it foldItem) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.closed {
-		f.v.unfolded.add(it) // a Redeem racing Close: left to adoption
+		f.v.unfolded.add(it, true) // a Redeem racing Close: left to adoption
 		return
 	}
 	select {
 	case f.ch <- it:
 	default:
-		f.v.unfolded.add(it)
+		f.v.unfolded.add(it, true) // the queue is full: left to adoption
 	}
 }
 
@@ -239,7 +239,7 @@ func (f *folder) foldBatch(batch []foldItem) {
 		}
 		left := foldDeadline - time.Since(it.spentAt)
 		if left <= 0 {
-			f.v.unfolded.add(it)
+			f.v.unfolded.add(it, true)
 			continue // adoption's now
 		}
 		wg.Go(func() {
@@ -247,7 +247,9 @@ func (f *folder) foldBatch(batch []foldItem) {
 			defer cancel()
 			// On failure the entry is adopted later (adoptLedger).
 			if _, err := f.v.appendObserved(ctx, it.rec); err != nil {
-				f.v.unfolded.add(it)
+				// A timed-out append may still land: then the record is
+				// in a log after all, and adoption must wait and see.
+				f.v.unfolded.add(it, !errors.Is(err, context.DeadlineExceeded))
 			}
 		})
 	}
@@ -283,8 +285,11 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 			continue
 		}
 		seen[tok] = true
-		if now.Sub(v.strays.firstSeen(tok, now)) < adoptAfter {
-			continue // perhaps its owner is folding it
+		// Another instance may still be folding it, for foldDeadline after
+		// its spend: wait until this instance has seen it stray for
+		// adoptAfter. Its own failed folds it adopts at once.
+		if now.Sub(v.strays.firstSeen(tok, now)) < adoptAfter && !v.unfolded.mine(tokenHex(tok)) {
+			continue
 		}
 		b, err := getSmall(ctx, v.st, k, 8<<10)
 		if errors.Is(err, store.ErrNotFound) {
@@ -349,6 +354,7 @@ func (v *Vault) adoptLedger(ctx context.Context) error {
 			return fmt.Errorf("vault: adopt ledger: %w: %w", ErrAuditUnavailable, err)
 		}
 		v.view.noteSpent(tok, ledgerKeepUntil(e.Expires), true)
+		v.unfolded.done(e.TokenID)
 	}
 	// Every entry this pass saw without a record is in a log now: no
 	// release of this Vault's is missing from the logs any more.

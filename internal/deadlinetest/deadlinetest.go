@@ -145,6 +145,11 @@ type Env struct {
 	// Store returns a fresh store for one run (a new bucket, a new
 	// directory).
 	Store func(t testing.TB) store.Store
+	// ClockOf, if set, returns the clock a store made by Store tells its
+	// time by (store.Clock), or nil: the vault is opened on it, so that
+	// moving the vault's clock moves the store's (the vault refuses to
+	// sweep, shred or spend while the two disagree).
+	ClockOf func(store.Store) Clock
 	// KEK is the vault's KEK; OtherKEK a second one (Rewrap moves the
 	// vault from KEK to OtherKEK).
 	KEK, OtherKEK kms.KEK
@@ -439,6 +444,13 @@ func (k *countedKEK) Decrypt(ctx context.Context, ct, ad []byte) ([]byte, error)
 // clock is the vault's injected clock.
 type clock struct{ ns atomic.Int64 }
 
+// Clock is an injected clock: the vault's and, through Env.ClockOf, the
+// store's.
+type Clock interface {
+	Now() time.Time
+	Advance(time.Duration)
+}
+
 func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
@@ -446,7 +458,7 @@ func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 type fixture struct {
 	v     *vault.Vault
 	st    store.Store // the raw store
-	clk   *clock
+	clk   Clock
 	env   Env
 	docs  map[string]vault.Info
 	token string
@@ -518,7 +530,21 @@ var calls = []call{
 			return err
 		}},
 	{name: "Decide", absorbs: never,
-		setup: func(t testing.TB, f *fixture) { f.put(t, "doc", "member-1", 0) },
+		setup: func(t testing.TB, f *fixture) {
+			// Decide is accepted only from a principal that viewed the
+			// document: reviewer-1 opens it first.
+			info := f.put(t, "doc", "member-1", 0)
+			g, err := f.v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, _, err := f.v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, rc)
+			rc.Close()
+		},
 		do: func(ctx context.Context, f *fixture) error {
 			return f.v.Decide(ctx, f.docs["doc"].ID, vault.Decision{Verdict: vault.Approved}, vault.Actor{Principal: "reviewer-1"})
 		}},
@@ -749,13 +775,20 @@ func prepare(t *testing.T, env Env, ft Fault, c call, cnt *counter, g *Gate) *fi
 	} else {
 		st = countStore(gateStore(raw, g), cnt)
 	}
-	clk := &clock{}
-	clk.ns.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixNano())
+	var clk Clock
+	if env.ClockOf != nil {
+		clk = env.ClockOf(raw)
+	}
+	if clk == nil {
+		c := &clock{}
+		c.ns.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixNano())
+		clk = c
+	}
 	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, DecryptKEKs: []kms.KEK{other}, Now: clk.Now})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	f := &fixture{v: v, st: raw, clk: clk, env: Env{Store: env.Store, KEK: kek, OtherKEK: other}, docs: map[string]vault.Info{}}
+	f := &fixture{v: v, st: raw, clk: clk, env: Env{Store: env.Store, ClockOf: env.ClockOf, KEK: kek, OtherKEK: other}, docs: map[string]vault.Info{}}
 	if c.setup != nil {
 		c.setup(t, f)
 	}

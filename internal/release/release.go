@@ -47,7 +47,7 @@ const Version = "v0.9.0"
 var Published = []string{".", "kms/awskms", "kms/pkcs11", "vault/redislimiter", "cmd/idvault"}
 
 // Unpublished are the workspace's other modules.
-var Unpublished = []string{"examples/agegate", "examples/keysinprod", "bench"}
+var Unpublished = []string{"examples/agegate", "examples/keysinprod", "bench", "vault/faulttest/kmsfault"}
 
 // ModulePath is the module path of the module in dir.
 func ModulePath(dir string) string {

@@ -31,6 +31,7 @@ func TestFaultDeadlinesEveryStep(t *testing.T) {
 	}
 	env := deadlinetest.Env{
 		Store:    func(t testing.TB) store.Store { return fsBackend(t) },
+		ClockOf:  func(st store.Store) deadlinetest.Clock { return clockOf(st) },
 		KEK:      kektest.New(t),
 		OtherKEK: kektest.New(t),
 	}
@@ -102,6 +103,7 @@ func TestFaultDeadlinesMinIO(t *testing.T) {
 func minioEnv(t *testing.T, srv *miniotest.Srv) deadlinetest.Env {
 	return deadlinetest.Env{
 		Store:    func(t testing.TB) store.Store { return s3On(t, srv) },
+		ClockOf:  func(st store.Store) deadlinetest.Clock { return clockOf(st) },
 		KEK:      kektest.New(t),
 		OtherKEK: kektest.New(t),
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/store"
 )
 
 // TestFaultDiskFull: the filesystem store's disk fills up (a 4 MiB tmpfs
@@ -128,10 +129,12 @@ func TestFaultDiskFull(t *testing.T) {
 func TestFaultDiskFullErrors(t *testing.T) {
 	disk := t.TempDir()
 	requireTmpfs(t, disk, "4m")
-	fst, err := fsstore.Open(filepath.Join(disk, "store"))
+	c := newClock()
+	fst, err := fsstore.OpenWithOptions(filepath.Join(disk, "store"), fsstore.Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	storeClocks.Store(store.Store(fst), c)
 	v, _ := openVault(t, fst, kektest.New(t), nil)
 	info := put(t, v, 0)
 	fill(t, filepath.Join(disk, "filler"))

@@ -2,7 +2,10 @@ package kmsfault_test
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/idvault/idvault/internal/deadlinetest"
 	"github.com/idvault/idvault/internal/kektest"
@@ -34,13 +37,25 @@ func TestFaultDeadlinesLocalKMS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each store tells its time by the clock the vault is opened with
+	// (the vault refuses to sweep or shred while the two disagree).
+	var clocks sync.Map // store.Store → *fakeClock
 	env := deadlinetest.Env{
 		Store: func(t testing.TB) store.Store {
-			st, err := fsstore.Open(t.TempDir())
+			c := &fakeClock{}
+			c.ns.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixNano())
+			st, err := fsstore.OpenWithOptions(t.TempDir(), fsstore.Options{Now: c.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
+			clocks.Store(store.Store(st), c)
 			return st
+		},
+		ClockOf: func(st store.Store) deadlinetest.Clock {
+			if c, ok := clocks.Load(st); ok {
+				return c.(*fakeClock)
+			}
+			return nil
 		},
 		KEK:      kek,
 		OtherKEK: kektest.New(t),
@@ -65,3 +80,9 @@ func TestFaultDeadlinesLocalKMS(t *testing.T) {
 		t.Run(ft.Name, func(t *testing.T) { deadlinetest.Run(t, env, ft) })
 	}
 }
+
+// fakeClock is an injected clock, moved by the deadline harness.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
