@@ -3,8 +3,8 @@ module github.com/idvault/idvault/vault/faulttest/kmsfault
 go 1.26.0
 
 require (
-	github.com/idvault/idvault v0.0.0-00010101000000-000000000000
-	github.com/idvault/idvault/kms/awskms v0.0.0-00010101000000-000000000000
+	github.com/idvault/idvault v0.9.0
+	github.com/idvault/idvault/kms/awskms v0.9.0
 )
 
 require (
@@ -32,9 +32,4 @@ require (
 	golang.org/x/mod v0.42.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-)
-
-replace (
-	github.com/idvault/idvault => ../../..
-	github.com/idvault/idvault/kms/awskms => ../../../kms/awskms
 )
