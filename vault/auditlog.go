@@ -43,6 +43,7 @@ func reasonOf(err error) string {
 		{ErrTampered, "tampered"},
 		{ErrKEKUnavailable, "kek-unavailable"},
 		{ErrFrozen, "frozen"},
+		{ErrNotViewed, "not-viewed"},
 		{ErrQuotaExceeded, "quota-exceeded"},
 		{ErrAuditUnavailable, "audit-unavailable"},
 		{ErrUnsupportedContent, "unsupported-content"},

@@ -58,9 +58,15 @@ var (
 	ErrClosed = errors.New("vault closed")
 )
 
-// ErrFrozen: the principal was frozen after an alert (Config.FreezeOnAlert)
-// and is refused until Unfreeze. It also matches ErrQuotaExceeded.
+// ErrFrozen: the principal was frozen after an alert (the default; see
+// Config.AlertOnly) and is refused until Unfreeze. It also matches
+// ErrQuotaExceeded.
 var ErrFrozen = fmt.Errorf("principal frozen after an alert: %w", ErrQuotaExceeded)
+
+// ErrNotViewed: Decide refused a decision about a document the principal
+// has not viewed (redeemed a token for) recently, and that its role may not
+// decide unseen. The refusal is audited and counted like a refused token.
+var ErrNotViewed = errors.New("decision about a document the principal has not viewed")
 
 // ExpiryTagError: Hold or Release recorded the new hold state (audit
 // record, hold marker and key record are written, so the vault itself

@@ -113,8 +113,21 @@ type Config struct {
 	// may have open at once (default DefaultMaxStreams); Redeem refuses
 	// more with ErrQuotaExceeded, before spending the token.
 	MaxStreamsPerPrincipal int
-	// FreezeOnAlert refuses every further grant and redemption of a
-	// principal that raised an alert, until an audited Unfreeze.
+	// AlertOnly opts out of freezing. By default a principal that raises
+	// an alert (a canary touched, a burst, views without decisions, a
+	// quota) is frozen: every further grant, redemption and decision is
+	// refused with ErrFrozen until an audited Unfreeze, and the request
+	// that crossed the threshold is refused already (the count decides,
+	// so a parallel burst gets no further). With AlertOnly, alerts only
+	// alert (audit record, OnAlert, metrics): a paced attacker keeps
+	// taking documents up to the hour, day and week quotas until someone
+	// acts.
+	AlertOnly bool
+	// FreezeOnAlert is what the default does now.
+	//
+	// Deprecated: freezing on alert is the default; remove the field. Set
+	// AlertOnly to keep the old default (alerts without a freeze). Setting
+	// both is refused by Open.
 	FreezeOnAlert bool
 
 	// RequireWriteOnceAudit makes Open fail with ErrInvalidArgument unless
@@ -219,6 +232,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	}
 	if cfg.SweepPrincipal == "" {
 		cfg.SweepPrincipal = DefaultSweepPrincipal
+	}
+	if cfg.AlertOnly && cfg.FreezeOnAlert {
+		return nil, fmt.Errorf("vault: open: AlertOnly and FreezeOnAlert contradict each other (freezing is the default): %w", ErrInvalidArgument)
 	}
 	v := &Vault{cfg: cfg, st: cfg.Store, keys: cfg.KeyStore, kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), tel: newTelemetry(cfg)}
 	if v.keys == nil {
