@@ -212,7 +212,7 @@ func TestDecideCanary(t *testing.T) {
 // plantTestCanary stores one canary document and returns its ID.
 func plantTestCanary(t *testing.T, v *testVault) string {
 	t.Helper()
-	body := image(2000, "")
+	body := decoyBody(TypeJPEG, 2000)
 	info, _, err := v.put(context.Background(), Document{Body: bytes.NewReader(body), Size: int64(len(body)), Subject: "canary-subject", Kind: "passport"}, true)
 	if err != nil {
 		t.Fatal(err)

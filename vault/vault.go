@@ -106,8 +106,12 @@ type Config struct {
 	// OnAlert is called, synchronously, for every alert (quota exceeded,
 	// bulk access, refusal burst, canary touched); each is also audited.
 	OnAlert func(Alert)
-	// CanaryRate is how many listed documents MixCanaries adds one canary
-	// to (default DefaultCanaryRate; negative: none).
+	// CanaryRate sets how many canaries the vault plants and lists: it
+	// shadows one in CanaryRate uploading subjects with a canary subject
+	// whose documents mirror theirs, planted on the rhythm of the uploads
+	// (see MixCanaries), and MixCanaries adds one canary per CanaryRate
+	// listed documents. Default DefaultCanaryRate (40); negative: no
+	// canaries at all.
 	CanaryRate int
 	// MaxStreamsPerPrincipal bounds the redemption streams one principal
 	// may have open at once (default DefaultMaxStreams); Redeem refuses
@@ -173,8 +177,9 @@ type Vault struct {
 
 	limiter    Limiter
 	detector   *detect.Detector
-	canaries   canaryPool
-	liveMarked atomic.Int64 // the live-marker slot this instance wrote last
+	canaries   canaries
+	plantDone  chan struct{} // closed when the canary planter stopped
+	liveMarked atomic.Int64  // the live-marker slot this instance wrote last
 
 	mu     sync.RWMutex // guards sys and sealer (token-key rotation)
 	sys    *systemKeys
@@ -299,6 +304,11 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		v.sweeperDone = make(chan struct{})
 		go v.sweepLoop(cfg.SweepEvery)
 	}
+	if v.canaryRate() >= 0 {
+		v.canaries.wake = make(chan struct{}, 1)
+		v.plantDone = make(chan struct{})
+		go v.plantLoop()
+	}
 	return v, nil
 }
 
@@ -385,6 +395,9 @@ func (v *Vault) Close(ctx context.Context) error {
 		close(v.closed)
 		if v.sweeperDone != nil {
 			<-v.sweeperDone
+		}
+		if v.plantDone != nil {
+			<-v.plantDone // a canary being planted is cancelled; the rest are dropped
 		}
 		v.unmarkLive(ctx)
 		v.adopting.Wait()
