@@ -175,6 +175,15 @@ func frozenKey(mac string) string { return "frozen/" + mac }
 // the freeze marker). A detector error refuses (fail closed).
 func (v *Vault) observe(ctx context.Context, e detect.Event, principal, remote, object string) error {
 	out, err := v.detector.Observe(ctx, e)
+	if errors.Is(err, detect.ErrCountsLost) {
+		// Redis forgot the counts: rebuild them (or wait for the rebuild)
+		// and count this event on them; refused meanwhile.
+		if rerr := v.restoreCounts(ctx); rerr != nil {
+			err = fmt.Errorf("%w (rebuilding them: %w)", err, rerr)
+		} else {
+			out, err = v.detector.Observe(ctx, e)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("vault: abuse detector: %w: %w", ErrQuotaExceeded, err)
 	}

@@ -179,7 +179,9 @@ type Vault struct {
 	detector   *detect.Detector
 	canaries   canaries
 	plantDone  chan struct{} // closed when the canary planter stopped
-	liveMarked atomic.Int64  // the live-marker slot this instance wrote last
+	restoreMu  sync.Mutex
+	restoring  *restoreFlight // a rebuild of lost counts in progress
+	liveMarked atomic.Int64   // the live-marker slot this instance wrote last
 
 	mu     sync.RWMutex // guards sys and sealer (token-key rotation)
 	sys    *systemKeys
