@@ -1,5 +1,5 @@
 //go:build !race
 
-package main
+package vault_test
 
 const raceEnabled = false
