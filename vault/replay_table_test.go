@@ -33,15 +33,21 @@ import (
 // through Vault.MixCanaries; honest reviewers are assigned documents from
 // the app's records and decide each within minutes (approve or reject, as
 // the sample app does). Under -race the corpus and the simulated span are
-// smaller (1,000 documents, 12 hours, the honest team with the defaults
-// only); `make replay` runs the full 5,000 documents over 6 days.
+// smaller (600 documents, 6 hours, the defaults only); `make replay` runs
+// the full 5,000 documents over 6 days in every mode.
 func TestReplayStrategies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the replay simulates days of traffic; skipped with -short")
 	}
 	cfg := simConfig{docs: 5000, span: 6 * 24 * time.Hour}
+	modes := []struct {
+		name              string
+		alertOnly, canary bool
+	}{{"defaults", false, true}, {"AlertOnly", true, true}, {"defaults, no canaries", false, false}}
 	if raceEnabled {
-		cfg = simConfig{docs: 1000, span: 12 * time.Hour}
+		// 10× slower: the defaults only, on a smaller corpus and span.
+		cfg = simConfig{docs: 600, span: 6 * time.Hour}
+		modes = modes[:1]
 	}
 	if d, err := time.ParseDuration(os.Getenv("REPLAY_SPAN")); err == nil {
 		cfg.span = d
@@ -69,10 +75,6 @@ func TestReplayStrategies(t *testing.T) {
 		name string
 		res  [3]simResult // defaults, AlertOnly, defaults without canaries
 	}
-	modes := []struct {
-		name               string
-		alertOnly, canary bool
-	}{{"defaults", false, true}, {"AlertOnly", true, true}, {"defaults, no canaries", false, false}}
 	var rows []row
 	for _, s := range strategies {
 		if only := os.Getenv("REPLAY_ONLY"); only != "" && !strings.Contains(s.name, only) {
@@ -165,8 +167,8 @@ type simResult struct {
 	at1h, at24h, atEnd int
 	perID              map[string]int
 	maxPerID           int
-	destroyed          int // real documents the attacker's decisions deleted
-	maxDestroyed       int // most by one identity
+	destroyed          int           // real documents the attacker's decisions deleted
+	maxDestroyed       int           // most by one identity
 	firstAlert         time.Duration // -1: none
 	firstKind          vault.AlertKind
 	maxAtAlert         int // most documents any one identity had seen at the first alert

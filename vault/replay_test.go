@@ -24,7 +24,6 @@ import (
 //
 //	make replay   (go test -count=1 -v -run Replay ./vault/)
 const (
-	replayDocs      = 5000
 	attackRate      = 300 * time.Millisecond // ≈ 3.3 requests a second
 	legitReviewers  = 3
 	legitEvery      = 40 * time.Second // a human reviewer: one document every 40 s
@@ -54,9 +53,13 @@ type replayWorld struct {
 	alerts   []vault.Alert
 }
 
+// replayDocs is how many members upload: 5,000 (1,000 under -race, where
+// each upload costs ten times as much).
+var replayDocs = map[bool]int{false: 5000, true: 1000}[raceEnabled]
+
 // newReplayWorld opens a vault with the defaults (AlertOnly: the opt-out)
-// on the filesystem store, where 5,000 members upload their ID images over
-// the morning, one a second; the vault plants its canaries among them.
+// on the filesystem store, where replayDocs members upload their ID images
+// over the morning, one a second; the vault plants its canaries among them.
 func newReplayWorld(t *testing.T, alertOnly bool) *replayWorld {
 	w := &replayWorld{clock: &replayClock{t: time.Date(2021, 4, 20, 7, 0, 0, 0, time.UTC)}}
 	st, err := fsstore.Open(t.TempDir())
@@ -107,7 +110,7 @@ func newReplayWorld(t *testing.T, alertOnly bool) *replayWorld {
 		}
 	}
 	if len(w.canaries) == 0 {
-		t.Fatal("no canary planted among 5,000 uploads")
+		t.Fatalf("no canary planted among %d uploads", replayDocs)
 	}
 	return w
 }
@@ -240,7 +243,7 @@ func precisionRecall(listed, exposed map[string]bool) (float64, float64) {
 
 func TestReplayIncident(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the replay puts 5,000 documents; skipped with -short")
+		t.Skip("the replay puts thousands of documents; skipped with -short")
 	}
 	for _, alertOnly := range []bool{false, true} {
 		name := "defaults"
