@@ -28,10 +28,20 @@ const (
 	// AlertProbing: a burst of refused tokens (forged, expired, replayed,
 	// someone else's) from one principal or one remote address.
 	AlertProbing AlertKind = "refusal-burst"
-	// AlertCanary: a canary document was granted or redeemed.
+	// AlertCanary: a canary document was granted, redeemed or decided.
 	AlertCanary AlertKind = "canary-touched"
-	// AlertFrozen: a principal was frozen (Config.FreezeOnAlert).
+	// AlertFrozen: a principal was frozen after another alert (the
+	// default; see Config.AlertOnly).
 	AlertFrozen AlertKind = "principal-frozen"
+	// AlertDecisions: a principal decided documents in bulk (a burst of
+	// deleting decisions).
+	AlertDecisions AlertKind = "bulk-decisions"
+	// AlertUnviewed: a principal decided more documents than it was
+	// granted (it decides what it never opened).
+	AlertUnviewed AlertKind = "decisions-unviewed"
+	// AlertHandedOn: a principal handed on most of what it viewed, many
+	// times within the hour (views dealt with on paper, none decided).
+	AlertHandedOn AlertKind = "views-handed-on"
 )
 
 // Alert is raised on suspected abuse. It is also written to the audit log
@@ -81,6 +91,21 @@ type Quota struct {
 	// handed on (Vault.Decide) raise AlertUndecided (default 20, 4 min).
 	Undecided      int
 	UndecidedGrace time.Duration
+	// Decisions is how many documents a principal may decide with
+	// Approved or Rejected (which delete them) per Window (default 200);
+	// the decision past it is refused with ErrQuotaExceeded.
+	Decisions int
+	// DecisionBurst: more than DecisionBurst deleting decisions within
+	// BurstWindow raise AlertDecisions (default 25).
+	DecisionBurst int
+	// Unviewed: more than Unviewed decisions within the hour beyond the
+	// documents the principal was granted in it raise AlertUnviewed
+	// (default 10). Raise it for a role that decides without viewing.
+	Unviewed int
+	// HandedOn: more than HandedOn documents handed on within Window, when
+	// they are also more than half of the documents the principal was
+	// granted in it, raise AlertHandedOn (default 20).
+	HandedOn int
 }
 
 // Defaults of Quota and of the probing detector.
@@ -97,6 +122,10 @@ const (
 	DefaultProbeThreshold   = 10 // refusals per principal or address in DefaultProbeWindow
 	DefaultProbeWindow      = 5 * time.Minute
 	DefaultProbeDay         = 40 // refusals per principal or address a day
+	DefaultDecisions        = 200
+	DefaultDecisionBurst    = 25
+	DefaultUnviewed         = 10
+	DefaultHandedOn         = 20
 )
 
 // rules maps a Quota onto the detector's rules (zero fields stay zero:
@@ -117,6 +146,10 @@ func (q Quota) rules() detect.Rules {
 		Burst:       detect.Limit{Max: int64(q.Burst), Window: q.BurstWindow},
 		Undecided:   detect.Limit{Max: int64(q.Undecided)},
 		Grace:       q.UndecidedGrace,
+		DecideBurst: detect.Limit{Max: int64(q.DecisionBurst), Window: q.BurstWindow},
+		DecideHour:  detect.Limit{Max: int64(q.Decisions), Window: q.Window},
+		Unviewed:    detect.Limit{Max: int64(q.Unviewed)},
+		HandedOn:    detect.Limit{Max: int64(q.HandedOn), Window: q.Window},
 	}
 	return r
 }
@@ -133,11 +166,20 @@ func (v *Vault) principalMAC(principal string) string {
 
 // observe feeds one event to the detector, raises its alerts and says
 // whether the request must be refused: over a quota always, over any alert
-// threshold with FreezeOnAlert (decided by the count's ticket, so a
+// threshold unless Config.AlertOnly (decided by the count's ticket, so a
 // parallel burst gets no more than the threshold, whatever the timing of
 // the freeze marker). A detector error refuses (fail closed).
 func (v *Vault) observe(ctx context.Context, e detect.Event, principal, remote, object string) error {
 	out, err := v.detector.Observe(ctx, e)
+	if errors.Is(err, detect.ErrCountsLost) {
+		// Redis forgot the counts: rebuild them (or wait for the rebuild)
+		// and count this event on them; refused meanwhile.
+		if rerr := v.restoreCounts(ctx); rerr != nil {
+			err = fmt.Errorf("%w (rebuilding them: %w)", err, rerr)
+		} else {
+			out, err = v.detector.Observe(ctx, e)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("vault: abuse detector: %w: %w", ErrQuotaExceeded, err)
 	}
@@ -154,7 +196,7 @@ func (v *Vault) observe(ctx context.Context, e detect.Event, principal, remote, 
 	switch {
 	case out.Refuse:
 		return ErrQuotaExceeded
-	case out.Over && v.cfg.FreezeOnAlert && principal != "" && e.Kind != detect.Refusal:
+	case out.Over && v.freezes() && principal != "" && e.Kind != detect.Refusal:
 		return ErrFrozen
 	}
 	return nil
@@ -170,6 +212,12 @@ func kindOf(rule string) AlertKind {
 		return AlertVolume
 	case detect.RuleProbe, detect.RuleProbeDay:
 		return AlertProbing
+	case detect.RuleDecideBurst:
+		return AlertDecisions
+	case detect.RuleUnviewed:
+		return AlertUnviewed
+	case detect.RuleHandedOn:
+		return AlertHandedOn
 	default:
 		return AlertQuota
 	}
@@ -213,10 +261,14 @@ func (v *Vault) checkRedeemQuota(ctx context.Context, principal, remote string, 
 	return nil
 }
 
+// freezes reports whether an alert freezes its principal: the default,
+// unless Config.AlertOnly.
+func (v *Vault) freezes() bool { return !v.cfg.AlertOnly }
+
 // checkFrozen takes the principal's keyed hash (principalMAC). A freeze is
 // an entry of the state chain (statechain.go), so it holds whatever happens
 // to any object in the store, until an audited Unfreeze; it is honoured
-// whether or not FreezeOnAlert is still set. A chain that cannot be read or
+// even under Config.AlertOnly. A chain that cannot be read or
 // trusted refuses (fail closed).
 func (v *Vault) checkFrozen(ctx context.Context, mac string) error {
 	frozen, err := v.chain.isFrozen(ctx, mac)
@@ -267,7 +319,7 @@ func remoteHost(addr string) string {
 }
 
 // alert writes the alert to the audit log, tells Config.OnAlert, and
-// freezes the principal when Config.FreezeOnAlert is set. The detector
+// freezes the principal (unless Config.AlertOnly). The detector
 // raises each alert once per rule, principal and window (a create-only
 // marker in the Limiter), so a parallel burst raises one.
 func (v *Vault) alert(ctx context.Context, a Alert) {
@@ -278,7 +330,7 @@ func (v *Vault) alert(ctx context.Context, a Alert) {
 	if v.cfg.OnAlert != nil {
 		v.cfg.OnAlert(a)
 	}
-	if v.cfg.FreezeOnAlert && a.Principal != "" && a.Kind != AlertFrozen {
+	if v.freezes() && a.Principal != "" && a.Kind != AlertFrozen {
 		if v.freeze(ctx, a.Principal) {
 			v.alert(ctx, Alert{Kind: AlertFrozen, Principal: a.Principal, Detail: "after " + string(a.Kind)})
 		}
@@ -301,7 +353,7 @@ func (v *Vault) freeze(ctx context.Context, principal string) bool {
 	return true
 }
 
-// Unfreeze lifts a freeze set by Config.FreezeOnAlert, audited with the
+// Unfreeze lifts the freeze an alert set on principal, audited with the
 // acting principal (by) and the principal unfrozen.
 func (v *Vault) Unfreeze(ctx context.Context, principal string, by Actor) error {
 	if v.isClosed() {

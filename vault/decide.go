@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/idvault/idvault/vault/audit"
@@ -39,7 +40,25 @@ const EventDecide audit.Event = "decide"
 // ErrHeld and stays); HandedOn keeps it. Either way the decision reaches
 // the abuse detector: a principal that opens documents and decides none
 // of them within minutes raises AlertUndecided, however slowly it goes.
-// The decision is audited (event "decide") before the delete.
+//
+// Decisions are counted per principal, like views: more than
+// Quota.DecisionBurst deleting decisions within the burst window raise
+// AlertDecisions, more than Quota.Unviewed decisions in the hour beyond the
+// documents the principal was granted raise AlertUnviewed; more than
+// Quota.HandedOn
+// hand-ons in the hour that are also most of what it viewed raise
+// AlertHandedOn; past Quota.Decisions an hour a decision is refused
+// (ErrQuotaExceeded). As for grants, the count decides: unless
+// Config.AlertOnly, the decision that crosses a threshold is refused
+// (ErrFrozen) before anything is deleted, so of any number of parallel
+// decisions no more than the threshold's worth are carried out (fewer when
+// the freeze lands before a request's check), and the principal is frozen.
+// A frozen principal's decisions are refused.
+// Deciding about a canary raises AlertCanary, as touching one does, and is
+// carried out like any decision.
+//
+// The decision is audited (event "decide") before the delete; a refused
+// decision is audited as a refusal.
 func (v *Vault) Decide(ctx context.Context, id string, d Decision, by Actor) error {
 	if v.isClosed() {
 		return ErrClosed
@@ -58,33 +77,73 @@ func (v *Vault) Decide(ctx context.Context, id string, d Decision, by Actor) err
 	}
 	// Only a live document can be decided: decisions about made-up IDs
 	// must not offset a principal's undecided views.
-	_, key, err := v.loadRecord(ctx, oid)
+	md, key, err := v.loadRecord(ctx, oid)
 	if err != nil {
 		return err
 	}
 	key.Destroy()
-	// Only by someone who viewed it: a stolen identity must not destroy
-	// documents it never opened.
-	if err := v.checkViewed(ctx, by.Principal, oid); err != nil {
-		_ = v.audit(ctx, audit.Record{Event: EventDecide, Outcome: audit.OutcomeRefused, Object: oid.String(),
-			Principal: by.principal(), Reason: reasonOf(err), Detail: clip(string(d.Verdict), 500)})
-		// Counted like a probe: a burst of them alerts (and freezes).
-		v.noteRefusal(ctx, by.Principal, "", "")
-		return err
-	}
 	detail := string(d.Verdict)
 	if d.Note != "" {
 		detail += ": " + clip(d.Note, 200)
 	}
-	if err := v.audit(ctx, audit.Record{Event: EventDecide, Outcome: audit.OutcomeOK, Object: oid.String(),
-		Principal: by.principal(), Reason: string(d.Verdict), Detail: clip(detail, 500)}); err != nil {
+	rec := audit.Record{Event: EventDecide, Object: oid.String(), Principal: by.principal(), Reason: string(d.Verdict), Detail: clip(detail, 500)}
+	// Only by someone who viewed it: a stolen identity must not destroy
+	// documents it never opened.
+	if err := v.checkViewed(ctx, by.Principal, oid); err != nil {
+		if !errors.Is(err, ErrNotViewed) {
+			return err // the log view could not answer: refused, not counted
+		}
+		if md.Canary {
+			v.touchCanary(ctx, EventDecide, by.Principal, "", oid)
+		}
+		return v.refuseDecision(ctx, rec, err)
+	}
+	if err := v.countDecision(ctx, by.Principal, oid, d.Verdict); err != nil {
+		rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
+		if aerr := v.audit(ctx, rec); aerr != nil {
+			return fmt.Errorf("%w (and %w)", err, aerr)
+		}
 		return err
 	}
-	if _, err := v.detector.Observe(ctx, v.eventFor(detect.Decision, by.Principal)); err != nil {
-		return fmt.Errorf("vault: decide: abuse detector: %w", err)
+	if md.Canary {
+		v.touchCanary(ctx, EventDecide, by.Principal, "", oid)
+	}
+	rec.Outcome = audit.OutcomeOK
+	if err := v.audit(ctx, rec); err != nil {
+		return err
 	}
 	if d.Verdict == HandedOn {
 		return nil
 	}
 	return v.Delete(ctx, id, Actor{Principal: by.Principal, Reason: clip("decision "+detail, 500)})
+}
+
+// refuseDecision answers a decision checkViewed refused (err wraps
+// ErrNotViewed): audited as a refusal with its reason, and counted like a
+// refused token, so a principal trying decisions it may not make raises
+// AlertProbing (and is frozen) as a prober of tokens does.
+func (v *Vault) refuseDecision(ctx context.Context, rec audit.Record, err error) error {
+	err = fmt.Errorf("vault: decide %s: %w", rec.Object, err)
+	v.noteRefusal(ctx, rec.Principal, "", "")
+	rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
+	if aerr := v.audit(ctx, rec); aerr != nil {
+		return fmt.Errorf("%w (and %w)", err, aerr)
+	}
+	return err
+}
+
+// countDecision counts a decision of principal's and refuses it when the
+// principal is frozen, over its decision quota, or (unless AlertOnly) past
+// any decision threshold.
+func (v *Vault) countDecision(ctx context.Context, principal string, id objectID, verdict Verdict) error {
+	v.markLive(ctx)
+	if err := v.checkFrozen(ctx, v.principalMAC(principal)); err != nil {
+		return fmt.Errorf("vault: decide: %w", err)
+	}
+	e := v.eventFor(detect.Decision, principal)
+	e.HandedOn = verdict == HandedOn
+	if err := v.observe(ctx, e, principal, "", id.String()); err != nil {
+		return fmt.Errorf("vault: decide: %w", err)
+	}
+	return nil
 }

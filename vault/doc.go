@@ -49,6 +49,17 @@
 // records themselves; Config.RequireWriteOnceAudit makes Open refuse a
 // store where the audit log could be deleted.
 //
+// # Abuse defences
+//
+// Every grant, redemption, decision and refused token is counted per
+// principal in a Limiter shared by every instance (the store by default,
+// or Redis: vault/redislimiter), against short and long windows, views
+// left undecided, decisions beyond views and hand-ons. By default a
+// principal that raises an alert is frozen (ErrFrozen) until Unfreeze;
+// Config.AlertOnly opts out. The vault plants canaries among the uploads on
+// their own rhythm; MixCanaries lists them, and touching one alerts. See
+// docs/abuse.md.
+//
 // # Errors
 //
 // Errors wrap the package's sentinels (ErrNotFound, ErrTokenReplayed, …):

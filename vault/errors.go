@@ -75,9 +75,17 @@ var (
 // matches ErrStoreUnavailable.
 var ErrStoreFull = fmt.Errorf("store full: %w", ErrStoreUnavailable)
 
-// ErrFrozen: the principal was frozen after an alert (Config.FreezeOnAlert)
-// and is refused until Unfreeze. It also matches ErrQuotaExceeded.
+// ErrFrozen: the principal was frozen after an alert (the default; see
+// Config.AlertOnly) and is refused until Unfreeze. It also matches
+// ErrQuotaExceeded.
 var ErrFrozen = fmt.Errorf("principal frozen after an alert: %w", ErrQuotaExceeded)
+
+// ErrNotViewed: Decide refused a decision about a document the principal
+// was not handed (a redeemed token for it) within DecideWindow, and that
+// Config.DecideWithoutView does not let it decide unseen. Nothing was
+// decided; the refusal is audited (reason "not-viewed") and counted like a
+// refused token.
+var ErrNotViewed = errors.New("decision about a document the principal has not viewed")
 
 // ExpiryTagError: Hold or Release recorded the new hold state (audit
 // record, hold marker and key record are written, so the vault itself

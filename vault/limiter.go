@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/detect"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -132,3 +133,98 @@ func (v *Vault) sweepLimiter(ctx context.Context) error {
 	}
 	return nil
 }
+
+// restoreTimeout bounds one rebuild of lost counts.
+const restoreTimeout = 10 * time.Minute
+
+// restoreFlight is one rebuild of lost counts, shared by the requests that
+// wait for it.
+type restoreFlight struct {
+	done chan struct{}
+	err  error
+}
+
+// restoreCounts rebuilds the counts a Limiter lost (detect.ErrCountsLost:
+// a Redis restart or FLUSHALL), from the audit log: one rebuild at a time
+// per Vault, in the background, bounded by restoreTimeout and Close; the
+// caller waits for it within ctx. Until it is done, every request that
+// needs a count is refused, so lost counts are never a fresh quota.
+func (v *Vault) restoreCounts(ctx context.Context) error {
+	r, ok := v.limiter.(detect.Restorer)
+	if !ok {
+		return detect.ErrCountsLost
+	}
+	v.restoreMu.Lock()
+	f := v.restoring
+	if f == nil {
+		f = &restoreFlight{done: make(chan struct{})}
+		v.restoring = f
+		v.bg.Go(func() {
+			rctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+			defer cancel()
+			go func() {
+				select {
+				case <-v.closed:
+					cancel()
+				case <-rctx.Done():
+				}
+			}()
+			f.err = r.Restore(rctx, v.recount)
+			v.restoreMu.Lock()
+			v.restoring = nil
+			v.restoreMu.Unlock()
+			close(f.done)
+		})
+	}
+	v.restoreMu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// recount recounts, from the audit log, every event the detector counted
+// in the last detect.RecountSince: grants (served, or refused by a count),
+// redemptions, decisions and refused tokens and decisions, keyed as the
+// detector keys them.
+func (v *Vault) recount(ctx context.Context) ([]detect.SlotCount, error) {
+	now := v.now()
+	t := detect.NewTally(0)
+	counted := func(r audit.Record) bool {
+		return r.Outcome == audit.OutcomeOK || r.Reason == "quota-exceeded" || r.Reason == "frozen"
+	}
+	for r, err := range audit.Scan(ctx, v.st, audit.Filter{Since: now.Add(-detect.RecountSince)}) {
+		if err != nil {
+			return nil, fmt.Errorf("vault: recounting from the audit log: %w", err)
+		}
+		e := detect.Event{Time: r.Time}
+		if r.Principal != "" {
+			e.Principal = v.principalMAC(r.Principal)
+		}
+		switch {
+		case r.Event == audit.EventGrant && counted(r):
+			e.Kind = detect.View
+		case r.Event == audit.EventRedeem && counted(r):
+			e.Kind = detect.Redeem
+		case r.Event == audit.EventRedeem && probeReasons[r.Reason]:
+			e.Kind = detect.Refusal
+			if host := remoteHost(r.RemoteAddr); host != "" {
+				e.Addr = v.principalMAC("addr\x00" + host)
+			}
+		case r.Event == EventDecide && counted(r):
+			e.Kind, e.HandedOn = detect.Decision, strings.HasPrefix(r.Detail, string(HandedOn))
+		case r.Event == EventDecide && r.Reason == "not-viewed":
+			e.Kind = detect.Refusal
+		default:
+			continue
+		}
+		t.Add(e)
+	}
+	return t.Counts(now), nil
+}
+
+// probeReasons are the audit reasons of refused tokens the detector
+// counts (isProbe).
+var probeReasons = map[string]bool{"token-invalid": true, "token-expired": true, "token-replayed": true, "wrong-principal": true}

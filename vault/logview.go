@@ -518,11 +518,6 @@ func (lv *logView) witnessLogs(ctx context.Context) {
 	}
 }
 
-// ErrNotViewed: Decide was called by a principal that has not redeemed a
-// token for the document within DecideWindow (and is not one
-// Config.DecideWithoutView names). Nothing was decided.
-var ErrNotViewed = errors.New("decision by a principal that did not view the document")
-
 // checkViewed is Decide's gate: a decision (which may destroy the
 // document) is accepted only from a principal that was handed the
 // document within DecideWindow, according to the audit logs, or one
@@ -536,7 +531,7 @@ func (v *Vault) checkViewed(ctx context.Context, principal string, id objectID) 
 		return fmt.Errorf("vault: decide: %w", err)
 	}
 	if !ok {
-		return fmt.Errorf("vault: decide %s: %w", id, ErrNotViewed)
+		return ErrNotViewed
 	}
 	return nil
 }

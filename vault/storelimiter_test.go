@@ -158,7 +158,9 @@ func TestBurstFreezeExact(t *testing.T) {
 					}
 					rc, _, err := v.Redeem(ctx, g.Token, Requester{Principal: "thief"})
 					if err != nil {
-						if !errors.Is(err, ErrQuotaExceeded) {
+						// A spend the store confirmed too late (a loaded
+						// machine) serves nothing: a refusal too.
+						if !errors.Is(err, ErrQuotaExceeded) && !errors.Is(err, errSpendUnconfirmed) {
 							t.Error(err)
 						}
 						return

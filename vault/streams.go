@@ -106,7 +106,7 @@ func (w *latencyWindow) quantile() time.Duration {
 // MaxRefusalFloor bounds the adaptive refusal floor: a store slower than
 // this makes refusal timing leak again, but a hung store cannot make every
 // refusal hang.
-const MaxRefusalFloor = 2 * time.Second
+const MaxRefusalFloor = 5 * time.Second
 
 // RefusalFloor is the least time every refusal should take now for its
 // timing to say nothing about its kind: 110 % of the longest time the

@@ -133,6 +133,7 @@ func TestTelemetryCounts(t *testing.T) {
 		c.MeterProvider = rec
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		c.Quota = Quota{Documents: 2, Burst: 100}
+		c.AlertOnly = true // counts two quota alerts of one principal
 		c.OnAlert = func(a Alert) { alerts = append(alerts, a) }
 	})
 	ctx := context.Background()

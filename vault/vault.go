@@ -106,15 +106,32 @@ type Config struct {
 	// OnAlert is called, synchronously, for every alert (quota exceeded,
 	// bulk access, refusal burst, canary touched); each is also audited.
 	OnAlert func(Alert)
-	// CanaryRate is how many listed documents MixCanaries adds one canary
-	// to (default DefaultCanaryRate; negative: none).
+	// CanaryRate sets how many canaries the vault plants and lists: it
+	// shadows one in CanaryRate uploading subjects with a canary subject
+	// whose documents mirror theirs, planted on the rhythm of the uploads
+	// (see MixCanaries), and MixCanaries adds one canary per CanaryRate
+	// listed documents. Default DefaultCanaryRate (40); negative: no
+	// canaries at all.
 	CanaryRate int
 	// MaxStreamsPerPrincipal bounds the redemption streams one principal
 	// may have open at once (default DefaultMaxStreams); Redeem refuses
 	// more with ErrQuotaExceeded, before spending the token.
 	MaxStreamsPerPrincipal int
-	// FreezeOnAlert refuses every further grant and redemption of a
-	// principal that raised an alert, until an audited Unfreeze.
+	// AlertOnly opts out of freezing. By default a principal that raises
+	// an alert (a canary touched, a burst, views without decisions, a
+	// quota) is frozen: every further grant, redemption and decision is
+	// refused with ErrFrozen until an audited Unfreeze, and the request
+	// that crossed the threshold is refused already (the count decides,
+	// so a parallel burst gets no further). With AlertOnly, alerts only
+	// alert (audit record, OnAlert, metrics): a paced attacker keeps
+	// taking documents up to the hour, day and week quotas until someone
+	// acts.
+	AlertOnly bool
+	// FreezeOnAlert is what the default does now.
+	//
+	// Deprecated: freezing on alert is the default; remove the field. Set
+	// AlertOnly to keep the old default (alerts without a freeze). Setting
+	// both is refused by Open.
 	FreezeOnAlert bool
 	// DecideWithoutView reports whether principal may Decide about
 	// documents it has not redeemed a token for within DecideWindow (a
@@ -170,8 +187,11 @@ type Vault struct {
 
 	limiter    Limiter
 	detector   *detect.Detector
-	canaries   canaryPool
-	liveMarked atomic.Int64 // the live-marker slot this instance wrote last
+	canaries   canaries
+	plantDone  chan struct{} // closed when the canary planter stopped
+	restoreMu  sync.Mutex
+	restoring  *restoreFlight // a rebuild of lost counts in progress
+	liveMarked atomic.Int64   // the live-marker slot this instance wrote last
 
 	mu     sync.RWMutex // guards sys and sealer (token-key rotation)
 	sys    *systemKeys
@@ -236,6 +256,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	}
 	if cfg.SweepPrincipal == "" {
 		cfg.SweepPrincipal = DefaultSweepPrincipal
+	}
+	if cfg.AlertOnly && cfg.FreezeOnAlert {
+		return nil, fmt.Errorf("vault: open: AlertOnly and FreezeOnAlert contradict each other (freezing is the default): %w", ErrInvalidArgument)
 	}
 	// The stores' errors say what happened in the vault's terms
 	// (ErrStoreUnavailable, ErrStoreFull): see storeerrors.go.
@@ -332,6 +355,11 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if cfg.SweepEvery > 0 {
 		v.sweeperDone = make(chan struct{})
 		go v.sweepLoop(cfg.SweepEvery)
+	}
+	if v.canaryRate() >= 0 {
+		v.canaries.wake = make(chan struct{}, 1)
+		v.plantDone = make(chan struct{})
+		go v.plantLoop()
 	}
 	return v, nil
 }
@@ -470,6 +498,9 @@ func (v *Vault) Close(ctx context.Context) error {
 		close(v.closed) // ends a background sweep and the adoption
 		if v.sweeperDone != nil {
 			waitFor(ctx, v.sweeperDone)
+		}
+		if v.plantDone != nil {
+			waitFor(ctx, v.plantDone) // a canary being planted is cancelled; the rest are dropped
 		}
 		v.unmarkLive(ctx)
 		adopted := make(chan struct{})

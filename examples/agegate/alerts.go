@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"slices"
 	"sync"
 
@@ -37,24 +35,4 @@ func (l *alertLog) recent() []vault.Alert {
 	out := slices.Clone(l.a)
 	slices.Reverse(out)
 	return out
-}
-
-// ensureCanaries keeps want canaries planted: it plants as many as are
-// missing (none at first, expired ones later). Canaries expire like real
-// documents, so a long-running app calls this periodically.
-func (a *App) ensureCanaries(ctx context.Context, want int) error {
-	now := a.now()
-	missing := want - len(a.state.liveCanaries(now))
-	if missing <= 0 {
-		return nil
-	}
-	infos, err := a.v.PlantCanaries(ctx, missing)
-	fresh := make([]canary, 0, len(infos))
-	for _, in := range infos {
-		fresh = append(fresh, canary{ID: in.ID, Expires: in.Expires})
-	}
-	if serr := a.state.addCanaries(now, fresh); err == nil && serr != nil {
-		err = fmt.Errorf("saving canaries: %w", serr)
-	}
-	return err
 }

@@ -55,7 +55,7 @@ func testBrowser(t *testing.T, name string, cfg func(*config)) {
 	}
 	t.Logf("screenshots in %s", artifacts)
 
-	te := newTestEnv(t, envOptions{realClock: true, canaries: 2, cfg: cfg})
+	te := newTestEnv(t, envOptions{realClock: true, cfg: cfg})
 	base := te.srv.URL // http://127.0.0.1:port
 	imgPath := filepath.Join(t.TempDir(), "licence.png")
 	img := licencePNG(t, 42)

@@ -92,7 +92,6 @@ type testEnv struct {
 
 type envOptions struct {
 	maxUpload int64
-	canaries  int
 	realClock bool
 	cfg       func(*config)
 }
@@ -104,7 +103,7 @@ func newTestEnv(t testing.TB, o envOptions) *testEnv {
 	}
 	te := &testEnv{t: t, clock: newFakeClock(), logs: &syncBuffer{}, dir: t.TempDir()}
 	cfg := config{
-		Dir: te.dir, MaxUpload: o.maxUpload, Canaries: o.canaries, Freeze: true,
+		Dir: te.dir, MaxUpload: o.maxUpload, Freeze: true,
 		Passphrase: []byte("test passphrase"), KDF: cheapKDF, Now: te.clock.Now,
 	}
 	if o.realClock {

@@ -64,7 +64,7 @@ type config struct {
 	S3User      string // from MINIO_ROOT_USER
 	S3Password  string // from MINIO_ROOT_PASSWORD; never printed
 	MaxUpload   int64
-	Canaries    int
+	CanaryRate  int
 	Freeze      bool
 	Passphrase  []byte
 
@@ -92,7 +92,7 @@ func main() {
 	flag.StringVar(&cfg.S3Prefix, "s3-prefix", "", "key prefix inside the bucket")
 	flag.BoolVar(&cfg.S3TLS, "s3-tls", false, "use https to reach the S3 endpoint")
 	flag.Int64Var(&cfg.MaxUpload, "max-upload", 10<<20, "largest accepted image in bytes")
-	flag.IntVar(&cfg.Canaries, "canaries", 3, "canary documents to keep planted in the review queue")
+	flag.IntVar(&cfg.CanaryRate, "canary-rate", 0, "one canary per this many uploading members and listed documents (0: the vault's default, 40; negative: none)")
 	flag.BoolVar(&cfg.Freeze, "freeze", true, "freeze a principal that raises an alert until an auditor unfreezes it")
 	flag.Parse()
 
@@ -118,7 +118,6 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	srv := &http.Server{Handler: env.App, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(out, "agegate: serving on http://%s/  (DEMO accounts, no passwords; Ctrl-C to stop)\n", ln.Addr())
 	fmt.Fprintf(out, "agegate: state and keyset in %s; store: %s\n", cfg.Dir, env.StoreName)
-	go env.maintain(ctx, time.Hour)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -138,7 +137,6 @@ type environment struct {
 	Store     store.Store
 	KeyStore  store.Store // Store unless -s3-key-bucket
 	StoreName string
-	canaries  int
 }
 
 // Close closes the vault, which writes the final signed audit checkpoint.
@@ -146,23 +144,6 @@ func (e *environment) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return e.Vault.Close(ctx)
-}
-
-// maintain keeps the canaries planted (they expire like real documents)
-// until ctx ends.
-func (e *environment) maintain(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := e.App.ensureCanaries(ctx, e.canaries); err != nil {
-				e.App.logf("planting canaries: %v", err)
-			}
-		}
-	}
 }
 
 // setup opens the keyset, the store and the vault, and builds the app.
@@ -236,8 +217,12 @@ func setup(ctx context.Context, cfg config, logger *log.Logger) (*environment, e
 		SweepEvery:            10 * time.Minute, // undecided images go at the 72-hour expiry
 		OnSweepError:          func(err error) { logger.Printf("sweep: %v", err) },
 		OnAlert:               alerts.add,
-		FreezeOnAlert:         cfg.Freeze,
-		Now:                   cfg.Now,
+		// Freezing is the vault's default; -freeze=false opts out.
+		AlertOnly: !cfg.Freeze,
+		// The vault plants canaries among the uploads on their own rhythm
+		// (never at startup); the queue lists them (handleQueue).
+		CanaryRate: cfg.CanaryRate,
+		Now:        cfg.Now,
 	})
 	if err != nil {
 		return nil, err
@@ -250,21 +235,18 @@ func setup(ctx context.Context, cfg config, logger *log.Logger) (*environment, e
 		Metrics:   metrics.handler,
 		Now:       cfg.Now,
 	})
-	if err == nil {
-		err = app.ensureCanaries(ctx, cfg.Canaries)
-	}
 	if err != nil {
 		v.Close(ctx)
 		return nil, err
 	}
-	return &environment{App: app, Vault: v, Store: st, KeyStore: keys, StoreName: name, canaries: cfg.Canaries}, nil
+	return &environment{App: app, Vault: v, Store: st, KeyStore: keys, StoreName: name}, nil
 }
 
 // String describes c with its secrets (the S3 password, the keyset
 // passphrase) redacted.
 func (c config) String() string {
-	return fmt.Sprintf("agegate config{addr %s, dir %s, s3 %q bucket %q key bucket %q user %q password REDACTED, passphrase REDACTED, max upload %d, canaries %d, freeze %t}",
-		c.Addr, c.Dir, c.S3Endpoint, c.S3Bucket, c.S3KeyBucket, c.S3User, c.MaxUpload, c.Canaries, c.Freeze)
+	return fmt.Sprintf("agegate config{addr %s, dir %s, s3 %q bucket %q key bucket %q user %q password REDACTED, passphrase REDACTED, max upload %d, canary rate %d, freeze %t}",
+		c.Addr, c.Dir, c.S3Endpoint, c.S3Bucket, c.S3KeyBucket, c.S3User, c.MaxUpload, c.CanaryRate, c.Freeze)
 }
 
 // GoString redacts like String.

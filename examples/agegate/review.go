@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +13,10 @@ import (
 
 // purpose is recorded with every grant in the audit log.
 const purpose = "age-check"
+
+// canaryMemory is how long the app remembers a canary the queue listed
+// (the vault's retention; the vault refuses an expired one anyway).
+const canaryMemory = vault.DefaultRetention
 
 // queueItem is one document on the review page. ImageURL holds a fresh
 // single-use token for the signed-in reviewer: it is a bearer secret until
@@ -42,10 +46,11 @@ type reviewPage struct {
 // URL holds a token minted for this reviewer now: reloading mints new ones,
 // and every URL works once.
 //
-// The canaries planted at startup are mixed into the list as hidden links
-// to their own review pages. A person never sees them; a script that walks
+// The list goes through vault.MixCanaries, which mixes in canaries the
+// vault planted among the uploads; they are rendered as hidden links to
+// their own review pages. A person never sees them; a script that walks
 // every document link requests one, the vault raises AlertCanary on the
-// grant, and with Config.FreezeOnAlert the account is frozen.
+// grant and freezes the account.
 func (a *App) handleQueue(w http.ResponseWriter, r *http.Request) {
 	acct := accountFrom(r.Context())
 	now := a.now()
@@ -83,10 +88,30 @@ func (a *App) handleQueue(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	visible := len(items)
-	// Mix the canaries in at random positions, as hidden entries.
-	for _, c := range a.state.liveCanaries(now) {
-		i := rand.IntN(len(items) + 1)
-		items = append(items[:i], append([]queueItem{{ID: c.ID, Canary: true}}, items[i:]...)...)
+	// Mix canaries in at random positions, as hidden entries, and remember
+	// them (for their review page and the security page).
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
+	}
+	listed, err := a.v.MixCanaries(r.Context(), ids)
+	if err != nil {
+		a.logf("review: listing canaries: %v", err)
+		listed = ids
+	}
+	var fresh []canary
+	for _, id := range listed {
+		if !slices.Contains(ids, id) {
+			fresh = append(fresh, canary{ID: id, Expires: now.Add(canaryMemory)})
+		}
+	}
+	if err := a.state.addCanaries(now, fresh); err != nil {
+		a.logf("review: saving canaries: %v", err)
+	}
+	for i, id := range listed {
+		if !slices.Contains(ids, id) {
+			items = slices.Insert(items, i, queueItem{ID: id, Canary: true})
+		}
 	}
 	a.render(w, r, http.StatusOK, "review", "Review queue", reviewPage{
 		Items: items, Visible: visible, More: more, MaxDate: now.Format(time.DateOnly), Flash: r.URL.Query().Get("done"),

@@ -45,7 +45,8 @@ type decision struct {
 	Decided   time.Time `json:"decided"`
 }
 
-// canary is a decoy document planted with vault.PlantCanaries.
+// canary is a decoy document the vault listed in the review queue
+// (vault.MixCanaries).
 type canary struct {
 	ID      string    `json:"id"`
 	Expires time.Time `json:"expires"`

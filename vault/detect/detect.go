@@ -18,6 +18,14 @@
 //     4 minutes ago (and within the hour) that it has not decided or
 //     handed on; more than 20 raises an alert. An honest reviewer decides
 //     within minutes; a thief piles views up, however slowly it goes;
+//   - decisions per principal: more than 25 deleting decisions in 5
+//     minutes raises an alert, 200 an hour is a quota; more than 10
+//     decisions beyond the documents viewed in the hour (a principal
+//     deciding what it never opened) raises an alert;
+//   - hand-ons: more than 20 documents handed on in the hour, when they
+//     are also more than half of what the principal viewed in it (a
+//     thief passing on everything it takes, so that no view stays
+//     undecided), raises an alert;
 //   - the same, vault-wide (more than 60), and vault-wide volume;
 //   - refused tokens per principal and per address, over 5 minutes and a
 //     day.
@@ -46,7 +54,8 @@ const (
 	View Kind = iota + 1
 	// Redeem: a principal redeemed a token.
 	Redeem
-	// Decision: a principal decided a document (or handed it on).
+	// Decision: a principal decided a document (Event.HandedOn: it handed
+	// it on, keeping it; otherwise the decision deleted it).
 	Decision
 	// Refusal: a token was refused as forged, expired, replayed or someone
 	// else's (probing).
@@ -64,20 +73,27 @@ type Event struct {
 	// Rules, if set, are the principal's own (e.g. by role); nil: the
 	// Detector's. Vault-wide rules are always the Detector's.
 	Rules *Rules
+	// HandedOn marks a Decision that passed the document on instead of
+	// deciding it (it stays).
+	HandedOn bool
 }
 
 // Rule names.
 const (
-	RuleBurst          = "bulk-access"       // views in a short window
-	RuleHour           = "quota-hour"        // views an hour (quota)
-	RuleDay            = "quota-day"         // views a day (quota)
-	RuleWeek           = "quota-week"        // views a week (quota)
-	RuleRedemptions    = "quota-redemptions" // redemptions an hour (quota)
-	RuleUndecided      = "views-undecided"   // views without decisions, per principal
-	RuleVaultUndecided = "vault-undecided"   // views without decisions, vault-wide
-	RuleVaultVolume    = "vault-volume"      // views an hour, vault-wide
-	RuleProbe          = "refusal-burst"     // refused tokens in a short window
-	RuleProbeDay       = "refusal-day"       // refused tokens a day
+	RuleBurst          = "bulk-access"        // views in a short window
+	RuleHour           = "quota-hour"         // views an hour (quota)
+	RuleDay            = "quota-day"          // views a day (quota)
+	RuleWeek           = "quota-week"         // views a week (quota)
+	RuleRedemptions    = "quota-redemptions"  // redemptions an hour (quota)
+	RuleUndecided      = "views-undecided"    // views without decisions, per principal
+	RuleVaultUndecided = "vault-undecided"    // views without decisions, vault-wide
+	RuleVaultVolume    = "vault-volume"       // views an hour, vault-wide
+	RuleProbe          = "refusal-burst"      // refused tokens in a short window
+	RuleProbeDay       = "refusal-day"        // refused tokens a day
+	RuleDecideBurst    = "decision-burst"     // deleting decisions in a short window
+	RuleDecideHour     = "quota-decisions"    // deleting decisions an hour (quota)
+	RuleUnviewed       = "decisions-unviewed" // decisions beyond views, per principal
+	RuleHandedOn       = "views-handed-on"    // most views handed on, per principal
 )
 
 // Limit is a threshold over a window: an alert fires when a count goes
@@ -88,8 +104,9 @@ type Limit struct {
 }
 
 // Rules are the thresholds. Zero fields take the defaults (DefaultRules).
-// Windows of Redemptions, Undecided, VaultUndecided, VaultVolume and Probe
-// are at most 2 h, of ProbeDay 2 days, of the view windows 8 days.
+// Windows of Redemptions, Undecided, VaultUndecided, VaultVolume, Probe and
+// of the decision rules are at most 2 h, of ProbeDay 2 days, of the view
+// windows 8 days.
 type Rules struct {
 	Burst       Limit // alert (default 25 in 5 min)
 	Hour        Limit // quota (default 200 in 1 h)
@@ -107,6 +124,21 @@ type Rules struct {
 	VaultVolume Limit
 	Probe       Limit // refused tokens (default 10 in 5 min)
 	ProbeDay    Limit // refused tokens (default 40 in 24 h)
+	// DecideBurst: more than Max deleting decisions (not hand-ons) within
+	// Window raise an alert (default 25 in 5 min, like views: an honest
+	// reviewer decides what it opens, one in tens of seconds).
+	DecideBurst Limit
+	// DecideHour: the same as a quota (default 200 in 1 h): the decision
+	// past it is refused.
+	DecideHour Limit
+	// Unviewed: more than Max decisions (hand-ons included) within Window
+	// beyond the documents the principal viewed in it raise an alert
+	// (default 10 in 1 h; the slack covers a view just outside the window).
+	Unviewed Limit
+	// HandedOn: more than Max documents handed on within Window, when they
+	// are also more than half of the documents viewed in it, raise an
+	// alert (default 20 in 1 h).
+	HandedOn Limit
 }
 
 // DefaultRules returns the defaults. They are set for human reviewers:
@@ -125,6 +157,10 @@ func DefaultRules() Rules {
 		VaultVolume:    Limit{3000, time.Hour},
 		Probe:          Limit{10, 5 * time.Minute},
 		ProbeDay:       Limit{40, 24 * time.Hour},
+		DecideBurst:    Limit{25, 5 * time.Minute},
+		DecideHour:     Limit{200, time.Hour},
+		Unviewed:       Limit{10, time.Hour},
+		HandedOn:       Limit{20, time.Hour},
 	}
 }
 
@@ -148,12 +184,17 @@ func (r Rules) withDefaults() Rules {
 	fill(&r.VaultVolume, d.VaultVolume)
 	fill(&r.Probe, d.Probe)
 	fill(&r.ProbeDay, d.ProbeDay)
+	fill(&r.DecideBurst, d.DecideBurst)
+	fill(&r.DecideHour, d.DecideHour)
+	fill(&r.Unviewed, d.Unviewed)
+	fill(&r.HandedOn, d.HandedOn)
 	if r.Grace <= 0 {
 		r.Grace = d.Grace
 	}
 	// Windows counted in minute slots are at most 2 h, in hour slots 2
 	// days (what the Counter keeps; see keepOf).
-	for _, l := range []*Limit{&r.Redemptions, &r.Undecided, &r.VaultUndecided, &r.VaultVolume, &r.Probe} {
+	for _, l := range []*Limit{&r.Redemptions, &r.Undecided, &r.VaultUndecided, &r.VaultVolume, &r.Probe,
+		&r.DecideBurst, &r.DecideHour, &r.Unviewed, &r.HandedOn} {
 		l.Window = min(l.Window, 2*hour)
 	}
 	r.ProbeDay.Window = min(r.ProbeDay.Window, 2*day)
@@ -285,7 +326,7 @@ func (d *Detector) Observe(ctx context.Context, e Event) (Outcome, error) {
 	case Redeem:
 		err = d.redeem(ctx, e, &out)
 	case Decision:
-		err = d.decision(ctx, e)
+		err = d.decision(ctx, e, &out)
 	case Refusal:
 		err = d.refusal(ctx, e, &out)
 	default:
@@ -460,14 +501,88 @@ func (d *Detector) redeem(ctx context.Context, e Event, out *Outcome) error {
 	return nil
 }
 
-func (d *Detector) decision(ctx context.Context, e Event) error {
-	if e.Principal != "" {
-		if _, err := d.c.Add(ctx, "p/"+e.Principal+"/d1m", slotOf(e.Time, minute), keepOf(minute)); err != nil {
+// decision counts a decision: for the undecided views it offsets (d1m,
+// per principal and vault-wide), and per principal as a deletion (x1m) or
+// a hand-on (h1m), each checked against its rules. The counts are added at
+// once, like a view's; each ticket decides, so of parallel decisions
+// exactly those past a threshold are over it.
+func (d *Detector) decision(ctx context.Context, e Event, out *Outcome) error {
+	sh := strconv.Itoa(rand.IntN(d.opts.Shards))
+	if e.Principal == "" {
+		_, err := d.c.Add(ctx, "vault/d1m/"+sh, slotOf(e.Time, minute), keepOf(minute))
+		return err
+	}
+	r := d.rulesFor(e)
+	p := "p/" + e.Principal
+	kind := p + "/x1m" // deletions
+	if e.HandedOn {
+		kind = p + "/h1m"
+	}
+	var nDec, nKind int64
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	wg.Go(func() { nDec, errs[0] = d.c.Add(ctx, p+"/d1m", slotOf(e.Time, minute), keepOf(minute)) })
+	wg.Go(func() { nKind, errs[1] = d.c.Add(ctx, kind, slotOf(e.Time, minute), keepOf(minute)) })
+	wg.Go(func() {
+		_, errs[2] = d.c.Add(ctx, "vault/d1m/"+sh, slotOf(e.Time, minute), keepOf(minute))
+	})
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}
-	_, err := d.c.Add(ctx, "vault/d1m/"+strconv.Itoa(rand.IntN(d.opts.Shards)), slotOf(e.Time, minute), keepOf(minute))
-	return err
+	decided, err := d.window(ctx, p+"/d1m", e.Time, minute, r.Unviewed.Window, nDec)
+	if err != nil {
+		return err
+	}
+	viewed, err := d.window(ctx, p+"/v1m", e.Time, minute, r.Unviewed.Window, -1)
+	if err != nil {
+		return err
+	}
+	type check struct {
+		rule  string
+		n     int64
+		l     Limit
+		over  bool
+		quota bool
+	}
+	checks := []check{{RuleUnviewed, decided - viewed, r.Unviewed, decided-viewed > r.Unviewed.Max, false}}
+	if e.HandedOn {
+		handed, err := d.window(ctx, kind, e.Time, minute, r.HandedOn.Window, nKind)
+		if err != nil {
+			return err
+		}
+		if r.HandedOn.Window != r.Unviewed.Window {
+			if viewed, err = d.window(ctx, p+"/v1m", e.Time, minute, r.HandedOn.Window, -1); err != nil {
+				return err
+			}
+		}
+		checks = append(checks, check{RuleHandedOn, handed, r.HandedOn, handed > r.HandedOn.Max && 2*handed > viewed, false})
+	} else {
+		burst, err := d.window(ctx, kind, e.Time, minute, r.DecideBurst.Window, nKind)
+		if err != nil {
+			return err
+		}
+		hourN, err := d.window(ctx, kind, e.Time, minute, r.DecideHour.Window, nKind)
+		if err != nil {
+			return err
+		}
+		checks = append(checks,
+			check{RuleDecideBurst, burst, r.DecideBurst, burst > r.DecideBurst.Max, false},
+			check{RuleDecideHour, hourN, r.DecideHour, hourN > r.DecideHour.Max, true})
+	}
+	for _, c := range checks {
+		if !c.over {
+			continue
+		}
+		out.Over = true
+		out.Refuse = out.Refuse || c.quota
+		if err := d.raise(ctx, out, Alert{Rule: c.rule, Principal: e.Principal, Count: c.n, Limit: c.l}, e.Time); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // refusal counts a refused token against its principal and its address.

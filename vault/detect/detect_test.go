@@ -2,6 +2,9 @@ package detect_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,4 +147,101 @@ func TestProbeSaturates(t *testing.T) {
 	if len(alerts) != 2 {
 		t.Fatalf("alerts %v, want refusal-burst and refusal-day once each", alerts)
 	}
+}
+
+// TestTallyMatchesObserve: a Tally fed the events a Detector observed
+// holds exactly the counts the Detector added (vault-wide counts summed
+// over the shards), so a Counter that lost its counts is refilled with
+// what it had.
+func TestTallyMatchesObserve(t *testing.T) {
+	c := &recordingCounter{Counter: detect.NewMemoryCounter(0), adds: map[string]int64{}}
+	d := detect.New(c, detect.Options{Rules: detect.Rules{Burst: detect.Limit{Max: 1 << 20}, Hour: detect.Limit{Max: 1 << 20},
+		Day: detect.Limit{Max: 1 << 20}, Week: detect.Limit{Max: 1 << 20}, Redemptions: detect.Limit{Max: 1 << 20}}})
+	tally := detect.NewTally(0)
+	clk := &simClock{time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 3000 {
+		e := detect.Event{Time: clk.step(time.Duration(r.IntN(int(2 * time.Minute)))), Principal: fmt.Sprint("p", r.IntN(5))}
+		switch r.IntN(10) {
+		case 0:
+			e.Kind = detect.Redeem
+		case 1, 2:
+			e.Kind, e.HandedOn = detect.Decision, r.IntN(3) == 0
+		case 3:
+			if r.IntN(8) == 0 { // few: past 40 a day the detector stops counting
+				e.Kind, e.Addr = detect.Refusal, fmt.Sprint("a", r.IntN(3))
+			} else {
+				e.Kind = detect.View
+			}
+		default:
+			e.Kind = detect.View
+		}
+		if _, err := d.Observe(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		tally.Add(e)
+	}
+	counts := tally.Counts(clk.t)
+	if len(counts) < 100 {
+		t.Fatalf("%d counts", len(counts))
+	}
+	for _, sc := range counts {
+		var got int64
+		if shared, ok := strings.CutSuffix(sc.Key, "/0"); ok && strings.HasPrefix(sc.Key, "vault/") {
+			for i := range 8 {
+				n, _ := c.Get(context.Background(), fmt.Sprint(shared, "/", i), sc.Slot, sc.Keep)
+				got += n
+			}
+		} else {
+			got, _ = c.Get(context.Background(), sc.Key, sc.Slot, sc.Keep)
+		}
+		if got != sc.N {
+			t.Fatalf("%v: the detector counted %d", sc, got)
+		}
+		if !sc.Slot.Add(sc.Keep).After(clk.t) {
+			t.Fatalf("%v: past its keep time", sc)
+		}
+	}
+	// And the other way: every count the detector added (but its alert
+	// markers) and still keeps is in the tally.
+	inTally := map[string]bool{}
+	for _, sc := range counts {
+		inTally[fmt.Sprint(sc.Key, "@", sc.Slot.Unix())] = true
+	}
+	for k, keepUntil := range c.keeps() {
+		if strings.HasPrefix(k, "alert/") || !keepUntil.After(clk.t) {
+			continue
+		}
+		key, at, _ := strings.Cut(k, "@")
+		if strings.HasPrefix(key, "vault/") {
+			key = key[:strings.LastIndexByte(key, '/')] + "/0"
+		}
+		if !inTally[key+"@"+at] {
+			t.Fatalf("the detector counted %s; the tally did not", k)
+		}
+	}
+}
+
+// recordingCounter notes every key and slot added, and until when kept.
+type recordingCounter struct {
+	detect.Counter
+	mu   sync.Mutex
+	adds map[string]int64 // key@slot → keep-until (Unix)
+}
+
+func (r *recordingCounter) Add(ctx context.Context, key string, slot time.Time, keep time.Duration) (int64, error) {
+	r.mu.Lock()
+	r.adds[fmt.Sprint(key, "@", slot.Unix())] = slot.Add(keep).Unix()
+	r.mu.Unlock()
+	return r.Counter.Add(ctx, key, slot, keep)
+}
+
+func (r *recordingCounter) keeps() map[string]time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]time.Time{}
+	for k, u := range r.adds {
+		out[k] = time.Unix(u, 0)
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package redislimiter
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,38 +49,79 @@ func TestMain(m *testing.M) {
 }
 
 func startRedis() (func(), string, error) {
+	srv, err := newRedis(0)
+	if err != nil {
+		return nil, "", err
+	}
+	return srv.stop, srv.addr, nil
+}
+
+// redisServer is one redis-server on 127.0.0.1, without persistence.
+type redisServer struct {
+	cmd  *exec.Cmd
+	port int
+	addr string
+	dir  string
+}
+
+// newRedis starts redis-server on port (0: a free one) and waits until it
+// answers.
+func newRedis(port int) (*redisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, "", err
+	if port == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	dir, err := os.MkdirTemp("", "redislimiter")
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
 		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	stop := func() { cmd.Process.Kill(); cmd.Wait(); os.RemoveAll(dir) }
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	s := &redisServer{cmd: cmd, port: port, addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir}
+	rdb := redis.NewClient(&redis.Options{Addr: s.addr})
 	defer rdb.Close()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if err := rdb.Ping(context.Background()).Err(); err == nil {
-			return stop, addr, nil
+			return s, nil
 		} else if time.Now().After(deadline) {
-			stop()
-			return nil, "", fmt.Errorf("redis-server did not answer: %w", err)
+			s.stop()
+			return nil, fmt.Errorf("redis-server did not answer: %w", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // waiting for a server to start, not for correctness
 	}
+}
+
+func (s *redisServer) stop() {
+	s.cmd.Process.Signal(syscall.SIGCONT)
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	os.RemoveAll(s.dir)
+}
+
+// ownRedis starts a redis-server for one test (which may stop, kill or
+// restart it) and stops it at the end.
+func ownRedis(t *testing.T) *redisServer {
+	t.Helper()
+	s, err := newRedis(0)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip("no redis-server: ", err)
+	}
+	t.Cleanup(func() { s.stop() })
+	return s
 }
 
 func client(t *testing.T) *redis.Client {
@@ -93,14 +136,17 @@ func client(t *testing.T) *redis.Client {
 func TestConformance(t *testing.T) {
 	countertest.Run(t, func(t *testing.T) (detect.Counter, detect.Counter) {
 		prefix := fmt.Sprintf("t%d:", time.Now().UnixNano())
-		return New(client(t), prefix), New(client(t), prefix)
+		return New(client(t), prefix, Options{}), New(client(t), prefix, Options{})
 	})
 }
 
 // Slots expire at slot+keep: Redis memory does not grow with time.
 func TestExpiry(t *testing.T) {
 	rdb := client(t)
-	l := New(rdb, "exp:")
+	l := New(rdb, "exp:", Options{})
+	if err := l.Restore(context.Background(), func(context.Context) ([]detect.SlotCount, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
 	slot := time.Now().Add(-time.Hour)
 	if _, err := l.Add(context.Background(), "p/x/v1m", slot, time.Hour+2*time.Second); err != nil {
 		t.Fatal(err)
@@ -112,15 +158,15 @@ func TestExpiry(t *testing.T) {
 }
 
 // TestBurstFreeze: 100 parallel grant+redeem by one principal on a vault
-// whose counts are in Redis, with FreezeOnAlert: no more documents than
-// the burst threshold, one bulk-access alert.
+// whose counts are in Redis, with the default freeze: no more documents
+// than the burst threshold, one bulk-access alert.
 func TestBurstFreeze(t *testing.T) {
 	rdb := client(t)
 	ctx := context.Background()
 	var mu sync.Mutex
 	var alerts []vault.AlertKind
-	v, err := vault.Open(ctx, vault.Config{Store: memstore.New(), KEK: kektest.New(t), FreezeOnAlert: true,
-		Limiter: New(rdb, fmt.Sprintf("burst%d:", time.Now().UnixNano())),
+	v, err := vault.Open(ctx, vault.Config{Store: memstore.New(), KEK: kektest.New(t),
+		Limiter: New(rdb, fmt.Sprintf("burst%d:", time.Now().UnixNano()), Options{}),
 		OnAlert: func(a vault.Alert) { mu.Lock(); alerts = append(alerts, a.Kind); mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
@@ -162,5 +208,163 @@ func TestBurstFreeze(t *testing.T) {
 	t.Logf("served %d of 100; alerts %v", served.Load(), alerts)
 	if served.Load() > vault.DefaultBurst || bulk != 1 {
 		t.Fatalf("served %d (threshold %d), %d bulk alerts (want 1)", served.Load(), vault.DefaultBurst, bulk)
+	}
+}
+
+// putDocs stores n documents.
+func putDocs(t *testing.T, v *vault.Vault, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 100+i)...)
+		info, err := v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: fmt.Sprint("m", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, info.ID)
+	}
+	return ids
+}
+
+// TestCountsSurviveLoss: an attacker who used 20 of 20 grants an hour
+// gets no fresh 20 when Redis forgets the counts, by FLUSHALL or by a
+// restart without persistence: the vault rebuilds them from its audit log
+// (on every instance: a second vault on the same store and Redis counts
+// on) before it counts again. Before, the 21st grant after a FLUSHALL was
+// granted.
+func TestCountsSurviveLoss(t *testing.T) {
+	for _, how := range []string{"flushall", "restart"} {
+		t.Run(how, func(t *testing.T) {
+			srv := ownRedis(t)
+			ctx := context.Background()
+			newClient := func() *redis.Client {
+				rdb := redis.NewClient(&redis.Options{Addr: srv.addr})
+				t.Cleanup(func() { rdb.Close() })
+				return rdb
+			}
+			st := memstore.New()
+			kek := kektest.New(t)
+			open := func() *vault.Vault {
+				v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek, Limiter: New(newClient(), "idv:", Options{}),
+					AllowLocalLimiter: true, AlertOnly: true, Quota: vault.Quota{Documents: 20, Burst: 100}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { v.Close(ctx) })
+				return v
+			}
+			a, b := open(), open()
+			ids := putDocs(t, a, 30)
+			for i := range 20 {
+				if _, err := []*vault.Vault{a, b}[i%2].Grant(ctx, ids[i], vault.Access{Principal: "thief", Purpose: "p"}); err != nil {
+					t.Fatalf("grant %d: %v", i, err)
+				}
+			}
+			switch how {
+			case "flushall":
+				if err := newClient().FlushAll(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+			case "restart":
+				srv.cmd.Process.Kill()
+				srv.cmd.Wait()
+				fresh, err := newRedis(srv.port)
+				if err != nil {
+					t.Fatal(err)
+				}
+				*srv = *fresh
+			}
+			for i, v := range []*vault.Vault{a, b} {
+				_, err := v.Grant(ctx, ids[20+i], vault.Access{Principal: "thief", Purpose: "p"})
+				if !errors.Is(err, vault.ErrQuotaExceeded) {
+					t.Fatalf("instance %d, grant 21 after the counts were lost: %v, want ErrQuotaExceeded", i, err)
+				}
+			}
+			// Another principal is not affected, and the rebuilt counts are in Redis.
+			if _, err := b.Grant(ctx, ids[25], vault.Access{Principal: "reviewer", Purpose: "p"}); err != nil {
+				t.Fatalf("another principal after the rebuild: %v", err)
+			}
+			if n, err := newClient().Exists(ctx, "idv:epoch").Result(); err != nil || n != 1 {
+				t.Fatalf("epoch marker after the rebuild: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestDeadlineBoundsCalls: with a Redis that stopped answering (SIGSTOP)
+// and a client built as the package doc shows, every call returns by the
+// caller's deadline (or by Options.Timeout without one), with an error,
+// and so does a Grant, refused (fail closed). Before, Grant waited 5 s
+// against a 2 s deadline and 40 s without one.
+func TestDeadlineBoundsCalls(t *testing.T) {
+	srv := ownRedis(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.addr})
+	t.Cleanup(func() { rdb.Close() })
+	l := New(rdb, "dl:", Options{Timeout: time.Second})
+	v, err := vault.Open(ctx, vault.Config{Store: memstore.New(), KEK: kektest.New(t), Limiter: l, AllowLocalLimiter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close(ctx) })
+	ids := putDocs(t, v, 3)
+	if _, err := v.Grant(ctx, ids[0], vault.Access{Principal: "r", Purpose: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.cmd.Process.Signal(syscall.SIGCONT) })
+	const margin = 250 * time.Millisecond
+	slot := time.Now().Truncate(time.Minute)
+	for _, c := range []struct {
+		name     string
+		deadline time.Duration // 0: none
+		call     func(ctx context.Context) error
+	}{
+		{"Add, 2 s deadline", 2 * time.Second, func(ctx context.Context) error { _, err := l.Add(ctx, "p/x/v1m", slot, time.Hour); return err }},
+		{"Get, 2 s deadline", 2 * time.Second, func(ctx context.Context) error { _, err := l.Get(ctx, "p/x/v1m", slot, time.Hour); return err }},
+		{"Range, no deadline", 0, func(ctx context.Context) error {
+			_, err := l.Range(ctx, "p/x/v1m", slot.Add(-time.Hour), slot, time.Minute, time.Hour)
+			return err
+		}},
+		{"Grant, 2 s deadline", 2 * time.Second, func(ctx context.Context) error {
+			_, err := v.Grant(ctx, ids[1], vault.Access{Principal: "r", Purpose: "p"})
+			if err != nil && !errors.Is(err, vault.ErrQuotaExceeded) {
+				return fmt.Errorf("not refused as over quota: %w", err)
+			}
+			return err
+		}},
+		{"Add, no deadline", 0, func(ctx context.Context) error { _, err := l.Add(ctx, "p/x/v1m", slot, time.Hour); return err }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cctx, cancel := ctx, context.CancelFunc(func() {})
+			bound := c.deadline
+			if bound > 0 {
+				cctx, cancel = context.WithTimeout(ctx, c.deadline)
+			} else {
+				bound = time.Second // Options.Timeout
+			}
+			defer cancel()
+			start := time.Now()
+			err := c.call(cctx)
+			took := time.Since(start)
+			t.Logf("%s: %v after %v", c.name, err, took.Round(time.Millisecond))
+			if err == nil {
+				t.Fatal("succeeded against a stopped Redis")
+			}
+			if took > bound+margin {
+				t.Fatalf("returned after %v, bound %v + %v", took, bound, margin)
+			}
+		})
+	}
+	// Calls given up on are bounded too: past MaxAbandoned they fail at once.
+	small := New(rdb, "dl:", Options{Timeout: 50 * time.Millisecond, MaxAbandoned: 2})
+	for range 2 {
+		small.Add(ctx, "p/y/v1m", slot, time.Hour)
+	}
+	start := time.Now()
+	if _, err := small.Add(ctx, "p/y/v1m", slot, time.Hour); !errors.Is(err, ErrUnavailable) || time.Since(start) > 20*time.Millisecond {
+		t.Fatalf("third call with two abandoned: %v after %v", err, time.Since(start))
 	}
 }

@@ -5,6 +5,7 @@ package countertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -16,9 +17,21 @@ import (
 
 // Run runs the suite. open returns two handles on one fresh set of counts
 // (two processes sharing a store or a Redis; for an in-process counter,
-// the same value twice).
+// the same value twice). A detect.Restorer starts without counts (its
+// first call fails with detect.ErrCountsLost); the suite checks that, then
+// restores an empty set before the other tests.
 func Run(t *testing.T, open func(t *testing.T) (detect.Counter, detect.Counter)) {
 	ctx := context.Background()
+	raw := open
+	open = func(t *testing.T) (detect.Counter, detect.Counter) {
+		a, b := raw(t)
+		if r, ok := a.(detect.Restorer); ok {
+			if err := r.Restore(ctx, func(context.Context) ([]detect.SlotCount, error) { return nil, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return a, b
+	}
 	// A current slot: a counter may expire slots past their keep time.
 	slot := time.Now().UTC().Truncate(time.Minute)
 	const keep = 3 * time.Hour
@@ -99,6 +112,54 @@ func Run(t *testing.T, open func(t *testing.T) (detect.Counter, detect.Counter))
 		}
 		if n := mustAdd(t, b, "p/k/v1m", slot, keep); n != 39 {
 			t.Fatalf("Add on a stale handle: %d, want 39", n)
+		}
+	})
+	t.Run("Restore", func(t *testing.T) {
+		a, b := raw(t)
+		r, ok := a.(detect.Restorer)
+		if !ok {
+			t.Skip("not a detect.Restorer")
+		}
+		if _, err := b.Add(ctx, "p/k/v1m", slot, keep); !errors.Is(err, detect.ErrCountsLost) {
+			t.Fatalf("Add before any restore: %v, want ErrCountsLost", err)
+		}
+		if _, err := b.Get(ctx, "p/k/v1m", slot, keep); !errors.Is(err, detect.ErrCountsLost) {
+			t.Fatalf("Get before any restore: %v, want ErrCountsLost", err)
+		}
+		// Two restore at once (two instances): one recounts, both return
+		// once the counts are whole.
+		var recounts sync.WaitGroup
+		var mu sync.Mutex
+		calls := 0
+		recount := func(context.Context) ([]detect.SlotCount, error) {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+			return []detect.SlotCount{{Key: "p/k/v1m", Slot: slot, Keep: keep, N: 7}, {Key: "p/k/v1h", Slot: slot.Truncate(time.Hour), Keep: keep, N: 3}}, nil
+		}
+		errs := make([]error, 2)
+		for i, c := range []detect.Counter{a, b} {
+			recounts.Go(func() { errs[i] = c.(detect.Restorer).Restore(ctx, recount) })
+		}
+		recounts.Wait()
+		if errs[0] != nil || errs[1] != nil || calls != 1 {
+			t.Fatalf("concurrent restores: %v, %v; %d recounts, want 1", errs[0], errs[1], calls)
+		}
+		if n, err := b.Get(ctx, "p/k/v1m", slot, keep); err != nil || n != 7 {
+			t.Fatalf("Get after restore: %d, %v; want 7", n, err)
+		}
+		if n := mustAdd(t, a, "p/k/v1m", slot, keep); n != 8 {
+			t.Fatalf("Add after restore: %d, want 8", n)
+		}
+		// A restore of whole counts changes nothing.
+		if err := r.Restore(ctx, func(context.Context) ([]detect.SlotCount, error) {
+			t.Fatal("recount called while the counts are whole")
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := b.Get(ctx, "p/k/v1h", slot.Truncate(time.Hour), keep); n != 3 {
+			t.Fatalf("restored hour count %d, want 3", n)
 		}
 	})
 	t.Run("Cancelled", func(t *testing.T) {
