@@ -559,9 +559,15 @@ func TestVaultPolicy(t *testing.T) {
 		t.Fatalf("the vault under its policy: %v\nrefused: %v", err, rec.forbidden())
 	}
 	checkCalls(t, p, rec, true)
+	// The data bucket's AWS policy (create-only under audit/) never
+	// refuses what the vault does.
+	bp, _ := loadPolicy(t, "data-bucket-aws.json", e.data, e.keys, policyPrefix)
 	for _, c := range rec.calls() {
-		if c.Method == http.MethodPut && len(c.Query) == 0 && strings.HasPrefix(c.Key, policyPrefix+"audit/") && c.Header.Get("If-None-Match") != "*" {
-			t.Errorf("%s: a write under audit/ without If-None-Match (the AWS create-only rule would refuse it)", c)
+		acts, _ := c.actions()
+		for _, a := range acts {
+			if bp.denies(a, c.resource(), c.Header) {
+				t.Errorf("%s: the data bucket's AWS policy would refuse %s", c, a)
+			}
 		}
 	}
 
@@ -622,14 +628,19 @@ func TestVaultPolicy(t *testing.T) {
 		checkRefused(t, c, attacks(t, e), false)
 	})
 
-	// What a policy cannot refuse on MinIO: writing a new version over a
+	// What no policy refuses on MinIO: writing a new version over a
 	// write-once audit object (MinIO has no s3:if-none-match condition
-	// key). The locked version stays, and Verify fails on the log.
+	// key; on AWS the data bucket's policy refuses it). The locked version
+	// stays, and Verify fails on the log.
 	t.Run("overwrite", func(t *testing.T) {
 		ctx := context.Background()
 		tg := evidence(t, e)[0]
 		if _, err := c.PutObject(ctx, e.data, tg.key, bytes.NewReader([]byte("forged")), 6, minio.PutObjectOptions{}); err != nil {
 			t.Fatalf("overwrite: %v (if MinIO now refuses it, say so in docs/deploy-s3.md)", err)
+		}
+		calls := rec.calls()
+		if last := calls[len(calls)-1]; last.Key != tg.key || !bp.denies("s3:PutObject", last.resource(), last.Header) {
+			t.Errorf("%s: the data bucket's AWS policy would not refuse the overwrite", last)
 		}
 		o, err := e.root.GetObject(ctx, e.data, tg.key, minio.GetObjectOptions{VersionID: tg.version})
 		if err == nil {

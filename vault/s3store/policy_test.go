@@ -25,19 +25,35 @@ import (
 var policyDir = filepath.Join("..", "..", "docs", "policy")
 
 // policyDoc is an IAM policy document: the subset the project's policies
-// use (no NotAction, NotResource, Principal or conditions), decoded
-// strictly so that a policy using more fails here instead of being
-// misread.
+// use (no NotAction or NotResource; a bucket policy's Principal "*"; one
+// condition, whether If-None-Match is absent), decoded strictly so that a
+// policy using more fails here instead of being misread.
 type policyDoc struct {
 	Version   string
 	Statement []policyStatement
 }
 
 type policyStatement struct {
-	Sid      string
-	Effect   string
-	Action   []string
-	Resource []string
+	Sid       string
+	Effect    string
+	Principal any `json:",omitempty"`
+	Action    []string
+	Resource  []string
+	Condition map[string]map[string]string `json:",omitempty"`
+}
+
+// matches reports whether st applies to action on resource for a request
+// with headers h (nil: none).
+func (st policyStatement) matches(action, resource string, h http.Header) bool {
+	if !slices.ContainsFunc(st.Action, func(a string) bool { return wildcard(strings.ToLower(a), strings.ToLower(action)) }) ||
+		!slices.ContainsFunc(st.Resource, func(r string) bool { return wildcard(r, resource) }) {
+		return false
+	}
+	// parsePolicy admits no other condition.
+	if want, ok := st.Condition["Null"]["s3:if-none-match"]; ok {
+		return (h.Get("If-None-Match") == "") == (want == "true")
+	}
+	return true
 }
 
 // loadPolicy reads docs/policy/<name> with its placeholders filled in.
@@ -65,6 +81,14 @@ func parsePolicy(t testing.TB, s string) policyDoc {
 	for _, st := range p.Statement {
 		if st.Effect != "Allow" && st.Effect != "Deny" || len(st.Action) == 0 || len(st.Resource) == 0 {
 			t.Fatalf("policy: statement %q: effect %q, %d actions, %d resources", st.Sid, st.Effect, len(st.Action), len(st.Resource))
+		}
+		if st.Principal != nil && st.Principal != "*" {
+			t.Fatalf("policy: statement %q: principal %v", st.Sid, st.Principal)
+		}
+		for op, kv := range st.Condition {
+			if _, ok := kv["s3:if-none-match"]; op != "Null" || len(kv) != 1 || !ok {
+				t.Fatalf("policy: statement %q: condition %s %v: not understood here", st.Sid, op, kv)
+			}
 		}
 	}
 	return p
@@ -104,11 +128,13 @@ func (p policyDoc) withoutPair(i int, a, r string) policyDoc {
 // p alone: an explicit Deny wins, else an Allow is needed. Actions match
 // case-insensitively, resources case-sensitively; '*' and '?' are the IAM
 // wildcards in both.
-func (p policyDoc) allows(action, resource string) bool {
+func (p policyDoc) allows(action, resource string) bool { return p.allowsWith(action, resource, nil) }
+
+// allowsWith is allows for a request carrying headers h.
+func (p policyDoc) allowsWith(action, resource string, h http.Header) bool {
 	allowed := false
 	for _, st := range p.Statement {
-		if !slices.ContainsFunc(st.Action, func(a string) bool { return wildcard(strings.ToLower(a), strings.ToLower(action)) }) ||
-			!slices.ContainsFunc(st.Resource, func(r string) bool { return wildcard(r, resource) }) {
+		if !st.matches(action, resource, h) {
 			continue
 		}
 		if st.Effect == "Deny" {
@@ -117,6 +143,17 @@ func (p policyDoc) allows(action, resource string) bool {
 		allowed = true
 	}
 	return allowed
+}
+
+// denies reports whether a Deny statement of p applies (a bucket policy
+// that only denies grants nothing, so only its denials count).
+func (p policyDoc) denies(action, resource string, h http.Header) bool {
+	for _, st := range p.Statement {
+		if st.Effect == "Deny" && st.matches(action, resource, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // wildcard matches s against an IAM pattern: '*' any run of characters
@@ -319,7 +356,7 @@ func checkAllowedOnAWS(t testing.TB, p policyDoc, calls []s3Call) [][2]string {
 		}
 		for _, a := range acts {
 			used = append(used, [2]string{a, c.resource()})
-			if !p.allows(a, c.resource()) && !bad[a+c.resource()] {
+			if !p.allowsWith(a, c.resource(), c.Header) && !bad[a+c.resource()] {
 				bad[a+c.resource()] = true
 				t.Errorf("%s needs %s on %s, which the policy does not allow on AWS", c, a, c.resource())
 			}
@@ -463,6 +500,32 @@ func TestVaultPolicyOnAWSRules(t *testing.T) {
 			if c.byDeny && denyOnly.allows(c.action, c.resource) {
 				t.Errorf("prefix %q: %s on %s not refused by the Deny statements", prefix, c.action, c.resource)
 			}
+		}
+	}
+}
+
+// TestDataBucketPolicyOnAWSRules: the data bucket's AWS policy refuses a
+// write under audit/ without If-None-Match (an overwrite, a new version on
+// top of a write-once one), and nothing else.
+func TestDataBucketPolicyOnAWSRules(t *testing.T) {
+	bp, _ := loadPolicy(t, "data-bucket-aws.json", "idv-data", "idv-keys", "tenant-a/")
+	create := http.Header{"If-None-Match": {"*"}}
+	for _, c := range []struct {
+		action, key string
+		h           http.Header
+		denied      bool
+	}{
+		{"s3:PutObject", "audit/0123456789abcdef0123456789abcdef/00000000000000000000", nil, true},
+		{"s3:PutObject", "audit/_state/00000000000000000003", nil, true},
+		{"s3:PutObject", "audit/_lease/0123456789abcdef0123456789abcdef/00000000000000000001", nil, true},
+		{"s3:PutObject", "audit/_state/00000000000000000003", create, false},
+		{"s3:PutObject", "audit/0123456789abcdef0123456789abcdef/checkpoints/00000000000000000009", create, false},
+		{"s3:PutObject", "system/keyset", nil, false},
+		{"s3:PutObject", "blobs/0123456789abcdef0123456789abcdef", nil, false},
+		{"s3:GetObject", "audit/_state/00000000000000000003", nil, false},
+	} {
+		if got := bp.denies(c.action, "arn:aws:s3:::idv-data/tenant-a/"+c.key, c.h); got != c.denied {
+			t.Errorf("%s on %s (If-None-Match %q): denied %v, want %v", c.action, c.key, c.h.Get("If-None-Match"), got, c.denied)
 		}
 	}
 }
