@@ -132,12 +132,13 @@ var (
 
 // workflow runs everything the vault does, as the holder of c: Put (known
 // and unknown sizes, a multipart upload and an interrupted one), Grant,
-// Redeem, Decide, Hold, Release, Delete, EraseSubject, canaries, a freeze
-// and Unfreeze, RotateTokenKey, SyncAudit, Close, Rewrap to a new KEK,
-// Sweep with expiry, orphans and ledger collection, an instance reading
-// the state chain through a delete marker, and the store's own calls
-// (its clock, its refusal to write over or delete a retained object). It
-// returns the first failure, the vault's audit verifier key and its clock.
+// Redeem, Decide, Hold, Release, Delete, EraseSubject, ListSubject,
+// canaries, a freeze and Unfreeze, RotateTokenKey, SyncAudit, Close,
+// Rewrap to a new KEK, KEKCounts, Sweep with orphans, expiry and ledger
+// collection, an instance reading the state chain through a delete
+// marker, and the store's own calls (its clock, its refusal to write over
+// or delete a retained object). rec is c's recorder. It returns the first
+// failure, the vault's audit verifier key and its clock.
 func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifier string, clk *testClock, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -291,6 +292,9 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	if err != nil || rep.Remaining != 0 || rep.Rewrapped == 0 {
 		return verifier, clk, fmt.Errorf("rewrap: %+v, %w", rep, err)
 	}
+	if _, err := v2.KEKCounts(ctx); err != nil {
+		return verifier, clk, fmt.Errorf("kek counts: %w", err)
+	}
 	// What a crash and a former version leave for Sweep: a payload whose
 	// key record is gone, an adoption claim, a folded-entry note.
 	if err := e.root.RemoveObject(ctx, e.keys, policyPrefix+"keys/"+ids["orphaned"], minio.RemoveObjectOptions{}); err != nil {
@@ -398,12 +402,15 @@ type target struct{ kind, key, version string }
 
 func evidence(t testing.TB, e policyEnv) []target {
 	t.Helper()
-	kinds := []struct{ kind, re string }{
-		{"audit batch", `audit/[0-9a-f]{32}/[0-9]{20}$`},
-		{"checkpoint", `audit/[0-9a-f]{32}/checkpoints/.+$`},
-		{"registry entry", `audit/_registry/[0-9a-f]{32}$`},
-		{"state chain entry", `audit/_state/[0-9]{20}$`},
-		{"vault keyset", `system/keyset$`},
+	kinds := []struct {
+		kind string
+		re   *regexp.Regexp
+	}{
+		{"audit batch", regexp.MustCompile(`^` + policyPrefix + `audit/[0-9a-f]{32}/[0-9]{20}$`)},
+		{"checkpoint", regexp.MustCompile(`^` + policyPrefix + `audit/[0-9a-f]{32}/checkpoints/.+$`)},
+		{"registry entry", regexp.MustCompile(`^` + policyPrefix + `audit/_registry/[0-9a-f]{32}$`)},
+		{"state chain entry", regexp.MustCompile(`^` + policyPrefix + `audit/_state/[0-9]{20}$`)},
+		{"vault keyset", regexp.MustCompile(`^` + policyPrefix + `system/keyset$`)},
 	}
 	found := map[string]target{}
 	for o := range e.root.ListObjects(context.Background(), e.data, minio.ListObjectsOptions{Prefix: policyPrefix, Recursive: true, WithVersions: true}) {
@@ -411,7 +418,7 @@ func evidence(t testing.TB, e policyEnv) []target {
 			t.Fatal(o.Err)
 		}
 		for _, k := range kinds {
-			if _, ok := found[k.kind]; !ok && o.IsLatest && !o.IsDeleteMarker && regexp.MustCompile("^"+regexp.QuoteMeta(policyPrefix)+k.re).MatchString(o.Key) {
+			if _, ok := found[k.kind]; !ok && o.IsLatest && !o.IsDeleteMarker && k.re.MatchString(o.Key) {
 				found[k.kind] = target{k.kind, o.Key, o.VersionID}
 			}
 		}
@@ -541,6 +548,7 @@ func checkCalls(t *testing.T, p policyDoc, rec *recorder, everyRight bool) {
 	if everyRight {
 		checkEveryRightUsed(t, p, used, minioOnly)
 	}
+	t.Logf("%d requests checked", len(calls))
 }
 
 // TestVaultPolicy runs the whole vault under docs/policy/vault.json on
