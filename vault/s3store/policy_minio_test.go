@@ -52,9 +52,20 @@ type policyEnv struct {
 	root       *minio.Client
 }
 
+// newPolicyEnv makes the buckets as idvault init does: the data bucket
+// object-locked, with the lifecycle backstop on blobs/; the key bucket
+// plain.
 func newPolicyEnv(t testing.TB) policyEnv {
 	srv := miniotest.Server(t)
-	return policyEnv{srv: srv, data: srv.NewBucket(t, true), keys: srv.NewBucket(t, false), root: srv.Client(t)}
+	e := policyEnv{srv: srv, data: srv.NewBucket(t, true), keys: srv.NewBucket(t, false), root: srv.Client(t)}
+	st, err := s3store.New(context.Background(), e.root, e.data, s3store.Options{Prefix: policyPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetExpiryRule(context.Background(), "blobs/", 4); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // as returns a client with the rights of policy alone: temporary (STS)
