@@ -369,6 +369,17 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	if err := closeVault(v3); err != nil {
 		return verifier, clk, fmt.Errorf("close: %w", err)
 	}
+	// The operator takes the delete marker away again.
+	for o := range e.root.ListObjects(ctx, e.data, minio.ListObjectsOptions{Prefix: newest, WithVersions: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		if o.Key == newest && o.IsDeleteMarker {
+			if err := e.root.RemoveObject(ctx, e.data, newest, minio.RemoveObjectOptions{VersionID: o.VersionID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 
 	// The store's own calls: its clock, when no answer carried the
 	// server's time lately (system/clock), and its refusal to write over
