@@ -11,6 +11,9 @@
 //	bucket := srv.NewBucket(t, false)
 //	client := srv.Client(t)
 //
+// srv.NewUser(t, policy) adds a user whose only rights are those of an IAM
+// policy document, for tests of least privilege.
+//
 // The server starts lazily on the first call to Server, listens on loopback
 // only, keeps its data in a temporary directory and uses random root
 // credentials. Main stops it (the whole process group) and removes the

@@ -134,3 +134,46 @@ func TestTailBuffer(t *testing.T) {
 		t.Fatalf("tail(2) = %q", got)
 	}
 }
+
+// TestNewUser: a user made by NewUser has exactly the rights of its policy
+// (MinIO decrypted the add-user body, so adminEncrypt matches madmin-go's
+// format), also for a policy longer than STS's 2048-byte session limit.
+func TestNewUser(t *testing.T) {
+	srv := Server(t)
+	ctx := context.Background()
+	readable, other := srv.NewBucket(t, false), srv.NewBucket(t, false)
+	root := srv.Client(t)
+	for _, b := range []string{readable, other} {
+		if _, err := root.PutObject(ctx, b, "k", strings.NewReader("v"), 1, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pad := strings.Repeat(fmt.Sprintf(`,"arn:aws:s3:::%s/padding-that-matches-nothing/*"`, readable), 40)
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%s/*"%s]}]}`, readable, pad)
+	if len(policy) <= 2048 {
+		t.Fatalf("policy of %d bytes: make it longer than a session policy may be", len(policy))
+	}
+	ak, sk := srv.NewUser(t, policy)
+	c, err := newClient(srv.Endpoint(), ak, sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.GetObject(ctx, readable, "k", minio.GetObjectOptions{})
+	if err == nil {
+		_, err = o.Stat()
+		o.Close()
+	}
+	if err != nil {
+		t.Fatalf("the user cannot read what its policy allows: %v", err)
+	}
+	denied := func(what string, err error) {
+		t.Helper()
+		if code := minio.ToErrorResponse(err).Code; code != "AccessDenied" {
+			t.Errorf("%s: %v (code %q), want AccessDenied", what, err, code)
+		}
+	}
+	_, err = c.PutObject(ctx, readable, "k2", strings.NewReader("v"), 1, minio.PutObjectOptions{})
+	denied("put", err)
+	_, err = c.StatObject(ctx, other, "k", minio.StatObjectOptions{})
+	denied("read another bucket", err)
+}
