@@ -469,6 +469,14 @@ func (w *simWorld) runAttack(t *testing.T, s strategy, span time.Duration) simRe
 				return now.Add(s.every)
 			case errors.Is(err, vault.ErrExpired), errors.Is(err, vault.ErrNotFound):
 				return now.Add(s.every)
+			case errors.Is(err, vault.ErrNotViewed):
+				// Deciding what it never opened is refused (and counted):
+				// it gives up after 50 refusals in a row.
+				refusedInARow++
+				if refusedInARow >= 50 {
+					return time.Time{}
+				}
+				return now.Add(s.every)
 			default:
 				t.Fatalf("%s: %v", s.name, err)
 				return time.Time{}

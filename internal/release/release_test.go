@@ -118,7 +118,7 @@ import (
 
 func main() {
 	openers := []kms.Opener{awskms.NewOpener(awskms.Options{}), pkcs11.NewOpener(pkcs11.Options{})}
-	var limiter vault.Limiter = redislimiter.New(nil, "idv")
+	var limiter vault.Limiter = redislimiter.New(nil, "idv", redislimiter.Options{})
 	_, _ = fsstore.Open, s3store.Dial
 	fmt.Println("outside", len(openers), limiter != nil)
 }
@@ -136,7 +136,7 @@ import (
 )
 
 func main() {
-	fmt.Println("outside-nested", awskms.NewOpener(awskms.Options{}) != nil, pkcs11.NewOpener(pkcs11.Options{}) != nil, redislimiter.New(nil, "idv") != nil)
+	fmt.Println("outside-nested", awskms.NewOpener(awskms.Options{}) != nil, pkcs11.NewOpener(pkcs11.Options{}) != nil, redislimiter.New(nil, "idv", redislimiter.Options{}) != nil)
 }
 `
 
