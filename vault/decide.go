@@ -87,6 +87,15 @@ func (v *Vault) Decide(ctx context.Context, id string, d Decision, by Actor) err
 		detail += ": " + clip(d.Note, 200)
 	}
 	rec := audit.Record{Event: EventDecide, Object: oid.String(), Principal: by.principal(), Reason: string(d.Verdict), Detail: clip(detail, 500)}
+	// A frozen principal is refused first, before the wait for its views.
+	if err := v.checkFrozen(ctx, v.principalMAC(by.Principal)); err != nil {
+		err = fmt.Errorf("vault: decide: %w", err)
+		rec.Outcome, rec.Reason = audit.OutcomeRefused, reasonOf(err)
+		if aerr := v.audit(ctx, rec); aerr != nil {
+			return fmt.Errorf("%w (and %w)", err, aerr)
+		}
+		return err
+	}
 	// Only by someone who viewed it: a stolen identity must not destroy
 	// documents it never opened.
 	if err := v.checkViewed(ctx, by.Principal, oid); err != nil {
