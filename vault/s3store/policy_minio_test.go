@@ -164,7 +164,7 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	}
 	oldKEK, newKEK := kektest.New(t), kektest.New(t)
 	al := &alertLog{}
-	cfg := vault.Config{Store: data, KeyStore: keys, KEK: oldKEK, RequireWriteOnceAudit: true, FreezeOnAlert: true, Now: clk.Now, OnAlert: al.on}
+	cfg := vault.Config{Store: data, KeyStore: keys, KEK: oldKEK, RequireWriteOnceAudit: true, Now: clk.Now, OnAlert: al.on}
 	var open []*vault.Vault
 	defer func() {
 		for _, v := range open {
@@ -264,6 +264,9 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	if _, err := v1.ListSubject(ctx, "member-1", operator); err != nil {
 		return verifier, clk, fmt.Errorf("list subject: %w", err)
 	}
+	// The workflow needs a canary now, not after an upload stream the
+	// vault would plant one among: the deprecated call still does that.
+	//lint:ignore SA1019 a canary at once, for the permission workflow
 	canaries, err := v1.PlantCanaries(ctx, 1)
 	if err != nil {
 		return verifier, clk, fmt.Errorf("plant canaries: %w", err)
