@@ -368,3 +368,82 @@ func TestDeadlineBoundsCalls(t *testing.T) {
 		t.Fatalf("third call with two abandoned: %v after %v", err, time.Since(start))
 	}
 }
+
+// TestVaultCallsBoundedRedisDown: the vault's calls that count (Grant,
+// Redeem, Decide) return by their deadline plus vault.DeadlineMargin, with
+// an error matching ErrQuotaExceeded (they fail closed) and nothing served,
+// when Redis is stopped (SIGSTOP) or killed (SIGKILL) between the grant
+// and the calls; with the client options the package doc shows.
+func TestVaultCallsBoundedRedisDown(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGSTOP, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			srv := ownRedis(t)
+			ctx := context.Background()
+			rdb := redis.NewClient(&redis.Options{Addr: srv.addr, ContextTimeoutEnabled: true})
+			t.Cleanup(func() { rdb.Close() })
+			v, err := vault.Open(ctx, vault.Config{Store: memstore.New(), KEK: kektest.New(t),
+				Limiter: New(rdb, "down:", Options{}), AllowLocalLimiter: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { v.Close(ctx) })
+			ids := putDocs(t, v, 3)
+			// A view of ids[0] (so that a decision about it is bound to
+			// one), and a token for ids[1] not yet redeemed.
+			g0, err := v.Grant(ctx, ids[0], vault.Access{Principal: "r", Purpose: "p"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, _, err := v.Redeem(ctx, g0.Token, vault.Requester{Principal: "r"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, rc)
+			rc.Close()
+			g1, err := v.Grant(ctx, ids[1], vault.Access{Principal: "r", Purpose: "p"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			const deadline = 2 * time.Second
+			for _, c := range []struct {
+				name string
+				call func(ctx context.Context) error
+			}{
+				{"Grant", func(ctx context.Context) error {
+					_, err := v.Grant(ctx, ids[2], vault.Access{Principal: "r", Purpose: "p"})
+					return err
+				}},
+				{"Redeem", func(ctx context.Context) error {
+					rc, _, err := v.Redeem(ctx, g1.Token, vault.Requester{Principal: "r"})
+					if err == nil {
+						rc.Close()
+					}
+					return err
+				}},
+				{"Decide", func(ctx context.Context) error {
+					return v.Decide(ctx, ids[0], vault.Decision{Verdict: vault.Approved}, vault.Actor{Principal: "r"})
+				}},
+			} {
+				cctx, cancel := context.WithTimeout(ctx, deadline)
+				start := time.Now()
+				err := c.call(cctx)
+				took := time.Since(start)
+				cancel()
+				t.Logf("%s: %v after %v", c.name, err, took.Round(time.Millisecond))
+				if !errors.Is(err, vault.ErrQuotaExceeded) {
+					t.Errorf("%s with Redis down: %v, want ErrQuotaExceeded (fail closed)", c.name, err)
+				}
+				if took > deadline+vault.DeadlineMargin {
+					t.Errorf("%s returned after %v, bound %v + %v", c.name, took, deadline, vault.DeadlineMargin)
+				}
+			}
+			// Nothing was decided: the document is still there.
+			if _, err := v.Grant(ctx, ids[0], vault.Access{Principal: "r", Purpose: "p"}); errors.Is(err, vault.ErrNotFound) {
+				t.Fatal("a decision was carried out without its count")
+			}
+		})
+	}
+}
