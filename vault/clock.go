@@ -26,7 +26,7 @@ import (
 // are unaffected, and reading, granting and auditing go on.
 //
 // A store that does not implement store.Clock cannot be checked; the vault
-// then trusts its own clock (the README says so).
+// then trusts its own clock (docs/storage-attacks.md says so).
 
 // ErrClockSkew: this instance's clock disagrees with the store's by more than
 // Config.ClockLeeway, so it did nothing irreversible (no spend, shred,

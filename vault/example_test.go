@@ -44,7 +44,7 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	// A reviewer gets a single-use link, valid 60 s, for this document only.
+	// A reviewer gets a single-use token, valid 60 s, for this document only.
 	g, err := v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-7", Purpose: "age-check"})
 	if err != nil {
 		log.Fatal(err)

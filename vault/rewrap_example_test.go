@@ -15,7 +15,7 @@ import (
 
 // Move a vault from one KEK to another. In production the new KEK is
 // usually a KMS or HSM key (kms.Open with kms/awskms or kms/pkcs11); see
-// the README, "Keys in production".
+// docs/keys.md, "Keys in production".
 func ExampleVault_Rewrap() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "idvault-rewrap")

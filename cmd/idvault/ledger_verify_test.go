@@ -15,7 +15,7 @@ import (
 )
 
 // TestVerifyChecksLedger: audit verify checks the single-use ledger against
-// the logs. A release record whose spend entry was deleted before its
+// the logs. A release record whose ledger entry was deleted before its
 // keep-until time (someone removing the evidence that a token was spent,
 // so it could be replayed) fails verification, though every log is intact.
 func TestVerifyChecksLedger(t *testing.T) {
@@ -53,19 +53,19 @@ func TestVerifyChecksLedger(t *testing.T) {
 	}
 
 	r := runCLI(t, nil, "audit", "verify", "--store", dir, "--verifier-key", key)
-	if r.code != exitOK || !strings.Contains(r.stderr, "1 spend entries, 1 folded") {
+	if r.code != exitOK || !strings.Contains(r.stderr, "1 ledger entries, 1 folded") {
 		t.Fatalf("intact store: %v", r)
 	}
 	entries, err := filepath.Glob(filepath.Join(dir, "redeemed", "*"))
 	if err != nil || len(entries) != 1 {
-		t.Fatalf("spend entries on disk: %v %v", entries, err)
+		t.Fatalf("ledger entries on disk: %v %v", entries, err)
 	}
 	if err := os.Remove(entries[0]); err != nil {
 		t.Fatal(err)
 	}
 	r = runCLI(t, nil, "audit", "verify", "--store", dir, "--verifier-key", key)
 	if r.code != exitFailed || !strings.Contains(r.stdout, "single-use ledger") {
-		t.Fatalf("spend entry deleted: want exit %d and a ledger failure, got %v", exitFailed, r)
+		t.Fatalf("ledger entry deleted: want exit %d and a ledger failure, got %v", exitFailed, r)
 	}
 	if strings.Contains(r.stdout+r.stderr, g.Token) {
 		t.Fatal("the token reached the output")

@@ -286,7 +286,7 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 	if verr != nil && !errors.Is(verr, audit.ErrTampered) {
 		return c.fail(fmt.Errorf("verification did not finish: %w", verr))
 	}
-	// The single-use ledger against the logs, both ways: every spend entry
+	// The single-use ledger against the logs, both ways: every ledger entry
 	// (a signed release record) folded into a log, and no release record
 	// whose entry is gone before its keep-until time.
 	// It runs only on logs that verified: on tampered ones the verdict is
@@ -304,7 +304,7 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 		}
 	}
 	if ledger.Entries > 0 {
-		fmt.Fprintf(c.stderr, "ledger: %d spend entries, %d folded into a log, %d void, %d pending\n", ledger.Entries, ledger.Folded, ledger.Void, ledger.Pending)
+		fmt.Fprintf(c.stderr, "ledger: %d ledger entries, %d folded into a log, %d void, %d pending\n", ledger.Entries, ledger.Folded, ledger.Void, ledger.Pending)
 	}
 	var unsealed []audit.LogReport
 	for _, l := range rep.Logs {

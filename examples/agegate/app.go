@@ -146,7 +146,7 @@ func (a *App) routes() http.Handler {
 // ServeHTTP implements http.Handler.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	// Pages hold personal data and single-use links: never cache them,
+	// Pages hold personal data and single-use tokens: never cache them,
 	// never send them as a Referer, never frame them. No script at all.
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")

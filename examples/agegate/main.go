@@ -1,6 +1,6 @@
 // Command agegate is a small age-verification web app built on idvault: a
 // member uploads a photo of an ID document, a reviewer looks at it through a
-// single-use link and records the birth date and a decision, and the image
+// single-use token and records the birth date and a decision, and the image
 // is deleted at once (or at the 72-hour expiry if nobody decides). An
 // auditor's security page verifies the audit log and shows who looked at
 // what, per-reviewer volume, alerts and canaries.

@@ -155,7 +155,7 @@ func (a *App) isCanary(id string) bool {
 	return false
 }
 
-// grantItem mints a single-use link to sub's image for the reviewer.
+// grantItem mints a single-use token for sub's image, for the reviewer.
 func (a *App) grantItem(ctx context.Context, reviewer account, sub submission) (queueItem, error) {
 	g, err := a.v.Grant(ctx, sub.ID, vault.Access{Principal: reviewer.ID, Purpose: purpose, TTL: a.opts.ImageTTL})
 	if err != nil {

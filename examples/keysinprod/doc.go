@@ -1,4 +1,4 @@
-// Package keysinprod is the README section "Keys in production", run as a
+// Package keysinprod is the section "Keys in production" of docs/keys.md, run as a
 // test: a vault moves from the quickstart's local keyset to AWS KMS (local-kms
 // standing in) and then to an HSM (SoftHSM2), and every document survives.
 // It also holds the KEK benchmarks (rewrap rate, KMS round-trip cost).

@@ -6,17 +6,17 @@ import (
 	"testing"
 )
 
-// TestReadmeMatches checks that the README's "Keys in production" code
+// TestReadmeMatches checks that docs/keys.md's "Keys in production" code
 // block is the body of TestKeysInProduction between its BEGIN and END
 // markers, so the section is what the test runs.
 func TestReadmeMatches(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/keys.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, sec, ok := strings.Cut(string(readme), "\n## Keys in production\n")
 	if !ok {
-		t.Fatal(`README has no "## Keys in production" section`)
+		t.Fatal(`docs/keys.md has no "## Keys in production" section`)
 	}
 	_, block, ok := strings.Cut(sec, "```go\n")
 	if !ok {
@@ -34,6 +34,6 @@ func TestReadmeMatches(t *testing.T) {
 		want.WriteString(strings.TrimPrefix(l, "\t"))
 	}
 	if strings.TrimSpace(block) != strings.TrimSpace(want.String()) || len(block) < 100 {
-		t.Fatalf("the README block differs from TestKeysInProduction:\n--- README\n%s\n--- test\n%s", block, want.String())
+		t.Fatalf("the docs/keys.md block differs from TestKeysInProduction:\n--- docs/keys.md\n%s\n--- test\n%s", block, want.String())
 	}
 }

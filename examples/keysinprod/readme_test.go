@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// TestKeysInProduction is the README section "Keys in production",
+// TestKeysInProduction is docs/keys.md's section "Keys in production",
 // between the BEGIN and END markers, verbatim (TestReadmeMatches checks).
 func TestKeysInProduction(t *testing.T) {
 	ctx := context.Background()

@@ -1,7 +1,7 @@
 // Command quickstart runs idvault's main job on the embedded default — a
 // local directory store and a passphrase-protected keyset, no server, no
 // account: it stores a sample ID image, hands it out once through a
-// single-use link, refuses the replay, and verifies the audit log.
+// single-use token, refuses the replay, and verifies the audit log.
 //
 //	go run ./examples/quickstart
 //
@@ -120,7 +120,7 @@ func run(ctx context.Context, dir string, out io.Writer) error {
 	sum := sha256.Sum256(body)
 	step(5, "redeem", "GET → %d %s, %d bytes, sha256 %x… matches the upload", status, ctype, len(body), sum[:8])
 
-	// 6. The same link again: spent.
+	// 6. The same URL again: spent.
 	status, _, _, err = fetch(url)
 	if err != nil {
 		return err
@@ -128,7 +128,7 @@ func run(ctx context.Context, dir string, out io.Writer) error {
 	if status != 404 {
 		return fmt.Errorf("replay: status %d, want 404", status)
 	}
-	step(6, "replay", "same link again → %d (the token was spent on first use)", status)
+	step(6, "replay", "same URL again → %d (the token was spent on first use)", status)
 
 	// 7. Everything above is in the tamper-evident audit log.
 	if err := v.Close(ctx); err != nil {

@@ -1,6 +1,6 @@
 package audit
 
-// The single-use ledger's spend entries, and the check that ties them to
+// The single-use ledger's ledger entries, and the check that ties them to
 // the logs.
 //
 // A redemption is spent by ONE create-only write of redeemed/<token-id>
@@ -35,24 +35,24 @@ import (
 
 // Storage prefixes of the ledger.
 const (
-	// LedgerPrefix holds one spend entry per redeemed token:
+	// LedgerPrefix holds one ledger entry per redeemed token:
 	// redeemed/<token-id, 32 hex digits>.
 	LedgerPrefix = "redeemed/"
 	// FoldedPrefix holds notes of folded (or voided) entries:
 	// ledger-folded/<20-digit unix nanos>-<16 hex digits>, one token ID and
 	// its state per line ("<hex> folded" or "<hex> void").
 	FoldedPrefix = "ledger-folded/"
-	// LedgerLog is the Log field of the record inside a spend entry (the
+	// LedgerLog is the Log field of the record inside a ledger entry (the
 	// folded copy carries the real log and sequence number).
 	LedgerLog = "ledger"
 )
 
 const ledgerHeader = "idvault ledger v1\n"
 
-// maxLedgerEntry bounds a spend entry; readers refuse anything longer.
+// maxLedgerEntry bounds a ledger entry; readers refuse anything longer.
 const maxLedgerEntry = 8 << 10
 
-// LedgerEntry is one spend entry: the release record of a redemption and
+// LedgerEntry is one ledger entry: the release record of a redemption and
 // the expiry of its token (which tells the sweeper when the entry may go).
 type LedgerEntry struct {
 	TokenID string    // 32 lower-case hex digits
@@ -60,7 +60,7 @@ type LedgerEntry struct {
 	Record  Record    // Event redeem, Outcome ok, Log LedgerLog, Seq 0, TokenID equal to TokenID
 }
 
-// LedgerSigner signs spend entries with the audit signing key.
+// LedgerSigner signs ledger entries with the audit signing key.
 type LedgerSigner struct{ s note.Signer }
 
 // NewLedgerSigner returns a LedgerSigner for signerKey (from GenerateKey).
@@ -116,7 +116,7 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-// LedgerExpiry reads the token expiry of a spend entry without checking
+// LedgerExpiry reads the token expiry of a ledger entry without checking
 // its signature (the sweeper's input; a forged expiry can only make an
 // entry stay longer or go sooner, and Verify reports a missing entry whose
 // release record says it should still exist). Anything else than a spend
@@ -155,7 +155,7 @@ func parseLedgerText(b []byte) (string, time.Time, []byte, error) {
 	return tok, time.Unix(0, ns).UTC(), rb, nil
 }
 
-// OpenLedgerEntry checks the signature of a spend entry with verifierKey
+// OpenLedgerEntry checks the signature of a ledger entry with verifierKey
 // and returns it. Every failure wraps ErrCorrupt.
 func OpenLedgerEntry(b []byte, verifierKey string) (LedgerEntry, error) {
 	vk, err := note.NewVerifier(verifierKey)
@@ -231,7 +231,7 @@ func FoldedKey(t time.Time, rnd [8]byte) string {
 
 // LedgerReport is what CheckLedger found.
 type LedgerReport struct {
-	Entries  int // spend entries read
+	Entries  int // ledger entries read
 	Folded   int // entries whose release record is in a log
 	Void     int // entries voided (a spend-unconfirmed refusal of the token is in a log)
 	Pending  int // entries younger than the grace, not yet in a log
@@ -250,19 +250,19 @@ type LedgerCheckOptions struct {
 
 // ReasonSpendUnconfirmed is the Reason of the refusal a redeemer appends
 // when its spend write failed ambiguously or answered too late: nothing was
-// served, and the spend entry (if it exists) is void.
+// served, and the ledger entry (if it exists) is void.
 const ReasonSpendUnconfirmed = "spend-unconfirmed"
 
 // LedgerKeepUntilPrefix starts the Detail of a release record: the time
-// until which its spend entry must exist (RFC 3339, UTC).
+// until which its ledger entry must exist (RFC 3339, UTC).
 const LedgerKeepUntilPrefix = "ledger-keep-until "
 
 // CheckLedger checks the ledger against the logs both ways: every spend
 // entry is signed and its release record is in a log (or, when voided, a
 // spend-unconfirmed refusal of the token is), unless it is younger than
 // the grace; and every release record in a log whose keep-until time has
-// not passed still has its spend entry. Problems say which token, never
-// record contents. Memory is bounded by the number of spend entries (the
+// not passed still has its ledger entry. Problems say which token, never
+// record contents. Memory is bounded by the number of ledger entries (the
 // ledger keeps them about an hour past their tokens' expiry), not by the
 // size of the logs, which are streamed once.
 func CheckLedger(ctx context.Context, st store.Store, verifierKey string, opts LedgerCheckOptions) (*LedgerReport, error) {
@@ -299,7 +299,7 @@ func CheckLedger(ctx context.Context, st store.Store, verifierKey string, opts L
 		}
 		if err != nil || e.TokenID != tok {
 			if len(b) != 8 { // the former format (an expiry) holds no record
-				rep.Problems = append(rep.Problems, "ledger entry "+tok+": not a valid signed spend entry")
+				rep.Problems = append(rep.Problems, "ledger entry "+tok+": not a valid signed entry")
 			}
 			entries[tok] = nil
 			continue
@@ -327,10 +327,10 @@ func CheckLedger(ctx context.Context, st store.Store, verifierKey string, opts L
 		case r.Outcome == OutcomeOK && !present:
 			s, ok := strings.CutPrefix(r.Detail, LedgerKeepUntilPrefix)
 			if !ok {
-				continue // a release record of the former format: no spend entry promised
+				continue // a release record of the former format: no ledger entry promised
 			}
 			if until, err := time.Parse(time.RFC3339, s); err != nil || now.Before(until) {
-				rep.Problems = append(rep.Problems, "release of token "+r.TokenID+": its spend entry is missing")
+				rep.Problems = append(rep.Problems, "release of token "+r.TokenID+": its ledger entry is missing")
 			}
 		case r.Reason == ReasonSpendUnconfirmed && present:
 			void[r.TokenID] = true
