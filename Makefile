@@ -20,37 +20,33 @@ STATICCHECK_MODULE := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ## test: install the tools into ./bin if missing, then gofmt, vet, staticcheck, go test -race
 test: tools lint unit
 
-tools: $(BIN)/minio $(BIN)/staticcheck $(BIN)/local-kms chromium redis softhsm2
+tools: $(BIN)/minio $(BIN)/staticcheck $(BIN)/local-kms apt
 
-# Debian's Chromium, for the sample app's end-to-end browser test. Installed
-# when missing and we may (root with apt-get); elsewhere that test skips,
-# except under CI=true, where it fails.
-chromium:
-	@if [ -x /usr/bin/chromium ]; then :; \
-	 elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	   echo "installing Debian's chromium for the browser test"; \
-	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	 else echo "note: /usr/bin/chromium missing and cannot be installed here; the browser test will skip"; fi
+# Debian packages the tests need, each found by the file the tests use:
+#   chromium      /usr/bin/chromium                the sample app's browser test (examples/agegate)
+#   redis-server  redis-server on PATH             the Redis limiter's tests (vault/redislimiter)
+#   softhsm2      /usr/lib/softhsm/libsofthsm2.so  the PKCS#11 KEK tests (kms/pkcs11)
+# The missing ones are installed in one apt-get run when we may (root with
+# apt-get, as CI is). Elsewhere their tests skip, except under CI=true, where
+# this target fails at once with what is missing, rather than after the suite.
+CHROMIUM     ?= /usr/bin/chromium
+SOFTHSM2_LIB ?= /usr/lib/softhsm/libsofthsm2.so
 
-# Debian's redis-server, for the Redis limiter's tests (vault/redislimiter),
-# which start their own on 127.0.0.1. Installed like Chromium; under CI=true
-# those tests fail without it.
-redis:
-	@if command -v redis-server >/dev/null 2>&1; then :; \
-	 elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	   echo "installing Debian's redis-server for the Redis limiter tests"; \
-	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	 else echo "note: redis-server missing and cannot be installed here; the Redis limiter tests will skip"; fi
+apt:
+	@missing=""; \
+	 [ -x "$(CHROMIUM)" ] || missing="$$missing chromium"; \
+	 command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	 [ -e "$(SOFTHSM2_LIB)" ] || missing="$$missing softhsm2"; \
+	 if [ -z "$$missing" ]; then exit 0; fi; \
+	 if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	   echo "installing Debian's$$missing for the tests"; \
+	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null \
+	     || { echo "error: apt-get install$$missing failed"; exit 1; }; \
+	 elif [ "$$CI" = true ]; then \
+	   echo "error: CI=true and Debian's$$missing missing; install as root: apt-get install$$missing"; exit 1; \
+	 else echo "note:$$missing missing and not installable here (not root, or no apt-get): their tests will skip"; fi
 
-# Debian's SoftHSM2, the PKCS#11 token the HSM KEK tests (kms/pkcs11) initialise
-# in a temporary directory. Installed when missing and we may (root with
-# apt-get); elsewhere those tests skip, except under CI=true, where they fail.
-softhsm2:
-	@if [ -e /usr/lib/softhsm/libsofthsm2.so ]; then :; \
-	 elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	   echo "installing Debian's softhsm2 for the PKCS#11 tests"; \
-	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
-	 else echo "note: softhsm2 missing and cannot be installed here; the PKCS#11 tests will skip"; fi
+chromium redis softhsm2: apt
 
 # local-kms, the AWS KMS stand-in the kms/awskms tests start on a free port:
 # built from $(LOCAL_KMS_MODULE)'s packages by tools/localkms, which listens on
