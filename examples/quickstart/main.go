@@ -90,7 +90,7 @@ func run(ctx context.Context, dir string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	step(3, "put", "sample licence, %d bytes %s → object %s, encrypted, expires %s", info.Size, info.ContentType, info.ID, info.Expires.Format(time.RFC3339))
+	step(3, "put", "sample licence, %d bytes %s → document %s, encrypted, expires %s", info.Size, info.ContentType, info.ID, info.Expires.Format(time.RFC3339))
 
 	// 4. A reviewer is granted one look.
 	g, err := v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-7", Purpose: "age-check"})
