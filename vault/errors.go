@@ -12,9 +12,9 @@ import (
 var (
 	// ErrNotFound: no such object (never stored, deleted, or shredded).
 	ErrNotFound = errors.New("document not found")
-	// ErrExpired: the object is past its retention deadline. It is refused
+	// ErrExpired: the document is past its expiry. It is refused
 	// whether or not Sweep has deleted it yet.
-	ErrExpired = errors.New("document past its retention deadline")
+	ErrExpired = errors.New("document past its expiry")
 	// ErrTampered: a key record or payload failed authentication: edited,
 	// swapped between objects, truncated, or corrupt.
 	ErrTampered = errors.New("document tampered or corrupt")

@@ -71,7 +71,7 @@ func mapEnvelopeErr(err error) error {
 	return err
 }
 
-// expired reports whether md is past its retention deadline now. A held
+// expired reports whether md is past its expiry now. A held
 // object never expires.
 func (v *Vault) expired(md envelope.Metadata) bool {
 	return !md.LegalHold && !v.now().Before(md.Expires)

@@ -26,7 +26,7 @@ type SubjectDocument struct {
 	// Views counts the times the document was served, by the role of the
 	// viewer (Config.RoleOf). Refused attempts are not views.
 	Views map[string]int
-	// Expired is true when the document is past its retention deadline:
+	// Expired is true when the document is past its expiry:
 	// nobody can view it any more, and the next Sweep deletes it.
 	Expired bool
 }

@@ -16,7 +16,7 @@ var sweepCommand = &command{
 	path:    "sweep",
 	summary: "delete expired documents now (shred first), collect garbage, report",
 	usage:   "sweep --as PRINCIPAL [--store URL] [--key-store URL] --kek URI [--passphrase SOURCE]",
-	help: `Runs the vault's sweeper once: every document past its retention deadline
+	help: `Runs one sweep: every document past its expiry
 (72 h after upload by default) is shredded — its key record deleted first, so
 no copy of the ciphertext is of any use — then its payload and index entries
 go, with a deletion receipt per document in the audit log. Documents under

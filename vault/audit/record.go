@@ -18,7 +18,7 @@ const (
 	EventGrant   Event = "grant"   // a single-use token was issued
 	EventRedeem  Event = "redeem"  // a token was redeemed (plaintext released on OutcomeOK)
 	EventDelete  Event = "delete"  // a document was deleted on request
-	EventExpire  Event = "expire"  // a document was removed at its retention deadline
+	EventExpire  Event = "expire"  // a document was removed at its expiry
 	EventErase   Event = "erase"   // every document of one subject was erased
 	EventHold    Event = "hold"    // a legal hold was placed
 	EventRelease Event = "release" // a legal hold was lifted
