@@ -53,6 +53,7 @@ chromium redis softhsm2: apt
 # 127.0.0.1 only (the upstream command listens on every interface). A module
 # of its own, outside the workspace.
 $(BIN)/local-kms: tools/localkms/main.go tools/localkms/go.mod tools/localkms/go.sum
+	@echo "building local-kms (the AWS KMS stand-in, 127.0.0.1 only) into ./bin"
 	cd tools/localkms && GOWORK=off $(GO) build -o $(BIN)/local-kms .
 
 # The pinned MinIO server the S3 tests start on 127.0.0.1 (a few minutes the first time).
@@ -61,6 +62,7 @@ $(BIN)/minio:
 	GOBIN=$(BIN) $(GO) install $(MINIO_MODULE)
 
 $(BIN)/staticcheck:
+	@echo "installing staticcheck into ./bin"
 	GOBIN=$(BIN) $(GO) install $(STATICCHECK_MODULE)
 
 lint: $(BIN)/staticcheck
