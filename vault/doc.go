@@ -5,21 +5,24 @@
 // access in a tamper-evident audit log before a single byte leaves.
 //
 // The flow is Put → Grant → Redeem (or Handler, which serves Redeem over
-// HTTP):
+// HTTP), then Decide. The words are defined in docs/glossary.md:
 //
 //   - Put streams a document through encryption under a fresh per-object
 //     data key, wrapped by a key-encryption key (package kms) that never
 //     touches the storage. Only JPEG, PNG, WebP, HEIC/HEIF and PDF are
-//     accepted, by their magic bytes. Object IDs are 128 random bits.
+//     accepted, by their magic bytes. Document IDs are 128 random bits.
 //   - Grant issues an opaque token ("idv1_…") sealed with the vault's token
 //     key: valid 60 s by default (at most Config.MaxGrantTTL; longer is
 //     refused), for one document, one principal and one purpose.
 //   - Redeem checks the seal, the expiry, the requester, the document and
 //     the first 16 KiB of its plaintext, then spends the token with one
-//     create-only write to the store that also carries the signed release
-//     record (so a replay fails on every instance, and nothing is released
-//     without a durable record), and only then streams the plaintext. The
-//     record is folded into the audit log in the background.
+//     create-only write to the store, its ledger entry, that also carries
+//     the signed release record (so a replay fails on every instance, and
+//     nothing is released without a durable record), and only then streams
+//     the plaintext. The record is folded into the audit log in the
+//     background.
+//   - Decide records a reviewer's verdict: Approved and Rejected delete the
+//     document at once, HandedOn keeps it for someone else.
 //
 // Documents expire 72 hours after upload by default (Config.Retention) and
 // are refused from then on, whether or not anything has been deleted yet.
@@ -28,7 +31,7 @@
 //
 // A Vault keeps everything in a store.Store: a local directory
 // (vault/fsstore, the embedded default) or MinIO/S3 (vault/s3store). The
-// layout: blobs/<id> (ciphertext), index/... (expiry and subject markers),
+// layout: blobs/<id> (the payload), index/... (expiry and subject markers),
 // keys/<id> (the key record: the wrapped data key; written after the
 // indexes that lead Sweep to it, and the object is readable only once both
 // it and the payload exist),
@@ -40,9 +43,9 @@
 //
 // # Operations
 //
-// Sweep (or Config.SweepEvery) deletes what is past its deadline, shredding
+// Sweep (or Config.SweepEvery) deletes what is past its expiry, shredding
 // the key record first; Delete, EraseSubject and Hold/Release act on one
-// document or one member; ListSubject answers a member's subject-access
+// document or one subject; ListSubject answers a subject-access
 // request. Every administrative call takes an Actor, recorded in the audit
 // log. Config.Logger and Config.MeterProvider (OpenTelemetry) report
 // sweeps, alerts, refusals and audit failures, derived from the audit
