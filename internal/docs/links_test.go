@@ -14,7 +14,10 @@ import (
 )
 
 // pending are documents other branches of this round write: a link to one
-// is checked once the file exists, and ignored until then.
+// is checked once the file exists, and only logged until then. Remove an
+// entry once its document is on main.
+const pendingPrefix = "pending, written by another branch: "
+
 var pending = map[string]bool{
 	"docs/abuse.md":        true,
 	"docs/performance.md":  true,
@@ -59,7 +62,10 @@ func TestLinksResolve(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, l := range Links(string(b)) {
-			if problem := checkLink(root, md, l.Dest, anchorsOf); problem != "" {
+			switch problem := checkLink(root, md, l.Dest, anchorsOf); {
+			case strings.HasPrefix(problem, pendingPrefix):
+				t.Logf("%s:%d: link %q: %s", md, l.Line, l.Dest, problem)
+			case problem != "":
 				t.Errorf("%s:%d: link %q: %s", md, l.Line, l.Dest, problem)
 			}
 			checked++
@@ -91,7 +97,7 @@ func checkLink(root, md, dest string, anchorsOf func(string) map[string]bool) st
 	if err != nil {
 		for p := range pending {
 			if target == p || strings.HasPrefix(target, p+"/") {
-				return "" // another branch of this round writes it
+				return pendingPrefix + target
 			}
 		}
 		return "no such file or directory: " + target
