@@ -72,7 +72,7 @@ lint: $(BIN)/staticcheck
 	$(BIN)/staticcheck $(PKGS)
 
 unit: $(BIN)/minio $(BIN)/local-kms
-	MINIO_BIN=$(BIN)/minio LOCAL_KMS_BIN=$(BIN)/local-kms $(GO) test -race -timeout 20m $(PKGS)
+	MINIO_BIN=$(BIN)/minio LOCAL_KMS_BIN=$(BIN)/local-kms $(GO) test -race -timeout 40m $(PKGS)
 
 ## bench-kms: KEK costs: rewrap rate and memory (fs, MinIO; local keyset, local-kms), Put/Redeem and a KEK round trip with local-kms
 bench-kms: $(BIN)/minio $(BIN)/local-kms

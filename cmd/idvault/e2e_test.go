@@ -331,7 +331,7 @@ func startAgegate(t *testing.T, dir string, srv *miniotest.Srv, data, keys, pass
 	t.Helper()
 	bin := buildCommand(t, "examples/agegate", "agegate")
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-dir", dir, "-s3-endpoint", srv.Endpoint(),
-		"-s3-bucket", data, "-s3-key-bucket", keys, "-canaries", "1")
+		"-s3-bucket", data, "-s3-key-bucket", keys, "-canary-rate", "-1")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir, "MINIO_ROOT_USER=" + srv.AccessKey(),
 		"MINIO_ROOT_PASSWORD=" + srv.SecretKey(), "IDVAULT_PASSPHRASE=" + pass}
 	stdout, err := cmd.StdoutPipe()

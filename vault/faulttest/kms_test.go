@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -73,7 +74,9 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 				setDown(true)
 				call := func() (context.Context, context.CancelFunc) {
 					if f.hangs {
-						return context.WithTimeout(context.Background(), 300*time.Millisecond)
+						// Long enough for the store calls before the KEK on
+						// a loaded machine: the KEK's hang must be what ends it.
+						return context.WithTimeout(context.Background(), testenv.Scale(300*time.Millisecond))
 					}
 					return context.WithTimeout(context.Background(), 10*time.Second)
 				}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
@@ -47,7 +48,16 @@ func TestDialCredentialChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	temp, err := sts.GetWithContext(&credentials.CredContext{Endpoint: scheme + srv.Endpoint()})
+	// MinIO's IAM subsystem comes up after its S3 API: on a loaded machine
+	// STS answers "Server not initialized" for a while after the start.
+	var temp credentials.Value
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		temp, err = sts.GetWithContext(&credentials.CredContext{Endpoint: scheme + srv.Endpoint()})
+		if err == nil || !strings.Contains(err.Error(), "not initialized") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond) // waiting for a server to start, not for correctness
+	}
 	if err != nil {
 		t.Fatalf("STS AssumeRole on MinIO: %v", err)
 	}
