@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,6 +214,7 @@ func huntCanaries(t *testing.T, st store.Store, read func(t *testing.T) map[stri
 	var mu sync.Mutex
 	var stored []string
 	leadIn := start.Add(stream[huntLeadIn].at) // when the lead-in ends
+	var failed atomic.Int64
 	for _, u := range stream {
 		wg.Go(func() {
 			time.Sleep(time.Until(start.Add(u.at))) // the stream's own schedule
@@ -223,7 +226,13 @@ func huntCanaries(t *testing.T, st store.Store, read func(t *testing.T) map[stri
 			r := &pacedReader{ctx: ctx, b: body, d: u.transit}
 			info, err := v.Put(ctx, Document{Body: r, Size: size, Subject: u.subject, Kind: u.kind, Retention: u.retention})
 			if err != nil {
-				t.Error(err)
+				// A store or audit log too slow for the stream (a loaded
+				// machine) refuses some uploads, as it should; they are
+				// left out, and too many of them fail the test below.
+				if !errors.Is(err, ErrAuditUnavailable) && !errors.Is(err, ErrStoreUnavailable) {
+					t.Error(err)
+				}
+				failed.Add(1)
 				return
 			}
 			mu.Lock()
@@ -263,7 +272,10 @@ func huntCanaries(t *testing.T, st store.Store, read func(t *testing.T) map[stri
 	if err := v.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d uploads in %v", len(stream), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d uploads in %v, %d refused by a slow store", len(stream), time.Since(start).Round(time.Millisecond), failed.Load())
+	if f := failed.Load(); f > int64(len(stream))/10 {
+		t.Fatalf("%d of %d uploads refused: the store is too slow for this test", f, len(stream))
+	}
 
 	view := read(t)
 	var ids []string
