@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/redislimiter"
 	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -44,6 +48,8 @@ func (s server) client() (*minio.Client, error) {
 
 const (
 	vaultPrefix = "vault/"
+	// redisPrefix holds the second vault, whose Limiter is redislimiter.
+	redisPrefix = "vault-redis/"
 	plainPrefix = "plain/"
 	agePrefix   = "age/"
 	// maxSize is the vault's Config.MaxSize in every process of the
@@ -70,6 +76,13 @@ type env struct {
 	kek     *kms.Local
 	vault   *vault.Vault
 	trace   *tracingStore // nil unless -tracestore
+
+	// rvault is a second vault (under redisPrefix) whose Limiter is
+	// redislimiter on a redis-server the harness started; nil when
+	// redis-server is absent (outside CI) or the redeem section is not run.
+	rvault    *vault.Vault
+	rtrace    *tracingStore
+	stopRedis func()
 }
 
 func newEnv(ctx context.Context, opts options, srv server, res *Results) (_ *env, err error) {
@@ -116,18 +129,56 @@ func newEnv(ctx context.Context, opts options, srv server, res *Results) (_ *env
 		e.trace = newTracingStore(st)
 		vst = e.trace
 	}
-	if e.vault, err = openVault(ctx, vst, e.kek); err != nil {
+	if e.vault, err = openVault(ctx, vst, e.kek, nil); err != nil {
 		return nil, err
+	}
+	if slices.Contains(opts.only, "redeem") {
+		if err := e.openRedisVault(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }
 
+// openRedisVault starts redis-server and opens the second vault, whose
+// quotas are counted in Redis. Without redis-server it says so and leaves
+// rvault nil, except under CI=true, where that is an error.
+func (e *env) openRedisVault(ctx context.Context) error {
+	rdb, stop, err := startRedis(ctx)
+	if errors.Is(err, errNoRedis) && os.Getenv("CI") != "true" {
+		fmt.Fprintln(os.Stderr, "bench: skipping the redislimiter contenders:", err)
+		e.res.Meta.Notes = append(e.res.Meta.Notes, "redislimiter contenders skipped: "+err.Error())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("redislimiter: %w", err)
+	}
+	e.stopRedis = stop
+	st, err := s3store.New(ctx, e.client, e.bucket, s3store.Options{Prefix: redisPrefix})
+	if err != nil {
+		return err
+	}
+	var vst store.Store = st
+	if e.opts.trace {
+		e.rtrace = newTracingStore(st)
+		e.rtrace.label = "redislimiter "
+		vst = e.rtrace
+	}
+	e.rvault, err = openVault(ctx, vst, e.kek, redislimiter.New(rdb, "idvbench:"))
+	if err != nil {
+		return err
+	}
+	e.res.Meta.Notes = append(e.res.Meta.Notes,
+		"the redislimiter contenders use a second vault (prefix "+redisPrefix+") on the same MinIO, counting quotas in a redis-server on loopback")
+	return nil
+}
+
 // openVault opens the harness's vault on st (s3store under vaultPrefix):
 // MaxSize 128 MiB, no audit retention (the bucket has no object lock),
-// quotas out of reach.
-func openVault(ctx context.Context, st store.Store, kek *kms.Local) (*vault.Vault, error) {
+// quotas out of reach; lim nil is the default (store) limiter.
+func openVault(ctx context.Context, st store.Store, kek *kms.Local, lim vault.Limiter) (*vault.Vault, error) {
 	return vault.Open(ctx, vault.Config{
-		Store: st, KEK: kek, MaxSize: maxSize, AuditRetention: -1,
+		Store: st, KEK: kek, MaxSize: maxSize, AuditRetention: -1, Limiter: lim,
 		// One benchmark principal redeems thousands of tokens: raise its
 		// quotas out of the way (they are still checked on every call).
 		Quota: vault.Quota{Documents: 1 << 30, Redemptions: 1 << 30, Burst: 1 << 30},
@@ -139,6 +190,11 @@ func (e *env) setPhase(phase string) {
 	if e.trace != nil {
 		e.trace.setPhase(phase)
 	}
+	if e.rtrace != nil && (phase == "" || strings.HasPrefix(phase, "redeem ")) {
+		// The second vault serves only the redeem section (elsewhere
+		// its store calls are its background traffic, not a case's).
+		e.rtrace.setPhase(phase)
+	}
 }
 
 func (e *env) close() {
@@ -146,6 +202,14 @@ func (e *env) close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_ = e.vault.Close(ctx)
 		cancel()
+	}
+	if e.rvault != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = e.rvault.Close(ctx)
+		cancel()
+	}
+	if e.stopRedis != nil {
+		e.stopRedis()
 	}
 	if e.tmp != "" {
 		_ = os.RemoveAll(e.tmp)

@@ -198,6 +198,9 @@ func run(ctx context.Context, opts options, srv server, log io.Writer) (*Results
 	if e.trace != nil {
 		res.StoreOps = e.trace.report()
 	}
+	if e.rtrace != nil {
+		res.StoreOps = append(res.StoreOps, e.rtrace.report()...)
+	}
 	res.Meta.Seconds = time.Since(res.Meta.Started).Seconds()
 	return res, nil
 }

@@ -175,7 +175,7 @@ func runChildOp(ctx context.Context, spec childSpec) (childResult, error) {
 		if err != nil {
 			return res, err
 		}
-		if v, err = openVault(ctx, st, kek); err != nil {
+		if v, err = openVault(ctx, st, kek, nil); err != nil {
 			return res, err
 		}
 		defer v.Close(context.WithoutCancel(ctx))

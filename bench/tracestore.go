@@ -23,6 +23,7 @@ import (
 // (Versioned, which Open checks).
 type tracingStore struct {
 	*s3store.Store
+	label string // prefixed to every phase in the report ("redislimiter ")
 	phase atomic.Pointer[string]
 
 	mu    sync.Mutex
@@ -133,7 +134,7 @@ func (t *tracingStore) report() []StoreOp {
 			if k.phase != phase {
 				continue
 			}
-			r := StoreOp{Phase: phase, Op: k.op, Class: k.class, N: len(d), P50Ms: ms(quantile(d, 0.5)), P99Ms: ms(quantile(d, 0.99))}
+			r := StoreOp{Phase: t.label + phase, Op: k.op, Class: k.class, N: len(d), P50Ms: ms(quantile(d, 0.5)), P99Ms: ms(quantile(d, 0.99))}
 			if n := t.ops[phase]; n > 0 {
 				r.PerVaultOp = float64(len(d)) / float64(n)
 			}
