@@ -76,7 +76,7 @@ type stateChain struct {
 	broken  error            // not nil: every decision on the chain is in doubt
 	length  int64            // entries read
 	head    audit.StateHash  // hash of the last one
-	synced  time.Time        // monotonic: the last complete read
+	synced  time.Time        // monotonic: when the last complete read started
 	alerted bool
 }
 
@@ -133,6 +133,9 @@ func (c *stateChain) followLocked(ctx context.Context) error {
 	if c.isBroken() {
 		return nil
 	}
+	// The read sees every entry written before it started: that is the
+	// time the view is fresh as of.
+	started := time.Now()
 	_, err := c.r.Next(ctx, func(e audit.StateEntry, _ []byte) error {
 		c.apply(e)
 		return nil
@@ -145,7 +148,10 @@ func (c *stateChain) followLocked(ctx context.Context) error {
 		return err
 	}
 	c.smu.Lock()
-	c.length, c.head, c.synced = c.r.Len(), c.r.Head(), time.Now()
+	c.length, c.head = c.r.Len(), c.r.Head()
+	if started.After(c.synced) {
+		c.synced = started
+	}
 	c.smu.Unlock()
 	return nil
 }
@@ -160,15 +166,30 @@ func (c *stateChain) followHidden(ctx context.Context) error {
 	return err
 }
 
-// fresh makes sure the view is at most chainFresh old.
+// fresh makes sure the view is at most chainFresh old: it holds every
+// entry written before a read that started at most chainFresh ago, or one
+// that started after this call did. Concurrent callers share a read: one
+// that waited for the lock while another read is served by that read, if
+// it started after this call (a read that started earlier may have missed
+// an entry written just before this call, so it does not count).
 func (c *stateChain) fresh(ctx context.Context) error {
-	c.smu.RLock()
-	ok := !c.synced.IsZero() && time.Since(c.synced) < chainFresh
-	c.smu.RUnlock()
-	if ok {
+	called := time.Now()
+	isFresh := func() bool {
+		c.smu.RLock()
+		defer c.smu.RUnlock()
+		return !c.synced.IsZero() && (time.Since(c.synced) < chainFresh || !c.synced.Before(called))
+	}
+	if isFresh() {
 		return nil
 	}
-	if err := c.follow(ctx); err != nil {
+	if err := c.mu.lock(ctx); err != nil {
+		return fmt.Errorf("vault: reading the state chain: %w", err)
+	}
+	defer c.mu.unlock()
+	if isFresh() {
+		return nil
+	}
+	if err := c.followLocked(ctx); err != nil {
 		return fmt.Errorf("vault: reading the state chain: %w", err)
 	}
 	return nil
