@@ -208,6 +208,14 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 	if md.Canary {
 		v.touchCanary(ctx, audit.EventRedeem, req.Principal, req.RemoteAddr, id)
 	}
+	// A freeze raised while this request was on its way (another
+	// instance's alert, the canary just touched) is honoured before
+	// anything is spent or released. The check (a read of the state chain
+	// when this instance's view is older than chainFresh) runs while the
+	// payload's head arrives, not after it; its answer is awaited before
+	// the spend.
+	frozenc := make(chan error, 1)
+	go func() { frozenc <- v.checkFrozenBeforeRelease(ctx, req.Principal) }()
 	b := <-blobc
 	if b.err != nil {
 		key.Destroy()
@@ -229,9 +237,7 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		return nil, Info{}, false, fmt.Errorf("vault: redeem: %w", err)
 	}
 
-	// A freeze raised while this request was on its way (another
-	// instance's alert) is honoured before anything is spent or released.
-	if err := v.checkFrozenBeforeRelease(ctx, req.Principal); err != nil {
+	if err := <-frozenc; err != nil {
 		pr.Close()
 		cancelBlob()
 		return nil, Info{}, false, err
