@@ -106,6 +106,63 @@ type logView struct {
 	alerted    bool
 	synced     time.Time // monotonic: the last complete poll
 	from       time.Time // records before this time (at Open) were not read
+
+	ownMu sync.Mutex                 // guards own
+	own   map[string]map[int64]int64 // batches this instance wrote, taken already: log → first → records
+}
+
+// maxOwnBatches bounds the batches remembered per log as taken (the
+// follower consumes them at its next poll); beyond it, batches are read
+// back from the store like any other, which is always correct.
+const maxOwnBatches = 1 << 14
+
+// ownBatch takes the records of a batch this instance's appender has just
+// written (AppenderOptions.OnBatch) into the view, as if it had read them
+// from the log, and lets the follower move past the batch without reading
+// it back: an instance knows its own records. The records are exactly
+// those the store now holds at log/first (the write succeeded); a batch
+// whose write failed, and may have landed after all, is never passed here,
+// so it is read from the store. A log this instance no longer writes is
+// read on from where its own batches ended, like any other log.
+func (lv *logView) ownBatch(log string, first, n int64, recs []audit.Record) {
+	for _, r := range recs {
+		_ = lv.record(r)
+	}
+	lv.ownMu.Lock()
+	defer lv.ownMu.Unlock()
+	if lv.own == nil {
+		lv.own = map[string]map[int64]int64{}
+	}
+	m := lv.own[log]
+	if m == nil {
+		m = map[int64]int64{}
+		lv.own[log] = m
+	}
+	if len(m) < maxOwnBatches {
+		m[first] = n
+	}
+}
+
+// taken is the follower's SetTaken callback: the records of log's batch at
+// pos when this instance wrote and took it, else 0. Batches before pos
+// (taken while the follower had read past them already) are forgotten.
+func (lv *logView) taken(log string, pos int64) int64 {
+	lv.ownMu.Lock()
+	defer lv.ownMu.Unlock()
+	m := lv.own[log]
+	if m == nil {
+		return 0
+	}
+	n := m[pos]
+	for first := range m {
+		if first <= pos {
+			delete(m, first)
+		}
+	}
+	if len(m) == 0 {
+		delete(lv.own, log)
+	}
+	return n
 }
 
 // viewHorizon is how far back Open reads the logs: every token whose
@@ -121,8 +178,10 @@ func newLogView(v *Vault, sys *systemKeys) (*logView, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &logView{v: v, f: f, hs: hs, fmu: newCtxLock(), spent: map[[16]byte]spentToken{}, views: map[viewKey]time.Time{},
-		logClaims: map[string]int64{}, witnessed: map[string]int64{}}, nil
+	lv := &logView{v: v, f: f, hs: hs, fmu: newCtxLock(), spent: map[[16]byte]spentToken{}, views: map[viewKey]time.Time{},
+		logClaims: map[string]int64{}, witnessed: map[string]int64{}}
+	f.SetTaken(lv.taken)
+	return lv, nil
 }
 
 // start reads the logs' recent records (Open), then checks the state chain

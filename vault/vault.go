@@ -209,10 +209,11 @@ type Vault struct {
 
 	tel *telemetry
 
-	clockSt    clockState    // the clock check (clock.go)
-	followDone chan struct{} // followLoop has returned
-	chain      *stateChain   // holds and freezes (statechain.go)
-	view       *logView      // what the logs say: spent tokens, views (logview.go)
+	clockSt    clockState              // the clock check (clock.go)
+	followDone chan struct{}           // followLoop has returned
+	chain      *stateChain             // holds and freezes (statechain.go)
+	view       *logView                // what the logs say: spent tokens, views (logview.go)
+	viewHook   atomic.Pointer[logView] // view, for the appender's OnBatch (set once view exists)
 }
 
 // Open opens the vault kept in cfg.Store, creating its keyset on first use.
@@ -298,7 +299,14 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if retain < 0 {
 		retain = 0
 	}
-	v.log, err = audit.NewAppender(ctx, v.st, sys.auditSigner, audit.AppenderOptions{RetainFor: retain, Now: cfg.Now})
+	// The view takes this instance's own batches as they are written
+	// rather than reading them back (logview.go, ownBatch).
+	onBatch := func(log string, first, n int64, recs []audit.Record) {
+		if lv := v.viewHook.Load(); lv != nil {
+			lv.ownBatch(log, first, n, recs)
+		}
+	}
+	v.log, err = audit.NewAppender(ctx, v.st, sys.auditSigner, audit.AppenderOptions{RetainFor: retain, Now: cfg.Now, OnBatch: onBatch})
 	if err != nil {
 		return nil, fmt.Errorf("vault: open audit log: %w: %w", ErrAuditUnavailable, err)
 	}
@@ -320,6 +328,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	}
 	if err == nil {
 		if v.view, err = newLogView(v, sys); err == nil {
+			v.viewHook.Store(v.view)
 			err = v.view.start(ctx)
 		}
 	}

@@ -78,6 +78,15 @@ type AppenderOptions struct {
 	// Default DefaultWriteTimeout.
 	WriteTimeout time.Duration
 
+	// OnBatch, if set, is called after each batch write that succeeded,
+	// before its Append calls return, with the log, the position of the
+	// batch's first record, how many records it holds, and the records as
+	// written, in order (a "continues" record that opens a log included).
+	// It runs on the writer's
+	// goroutine: it must be quick and must not call Append. A batch whose
+	// write failed, even one that landed after all, is never passed.
+	OnBatch func(log string, first, n int64, recs []Record)
+
 	// Now is the clock for record and checkpoint times and retention, and
 	// for lease expiry when the store does not tell its own time
 	// (store.Clock): leases are written and judged on the store's clock
@@ -475,7 +484,8 @@ func (a *Appender) commit(batch []*request) {
 			fail(fmt.Errorf("%w: starting a log: %w", ErrUnavailable, err))
 			return
 		}
-		recs, f, err := a.encode(live, now)
+		all, f, err := a.encode(live, now)
+		recs := all[len(all)-len(live):] // after the "continues" record, if any
 		if err != nil {
 			// validated in Append, so this is a bug; fail closed.
 			panic("audit: validated record does not encode: " + err.Error())
@@ -512,6 +522,9 @@ func (a *Appender) commit(batch []*request) {
 			a.abandon()
 			return
 		}
+		if a.opts.OnBatch != nil {
+			a.opts.OnBatch(w.id, w.f.n, f.n-w.f.n, all)
+		}
 		w.f, w.cont, w.probe = f, nil, false
 		tree := f.tree()
 		a.mu.Lock()
@@ -532,7 +545,9 @@ func (a *Appender) commit(batch []*request) {
 }
 
 // encode lays out the batch of live requests at the end of the current log
-// in a.buf, returning the records as written and the frontier after them.
+// in a.buf, returning the records as written (a "continues" record first,
+// when the batch opens a log, then one per request) and the frontier after
+// them.
 func (a *Appender) encode(live []*request, now time.Time) ([]Record, frontier, error) {
 	w := &a.w
 	f := w.f.clone()
@@ -540,7 +555,7 @@ func (a *Appender) encode(live []*request, now time.Time) ([]Record, frontier, e
 	if w.cont != nil {
 		n++
 	}
-	recs := make([]Record, 0, len(live))
+	recs := make([]Record, 0, n)
 	buf := appendBatchHeader(a.buf[:0], n)
 	add := func(rec *Record) error {
 		rec.Log, rec.Seq = w.id, f.n
@@ -562,6 +577,7 @@ func (a *Appender) encode(live []*request, now time.Time) ([]Record, frontier, e
 		if err := add(&open); err != nil {
 			return nil, f, err
 		}
+		recs = append(recs, open)
 	}
 	for _, r := range live {
 		rec := r.rec

@@ -29,7 +29,15 @@ type Follower struct {
 	known note.Verifiers
 	logs  map[string]*followed
 	order []string // logs in the order found
+	taken func(log string, pos int64) int64
 }
+
+// SetTaken tells the Follower which batches it need not read: taken(log,
+// pos) returns the number of records of the batch of log that starts at
+// pos when the caller already has them (its own appender wrote them; see
+// AppenderOptions.OnBatch), and 0 otherwise. The Follower then moves past
+// that batch without reading it. Call it before Start.
+func (f *Follower) SetTaken(taken func(log string, pos int64) int64) { f.taken = taken }
 
 type followed struct {
 	next int64 // the next record position to read
@@ -193,6 +201,12 @@ func (f *Follower) CheckGaps(ctx context.Context) error {
 func (f *Follower) read(ctx context.Context, log string, fn func(Record) error) error {
 	s := f.logs[log]
 	for {
+		if f.taken != nil {
+			if n := f.taken(log, s.next); n > 0 {
+				s.next += n
+				continue
+			}
+		}
 		rc, err := f.st.Get(ctx, batchKey(log, s.next))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
