@@ -20,7 +20,14 @@ const maxKeyRecord = 4 << 10
 // has passed) md.LegalHold is the state resolved from the hold markers (see
 // hold.go), and a state in doubt is errHoldInDoubt (which is ErrTampered).
 func (v *Vault) loadRecord(ctx context.Context, id objectID) (envelope.Metadata, *envelope.Key, error) {
-	md, key, err := v.openRecord(ctx, id)
+	b, err := getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord)
+	return v.loadFetchedRecord(ctx, id, b, err)
+}
+
+// loadFetchedRecord is loadRecord of a key record already read (b, or
+// the error of reading it).
+func (v *Vault) loadFetchedRecord(ctx context.Context, id objectID, b []byte, ferr error) (envelope.Metadata, *envelope.Key, error) {
+	md, key, err := v.openFetchedRecord(ctx, id, b, ferr)
 	if err != nil {
 		return md, nil, err
 	}
@@ -38,6 +45,10 @@ func (v *Vault) loadRecord(ctx context.Context, id objectID) (envelope.Metadata,
 // openRecord is loadRecord without the hold markers: the key record alone.
 func (v *Vault) openRecord(ctx context.Context, id objectID) (envelope.Metadata, *envelope.Key, error) {
 	b, err := getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord)
+	return v.openFetchedRecord(ctx, id, b, err)
+}
+
+func (v *Vault) openFetchedRecord(ctx context.Context, id objectID, b []byte, err error) (envelope.Metadata, *envelope.Key, error) {
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return envelope.Metadata{}, nil, fmt.Errorf("vault: object %s: %w", id, ErrNotFound)

@@ -144,11 +144,28 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		return nil, Info{}, false, err
 	}
 	id := objectID(c.ObjectID)
-	if err := v.checkRedeemQuota(ctx, req.Principal, req.RemoteAddr, c.ID); err != nil {
-		return nil, Info{}, false, err
-	}
-	releaseStream, err := v.streams.acquire(ctx, req.Principal, v.cfg.MaxStreamsPerPrincipal)
+	// The quota check (a limiter count, the freeze) runs while a stream
+	// slot is taken and the key record and the payload are read: its
+	// answer is awaited before the key record is opened (no KEK call for
+	// a refused request) and before anything is spent. A refusal cancels
+	// the reads. The reads start only once the principal has a stream
+	// slot, so a principal's concurrent reads stay bounded.
+	var quotaErr error
+	quotaDone := make(chan struct{})
+	actx, cancelAcquire := context.WithCancel(ctx)
+	defer cancelAcquire()
+	go func() {
+		defer close(quotaDone)
+		if quotaErr = v.checkRedeemQuota(ctx, req.Principal, req.RemoteAddr, c.ID); quotaErr != nil {
+			cancelAcquire()
+		}
+	}()
+	releaseStream, err := v.streams.acquire(actx, req.Principal, v.cfg.MaxStreamsPerPrincipal)
 	if err != nil {
+		<-quotaDone
+		if quotaErr != nil {
+			return nil, Info{}, false, quotaErr
+		}
 		return nil, Info{}, false, err
 	}
 	served := false
@@ -160,6 +177,10 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 
 	// The key record and the payload are read at once; nothing is spent
 	// until the document is known present, unexpired and authentic.
+	type rawRecord struct {
+		b   []byte
+		err error
+	}
 	type blobResult struct {
 		rc  io.ReadCloser
 		err error
@@ -183,6 +204,11 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		}
 		blobc <- blobResult{rc, err}
 	}()
+	recc := make(chan rawRecord, 1)
+	go func() {
+		b, err := getSmall(bctx, v.keys, keyRecordKey(id), maxKeyRecord)
+		recc <- rawRecord{b, err}
+	}()
 	fail := func(err error) (io.ReadCloser, Info, bool, error) {
 		cancelBlob()
 		if b := <-blobc; b.rc != nil {
@@ -190,7 +216,14 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		}
 		return nil, Info{}, false, err
 	}
-	md, key, err := v.loadRecord(ctx, id)
+	<-quotaDone
+	if quotaErr != nil {
+		cancelBlob()
+		<-recc
+		return fail(quotaErr)
+	}
+	raw := <-recc
+	md, key, err := v.loadFetchedRecord(ctx, id, raw.b, raw.err)
 	if err != nil {
 		return fail(err)
 	}
