@@ -90,8 +90,18 @@ func (v *Vault) grant(ctx context.Context, idStr string, a Access) (Grant, audit
 		}
 		payc <- err
 	}()
+	// The quota check reads the state chain (who is frozen) when this
+	// instance's view is older than chainFresh: bring it up to date while
+	// the records are read, rather than after. (An error here is the
+	// quota check's to report: it reads again and fails closed.)
+	chainc := make(chan struct{})
+	go func() {
+		defer close(chainc)
+		_ = v.chain.fresh(ctx)
+	}()
 	md, key, err := v.loadRecord(ctx, id)
 	perr := <-payc
+	<-chainc
 	if err != nil {
 		return Grant{}, rec, err
 	}
