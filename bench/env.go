@@ -164,7 +164,7 @@ func (e *env) openRedisVault(ctx context.Context) error {
 		e.rtrace.label = "redislimiter "
 		vst = e.rtrace
 	}
-	e.rvault, err = openVault(ctx, vst, e.kek, redislimiter.New(rdb, "idvbench:"))
+	e.rvault, err = openVault(ctx, vst, e.kek, redislimiter.New(rdb, "idvbench:", redislimiter.Options{}))
 	if err != nil {
 		return err
 	}
