@@ -71,8 +71,14 @@ type Quota struct {
 	// Window (default 200: a busy human reviewer's hour). Every grant
 	// counts, also a second grant of one document.
 	Documents int
-	// Redemptions is how many tokens a principal may redeem per Window
-	// (default 400).
+	// Redemptions is how many tokens a principal may be granted per
+	// Window for redemption (default 400). It is counted when a token is
+	// granted, not again when it is redeemed: a token redeems at most
+	// once, within its TTL (at most Config.MaxGrantTTL), so a principal's
+	// redemptions in any Window are at most Redemptions plus the tokens
+	// granted within MaxGrantTTL before it. A grant past it is refused
+	// with ErrQuotaExceeded. Documents binds first unless Redemptions is
+	// set below it.
 	Redemptions int
 	// Window is the quota window (default 1 h, at most 2 h).
 	Window time.Duration
@@ -249,16 +255,13 @@ func (v *Vault) checkGrantQuota(ctx context.Context, principal, remote string, i
 	return nil
 }
 
-func (v *Vault) checkRedeemQuota(ctx context.Context, principal, remote string, tokenID [16]byte) error {
+// checkRedeemQuota is Redeem's check: the freeze. A redemption is not
+// counted again: its token was counted against Quota.Redemptions (and
+// Documents) when it was granted, and it redeems once (see
+// Quota.Redemptions), so Redeem writes nothing to the Limiter.
+func (v *Vault) checkRedeemQuota(ctx context.Context, principal string) error {
 	v.markLive(ctx)
-	mac := v.principalMAC(principal)
-	if err := v.checkFrozen(ctx, mac); err != nil {
-		return err
-	}
-	if err := v.observe(ctx, v.eventFor(detect.Redeem, principal), principal, remote, ""); err != nil {
-		return fmt.Errorf("vault: redeem: %w", err)
-	}
-	return nil
+	return v.checkFrozen(ctx, v.principalMAC(principal))
 }
 
 // freezes reports whether an alert freezes its principal: the default,

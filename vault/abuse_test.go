@@ -88,13 +88,24 @@ func TestGrantQuota(t *testing.T) {
 	}
 }
 
+// TestRedeemQuota: Quota.Redemptions is counted when tokens are granted
+// (each redeems once): the grant past it is refused, and a redemption
+// writes no count of its own.
 func TestRedeemQuota(t *testing.T) {
 	v, _, al := newAbuseVault(t, Quota{Redemptions: 3, Documents: 100, Burst: 100}, false)
 	info := putImage(t, v, image(100, ""), "m")
 	for i := range 4 {
-		g := grant(t, v, info.ID, "r")
-		_, err := redeemAll(v, g.Token, "r")
-		if i < 3 && err != nil || i == 3 && !errors.Is(err, ErrQuotaExceeded) {
+		g, err := v.Grant(context.Background(), info.ID, Access{Principal: "r", Purpose: "age-check"})
+		if i == 3 {
+			if !errors.Is(err, ErrQuotaExceeded) {
+				t.Fatalf("grant %d past Redemptions: %v, want ErrQuotaExceeded", i, err)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("grant %d: %v", i, err)
+		}
+		if _, err := redeemAll(v, g.Token, "r"); err != nil {
 			t.Fatalf("redemption %d: %v", i, err)
 		}
 	}

@@ -46,8 +46,9 @@ var errSpendUnconfirmed = errors.New("vault: redeem: spend not confirmed in time
 //
 // It checks, in order: the token's seal (ErrTokenInvalid), its expiry with
 // Config.ClockLeeway (ErrTokenExpired), that req is the grantee
-// (ErrWrongPrincipal), the principal's quota and concurrent streams
-// (ErrQuotaExceeded); then it reads the key record and the payload at once
+// (ErrWrongPrincipal), that the principal is not frozen (ErrFrozen) and
+// its concurrent streams (ErrQuotaExceeded; a redemption is counted
+// against Quota.Redemptions when its token is granted, not again here); then it reads the key record and the payload at once
 // and checks that the document is present and not expired (ErrNotFound,
 // ErrExpired) and that the first RedeemAuthBytes of plaintext authenticate
 // (ErrTampered). Only then does it spend the token: one create-only write
@@ -144,7 +145,7 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 		return nil, Info{}, false, err
 	}
 	id := objectID(c.ObjectID)
-	// The quota check (a limiter count, the freeze) runs while a stream
+	// The quota check (the freeze; see checkRedeemQuota) runs while a stream
 	// slot is taken and the key record and the payload are read: its
 	// answer is awaited before the key record is opened (no KEK call for
 	// a refused request) and before anything is spent. A refusal cancels
@@ -156,7 +157,7 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 	defer cancelAcquire()
 	go func() {
 		defer close(quotaDone)
-		if quotaErr = v.checkRedeemQuota(ctx, req.Principal, req.RemoteAddr, c.ID); quotaErr != nil {
+		if quotaErr = v.checkRedeemQuota(ctx, req.Principal); quotaErr != nil {
 			cancelAcquire()
 		}
 	}()

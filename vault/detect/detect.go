@@ -108,11 +108,17 @@ type Limit struct {
 // of the decision rules are at most 2 h, of ProbeDay 2 days, of the view
 // windows 8 days.
 type Rules struct {
-	Burst       Limit // alert (default 25 in 5 min)
-	Hour        Limit // quota (default 200 in 1 h)
-	Day         Limit // quota (default 1,200 in 24 h)
-	Week        Limit // quota (default 6,000 in 7 days)
-	Redemptions Limit // quota (default 400 in 1 h)
+	Burst Limit // alert (default 25 in 5 min)
+	Hour  Limit // quota (default 200 in 1 h)
+	Day   Limit // quota (default 1,200 in 24 h)
+	Week  Limit // quota (default 6,000 in 7 days)
+	// Redemptions: a quota on the tokens a principal may be granted
+	// (default 400 in 1 h), checked on View events. Each token redeems
+	// at most once, within its TTL, so redemptions in any window are at
+	// most Max plus the tokens granted within one TTL before it; the
+	// vault sends no Redeem events (a Redeem event is still counted and
+	// checked against it, for callers that send them).
+	Redemptions Limit
 	// Undecided: more than Max views older than Grace and inside Window
 	// that their principal has not decided (default 20, 1 h).
 	Undecided Limit
@@ -385,6 +391,15 @@ func (d *Detector) view(ctx context.Context, e Event, out *Outcome) error {
 	if err != nil {
 		return err
 	}
+	// Every grant is a token that redeems at most once: Redemptions is
+	// checked here, on the views, so a redemption needs no count of its
+	// own (see Rules.Redemptions).
+	redeemN := hourN
+	if r.Redemptions.Window != r.Hour.Window {
+		if redeemN, err = views(r.Redemptions.Window); err != nil {
+			return err
+		}
+	}
 	und, err := d.undecided(ctx, []string{p}, e.Time, r)
 	if err != nil {
 		return err
@@ -397,6 +412,7 @@ func (d *Detector) view(ctx context.Context, e Event, out *Outcome) error {
 	}{
 		{RuleBurst, burst, r.Burst, false},
 		{RuleHour, hourN, r.Hour, true},
+		{RuleRedemptions, redeemN, r.Redemptions, true},
 		{RuleDay, dayN, r.Day, true},
 		{RuleWeek, weekN, r.Week, true},
 		{RuleUndecided, und, r.Undecided, false},
