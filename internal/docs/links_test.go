@@ -19,7 +19,6 @@ import (
 const pendingPrefix = "pending, written by another branch: "
 
 var pending = map[string]bool{
-	"docs/performance.md":  true,
 	"docs/architecture.md": true,
 }
 
