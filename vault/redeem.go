@@ -102,7 +102,9 @@ func (v *Vault) redeemStream(ctx context.Context, tok string, req Requester, det
 		if probe || record {
 			aerr = v.late(ctx, func(lctx context.Context) error {
 				if probe {
+					nstart := time.Now()
 					v.noteRefusal(lctx, req.Principal, req.RemoteAddr, rec.TokenID)
+					v.lastNote.Store(int64(time.Since(nstart)))
 				}
 				if !record {
 					return nil
@@ -124,8 +126,11 @@ func (v *Vault) redeemStream(ctx context.Context, tok string, req Requester, det
 		return nil, Info{}, err
 	}
 	// A served request did the same work as a replay but for the refusal
-	// record: count that in, so the floor is right before any replay.
-	v.lat.observe(time.Since(start) + time.Duration(v.lastAppend.Load()))
+	// record and the refusal's count (a redemption writes no count of its
+	// own: Quota.Redemptions is counted at grant): count both in, so the
+	// floor is right before any replay, and covers the refusals that are
+	// counted without going as far (someone else's token).
+	v.lat.observe(time.Since(start) + time.Duration(v.lastAppend.Load()) + time.Duration(v.lastNote.Load()))
 	return rc, info, nil
 }
 

@@ -206,6 +206,7 @@ type Vault struct {
 	streams      streamCounter
 	lat          latencyWindow
 	lastAppend   atomic.Int64 // duration of the latest refusal record append
+	lastNote     atomic.Int64 // duration of the latest refusal's count (noteRefusal)
 
 	tel *telemetry
 
