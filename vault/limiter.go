@@ -206,8 +206,6 @@ func (v *Vault) recount(ctx context.Context) ([]detect.SlotCount, error) {
 		switch {
 		case r.Event == audit.EventGrant && counted(r):
 			e.Kind = detect.View
-		case r.Event == audit.EventRedeem && counted(r):
-			e.Kind = detect.Redeem
 		case r.Event == audit.EventRedeem && probeReasons[r.Reason]:
 			e.Kind = detect.Refusal
 			if host := remoteHost(r.RemoteAddr); host != "" {

@@ -27,37 +27,57 @@ const clockReuse = 2 * time.Second
 
 type s3Clock struct {
 	mu   sync.Mutex
-	at   time.Time // monotonic: when the Date was received
-	date time.Time // the server's Date, plus half its one-second resolution
+	sent time.Time // monotonic: when the request carrying the Date was sent
+	at   time.Time // monotonic: when its answer was received
+	date time.Time // the server's Date
 }
 
-// noteDate records the Date header of a server answer.
-func (c *s3Clock) noteDate(h http.Header, at time.Time) {
+// noteDate records the Date header of a server answer to a request sent at
+// sent and answered at at (both from time.Now, monotonic).
+func (c *s3Clock) noteDate(h http.Header, sent, at time.Time) {
 	d, err := http.ParseTime(h.Get("Date"))
 	if err != nil {
 		return
 	}
 	c.mu.Lock()
 	if at.After(c.at) {
-		c.at, c.date = at, d.Add(500*time.Millisecond)
+		c.sent, c.at, c.date = sent, at, d
 	}
 	c.mu.Unlock()
 }
 
+// recent returns the server's time now, as far as the last Date tells it:
+// the server wrote the Date (truncated to the second) at some moment
+// between the request's sending and its answer, so its clock now lies in
+// [date + time since the answer, date + 1 s + time since the sending]. Of
+// that interval, recent returns the point nearest this machine's clock:
+// a round trip slowed down by load is uncertainty, not skew, and only a
+// clock outside every reading the server could have meant is reported off
+// (by its distance from the interval).
 func (c *s3Clock) recent() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.at.IsZero() || time.Since(c.at) > clockReuse {
 		return time.Time{}, false
 	}
-	return c.date.Add(time.Since(c.at)), true
+	now := time.Now()
+	lo := c.date.Add(now.Sub(c.at))
+	hi := c.date.Add(time.Second + now.Sub(c.sent))
+	switch wall := now.Round(0); {
+	case wall.Before(lo):
+		return lo, true
+	case wall.After(hi):
+		return hi, true
+	default:
+		return wall, true
+	}
 }
 
 // Time implements store.Clock: the server's time, from the Date of its
-// answers (one-second resolution; half a second is added, so a reading is
-// within about half a second plus one round trip of the server's clock),
-// or Options.Now when set. It reuses the Date of any Get answered in the
-// last two seconds; otherwise it reads ClockKey.
+// answers (see s3Clock.recent: the reading nearest this machine's clock
+// among those the Date and the round trip allow, so a slow round trip is
+// not taken for skew), or Options.Now when set. It reuses the Date of any
+// Get answered in the last two seconds; otherwise it reads ClockKey.
 func (s *Store) Time(ctx context.Context) (time.Time, error) {
 	if s.fixedNow != nil {
 		return s.fixedNow(), nil
@@ -66,11 +86,12 @@ func (s *Store) Time(ctx context.Context) (time.Time, error) {
 		return t, nil
 	}
 	for attempt := 0; ; attempt++ {
+		sent := time.Now()
 		rc, _, h, err := s.core.GetObject(ctx, s.bucket, s.name(ClockKey), minio.GetObjectOptions{})
 		if err == nil {
+			s.clock.noteDate(h, sent, time.Now())
 			io.Copy(io.Discard, io.LimitReader(rc, 16))
 			rc.Close()
-			s.clock.noteDate(h, time.Now())
 			if t, ok := s.clock.recent(); ok {
 				return t, nil
 			}

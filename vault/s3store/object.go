@@ -29,6 +29,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("s3store: get: %w", err)
 	}
+	sent := time.Now()
 	rc, _, h, err := s.core.GetObject(ctx, s.bucket, s.name(key), minio.GetObjectOptions{})
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -36,7 +37,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		}
 		return nil, mapErr("get", err)
 	}
-	s.clock.noteDate(h, time.Now())
+	s.clock.noteDate(h, sent, time.Now())
 	return rc, nil
 }
 
