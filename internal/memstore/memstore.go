@@ -1,6 +1,7 @@
-// Package memstore is an in-memory store.Store for unit tests of the logic
-// above the Store interface. It is not a backend: every real backend is
-// tested against the real thing (a directory, a MinIO server).
+// Package memstore is the in-memory store.Store behind vaulttest.Store,
+// for unit tests of the logic above the Store interface (users import it as
+// vaulttest.Store). It is not a backend: every real backend is tested
+// against the real thing (a directory, a MinIO server).
 package memstore
 
 import (
