@@ -7,12 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"os"
-	"path/filepath"
 
-	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
-	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 // A review queue: the listing goes through MixCanaries (a script walking
@@ -22,17 +19,8 @@ import (
 // documents never opened, alert and freeze).
 func ExampleVault_Decide() {
 	ctx := context.Background()
-	dir, _ := os.MkdirTemp("", "idvault-example")
-	defer os.RemoveAll(dir)
-	st, err := fsstore.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	kek, err := kms.CreateLocal(filepath.Join(dir, "kek"), []byte("demo passphrase: not for production"), kms.LocalOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek})
+	// In production: fsstore or s3store, and a KEK from a KMS (see Example).
+	v, err := vault.Open(ctx, vault.Config{Store: vaulttest.NewStore(), KEK: vaulttest.NewKEK()})
 	if err != nil {
 		log.Fatal(err)
 	}

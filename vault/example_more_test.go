@@ -15,12 +15,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 // openExample opens a vault on a fresh directory; cleanup removes it.
@@ -239,19 +239,10 @@ func ExampleVault_Hold() {
 // attacker spreading requests over instances still gets one quota.
 func ExampleConfig_quotaFor() {
 	ctx := context.Background()
-	dir, _ := os.MkdirTemp("", "idvault-example")
-	defer os.RemoveAll(dir)
-	st, err := fsstore.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	kek, err := kms.CreateLocal(filepath.Join(dir, "kek"), []byte("example passphrase"), kms.LocalOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
+	st := vaulttest.NewStore() // in production: s3store, shared by every instance
 	cfg := vault.Config{
 		Store:   st,
-		KEK:     kek,
+		KEK:     vaulttest.NewKEK(),
 		Limiter: vault.NewStoreLimiter(st), // one count for all instances sharing st
 		QuotaFor: func(principal string) vault.Quota {
 			if strings.HasPrefix(principal, "batch:") {
@@ -357,15 +348,10 @@ func ExampleVault_ListSubject() {
 	// Output: passport 2026-01-02 09:00:00 until 2026-01-05 09:00:00 views: map[reviewer:1]
 }
 
-// exampleClock is a settable clock that the vault's background work (audit
-// leases, ledger adoption) may read while the example moves it.
-type exampleClock struct{ ns atomic.Int64 }
-
-func newExampleClock(t time.Time) *exampleClock {
-	c := &exampleClock{}
-	c.ns.Store(t.UnixNano())
+// newExampleClock returns a manual clock at t (vaulttest.Clock) that the
+// vault's background work may read while the example moves it.
+func newExampleClock(t time.Time) *vaulttest.Clock {
+	c := vaulttest.NewClock()
+	c.Set(t)
 	return c
 }
-
-func (c *exampleClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *exampleClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }

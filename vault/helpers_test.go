@@ -12,6 +12,7 @@ import (
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/internal/testclock"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/s3store"
@@ -31,33 +32,11 @@ func TestMain(m *testing.M) {
 	os.Exit(miniotest.Main(m))
 }
 
-// fakeClock is an injected clock; tests move it, never sleep.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is an injected clock (vaulttest.Clock); tests move it, never
+// sleep.
+type fakeClock = testclock.Clock
 
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeClock { return testclock.New() }
 
 // testKEK is an in-memory KEK (internal/kektest).
 func testKEK(t testing.TB) kms.KEK { return kektest.New(t) }

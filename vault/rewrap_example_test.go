@@ -5,12 +5,10 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
-	"path/filepath"
 
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
-	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 // Move a vault from one KEK to another. In production the new KEK is
@@ -18,21 +16,8 @@ import (
 // docs/keys.md, "Keys in production".
 func ExampleVault_Rewrap() {
 	ctx := context.Background()
-	dir, _ := os.MkdirTemp("", "idvault-rewrap")
-	defer os.RemoveAll(dir)
-	cheap := kms.LocalOptions{Time: 1, MemoryKiB: 64, Threads: 1} // tests only
-	oldKEK, err := kms.CreateLocal(filepath.Join(dir, "kek-2025"), []byte("old passphrase"), cheap)
-	if err != nil {
-		log.Fatal(err)
-	}
-	newKEK, err := kms.CreateLocal(filepath.Join(dir, "kek-2026"), []byte("new passphrase"), cheap)
-	if err != nil {
-		log.Fatal(err)
-	}
-	st, err := fsstore.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		log.Fatal(err)
-	}
+	oldKEK, newKEK := vaulttest.NewKEK(), vaulttest.NewKEK() // in production: kms.Open
+	st := vaulttest.NewStore()
 	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: oldKEK})
 	if err != nil {
 		log.Fatal(err)

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
-	"path/filepath"
 
-	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
-	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 // Rotating the token key on a schedule retires keys that can no longer
@@ -17,17 +14,8 @@ import (
 // key at once (outstanding tokens stop opening everywhere within 10 s).
 func ExampleVault_RotateTokenKey() {
 	ctx := context.Background()
-	dir, _ := os.MkdirTemp("", "idvault-example")
-	defer os.RemoveAll(dir)
-	st, err := fsstore.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	kek, err := kms.CreateLocal(filepath.Join(dir, "kek"), []byte("demo passphrase: not for production"), kms.LocalOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek})
+	// In production: fsstore or s3store, and a KEK from a KMS (see Example).
+	v, err := vault.Open(ctx, vault.Config{Store: vaulttest.NewStore(), KEK: vaulttest.NewKEK()})
 	if err != nil {
 		log.Fatal(err)
 	}

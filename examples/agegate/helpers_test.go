@@ -30,6 +30,7 @@ import (
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/store"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
@@ -39,23 +40,12 @@ func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
 var cheapKDF = kms.LocalOptions{Time: 1, MemoryKiB: 1024, Threads: 1}
 
 // fakeClock is an injected clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = vaulttest.Clock
 
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now().Truncate(time.Second)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newFakeClock() *fakeClock {
+	c := vaulttest.NewClock()
+	c.Set(time.Now().Truncate(time.Second))
+	return c
 }
 
 // syncBuffer collects log output from concurrent handlers.

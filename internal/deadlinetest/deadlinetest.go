@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/internal/testclock"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -442,17 +443,12 @@ func (k *countedKEK) Decrypt(ctx context.Context, ct, ad []byte) ([]byte, error)
 }
 
 // clock is the vault's injected clock.
-type clock struct{ ns atomic.Int64 }
-
 // Clock is an injected clock: the vault's and, through Env.ClockOf, the
 // store's.
 type Clock interface {
 	Now() time.Time
 	Advance(time.Duration)
 }
-
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // fixture is one run's vault and what its call needs, made healthy.
 type fixture struct {
@@ -780,9 +776,7 @@ func prepare(t *testing.T, env Env, ft Fault, c call, cnt *counter, g *Gate) *fi
 		clk = env.ClockOf(raw)
 	}
 	if clk == nil {
-		c := &clock{}
-		c.ns.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixNano())
-		clk = c
+		clk = testclock.New()
 	}
 	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, DecryptKEKs: []kms.KEK{other}, Now: clk.Now})
 	if err != nil {

@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
+	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
@@ -24,6 +23,7 @@ import (
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 func TestMain(m *testing.M) {
@@ -34,24 +34,9 @@ func TestMain(m *testing.M) {
 }
 
 // clock is an injected clock: tests move it, never sleep for correctness.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = vaulttest.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return vaulttest.NewClock() }
 
 type backend struct {
 	name string
@@ -354,17 +339,7 @@ type kmsAEAD struct {
 	down atomic.Bool
 }
 
-func newKMSAEAD(t testing.TB) *kmsAEAD {
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := aead.New(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &kmsAEAD{a: a}
-}
+func newKMSAEAD(t testing.TB) *kmsAEAD { return &kmsAEAD{a: kektest.NewAEAD()} }
 
 func (k *kmsAEAD) Encrypt(pt, ad []byte) ([]byte, error) {
 	if k.down.Load() {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/internal/testclock"
 	"github.com/idvault/idvault/vault/store"
 	"github.com/idvault/idvault/vault/storetest"
 )
@@ -30,24 +31,6 @@ func open(t testing.TB) *Store {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// fakeClock is an injected clock that tests advance by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 func put(t testing.TB, s *Store, key, data string, opts store.PutOptions) error {
@@ -123,7 +106,7 @@ func tree(t testing.TB, dir string) []string {
 }
 
 func TestRetentionExpiresWithClock(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 4, 20, 12, 0, 0, 0, time.UTC)}
+	clock := testclock.At(time.Date(2026, 4, 20, 12, 0, 0, 0, time.UTC))
 	s, err := OpenWithOptions(t.TempDir(), Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +185,7 @@ func TestRetentionRecordFailsClosed(t *testing.T) {
 // between the existence check and link(2): the loser must put back the
 // sidecar it replaced, so the winner's object keeps its own retention.
 func TestRetentionRestoredWhenLinkLoses(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testclock.At(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	for _, tt := range []struct {
 		name    string
 		sidecar []byte // the winner's sidecar, nil for none

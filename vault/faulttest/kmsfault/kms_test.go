@@ -3,9 +3,7 @@ package kmsfault_test
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/idvault/idvault/internal/deadlinetest"
 	"github.com/idvault/idvault/internal/kektest"
@@ -14,6 +12,7 @@ import (
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/store"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 // TestFaultDeadlinesLocalKMS (issue 24.1, 24.3): every public call of a
@@ -39,11 +38,10 @@ func TestFaultDeadlinesLocalKMS(t *testing.T) {
 	}
 	// Each store tells its time by the clock the vault is opened with
 	// (the vault refuses to sweep or shred while the two disagree).
-	var clocks sync.Map // store.Store → *fakeClock
+	var clocks sync.Map // store.Store → *vaulttest.Clock
 	env := deadlinetest.Env{
 		Store: func(t testing.TB) store.Store {
-			c := &fakeClock{}
-			c.ns.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixNano())
+			c := vaulttest.NewClock()
 			st, err := fsstore.OpenWithOptions(t.TempDir(), fsstore.Options{Now: c.Now})
 			if err != nil {
 				t.Fatal(err)
@@ -53,7 +51,7 @@ func TestFaultDeadlinesLocalKMS(t *testing.T) {
 		},
 		ClockOf: func(st store.Store) deadlinetest.Clock {
 			if c, ok := clocks.Load(st); ok {
-				return c.(*fakeClock)
+				return c.(*vaulttest.Clock)
 			}
 			return nil
 		},
@@ -80,9 +78,3 @@ func TestFaultDeadlinesLocalKMS(t *testing.T) {
 		t.Run(ft.Name, func(t *testing.T) { deadlinetest.Run(t, env, ft) })
 	}
 }
-
-// fakeClock is an injected clock, moved by the deadline harness.
-type fakeClock struct{ ns atomic.Int64 }
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
