@@ -20,6 +20,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/idvault/idvault/internal/testenv"
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
@@ -166,33 +167,19 @@ func TestRedeemCrash(t *testing.T) {
 		}
 		cmd := exec.Command(exe, "-test.run=^$", "-test.count=1")
 		cmd.Env = append(os.Environ(), redeemCrashEnv+"="+dir)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(stdout)
-		if !sc.Scan() || sc.Text() != "ready" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("run %d: child did not start: %s", run, stderr.String())
-		}
+		child := testkit.StartChild(t, cmd)
+		child.Expect(t, "ready")
 		delay := testenv.Scale(time.Duration(5+rand.IntN(150)) * time.Millisecond)
 		timer := time.AfterFunc(delay, func() { cmd.Process.Kill() }) // SIGKILL
 		spent := map[int]bool{}
-		for sc.Scan() {
+		for child.Lines.Scan() {
 			var i int
-			if _, err := fmt.Sscanf(sc.Text(), "spent %d", &i); err == nil {
+			if _, err := fmt.Sscanf(child.Lines.Text(), "spent %d", &i); err == nil {
 				spent[i] = true
 			}
 		}
 		timer.Stop()
-		cmd.Process.Kill()
-		cmd.Wait()
+		child.Kill()
 		if len(spent) > 0 {
 			checked++
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/internal/testclock"
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/s3store"
@@ -118,17 +119,7 @@ func newMemVault(t testing.TB) (*testVault, *memstore.Store) {
 
 // image returns n bytes that sniff as JPEG and carry marker (if it fits)
 // in the middle, so tests can search storage for the plaintext.
-func image(n int, marker string) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	copy(b, []byte{0xFF, 0xD8, 0xFF, 0xE0})
-	if len(marker) > 0 && n >= 4+len(marker) {
-		copy(b[n/2:], marker)
-	}
-	return b
-}
+var image = testkit.JPEG
 
 func putImage(t testing.TB, v *testVault, b []byte, subject string) Info {
 	t.Helper()
@@ -158,32 +149,8 @@ func redeemAll(v *testVault, tok, principal string) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-// storeKeys lists every key in st.
-func storeKeys(t testing.TB, st store.Store, prefix string) []string {
-	t.Helper()
-	var out []string
-	for k, err := range st.List(context.Background(), prefix) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, k)
-	}
-	return out
-}
-
-func readKey(t testing.TB, st store.Store, key string) []byte {
-	t.Helper()
-	rc, err := st.Get(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// storeKeys lists every key in st; readKey reads one.
+var storeKeys, readKey = testkit.Keys, testkit.Read
 
 // testActor is the acting principal of administrative calls in tests.
 var testActor = Actor{Principal: "operator-1", Reason: "test"}

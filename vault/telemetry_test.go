@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/vault/audit"
 )
 
@@ -104,22 +104,7 @@ func (h recHist) Record(_ context.Context, _ float64, opts ...metric.RecordOptio
 func (h recHist) Enabled(context.Context) bool { return true }
 
 // syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.Buffer
 
 // TestTelemetryCounts drives every counted event once or more and checks
 // each counter against what was done, and that the log and the metric

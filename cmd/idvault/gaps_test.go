@@ -7,12 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -305,22 +305,7 @@ func TestQueryEventUnknown(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.Buffer
 
 // TestQueryFollow: a collector reads everything, remembers the cursor,
 // and follows: records sealed while it runs arrive, none twice, none

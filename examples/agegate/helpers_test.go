@@ -22,11 +22,11 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/store"
@@ -49,22 +49,7 @@ func newFakeClock() *fakeClock {
 }
 
 // syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.Buffer
 
 // testEnv is the app as main builds it (setup), served by httptest on
 // 127.0.0.1.

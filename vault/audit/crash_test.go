@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/vault/fsstore"
 )
 
@@ -83,27 +84,13 @@ func TestCrash(t *testing.T) {
 		dir := t.TempDir()
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(stdout)
-		if !sc.Scan() || !strings.HasPrefix(sc.Text(), "key ") {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("run %d: child did not start: %s", run, stderr.String())
-		}
-		vkey := strings.TrimPrefix(sc.Text(), "key ")
+		child := testkit.StartChild(t, cmd)
+		vkey := strings.TrimPrefix(child.Expect(t, "key "), "key ")
 		delay := time.Duration(1+rand.IntN(30)) * time.Millisecond
 		timer := time.AfterFunc(delay, func() { cmd.Process.Kill() }) // SIGKILL
 		acked := map[string]int64{}                                   // log -> highest acknowledged seq
-		for sc.Scan() {
-			log, seqStr, ok := strings.Cut(sc.Text(), " ")
+		for child.Lines.Scan() {
+			log, seqStr, ok := strings.Cut(child.Lines.Text(), " ")
 			seq, err := strconv.ParseInt(seqStr, 10, 64)
 			if !ok || err != nil {
 				continue // a line cut by the kill
@@ -112,10 +99,9 @@ func TestCrash(t *testing.T) {
 			total++
 		}
 		timer.Stop()
-		cmd.Process.Kill()
-		cmd.Wait()
-		if strings.Contains(stderr.String(), "audit:") {
-			t.Fatalf("run %d: child failed: %s", run, stderr.String())
+		child.Kill()
+		if strings.Contains(child.Stderr(), "audit:") {
+			t.Fatalf("run %d: child failed: %s", run, child.Stderr())
 		}
 		st, err := fsstore.Open(dir)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -87,21 +88,12 @@ func TestFaultCrashLoop(t *testing.T) {
 	for round := range 6 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashKEKEnv+"="+kekPath)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		child := testkit.StartChild(t, cmd)
 		lines := make(chan string, 1024)
 		go func() {
 			defer close(lines)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
+			for child.Lines.Scan() {
+				lines <- child.Lines.Text()
 			}
 		}()
 		// Kill after the first few acknowledgements plus a random delay,
@@ -128,9 +120,9 @@ func TestFaultCrashLoop(t *testing.T) {
 		for l := range lines {
 			got = append(got, l)
 		}
-		cmd.Wait()
+		child.Kill() // reaps it
 		if n == 0 {
-			t.Fatalf("round %d: the child acknowledged nothing; stderr:\n%s", round, stderr.String())
+			t.Fatalf("round %d: the child acknowledged nothing; stderr:\n%s", round, child.Stderr())
 		}
 		for _, l := range got {
 			if id, ok := strings.CutPrefix(l, "ok "); ok && len(id) == 32 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -122,14 +123,7 @@ func openVault(t testing.TB, st store.Store, kek kms.KEK, mod func(*vault.Config
 var operator = vault.Actor{Principal: "operator-1", Reason: "fault test"}
 
 // jpeg returns n bytes that sniff as JPEG.
-func jpeg(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	copy(b, []byte{0xFF, 0xD8, 0xFF, 0xE0})
-	return b
-}
+func jpeg(n int) []byte { return testkit.JPEG(n, "") }
 
 // put stores a 4 KiB document; all of a test's documents share one
 // subject, "member-of-all".
@@ -143,51 +137,8 @@ func put(t testing.TB, v *vault.Vault, retention time.Duration) vault.Info {
 	return info
 }
 
-func keys(t testing.TB, st store.Store, prefix string) []string {
-	t.Helper()
-	var out []string
-	for k, err := range st.List(context.Background(), prefix) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, k)
-	}
-	return out
-}
-
-func exists(t testing.TB, st store.Store, key string) bool {
-	t.Helper()
-	rc, err := st.Get(context.Background(), key)
-	if errors.Is(err, store.ErrNotFound) {
-		return false
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Close()
-	return true
-}
-
-func read(t testing.TB, st store.Store, key string) []byte {
-	t.Helper()
-	rc, err := st.Get(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func write(t testing.TB, st store.Store, key string, b []byte) {
-	t.Helper()
-	if err := st.Put(context.Background(), key, bytes.NewReader(b), int64(len(b)), store.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
+// keys, exists, read and write look into a store.
+var keys, exists, read, write = testkit.Keys, testkit.Exists, testkit.Read, testkit.Write
 
 // records returns the audit records matching f.
 func records(t testing.TB, st store.Store, f audit.Filter) []audit.Record {

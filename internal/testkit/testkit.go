@@ -1,0 +1,150 @@
+// Package testkit holds the scaffolding the project's own tests share:
+// looking into a store, a log sink safe for concurrent writers, sample
+// images, and child processes (a test binary re-run from TestMain and
+// killed at a random point). It is internal: users' tests get the store,
+// the KEK and the clock from vaulttest.
+package testkit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/idvault/idvault/vault/store"
+)
+
+// Keys lists every key of st under prefix, failing tb on an error.
+func Keys(tb testing.TB, st store.Store, prefix string) []string {
+	tb.Helper()
+	var out []string
+	for k, err := range st.List(context.Background(), prefix) {
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// Read returns the object under key, failing tb if it cannot be read.
+func Read(tb testing.TB, st store.Store, key string) []byte {
+	tb.Helper()
+	rc, err := st.Get(context.Background(), key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// Exists reports whether key is in st, failing tb on any error but
+// store.ErrNotFound.
+func Exists(tb testing.TB, st store.Store, key string) bool {
+	tb.Helper()
+	rc, err := st.Get(context.Background(), key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rc.Close()
+	return true
+}
+
+// Write puts b under key (overwriting), failing tb on an error.
+func Write(tb testing.TB, st store.Store, key string, b []byte) {
+	tb.Helper()
+	if err := st.Put(context.Background(), key, bytes.NewReader(b), int64(len(b)), store.PutOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// JPEG returns n bytes that sniff as JPEG and carry marker (if it fits) in
+// the middle, so a test can search storage for the plaintext.
+func JPEG(n int, marker string) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	copy(b, []byte{0xFF, 0xD8, 0xFF, 0xE0})
+	if len(marker) > 0 && n >= 4+len(marker) {
+		copy(b[n/2:], marker)
+	}
+	return b
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writers and readers: a log
+// sink for handlers running on many goroutines.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Child is a child process whose stdout the parent reads line by line and
+// whose stderr it keeps for failure messages.
+type Child struct {
+	Cmd *exec.Cmd
+	// Lines scans the child's stdout.
+	Lines  *bufio.Scanner
+	stderr Buffer
+}
+
+// StartChild starts cmd with its stdout piped, failing tb if it cannot.
+func StartChild(tb testing.TB, cmd *exec.Cmd) *Child {
+	tb.Helper()
+	c := &Child{Cmd: cmd}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stderr = &c.stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	c.Lines = bufio.NewScanner(stdout)
+	return c
+}
+
+// Expect reads the child's first line and returns it; if there is none,
+// or it does not begin with prefix, it kills the child and fails tb with
+// the child's stderr.
+func (c *Child) Expect(tb testing.TB, prefix string) string {
+	tb.Helper()
+	if !c.Lines.Scan() || !strings.HasPrefix(c.Lines.Text(), prefix) {
+		c.Kill()
+		tb.Fatalf("child did not start: %s", c.Stderr())
+	}
+	return c.Lines.Text()
+}
+
+// Kill kills the child (SIGKILL) and waits for it.
+func (c *Child) Kill() {
+	c.Cmd.Process.Kill()
+	c.Cmd.Wait()
+}
+
+// Stderr returns what the child wrote to stderr so far.
+func (c *Child) Stderr() string { return c.stderr.String() }
