@@ -81,24 +81,20 @@ func TestFloodLimiterCostBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for c := range conns {
 		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			until(stop, func(i int) bool {
 				req, _ := http.NewRequest("GET", base+fmt.Sprintf("idv1_bogus%d-%d", c, i), nil)
 				req.Header.Set("X-Test-Principal", "flooder")
 				resp, err := client.Do(req)
 				if err != nil {
-					continue
+					return true
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if b := int(time.Since(start) / (run / buckets)); b < buckets {
 					done[b].Add(1)
 				}
-			}
+				return true
+			})
 		})
 	}
 	time.Sleep(run / buckets / 2) // let the flood build up before measuring

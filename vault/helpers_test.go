@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -15,8 +16,6 @@ import (
 	"github.com/idvault/idvault/internal/testclock"
 	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
-	"github.com/idvault/idvault/vault/fsstore"
-	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -67,24 +66,13 @@ func clockOf(st store.Store) *fakeClock {
 	return c
 }
 
-func fsBackend(t testing.TB) store.Store {
-	c := newClock()
-	st, err := fsstore.OpenWithOptions(t.TempDir(), fsstore.Options{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeClocks.Store(store.Store(st), c)
-	return st
-}
+func fsBackend(t testing.TB) store.Store { return clocked(testkit.FS(t)) }
 
-func s3Backend(t testing.TB) store.Store {
-	srv := miniotest.Server(t)
-	c := newClock()
-	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeClocks.Store(store.Store(st), c)
+func s3Backend(t testing.TB) store.Store { return clocked(testkit.S3(t, miniotest.Server(t))) }
+
+// clocked notes c as the clock st tells its time by.
+func clocked(st store.Store, c *fakeClock) store.Store {
+	storeClocks.Store(st, c)
 	return st
 }
 
@@ -151,6 +139,23 @@ func redeemAll(v *testVault, tok, principal string) ([]byte, error) {
 
 // storeKeys lists every key in st; readKey reads one.
 var storeKeys, readKey = testkit.Keys, testkit.Read
+
+// until calls f(0), f(1), ... until stop is closed or f returns false.
+var until = testkit.Until
+
+// grantRead grants id to "reviewer", redeems the token and checks that
+// the bytes are want.
+func grantRead(ctx context.Context, v *testVault, id string, want []byte) error {
+	g, err := v.Grant(ctx, id, Access{Principal: "reviewer", Purpose: "age-check"})
+	if err != nil {
+		return err
+	}
+	got, err := redeemAll(v, g.Token, "reviewer")
+	if err == nil && !bytes.Equal(got, want) {
+		err = errors.New("wrong bytes")
+	}
+	return err
+}
 
 // testActor is the acting principal of administrative calls in tests.
 var testActor = Actor{Principal: "operator-1", Reason: "test"}

@@ -170,32 +170,19 @@ func TestRewrapWhileServing(t *testing.T) {
 			var failMsg atomic.Value
 			for _, inst := range []*testVault{old, migrated} {
 				wg.Go(func() {
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						j := i % n
-						g, err := inst.Grant(ctx, ids[j], Access{Principal: "reviewer", Purpose: "age-check"})
-						if err == nil {
-							var got []byte
-							got, err = redeemAll(inst, g.Token, "reviewer")
-							if err == nil && !bytes.Equal(got, imgs[j]) {
-								err = errors.New("wrong bytes")
-							}
-						}
-						if errors.Is(err, ErrQuotaExceeded) || errors.Is(err, ErrFrozen) {
+					until(stop, func(i int) bool {
+						err := grantRead(ctx, inst, ids[i%n], imgs[i%n])
+						switch {
+						case errors.Is(err, ErrQuotaExceeded) || errors.Is(err, ErrFrozen):
 							refused.Add(1) // the abuse limits, not the KEK
-							continue
-						}
-						if err != nil {
+						case err != nil:
 							failed.Add(1)
 							failMsg.Store(err.Error())
-							continue
+						default:
+							served.Add(1)
 						}
-						served.Add(1)
-					}
+						return true
+					})
 				})
 			}
 			wg.Go(func() {

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/internal/testclock"
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -462,14 +463,7 @@ type fixture struct {
 
 var by = vault.Actor{Principal: "operator-1", Reason: "deadline test"}
 
-func scan(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	copy(b, []byte{0xFF, 0xD8, 0xFF, 0xE0})
-	return b
-}
+func scan(n int) []byte { return testkit.JPEG(n, "") }
 
 func (f *fixture) put(t testing.TB, name, subject string, retention time.Duration) vault.Info {
 	t.Helper()

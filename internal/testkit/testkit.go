@@ -16,6 +16,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/internal/testclock"
+	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -148,3 +152,44 @@ func (c *Child) Kill() {
 
 // Stderr returns what the child wrote to stderr so far.
 func (c *Child) Stderr() string { return c.stderr.String() }
+
+// FS returns an fsstore in a temporary directory that tells its time by
+// a new manual clock, and the clock: a test that moves the vault's clock
+// moves the store's with it (the vault refuses anything irreversible
+// while the two disagree).
+func FS(tb testing.TB) (store.Store, *testclock.Clock) {
+	tb.Helper()
+	c := testclock.New()
+	st, err := fsstore.OpenWithOptions(tb.TempDir(), fsstore.Options{Now: c.Now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, c
+}
+
+// S3 returns an s3store on a new bucket of srv (without object lock) that
+// tells its time by a new manual clock, and the clock.
+func S3(tb testing.TB, srv *miniotest.Srv) (store.Store, *testclock.Clock) {
+	tb.Helper()
+	c := testclock.New()
+	st, err := s3store.New(context.Background(), srv.Client(tb), srv.NewBucket(tb, false), s3store.Options{Now: c.Now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, c
+}
+
+// Until calls f(0), f(1), ... until stop is closed or f returns false:
+// the body of a load generator.
+func Until(stop <-chan struct{}, f func(i int) bool) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !f(i) {
+			return
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/testenv"
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -120,12 +121,7 @@ func floodHonest(t *testing.T, st store.Store) {
 	var wg sync.WaitGroup
 	for c := range conns {
 		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			testkit.Until(stop, func(i int) bool {
 				method, path, principal := "GET", fmt.Sprintf("idv1_bogus%d-%d", c, i), "flooder"
 				switch c % 8 {
 				case 1, 2, 3: // each connection its own identity
@@ -141,7 +137,7 @@ func floodHonest(t *testing.T, st store.Store) {
 				req.Header.Set("X-Principal", principal)
 				resp, err := client.Do(req)
 				if err != nil {
-					continue
+					return true
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
@@ -151,7 +147,8 @@ func floodHonest(t *testing.T, st store.Store) {
 				if b := int(time.Since(start) / (run / buckets)); b < buckets {
 					answered[b].Add(1)
 				}
-			}
+				return true
+			})
 		})
 	}
 	time.Sleep(run / buckets / 2) // let the flood build up before measuring

@@ -21,8 +21,6 @@ import (
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
-	"github.com/idvault/idvault/vault/fsstore"
-	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 	"github.com/idvault/idvault/vault/vaulttest"
 )
@@ -59,15 +57,7 @@ func clockOf(st store.Store) *clock {
 	return c.(*clock)
 }
 
-func fsBackend(t testing.TB) store.Store {
-	c := newClock()
-	st, err := fsstore.OpenWithOptions(t.TempDir(), fsstore.Options{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeClocks.Store(store.Store(st), c)
-	return st
-}
+func fsBackend(t testing.TB) store.Store { return clocked(testkit.FS(t)) }
 
 func s3Backend(t testing.TB) store.Store {
 	return s3On(t, miniotest.Server(t))
@@ -88,14 +78,11 @@ func privateMinIO(t testing.TB) *miniotest.Srv {
 	return srv
 }
 
-func s3On(t testing.TB, srv *miniotest.Srv) store.Store {
-	t.Helper()
-	c := newClock()
-	st, err := s3store.New(context.Background(), srv.Client(t), srv.NewBucket(t, false), s3store.Options{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeClocks.Store(store.Store(st), c)
+func s3On(t testing.TB, srv *miniotest.Srv) store.Store { return clocked(testkit.S3(t, srv)) }
+
+// clocked notes c as the clock st tells its time by.
+func clocked(st store.Store, c *clock) store.Store {
+	storeClocks.Store(st, c)
 	return st
 }
 

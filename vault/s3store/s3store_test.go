@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/lifecycle"
 
 	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 	"github.com/idvault/idvault/vault/storetest"
@@ -63,17 +64,7 @@ func getAll(s store.Store, key string) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-func listAll(t testing.TB, s store.Store, prefix string) []string {
-	t.Helper()
-	var keys []string
-	for k, err := range s.List(context.Background(), prefix) {
-		if err != nil {
-			t.Fatalf("List(%q): %v", prefix, err)
-		}
-		keys = append(keys, k)
-	}
-	return keys
-}
+var listAll = testkit.Keys
 
 // The conformance suite, on each kind of bucket the store behaves
 // differently on: plain (under a prefix: a store at the bucket root is
