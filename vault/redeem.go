@@ -52,7 +52,7 @@ var errSpendUnconfirmed = errors.New("vault: redeem: spend not confirmed in time
 // and checks that the document is present and not expired (ErrNotFound,
 // ErrExpired) and that the first RedeemAuthBytes of plaintext authenticate
 // (ErrTampered). Only then does it spend the token: one create-only write
-// of redeemed/<token-id> holding the signed release record (see ledger.go),
+// of redeemed/<token-id> holding the signed release record (see spend.go),
 // which fails for a second redemption anywhere in the cluster
 // (ErrTokenReplayed). A refusal before that point spends nothing, so a
 // missing, expired or tampered document leaves the token unspent and no

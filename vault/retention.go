@@ -430,10 +430,10 @@ func stamp(t time.Time) []byte {
 
 func unstamp(b []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(b))) }
 
-// sweepLedger adopts and collects the single-use ledger (ledger.go).
+// sweepLedger adopts and collects the single-use ledger (spend.go).
 func (v *Vault) sweepLedger(ctx context.Context, rep *SweepReport) error {
 	// collectLedger adopts un-folded spend entries first and deletes only
-	// entries past ledgerCollectible's rule (see ledger.go): never one
+	// entries past ledgerCollectible's rule (see spend.go): never one
 	// whose release record is not yet in a log.
 	n, err := v.collectLedger(ctx)
 	rep.Ledger += n

@@ -8,7 +8,7 @@ import (
 // unfoldedReleases counts the releases of this Vault whose record the
 // folder could not fold into the audit log (the append failed or came too
 // late, the queue was full, the Vault was closing): each is durable in its
-// spend entry and waits for adoption (ledger.go). SyncAudit reports them.
+// spend entry and waits for adoption (spend.go). SyncAudit reports them.
 //
 // It remembers up to maxUnfoldedTracked of their token IDs, so that this
 // Vault adopts its own failed folds at once (it knows its folder gave

@@ -14,7 +14,13 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-// The single-use ledger.
+// Spending a token, and folding and collecting its spend entry.
+//
+// The ledger is one thing everywhere in this project: the set of spend
+// entries on storage (redeemed/<token-id>, and the fold notes under
+// ledger-folded/). Its format, and the check that ties it to the logs
+// (audit.CheckLedger), are in vault/audit/ledger.go; this file is how the
+// vault writes, folds and collects its entries.
 //
 // Spend. Redeem spends a token with one create-only write of
 // redeemed/<token-id> (audit.LedgerEntry): the release record, signed with

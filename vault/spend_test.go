@@ -154,7 +154,7 @@ func TestLedgerWindowSkew(t *testing.T) {
 	}
 }
 
-// TestLedgerCollectibleBound checks the argument of ledger.go on the rule
+// TestLedgerCollectibleBound checks the argument of spend.go on the rule
 // itself: for every leeway, skew within MaxLeeway and spend latency within
 // spendWindow, the entry outlives the last moment a spend can reach the
 // store.
