@@ -910,3 +910,17 @@ func (a *Appender) close(ctx context.Context) error {
 	// and the next appender may continue it.
 	return a.writeCheckpoints(ctx, true)
 }
+
+// register writes the registry entry of a new log.
+func (a *Appender) register(ctx context.Context, log string) error {
+	text := registryHeader + "\n" + log + "\n" + a.opts.Now().Round(0).UTC().Format(time.RFC3339Nano) + "\n"
+	msg, err := note.Sign(&note.Note{Text: text}, a.signer)
+	if err != nil {
+		return err
+	}
+	err = a.put(ctx, registryKey(log), msg)
+	if errors.Is(err, store.ErrExists) {
+		return ErrLogExists
+	}
+	return err
+}

@@ -180,3 +180,11 @@ func parseSeqName(s string) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil
 }
+
+// checkpointKeyOf is the key checkpoint c is stored under.
+func checkpointKeyOf(c checkpoint) string {
+	if c.reopen {
+		return reopenKey(c.log, c.tree.N)
+	}
+	return checkpointKey(c.log, c.tree.N, c.final)
+}

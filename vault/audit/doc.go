@@ -56,4 +56,35 @@
 // Scan yields records filtered by time, principal, object, event, outcome
 // or log, in (log, seq) order; with Filter.Verified (Report.VerifiedSizes)
 // only those a valid checkpoint covers.
+//
+// # Formats
+//
+// Every stored object is one of these, each versioned by its header or
+// version byte and defined, byte for byte, in the doc comment named here.
+// Signed formats are notes (golang.org/x/mod/sumdb/note) under the audit
+// key; the text's first line names the format, so no signature made for
+// one can pass for another.
+//
+//	record          binary, version byte 1: time, seq, 11 length-prefixed fields    Record.MarshalBinary
+//	batch           "IDVB", version 1, count, length-prefixed records               batch.go
+//	checkpoint      note "idvault audit checkpoint v1": log, size, tree hash, time  checkpoint.go
+//	registry entry  note "idvault audit log v1": log, time                          registry.go
+//	lease           note "idvault audit lease v1": holder, expiry, frontier         leasenote.go
+//	state entry     note "idvault state v1": seq, prev hash, time, kind target      state.go
+//	spend entry     note "idvault ledger v1": token, expiry, release record         LedgerSigner.Sign
+//	fold note       lines "<token-id> folded" or "<token-id> void"                  EncodeFolded
+//	witness record  a Record (EventWitness) of FormatLogHead or FormatStateHead     state.go
+//	witness file    signed checkpoints and state entries, blank-line separated      FormatHeads
+//
+// The ledger is the set of spend entries and fold notes: one per redeemed
+// token, the release record that decided its single use.
+//
+// # Reading the verifier
+//
+// The formats, Verify, Scan and CheckLedger are in every file but four:
+// appender.go, lease.go and bounded.go (the writer: Appender, its leases
+// and its bounded store calls) and follow.go (the Follower, the vault's
+// live reader). A test builds the package without those four, so what is
+// checked can be read, and audited, without the writer: start at
+// verify.go, then statecheck.go, heads.go and the format files above.
 package audit
