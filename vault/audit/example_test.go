@@ -9,6 +9,7 @@ import (
 
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 // Write a few records, close the log, verify it and query it.
@@ -71,15 +72,7 @@ func Example() {
 // between are caught.
 func ExampleHeads() {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "audit-heads")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	st, err := fsstore.Open(dir)
-	if err != nil {
-		panic(err)
-	}
+	st := vaulttest.NewStore() // in production: fsstore or s3store
 	signerKey, verifierKey, err := audit.GenerateKey("idvault-audit-example")
 	if err != nil {
 		panic(err)

@@ -150,18 +150,7 @@ func FuzzOpenLedgerEntry(f *testing.F) {
 	f.Add([]byte(ledgerHeader + "token x\nexpires 1\nrecord AA==\n\n— x\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		LedgerExpiry(b)
-		e, err := OpenLedgerEntry(b, vkey)
-		if err != nil {
-			return
-		}
-		again, err := ls.Sign(e)
-		if err != nil {
-			t.Fatalf("opened entry does not re-sign: %v", err)
-		}
-		e2, err := OpenLedgerEntry(again, vkey)
-		if err != nil || e2 != e {
-			t.Fatalf("re-signed entry differs: %v", err)
-		}
+		resigns(t, b, func(b []byte) (LedgerEntry, error) { return OpenLedgerEntry(b, vkey) }, ls.Sign)
 	})
 }
 

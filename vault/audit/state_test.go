@@ -259,18 +259,7 @@ func FuzzOpenStateEntry(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(stateHeader + "\n1\n-\n2026-12-01T00:00:00Z\nhold " + testObject + "\n\n— x AAAA\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := OpenStateEntry(b, vkey)
-		if err != nil {
-			return
-		}
-		again, err := ss.Sign(e)
-		if err != nil {
-			t.Fatalf("opened entry does not re-sign: %v", err)
-		}
-		e2, err := OpenStateEntry(again, vkey)
-		if err != nil || e2 != e {
-			t.Fatalf("re-signed entry differs: %v", err)
-		}
+		resigns(t, b, func(b []byte) (StateEntry, error) { return OpenStateEntry(b, vkey) }, ss.Sign)
 	})
 }
 
