@@ -16,6 +16,7 @@ import (
 	"github.com/idvault/idvault/internal/testclock"
 	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -166,4 +167,30 @@ func (f *folder) flush(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	f.sync(ctx)
+}
+
+// syncAll waits until every vault's releases are in its log.
+func syncAll(t testing.TB, vs ...*testVault) {
+	t.Helper()
+	for _, v := range vs {
+		if err := v.SyncAudit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// releases counts the release records (redeem ok) in st's logs by token,
+// failing t if a token was released more than once.
+func releases(t testing.TB, st store.Store) map[string]int {
+	t.Helper()
+	released := map[string]int{}
+	for r, err := range audit.Scan(context.Background(), st, audit.Filter{Event: audit.EventRedeem, Outcome: audit.OutcomeOK}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if released[r.TokenID]++; released[r.TokenID] > 1 {
+			t.Fatalf("token %s released %d times in the log", r.TokenID, released[r.TokenID])
+		}
+	}
+	return released
 }
