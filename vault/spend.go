@@ -14,13 +14,13 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-// Spending a token, and folding and collecting its spend entry.
+// Spending a token, and folding and collecting its ledger entry.
 //
-// The ledger is one thing everywhere in this project: the set of spend
-// entries on storage (redeemed/<token-id>, and the fold notes under
-// ledger-folded/). Its format, and the check that ties it to the logs
+// The single-use ledger is one thing everywhere in this project: the
+// ledger entries on storage (redeemed/<token-id>, and the fold notes under
+// ledger-folded/). Their format, and the check that ties them to the logs
 // (audit.CheckLedger), are in vault/audit/ledger.go; this file is how the
-// vault writes, folds and collects its entries.
+// vault spends a token, and folds and collects its entry.
 //
 // Spend. Redeem spends a token with one create-only write of
 // redeemed/<token-id> (audit.LedgerEntry): the release record, signed with

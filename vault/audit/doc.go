@@ -71,13 +71,13 @@
 //	registry entry  note "idvault audit log v1": log, time                          registry.go
 //	lease           note "idvault audit lease v1": holder, expiry, frontier         leasenote.go
 //	state entry     note "idvault state v1": seq, prev hash, time, kind target      state.go
-//	spend entry     note "idvault ledger v1": token, expiry, release record         LedgerSigner.Sign
+//	ledger entry    note "idvault ledger v1": token, expiry, release record         LedgerSigner.Sign
 //	fold note       lines "<token-id> folded" or "<token-id> void"                  EncodeFolded
 //	witness record  a Record (EventWitness) of FormatLogHead or FormatStateHead     state.go
 //	witness file    signed checkpoints and state entries, blank-line separated      FormatHeads
 //
-// The ledger is the set of spend entries and fold notes: one per redeemed
-// token, the release record that decided its single use.
+// The single-use ledger is the set of ledger entries and fold notes: one
+// entry per redeemed token, the release record that decided its single use.
 //
 // # Reading the verifier
 //
