@@ -20,7 +20,6 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/idvault/idvault/internal/testenv"
-	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
@@ -167,7 +166,7 @@ func TestRedeemCrash(t *testing.T) {
 		}
 		cmd := exec.Command(exe, "-test.run=^$", "-test.count=1")
 		cmd.Env = append(os.Environ(), redeemCrashEnv+"="+dir)
-		child := testkit.StartChild(t, cmd)
+		child := testenv.StartChild(t, cmd)
 		child.Expect(t, "ready")
 		delay := testenv.Scale(time.Duration(5+rand.IntN(150)) * time.Millisecond)
 		timer := time.AfterFunc(delay, func() { cmd.Process.Kill() }) // SIGKILL

@@ -13,8 +13,7 @@ import (
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/miniotest"
-	"github.com/idvault/idvault/internal/testclock"
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
@@ -35,9 +34,9 @@ func TestMain(m *testing.M) {
 
 // fakeClock is an injected clock (vaulttest.Clock); tests move it, never
 // sleep.
-type fakeClock = testclock.Clock
+type fakeClock = memstore.Clock
 
-func newClock() *fakeClock { return testclock.New() }
+func newClock() *fakeClock { return memstore.NewClock() }
 
 // testKEK is an in-memory KEK (internal/kektest).
 func testKEK(t testing.TB) kms.KEK { return kektest.New(t) }
@@ -67,9 +66,9 @@ func clockOf(st store.Store) *fakeClock {
 	return c
 }
 
-func fsBackend(t testing.TB) store.Store { return clocked(testkit.FS(t)) }
+func fsBackend(t testing.TB) store.Store { return clocked(testenv.FS(t)) }
 
-func s3Backend(t testing.TB) store.Store { return clocked(testkit.S3(t, miniotest.Server(t))) }
+func s3Backend(t testing.TB) store.Store { return clocked(testenv.S3(t, miniotest.Server(t))) }
 
 // clocked notes c as the clock st tells its time by.
 func clocked(st store.Store, c *fakeClock) store.Store {
@@ -108,7 +107,7 @@ func newMemVault(t testing.TB) (*testVault, *memstore.Store) {
 
 // image returns n bytes that sniff as JPEG and carry marker (if it fits)
 // in the middle, so tests can search storage for the plaintext.
-var image = testkit.JPEG
+var image = testenv.JPEG
 
 func putImage(t testing.TB, v *testVault, b []byte, subject string) Info {
 	t.Helper()
@@ -139,10 +138,10 @@ func redeemAll(v *testVault, tok, principal string) ([]byte, error) {
 }
 
 // storeKeys lists every key in st; readKey reads one.
-var storeKeys, readKey = testkit.Keys, testkit.Read
+var storeKeys, readKey = testenv.Keys, testenv.Read
 
 // until calls f(0), f(1), ... until stop is closed or f returns false.
-var until = testkit.Until
+var until = testenv.Until
 
 // grantRead grants id to "reviewer", redeems the token and checks that
 // the bytes are want.

@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/metric/noop"
 
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/vault/audit"
 )
 
@@ -104,7 +104,7 @@ func (h recHist) Record(_ context.Context, _ float64, opts ...metric.RecordOptio
 func (h recHist) Enabled(context.Context) bool { return true }
 
 // syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer = testkit.Buffer
+type syncBuffer = testenv.Buffer
 
 // TestTelemetryCounts drives every counted event once or more and checks
 // each counter against what was done, and that the log and the metric

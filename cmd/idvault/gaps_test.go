@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -305,7 +305,7 @@ func TestQueryEventUnknown(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer = testkit.Buffer
+type syncBuffer = testenv.Buffer
 
 // TestQueryFollow: a collector reads everything, remembers the cursor,
 // and follows: records sealed while it runs arrive, none twice, none

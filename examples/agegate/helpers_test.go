@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/internal/miniotest"
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/store"
@@ -49,7 +49,7 @@ func newFakeClock() *fakeClock {
 }
 
 // syncBuffer collects log output from concurrent handlers.
-type syncBuffer = testkit.Buffer
+type syncBuffer = testenv.Buffer
 
 // testEnv is the app as main builds it (setup), served by httptest on
 // 127.0.0.1.

@@ -30,8 +30,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idvault/idvault/internal/testclock"
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/memstore"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -463,7 +463,7 @@ type fixture struct {
 
 var by = vault.Actor{Principal: "operator-1", Reason: "deadline test"}
 
-func scan(n int) []byte { return testkit.JPEG(n, "") }
+func scan(n int) []byte { return testenv.JPEG(n, "") }
 
 func (f *fixture) put(t testing.TB, name, subject string, retention time.Duration) vault.Info {
 	t.Helper()
@@ -770,7 +770,7 @@ func prepare(t *testing.T, env Env, ft Fault, c call, cnt *counter, g *Gate) *fi
 		clk = env.ClockOf(raw)
 	}
 	if clk == nil {
-		clk = testclock.New()
+		clk = memstore.NewClock()
 	}
 	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, DecryptKEKs: []kms.KEK{other}, Now: clk.Now})
 	if err != nil {

@@ -1,6 +1,6 @@
-// Package memstore is the in-memory store.Store behind vaulttest.Store,
-// for unit tests of the logic above the Store interface (users import it as
-// vaulttest.Store). It is not a backend: every real backend is tested
+// Package memstore is the in-memory store.Store and the manual clock
+// behind vaulttest.Store and vaulttest.Clock, for unit tests of the logic
+// above the Store interface. It is not a backend: every real backend is tested
 // against the real thing (a directory, a MinIO server).
 package memstore
 

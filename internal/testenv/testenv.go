@@ -8,6 +8,10 @@
 // shared with other builds (a CI runner, two test suites side by side) the
 // factor grows with the load; it is never below 1 and never above
 // MaxSlowdown, so a hung call still fails a test.
+//
+// It also holds the scaffolding the project's tests share (kit.go): store
+// inspection, a log sink, sample images, backends on a manual clock, child
+// processes.
 package testenv
 
 import (

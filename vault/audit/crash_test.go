@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/vault/fsstore"
 )
 
@@ -84,7 +84,7 @@ func TestCrash(t *testing.T) {
 		dir := t.TempDir()
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-		child := testkit.StartChild(t, cmd)
+		child := testenv.StartChild(t, cmd)
 		vkey := strings.TrimPrefix(child.Expect(t, "key "), "key ")
 		delay := time.Duration(1+rand.IntN(30)) * time.Millisecond
 		timer := time.AfterFunc(delay, func() { cmd.Process.Kill() }) // SIGKILL

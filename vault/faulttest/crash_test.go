@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -88,7 +88,7 @@ func TestFaultCrashLoop(t *testing.T) {
 	for round := range 6 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashKEKEnv+"="+kekPath)
-		child := testkit.StartChild(t, cmd)
+		child := testenv.StartChild(t, cmd)
 		lines := make(chan string, 1024)
 		go func() {
 			defer close(lines)

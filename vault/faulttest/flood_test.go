@@ -15,7 +15,6 @@ import (
 
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/testenv"
-	"github.com/idvault/idvault/internal/testkit"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -121,7 +120,7 @@ func floodHonest(t *testing.T, st store.Store) {
 	var wg sync.WaitGroup
 	for c := range conns {
 		wg.Go(func() {
-			testkit.Until(stop, func(i int) bool {
+			testenv.Until(stop, func(i int) bool {
 				method, path, principal := "GET", fmt.Sprintf("idv1_bogus%d-%d", c, i), "flooder"
 				switch c % 8 {
 				case 1, 2, 3: // each connection its own identity

@@ -17,7 +17,7 @@ import (
 
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/miniotest"
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -57,7 +57,7 @@ func clockOf(st store.Store) *clock {
 	return c.(*clock)
 }
 
-func fsBackend(t testing.TB) store.Store { return clocked(testkit.FS(t)) }
+func fsBackend(t testing.TB) store.Store { return clocked(testenv.FS(t)) }
 
 func s3Backend(t testing.TB) store.Store {
 	return s3On(t, miniotest.Server(t))
@@ -78,7 +78,7 @@ func privateMinIO(t testing.TB) *miniotest.Srv {
 	return srv
 }
 
-func s3On(t testing.TB, srv *miniotest.Srv) store.Store { return clocked(testkit.S3(t, srv)) }
+func s3On(t testing.TB, srv *miniotest.Srv) store.Store { return clocked(testenv.S3(t, srv)) }
 
 // clocked notes c as the clock st tells its time by.
 func clocked(st store.Store, c *clock) store.Store {
@@ -110,7 +110,7 @@ func openVault(t testing.TB, st store.Store, kek kms.KEK, mod func(*vault.Config
 var operator = vault.Actor{Principal: "operator-1", Reason: "fault test"}
 
 // jpeg returns n bytes that sniff as JPEG.
-func jpeg(n int) []byte { return testkit.JPEG(n, "") }
+func jpeg(n int) []byte { return testenv.JPEG(n, "") }
 
 // put stores a 4 KiB document; all of a test's documents share one
 // subject, "member-of-all".
@@ -125,7 +125,7 @@ func put(t testing.TB, v *vault.Vault, retention time.Duration) vault.Info {
 }
 
 // keys, exists, read and write look into a store.
-var keys, exists, read, write = testkit.Keys, testkit.Exists, testkit.Read, testkit.Write
+var keys, exists, read, write = testenv.Keys, testenv.Exists, testenv.Read, testenv.Write
 
 // records returns the audit records matching f.
 func records(t testing.TB, st store.Store, f audit.Filter) []audit.Record {

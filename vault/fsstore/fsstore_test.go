@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idvault/idvault/internal/testclock"
+	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/vault/store"
 	"github.com/idvault/idvault/vault/storetest"
 )
@@ -106,7 +106,7 @@ func tree(t testing.TB, dir string) []string {
 }
 
 func TestRetentionExpiresWithClock(t *testing.T) {
-	clock := testclock.At(time.Date(2026, 4, 20, 12, 0, 0, 0, time.UTC))
+	clock := memstore.ClockAt(time.Date(2026, 4, 20, 12, 0, 0, 0, time.UTC))
 	s, err := OpenWithOptions(t.TempDir(), Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +185,7 @@ func TestRetentionRecordFailsClosed(t *testing.T) {
 // between the existence check and link(2): the loser must put back the
 // sidecar it replaced, so the winner's object keeps its own retention.
 func TestRetentionRestoredWhenLinkLoses(t *testing.T) {
-	clock := testclock.At(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := memstore.ClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	for _, tt := range []struct {
 		name    string
 		sidecar []byte // the winner's sidecar, nil for none

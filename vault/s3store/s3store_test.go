@@ -19,7 +19,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/lifecycle"
 
 	"github.com/idvault/idvault/internal/miniotest"
-	"github.com/idvault/idvault/internal/testkit"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 	"github.com/idvault/idvault/vault/storetest"
@@ -64,7 +64,7 @@ func getAll(s store.Store, key string) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-var listAll = testkit.Keys
+var listAll = testenv.Keys
 
 // The conformance suite, on each kind of bucket the store behaves
 // differently on: plain (under a prefix: a store at the bucket root is

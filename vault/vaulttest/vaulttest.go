@@ -29,7 +29,6 @@ import (
 
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/memstore"
-	"github.com/idvault/idvault/internal/testclock"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/store"
@@ -58,13 +57,13 @@ func NewStore() *Store { return memstore.New() }
 // moves only when a test calls Advance or Set. Use it instead of sleeping:
 // a token's expiry, a retention deadline or a quota window is crossed by
 // Advance, at once and every run alike.
-type Clock = testclock.Clock
+type Clock = memstore.Clock
 
 // Start is the instant a Clock from NewClock shows first.
-var Start = testclock.Start
+var Start = memstore.ClockStart
 
 // NewClock returns a Clock at Start.
-func NewClock() *Clock { return testclock.New() }
+func NewClock() *Clock { return memstore.NewClock() }
 
 // NewKEK returns a new key-encryption key held in memory (a Tink
 // AES-256-GCM AEAD behind kms.FromAEAD) with a random ID "test:<hex>": two

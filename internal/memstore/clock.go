@@ -1,17 +1,18 @@
-// Package testclock is the manual clock the project's tests inject
-// (Config.Now, the stores' Now): tests move it, never sleep for
-// correctness. vaulttest exports it as vaulttest.Clock; packages that
-// vaulttest imports (vault, vault/audit) use it from here.
-package testclock
+package memstore
+
+// The manual clock the project's tests inject (Config.Now, the stores'
+// Now): tests move it, never sleep for correctness. vaulttest exports it
+// as vaulttest.Clock; packages that vaulttest imports (vault, vault/audit)
+// use it from here.
 
 import (
 	"sync"
 	"time"
 )
 
-// Start is where a clock made by New begins: a fixed instant, so runs are
-// repeatable.
-var Start = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+// ClockStart is where a clock made by NewClock begins: a fixed instant, so
+// runs are repeatable.
+var ClockStart = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
 
 // Clock is a manual clock, safe for concurrent use. Its time moves only
 // when Advance or Set is called.
@@ -20,11 +21,11 @@ type Clock struct {
 	t  time.Time
 }
 
-// New returns a Clock at Start.
-func New() *Clock { return &Clock{t: Start} }
+// NewClock returns a Clock at ClockStart.
+func NewClock() *Clock { return &Clock{t: ClockStart} }
 
-// At returns a Clock at t.
-func At(t time.Time) *Clock { return &Clock{t: t} }
+// ClockAt returns a Clock at t.
+func ClockAt(t time.Time) *Clock { return &Clock{t: t} }
 
 // Now returns the clock's time; pass the method value (c.Now) where a
 // func() time.Time is asked for.

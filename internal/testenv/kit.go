@@ -1,9 +1,10 @@
-// Package testkit holds the scaffolding the project's own tests share:
-// looking into a store, a log sink safe for concurrent writers, sample
-// images, and child processes (a test binary re-run from TestMain and
-// killed at a random point). It is internal: users' tests get the store,
-// the KEK and the clock from vaulttest.
-package testkit
+package testenv
+
+// The scaffolding the project's own tests share: looking into a store, a
+// log sink safe for concurrent writers, sample images, the real backends
+// on a manual clock, and child processes (a test binary re-run from
+// TestMain and killed at a random point). Users' tests get the store, the
+// KEK and the clock from vaulttest.
 
 import (
 	"bufio"
@@ -16,8 +17,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/miniotest"
-	"github.com/idvault/idvault/internal/testclock"
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
@@ -157,9 +158,9 @@ func (c *Child) Stderr() string { return c.stderr.String() }
 // a new manual clock, and the clock: a test that moves the vault's clock
 // moves the store's with it (the vault refuses anything irreversible
 // while the two disagree).
-func FS(tb testing.TB) (store.Store, *testclock.Clock) {
+func FS(tb testing.TB) (store.Store, *memstore.Clock) {
 	tb.Helper()
-	c := testclock.New()
+	c := memstore.NewClock()
 	st, err := fsstore.OpenWithOptions(tb.TempDir(), fsstore.Options{Now: c.Now})
 	if err != nil {
 		tb.Fatal(err)
@@ -169,9 +170,9 @@ func FS(tb testing.TB) (store.Store, *testclock.Clock) {
 
 // S3 returns an s3store on a new bucket of srv (without object lock) that
 // tells its time by a new manual clock, and the clock.
-func S3(tb testing.TB, srv *miniotest.Srv) (store.Store, *testclock.Clock) {
+func S3(tb testing.TB, srv *miniotest.Srv) (store.Store, *memstore.Clock) {
 	tb.Helper()
-	c := testclock.New()
+	c := memstore.NewClock()
 	st, err := s3store.New(context.Background(), srv.Client(tb), srv.NewBucket(tb, false), s3store.Options{Now: c.Now})
 	if err != nil {
 		tb.Fatal(err)

@@ -1,4 +1,4 @@
-package testclock
+package memstore
 
 import (
 	"sync"
@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// TestConcurrent moves one clock from many goroutines: under -race a clock
+// TestClockConcurrent moves one clock from many goroutines: under -race a clock
 // without its lock fails, and no Advance may be lost.
-func TestConcurrent(t *testing.T) {
-	c := New()
+func TestClockConcurrent(t *testing.T) {
+	c := NewClock()
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
@@ -22,11 +22,11 @@ func TestConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got, want := c.Now(), Start.Add(8*time.Second); !got.Equal(want) {
+	if got, want := c.Now(), ClockStart.Add(8*time.Second); !got.Equal(want) {
 		t.Fatalf("Now = %v, want %v", got, want)
 	}
-	c.Set(Start)
-	if !c.Now().Equal(Start) {
+	c.Set(ClockStart)
+	if !c.Now().Equal(ClockStart) {
 		t.Fatalf("Set did not move the clock")
 	}
 }
