@@ -190,7 +190,7 @@ func (r simResult) alertCell() string {
 // would; every world starts from a copy.
 func buildCorpus(t *testing.T, kek kms.KEK, n int) *memstore.Store {
 	st := memstore.New()
-	clock := &replayClock{t: time.Date(2021, 4, 19, 9, 0, 0, 0, time.UTC)}
+	clock := clockAt(time.Date(2021, 4, 19, 9, 0, 0, 0, time.UTC))
 	st.Now = clock.Now // the store's clock (store.Clock) is the simulation's
 	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, Now: clock.Now, Retention: 8 * 24 * time.Hour})
 	if err != nil {
@@ -215,7 +215,7 @@ func buildCorpus(t *testing.T, kek kms.KEK, n int) *memstore.Store {
 			i++
 		}
 	}
-	clock.t = time.Date(2021, 4, 20, 9, 0, 0, 0, time.UTC)
+	clock.Set(time.Date(2021, 4, 20, 9, 0, 0, 0, time.UTC))
 	vault.PlantDue(v)
 	if err := v.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func newSimWorld(t *testing.T, base *memstore.Store, kek kms.KEK, alertOnly bool
 		b, _ := base.Bytes(k)
 		st.SetBytes(k, b)
 	}
-	w := &simWorld{st: st, clock: &replayClock{t: time.Date(2021, 4, 20, 9, 0, 0, 0, time.UTC)}, attacker: map[string]bool{}, seen: map[string]int{}, real: map[string]bool{}}
+	w := &simWorld{st: st, clock: clockAt(time.Date(2021, 4, 20, 9, 0, 0, 0, time.UTC)), attacker: map[string]bool{}, seen: map[string]int{}, real: map[string]bool{}}
 	w.t0 = w.clock.Now()
 	st.Now = w.clock.Now
 	// The instances share one Counter, as they share the store limiter by
@@ -332,9 +332,7 @@ func (w *simWorld) run(actors []*actor, end time.Time, before, after func(now ti
 		if a == nil || a.next.After(end) {
 			return
 		}
-		w.clock.mu.Lock()
-		w.clock.t = a.next
-		w.clock.mu.Unlock()
+		w.clock.Set(a.next)
 		now := a.next
 		before(now)
 		a.next = a.act(now)

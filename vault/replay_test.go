@@ -16,6 +16,7 @@ import (
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
+	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 // The 2021 incident, replayed against idvault: a stolen reviewer identity
@@ -31,16 +32,14 @@ const (
 	stolenPrincipal = "reviewer-3"
 )
 
-type replayClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// replayClock is the replay's manual clock (vaulttest.Clock).
+type replayClock = vaulttest.Clock
 
-func (c *replayClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *replayClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// clockAt returns a replayClock at t.
+func clockAt(t time.Time) *replayClock {
+	c := vaulttest.NewClock()
+	c.Set(t)
+	return c
 }
 
 type replayWorld struct {
@@ -61,7 +60,7 @@ var replayDocs = map[bool]int{false: 5000, true: 1000}[raceEnabled]
 // on the filesystem store, where replayDocs members upload their ID images
 // over the morning, one a second; the vault plants its canaries among them.
 func newReplayWorld(t *testing.T, alertOnly bool) *replayWorld {
-	w := &replayWorld{clock: &replayClock{t: time.Date(2021, 4, 20, 7, 0, 0, 0, time.UTC)}}
+	w := &replayWorld{clock: clockAt(time.Date(2021, 4, 20, 7, 0, 0, 0, time.UTC))}
 	st, err := fsstore.OpenWithOptions(t.TempDir(), fsstore.Options{Now: w.clock.Now})
 	if err != nil {
 		t.Fatal(err)

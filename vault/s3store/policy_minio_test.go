@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/lifecycle"
 
 	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
@@ -89,14 +90,7 @@ func (e policyEnv) as(t testing.TB, policy string) (*minio.Client, *recorder) {
 // testClock is an injected clock, given to the vault and to its stores
 // (s3store.Options.Now) so that the vault's clock check agrees; it starts
 // at the real time, so that object-lock dates stay meaningful.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *testClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+type testClock = memstore.Clock
 
 type alertLog struct {
 	mu sync.Mutex
@@ -153,7 +147,7 @@ var (
 func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifier string, clk *testClock, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	clk = &testClock{t: time.Now().Truncate(time.Second)}
+	clk = memstore.ClockAt(time.Now().Truncate(time.Second))
 	data, err := s3store.New(ctx, c, e.data, s3store.Options{Prefix: policyPrefix, Now: clk.Now})
 	if err != nil {
 		return "", clk, fmt.Errorf("data store: %w", err)
