@@ -52,7 +52,7 @@ const (
 	redisPrefix = "vault-redis/"
 	plainPrefix = "plain/"
 	agePrefix   = "age/"
-	// maxSize is the vault's Config.MaxSize in every process of the
+	// maxSize is the vault's Config.Storage.MaxSize in every process of the
 	// harness: raised to 128 MiB for the memory section's 100 MiB object.
 	maxSize = 128 << 20
 	// Labels the vault stores; none is a secret or a real identifier.
@@ -178,10 +178,20 @@ func (e *env) openRedisVault(ctx context.Context) error {
 // quotas out of reach; lim nil is the default (store) limiter.
 func openVault(ctx context.Context, st store.Store, kek *kms.Local, lim vault.Limiter) (*vault.Vault, error) {
 	return vault.Open(ctx, vault.Config{
-		Store: st, KEK: kek, MaxSize: maxSize, AuditRetention: -1, Limiter: lim,
-		// One benchmark principal redeems thousands of tokens: raise its
-		// quotas out of the way (they are still checked on every call).
-		Quota: vault.Quota{Documents: 1 << 30, Redemptions: 1 << 30, Burst: 1 << 30},
+		Store: st,
+		KEK:   kek,
+		Storage: vault.StorageConfig{
+			MaxSize: maxSize,
+		},
+		Detection: vault.DetectionConfig{
+			Limiter: lim,
+			// One benchmark principal redeems thousands of tokens: raise its
+			// quotas out of the way (they are still checked on every call).
+			Quota: vault.Quota{Documents: 1 << 30, Redemptions: 1 << 30, Burst: 1 << 30},
+		},
+		Audit: vault.AuditConfig{
+			Retention: -1,
+		},
 	})
 }
 

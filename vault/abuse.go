@@ -31,7 +31,7 @@ const (
 	// AlertCanary: a canary document was granted, redeemed or decided.
 	AlertCanary AlertKind = "canary-touched"
 	// AlertFrozen: a principal was frozen after another alert (the
-	// default; see Config.AlertOnly).
+	// default; see Config.Detection.AlertOnly).
 	AlertFrozen AlertKind = "principal-frozen"
 	// AlertDecisions: a principal decided documents in bulk (a burst of
 	// deleting decisions).
@@ -65,7 +65,7 @@ const (
 
 // Quota bounds what one principal may do and when an alert fires. Zero
 // fields take the defaults; counts are kept in the Limiter, shared by every
-// instance on the store unless Config.Limiter says otherwise.
+// instance on the store unless Config.Detection.Limiter says otherwise.
 type Quota struct {
 	// Documents is how many documents a principal may be granted per
 	// Window (default 200: a busy human reviewer's hour). Every grant
@@ -74,7 +74,7 @@ type Quota struct {
 	// Redemptions is how many tokens a principal may be granted per
 	// Window for redemption (default 400). It is counted when a token is
 	// granted, not again when it is redeemed: a token redeems at most
-	// once, within its TTL (at most Config.MaxGrantTTL), so a principal's
+	// once, within its TTL (at most Config.Access.MaxGrantTTL), so a principal's
 	// redemptions in any Window are at most Redemptions plus the tokens
 	// granted within MaxGrantTTL before it. A grant past it is refused
 	// with ErrQuotaExceeded. Documents binds first unless Redemptions is
@@ -172,7 +172,7 @@ func (v *Vault) principalMAC(principal string) string {
 
 // observe feeds one event to the detector, raises its alerts and says
 // whether the request must be refused: over a quota always, over any alert
-// threshold unless Config.AlertOnly (decided by the count's ticket, so a
+// threshold unless Config.Detection.AlertOnly (decided by the count's ticket, so a
 // parallel burst gets no more than the threshold, whatever the timing of
 // the freeze marker). A detector error refuses (fail closed).
 func (v *Vault) observe(ctx context.Context, e detect.Event, principal, remote, object string) error {
@@ -233,8 +233,8 @@ func (v *Vault) eventFor(kind detect.Kind, principal string) detect.Event {
 	e := detect.Event{Kind: kind, Time: v.now()}
 	if principal != "" {
 		e.Principal = v.principalMAC(principal)
-		if v.cfg.QuotaFor != nil {
-			r := v.cfg.QuotaFor(principal).rules()
+		if v.cfg.Detection.QuotaFor != nil {
+			r := v.cfg.Detection.QuotaFor(principal).rules()
 			e.Rules = &r
 		}
 	}
@@ -265,13 +265,13 @@ func (v *Vault) checkRedeemQuota(ctx context.Context, principal string) error {
 }
 
 // freezes reports whether an alert freezes its principal: the default,
-// unless Config.AlertOnly.
-func (v *Vault) freezes() bool { return !v.cfg.AlertOnly }
+// unless Config.Detection.AlertOnly.
+func (v *Vault) freezes() bool { return !v.cfg.Detection.AlertOnly }
 
 // checkFrozen takes the principal's keyed hash (principalMAC). A freeze is
 // an entry of the state chain (statechain.go), so it holds whatever happens
 // to any object in the store, until an audited Unfreeze; it is honoured
-// even under Config.AlertOnly. A chain that cannot be read or
+// even under Config.Detection.AlertOnly. A chain that cannot be read or
 // trusted refuses (fail closed).
 func (v *Vault) checkFrozen(ctx context.Context, mac string) error {
 	frozen, err := v.chain.isFrozen(ctx, mac)
@@ -321,8 +321,8 @@ func remoteHost(addr string) string {
 	return clip(addr, 64)
 }
 
-// alert writes the alert to the audit log, tells Config.OnAlert, and
-// freezes the principal (unless Config.AlertOnly). The detector
+// alert writes the alert to the audit log, tells Config.Detection.OnAlert, and
+// freezes the principal (unless Config.Detection.AlertOnly). The detector
 // raises each alert once per rule, principal and window (a create-only
 // marker in the Limiter), so a parallel burst raises one.
 func (v *Vault) alert(ctx context.Context, a Alert) {
@@ -330,8 +330,8 @@ func (v *Vault) alert(ctx context.Context, a Alert) {
 	// Recorded even when the call that raised it is at its deadline.
 	_ = v.auditLate(ctx, audit.Record{Time: a.Time, Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: string(a.Kind),
 		Principal: clip(a.Principal, 256), RemoteAddr: clip(a.RemoteAddr, 128), Object: a.Object, Detail: clip(a.Detail, 500)})
-	if v.cfg.OnAlert != nil {
-		v.cfg.OnAlert(a)
+	if v.cfg.Detection.OnAlert != nil {
+		v.cfg.Detection.OnAlert(a)
 	}
 	if v.freezes() && a.Principal != "" && a.Kind != AlertFrozen {
 		if v.freeze(ctx, a.Principal) {
@@ -358,7 +358,8 @@ func (v *Vault) freeze(ctx context.Context, principal string) bool {
 
 // Unfreeze lifts the freeze an alert set on principal, audited with the
 // acting principal (by) and the principal unfrozen.
-func (v *Vault) Unfreeze(ctx context.Context, principal string, by Actor) error {
+func (a Admin) Unfreeze(ctx context.Context, principal string, by Actor) error {
+	v := a.v
 	if v.isClosed() {
 		return ErrClosed
 	}

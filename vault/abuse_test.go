@@ -43,9 +43,9 @@ func newAbuseVault(t *testing.T, q Quota, freeze bool) (*testVault, *memstore.St
 	st := memstore.New()
 	al := &alertLog{}
 	v := openTestVault(t, st, testKEK(t), func(c *Config) {
-		c.Quota = q
-		c.OnAlert = al.add
-		c.AlertOnly = !freeze
+		c.Detection.Quota = q
+		c.Detection.OnAlert = al.add
+		c.Detection.AlertOnly = !freeze
 	})
 	return v, st, al
 }
@@ -147,7 +147,7 @@ func TestBulkAndProbingAlerts(t *testing.T) {
 func TestCanaries(t *testing.T) {
 	v, st, al := newAbuseVault(t, Quota{}, true)
 	real := putImage(t, v, image(300<<10, ""), "m")
-	cs, err := v.PlantCanaries(context.Background(), 3)
+	cs, err := v.Admin().PlantCanaries(context.Background(), 3)
 	if err != nil || len(cs) != 3 {
 		t.Fatal(len(cs), err)
 	}
@@ -179,7 +179,7 @@ func TestCanaries(t *testing.T) {
 	if _, err := v.Grant(context.Background(), real.ID, Access{Principal: "insider", Purpose: "p"}); !errors.Is(err, ErrFrozen) {
 		t.Fatalf("frozen principal granted: %v", err)
 	}
-	if err := v.Unfreeze(context.Background(), "insider", Actor{Principal: "security-1", Reason: "false alarm, ticket 12"}); err != nil {
+	if err := v.Admin().Unfreeze(context.Background(), "insider", Actor{Principal: "security-1", Reason: "false alarm, ticket 12"}); err != nil {
 		t.Fatal(err)
 	}
 	grant(t, v, real.ID, "insider") // unfrozen
@@ -189,7 +189,7 @@ func TestCanaries(t *testing.T) {
 	// is served like any image.
 	v2, _, al2 := newAbuseVault(t, Quota{}, false)
 	putImage(t, v2, image(300<<10, ""), "m")
-	cs2, err := v2.PlantCanaries(context.Background(), 1)
+	cs2, err := v2.Admin().PlantCanaries(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestCanaries(t *testing.T) {
 func TestRefusalTiming(t *testing.T) {
 	// Alerts only: the classes' refusals from "r" would otherwise freeze it
 	// (refusal-burst) before the last class is measured.
-	v := openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.AlertOnly = true })
+	v := openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.Detection.AlertOnly = true })
 	// A floor well above what any refusal path costs even under -race on a
 	// busy CI machine, so the test checks the mechanism, not the machine.
 	const floor = 120 * time.Millisecond
@@ -220,7 +220,7 @@ func TestRefusalTiming(t *testing.T) {
 	info := putImage(t, v, image(20<<10, ""), "m")
 	gone := putImage(t, v, image(20<<10, ""), "m")
 	goneToken := grant(t, v, gone.ID, "r").Token
-	if err := v.Delete(context.Background(), gone.ID, Actor{Principal: "operator-1", Reason: "test"}); err != nil {
+	if err := v.Admin().Delete(context.Background(), gone.ID, Actor{Principal: "operator-1", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	spent := grant(t, v, info.ID, "r").Token

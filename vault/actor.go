@@ -20,7 +20,7 @@ type Actor struct {
 }
 
 // DefaultSweepPrincipal is the actor recorded for background sweeps
-// (Config.SweepEvery) when Config.SweepPrincipal is empty.
+// (Config.Retention.SweepEvery) when Config.Retention.SweepPrincipal is empty.
 const DefaultSweepPrincipal = "idvault:sweep-every"
 
 func (a Actor) check(op string) error {

@@ -20,14 +20,14 @@ func TestAdminCallsRequireAndRecordActor(t *testing.T) {
 	blank := Actor{Principal: "  "}
 	for _, a := range []Actor{none, blank} {
 		checks := map[string]error{
-			"Delete":         v.Delete(ctx, info.ID, a),
-			"Hold":           v.Hold(ctx, info.ID, a),
-			"Release":        v.Release(ctx, info.ID, a),
-			"Unfreeze":       v.Unfreeze(ctx, "someone", a),
-			"RotateTokenKey": v.RotateTokenKey(ctx, a, RotateOptions{}),
+			"Delete":         v.Admin().Delete(ctx, info.ID, a),
+			"Hold":           v.Admin().Hold(ctx, info.ID, a),
+			"Release":        v.Admin().Release(ctx, info.ID, a),
+			"Unfreeze":       v.Admin().Unfreeze(ctx, "someone", a),
+			"RotateTokenKey": v.Admin().RotateTokenKey(ctx, a, RotateOptions{}),
 		}
-		_, checks["EraseSubject"] = v.EraseSubject(ctx, "member-1", a)
-		_, checks["Sweep"] = v.Sweep(ctx, a)
+		_, checks["EraseSubject"] = v.Admin().EraseSubject(ctx, "member-1", a)
+		_, checks["Sweep"] = v.Admin().Sweep(ctx, a)
 		for name, err := range checks {
 			if !errors.Is(err, ErrInvalidArgument) {
 				t.Errorf("%s with actor %q: err = %v, want ErrInvalidArgument", name, a.Principal, err)
@@ -40,26 +40,26 @@ func TestAdminCallsRequireAndRecordActor(t *testing.T) {
 	}
 
 	by := Actor{Principal: "operator-7", Reason: "ticket 42"}
-	if err := v.Hold(ctx, info.ID, by); err != nil {
+	if err := v.Admin().Hold(ctx, info.ID, by); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Release(ctx, info.ID, by); err != nil {
+	if err := v.Admin().Release(ctx, info.ID, by); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.RotateTokenKey(ctx, by, RotateOptions{}); err != nil {
+	if err := v.Admin().RotateTokenKey(ctx, by, RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Unfreeze(ctx, "reviewer-1", by); err != nil {
+	if err := v.Admin().Unfreeze(ctx, "reviewer-1", by); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Delete(ctx, info.ID, by); err != nil {
+	if err := v.Admin().Delete(ctx, info.ID, by); err != nil {
 		t.Fatal(err)
 	}
 	putImage(t, v, image(4096, ""), "member-2")
-	if _, err := v.EraseSubject(ctx, "member-2", by); err != nil {
+	if _, err := v.Admin().EraseSubject(ctx, "member-2", by); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Sweep(ctx, by); err != nil {
+	if _, err := v.Admin().Sweep(ctx, by); err != nil {
 		t.Fatal(err)
 	}
 	v.Close(ctx)

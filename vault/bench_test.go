@@ -51,7 +51,7 @@ func benchStores(b *testing.B) []benchStore {
 }
 
 func benchVault(b *testing.B, st store.Store) *Vault {
-	v, err := Open(context.Background(), Config{Store: st, KEK: testKEK(b), Quota: Quota{Documents: 1 << 30, Redemptions: 1 << 30, Burst: 1 << 30}})
+	v, err := Open(context.Background(), Config{Store: st, KEK: testKEK(b), Detection: DetectionConfig{Quota: Quota{Documents: 1 << 30, Redemptions: 1 << 30, Burst: 1 << 30}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	clock.Advance(DefaultRetention + time.Hour)
 	b.ResetTimer()
-	rep, err := v.Sweep(context.Background(), testActor)
+	rep, err := v.Admin().Sweep(context.Background(), testActor)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 //
 // So the vault plants them itself, on the rhythm of the upload stream, by
 // shadowing it: when a member uploads, the vault decides once per subject
-// (with probability 1/Config.CanaryRate) to shadow that subject with a
+// (with probability 1/Config.Detection.CanaryRate) to shadow that subject with a
 // canary subject of its own. Each document the member uploads is then
 // mirrored by a canary document: the same kind, content type, retention
 // and way of uploading (size declared or not, about as long in transit),
@@ -64,7 +64,7 @@ const (
 	canaryPoolTTL = 5 * time.Minute
 )
 
-// DefaultCanaryRate is Config.CanaryRate's default: one canary subject per
+// DefaultCanaryRate is Config.Detection.CanaryRate's default: one canary subject per
 // 40 uploading subjects, and one canary per 40 listed documents.
 const DefaultCanaryRate = 40
 
@@ -133,10 +133,10 @@ type canaryEntry struct {
 }
 
 func (v *Vault) canaryRate() int {
-	if v.cfg.CanaryRate == 0 {
+	if v.cfg.Detection.CanaryRate == 0 {
 		return DefaultCanaryRate
 	}
-	return v.cfg.CanaryRate
+	return v.cfg.Detection.CanaryRate
 }
 
 // canaryTag is the keyed tag that makes an ID a canary's: the first 8
@@ -230,7 +230,7 @@ func (v *Vault) planShadow(doc Document, subject, ct string, arrived time.Time) 
 	}
 	retention := doc.Retention
 	if retention == 0 {
-		retention = v.cfg.Retention
+		retention = v.cfg.Retention.Period
 	}
 	p := &canaryPlan{subject: sh.subject, kind: doc.Kind, ct: ct, known: doc.Size >= 0, retention: retention, size: c.drawSize(ct)}
 	if len(c.paces) > 0 {
@@ -547,7 +547,7 @@ func (v *Vault) liveCanaries(ctx context.Context) ([]string, error) {
 }
 
 // MixCanaries returns ids with canary documents inserted at random
-// places, about one per Config.CanaryRate listed (at least one in any
+// places, about one per Config.Detection.CanaryRate listed (at least one in any
 // non-empty list, while the vault holds a live canary), for listings that
 // a person with a stolen session could walk in bulk: the review queue's
 // list, an export. Give the listing to people and scripts; assign work to
@@ -555,11 +555,11 @@ func (v *Vault) liveCanaries(ctx context.Context) ([]string, error) {
 // honest reviewer does not open one.
 //
 // MixCanaries plants nothing: the vault plants canaries by itself on the
-// rhythm of the uploads (see Config.CanaryRate), and MixCanaries draws
+// rhythm of the uploads (see Config.Detection.CanaryRate), and MixCanaries draws
 // from those alive for more than another hour, on every instance (it
 // lists the expiry index at most every 5 minutes). Until the vault has
 // seen its first uploads there are none, and ids come back unchanged, as
-// they do with Config.CanaryRate negative.
+// they do with Config.Detection.CanaryRate negative.
 func (v *Vault) MixCanaries(ctx context.Context, ids []string) ([]string, error) {
 	if v.isClosed() {
 		return nil, ErrClosed
@@ -588,15 +588,16 @@ func (v *Vault) MixCanaries(ctx context.Context, ids []string) ([]string, error)
 //
 // Deprecated: canaries planted at one moment are found by their
 // timestamps (they appear together, away from the uploads). The vault
-// plants canaries by itself on the rhythm of the uploads (Config.CanaryRate);
+// plants canaries by itself on the rhythm of the uploads (Config.Detection.CanaryRate);
 // remove the call, and keep using MixCanaries for listings.
-func (v *Vault) PlantCanaries(ctx context.Context, n int) ([]Info, error) {
+func (a Admin) PlantCanaries(ctx context.Context, n int) ([]Info, error) {
+	v := a.v
 	if v.isClosed() {
 		return nil, ErrClosed
 	}
 	out := make([]Info, 0, n)
 	for range n {
-		p := canaryPlan{kind: "drivers-license", ct: TypeJPEG, known: true, retention: v.cfg.Retention}
+		p := canaryPlan{kind: "drivers-license", ct: TypeJPEG, known: true, retention: v.cfg.Retention.Period}
 		v.canaries.mu.Lock()
 		if len(v.canaries.sizes) > 0 {
 			var types []string

@@ -204,7 +204,7 @@ const huntLeadIn = 60
 
 func huntCanaries(t *testing.T, st store.Store, read func(t *testing.T) map[string]objView, n int, gap time.Duration) {
 	ctx := context.Background()
-	v, err := Open(ctx, Config{Store: st, KEK: testKEK(t), CanaryRate: 1})
+	v, err := Open(ctx, Config{Store: st, KEK: testKEK(t), Detection: DetectionConfig{CanaryRate: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -675,7 +675,11 @@ func TestCanaryIDs(t *testing.T) {
 func TestCanaryShadowing(t *testing.T) {
 	st, ctx := memstore.New(), context.Background()
 	kek := testKEK(t)
-	v := openTestVault(t, st, kek, func(c *Config) { c.CanaryRate = 1; c.Retention = 96 * time.Hour; c.MaxRetention = 96 * time.Hour })
+	v := openTestVault(t, st, kek, func(c *Config) {
+		c.Detection.CanaryRate = 1
+		c.Retention.Period = 96 * time.Hour
+		c.Retention.Max = 96 * time.Hour
+	})
 	put := func(subject, ct string, retention time.Duration) Info {
 		t.Helper()
 		body := decoyBody(ct, 3000+mrand.IntN(2000))
@@ -769,7 +773,7 @@ func TestCanaryShadowing(t *testing.T) {
 		t.Errorf("canary subjects %v, want one with two documents and one with one", subjects)
 	}
 	// Another instance (or a restart) lists the same canaries.
-	v2 := openTestVault(t, st, kek, func(c *Config) { c.CanaryRate = 1 })
+	v2 := openTestVault(t, st, kek, func(c *Config) { c.Detection.CanaryRate = 1 })
 	v2.clock.Set(v.clock.Now())
 	listed, err := v2.MixCanaries(ctx, []string{a1.ID, b.ID, a2.ID})
 	if err != nil || len(listed) != 6 {
@@ -796,7 +800,7 @@ func mapsValues(m map[string]int) []int {
 
 // TestCanariesOff: CanaryRate negative plants none and lists none.
 func TestCanariesOff(t *testing.T) {
-	v := openTestVault(t, memstore.New(), testKEK(t), func(c *Config) { c.CanaryRate = -1 })
+	v := openTestVault(t, memstore.New(), testKEK(t), func(c *Config) { c.Detection.CanaryRate = -1 })
 	var ids []string
 	for i := range 3 * canaryWarmup {
 		v.clock.Advance(time.Second)

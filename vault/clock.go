@@ -20,7 +20,7 @@ import (
 // ledger or stores a new deadline, an instance compares its clock
 // (Config.Now) with the store's (store.Clock: the S3 Date, the file times of
 // a filesystem), and refuses with ErrClockSkew, raising AlertClockSkew, while
-// they disagree by more than Config.ClockLeeway plus the store clock's
+// they disagree by more than Config.Access.ClockLeeway plus the store clock's
 // resolution. It resumes on its own once they agree again. Refusals that do
 // not depend on this clock's verdict (a forged token, a wrong principal)
 // are unaffected, and reading, granting and auditing go on.
@@ -29,7 +29,7 @@ import (
 // then trusts its own clock (docs/storage-attacks.md says so).
 
 // ErrClockSkew: this instance's clock disagrees with the store's by more than
-// Config.ClockLeeway, so it did nothing irreversible (no spend, shred,
+// Config.Access.ClockLeeway, so it did nothing irreversible (no spend, shred,
 // ledger collection or new deadline). It resumes once the clocks agree.
 var ErrClockSkew = errors.New("clock disagrees with the store's time; nothing irreversible done")
 
@@ -68,7 +68,7 @@ func (v *Vault) checkClock(ctx context.Context, what string) error {
 	if d < 0 {
 		d = -d
 	}
-	if d <= v.cfg.ClockLeeway+clockResolution {
+	if d <= v.cfg.Access.ClockLeeway+clockResolution {
 		v.clockSt.mu.Lock()
 		v.clockSt.skewed = false
 		v.clockSt.mu.Unlock()

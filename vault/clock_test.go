@@ -32,7 +32,7 @@ func TestClockSkewDoesNothingIrreversible(t *testing.T) {
 				var al alerts
 				bad := openTestVault(t, st, kek, func(c *Config) {
 					c.Now = func() time.Time { return clock.Now().Add(time.Duration(skew.Load())) }
-					c.OnAlert = al.on
+					c.Detection.OnAlert = al.on
 				})
 				skew.Store(int64(off))
 
@@ -54,10 +54,10 @@ func TestClockSkewDoesNothingIrreversible(t *testing.T) {
 				if _, err := redeemAll(bad, fresh.Token, "r"); !errors.Is(err, ErrClockSkew) && !errors.Is(err, ErrTokenExpired) {
 					t.Errorf("Redeem on a skewed clock: %v, want ErrClockSkew (or ErrTokenExpired)", err)
 				}
-				if _, err := bad.Sweep(ctx, testActor); !errors.Is(err, ErrClockSkew) {
+				if _, err := bad.Admin().Sweep(ctx, testActor); !errors.Is(err, ErrClockSkew) {
 					t.Errorf("Sweep on a skewed clock: %v, want ErrClockSkew", err)
 				}
-				if err := bad.Delete(ctx, doc.ID, testActor); !errors.Is(err, ErrClockSkew) {
+				if err := bad.Admin().Delete(ctx, doc.ID, testActor); !errors.Is(err, ErrClockSkew) {
 					t.Errorf("Delete on a skewed clock: %v, want ErrClockSkew", err)
 				}
 				if err := bad.adoptLedger(ctx); !errors.Is(err, ErrClockSkew) {
@@ -83,7 +83,7 @@ func TestClockSkewDoesNothingIrreversible(t *testing.T) {
 				if _, err := redeemAll(bad, g.Token, "r"); err != nil {
 					t.Fatalf("Redeem once the clocks agree: %v", err)
 				}
-				if _, err := bad.Sweep(ctx, testActor); err != nil {
+				if _, err := bad.Admin().Sweep(ctx, testActor); err != nil {
 					t.Fatalf("Sweep once the clocks agree: %v", err)
 				}
 				syncAll(t, honest, bad)
@@ -141,7 +141,7 @@ func TestNoDoubleFoldAfterClockJump(t *testing.T) {
 					var wg sync.WaitGroup
 					for _, v := range []*testVault{a, b} {
 						wg.Go(func() {
-							if _, err := v.Sweep(ctx, testActor); err != nil {
+							if _, err := v.Admin().Sweep(ctx, testActor); err != nil {
 								t.Error(err)
 							}
 						})

@@ -74,7 +74,7 @@ func redeemCrashChild(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	v, err := Open(context.Background(), Config{Store: st, KEK: kek, Quota: Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20}, MaxStreamsPerPrincipal: 64})
+	v, err := Open(context.Background(), Config{Store: st, KEK: kek, Access: AccessConfig{MaxStreamsPerPrincipal: 64}, Detection: DetectionConfig{Quota: Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -144,7 +144,7 @@ func TestRedeemCrash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		setup, err := Open(ctx, Config{Store: st, KEK: kek, Quota: Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20}})
+		setup, err := Open(ctx, Config{Store: st, KEK: kek, Detection: DetectionConfig{Quota: Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,7 +49,7 @@ const EventDecide audit.Event = "decide"
 // hand-ons in the hour that are also most of what it viewed raise
 // AlertHandedOn; past Quota.Decisions an hour a decision is refused
 // (ErrQuotaExceeded). As for grants, the count decides: unless
-// Config.AlertOnly, the decision that crosses a threshold is refused
+// Config.Detection.AlertOnly, the decision that crosses a threshold is refused
 // (ErrFrozen) before anything is deleted, so of any number of parallel
 // decisions no more than the threshold's worth are carried out (fewer when
 // the freeze lands before a request's check), and the principal is frozen.
@@ -124,7 +124,7 @@ func (v *Vault) Decide(ctx context.Context, id string, d Decision, by Actor) err
 	if d.Verdict == HandedOn {
 		return nil
 	}
-	return v.Delete(ctx, id, Actor{Principal: by.Principal, Reason: clip("decision "+detail, 500)})
+	return v.Admin().Delete(ctx, id, Actor{Principal: by.Principal, Reason: clip("decision "+detail, 500)})
 }
 
 // refuseDecision answers a decision checkViewed refused (err wraps

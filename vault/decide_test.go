@@ -20,7 +20,7 @@ import (
 var decideBackends = map[string]func(t *testing.T, mod func(*Config)) *testVault{
 	"memory": func(t *testing.T, mod func(*Config)) *testVault {
 		return openTestVault(t, memstore.New(), testKEK(t), func(c *Config) {
-			c.Limiter = NewMemoryLimiter()
+			c.Detection.Limiter = NewMemoryLimiter()
 			mod(c)
 		})
 	},
@@ -99,8 +99,8 @@ func TestDecideBurstFreezeExact(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			al := &alertLog{}
 			v := open(t, func(c *Config) {
-				c.OnAlert = al.add
-				c.Quota = Quota{Burst: 1000, Documents: 1000} // views are not what this test is about
+				c.Detection.OnAlert = al.add
+				c.Detection.Quota = Quota{Burst: 1000, Documents: 1000} // views are not what this test is about
 			})
 			ids := make([]string, 100)
 			for i := range ids {
@@ -138,7 +138,7 @@ func TestDecideBurstFreezeExact(t *testing.T) {
 }
 
 // TestDecideUnviewedFreezeExact: the attack of issue 22 on a role allowed
-// to decide unseen (Config.DecideWithoutView; anyone else is refused with
+// to decide unseen (Config.Access.DecideWithoutView; anyone else is refused with
 // ErrNotViewed: TestDecideNeedsView): a stolen supervisor identity
 // approves 100 documents it never opened. The count of decisions beyond
 // views stops it at DefaultUnviewed, with one decisions-unviewed alert,
@@ -148,8 +148,8 @@ func TestDecideUnviewedFreezeExact(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			al := &alertLog{}
 			v := open(t, func(c *Config) {
-				c.OnAlert = al.add
-				c.DecideWithoutView = func(p string) bool { return p == "thief" }
+				c.Detection.OnAlert = al.add
+				c.Access.DecideWithoutView = func(p string) bool { return p == "thief" }
 			})
 			ids := make([]string, 100)
 			for i := range ids {
@@ -177,9 +177,9 @@ func TestDecideUnviewedFreezeExact(t *testing.T) {
 func TestDecideAlertOnly(t *testing.T) {
 	al := &alertLog{}
 	v := openTestVault(t, memstore.New(), testKEK(t), func(c *Config) {
-		c.OnAlert = al.add
-		c.AlertOnly = true
-		c.Quota = Quota{Burst: 1000, Documents: 1000, Decisions: 60}
+		c.Detection.OnAlert = al.add
+		c.Detection.AlertOnly = true
+		c.Detection.Quota = Quota{Burst: 1000, Documents: 1000, Decisions: 60}
 	})
 	ids := make([]string, 80)
 	for i := range ids {
@@ -214,7 +214,7 @@ func TestDecideCanary(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/role=%v", verdict, role), func(t *testing.T) {
 				v, _, al := newAbuseVault(t, Quota{}, true)
 				if role {
-					v.cfg.DecideWithoutView = func(string) bool { return true }
+					v.cfg.Access.DecideWithoutView = func(string) bool { return true }
 				}
 				real := putImage(t, v, image(2000, ""), "m")
 				c := plantTestCanary(t, v)
@@ -343,7 +343,7 @@ func TestDecisionRefusalCounted(t *testing.T) {
 func TestFreezeByDefault(t *testing.T) {
 	ctx := context.Background()
 	for _, alertOnly := range []bool{false, true} {
-		v := openTestVault(t, memstore.New(), testKEK(t), func(c *Config) { c.AlertOnly = alertOnly })
+		v := openTestVault(t, memstore.New(), testKEK(t), func(c *Config) { c.Detection.AlertOnly = alertOnly })
 		real := putImage(t, v, image(2000, ""), "m")
 		grant(t, v, plantTestCanary(t, v), "insider")
 		_, err := v.Grant(ctx, real.ID, Access{Principal: "insider", Purpose: "p"})
@@ -351,7 +351,7 @@ func TestFreezeByDefault(t *testing.T) {
 			t.Fatalf("AlertOnly=%v: grant after touching a canary: %v", alertOnly, err)
 		}
 	}
-	if _, err := Open(ctx, Config{Store: memstore.New(), KEK: testKEK(t), AlertOnly: true, FreezeOnAlert: true}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := Open(ctx, Config{Store: memstore.New(), KEK: testKEK(t), Detection: DetectionConfig{AlertOnly: true, FreezeOnAlert: true}}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("AlertOnly with FreezeOnAlert: %v", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 // TestDecideBoundToViews: a decision (which may destroy the document) is
 // accepted only from a principal the logs say redeemed the document within
-// DecideWindow, on any instance, or from the role Config.DecideWithoutView
+// DecideWindow, on any instance, or from the role Config.Access.DecideWithoutView
 // names. A stolen identity deciding about documents it never opened
 // destroys nothing, every refusal is audited, and the burst is alerted.
 func TestDecideBoundToViews(t *testing.T) {
@@ -20,8 +20,8 @@ func TestDecideBoundToViews(t *testing.T) {
 	kek := testKEK(t)
 	var al alerts
 	supervisor := func(p string) bool { return p == "supervisor" }
-	a := openTestVault(t, st, kek, func(c *Config) { c.OnAlert = al.on; c.DecideWithoutView = supervisor })
-	b := openTestVault(t, st, kek, func(c *Config) { c.DecideWithoutView = supervisor })
+	a := openTestVault(t, st, kek, func(c *Config) { c.Detection.OnAlert = al.on; c.Access.DecideWithoutView = supervisor })
+	b := openTestVault(t, st, kek, func(c *Config) { c.Access.DecideWithoutView = supervisor })
 	var ids []string
 	for range 30 {
 		ids = append(ids, putImage(t, a, image(4096, ""), "m").ID)

@@ -12,7 +12,7 @@
 //     touches the storage. Only JPEG, PNG, WebP, HEIC/HEIF and PDF are
 //     accepted, by their magic bytes. Document IDs are 128 random bits.
 //   - Grant issues an opaque token ("idv1_…") sealed with the vault's token
-//     key: valid 60 s by default (at most Config.MaxGrantTTL; longer is
+//     key: valid 60 s by default (at most Config.Access.MaxGrantTTL; longer is
 //     refused), for one document, one principal and one purpose.
 //   - Redeem checks the seal, the expiry, the requester, the document and
 //     the first 16 KiB of its plaintext, then spends the token with one
@@ -24,7 +24,7 @@
 //   - Decide records a reviewer's verdict: Approved and Rejected delete the
 //     document at once, HandedOn keeps it for someone else.
 //
-// Documents expire 72 hours after upload by default (Config.Retention) and
+// Documents expire 72 hours after upload by default (Config.Retention.Period) and
 // are refused from then on, whether or not anything has been deleted yet.
 //
 // # Storage
@@ -43,13 +43,13 @@
 //
 // # Operations
 //
-// Sweep (or Config.SweepEvery) deletes what is past its expiry, shredding
+// Sweep (or Config.Retention.SweepEvery) deletes what is past its expiry, shredding
 // the key record first; Delete, EraseSubject and Hold/Release act on one
 // document or one subject; ListSubject answers a subject-access
 // request. Every administrative call takes an Actor, recorded in the audit
-// log. Config.Logger and Config.MeterProvider (OpenTelemetry) report
+// log. Config.Observability.Logger and Config.Observability.MeterProvider (OpenTelemetry) report
 // sweeps, alerts, refusals and audit failures, derived from the audit
-// records themselves; Config.RequireWriteOnceAudit makes Open refuse a
+// records themselves; Config.Audit.RequireWriteOnce makes Open refuse a
 // store where the audit log could be deleted.
 //
 // # Abuse defences
@@ -59,7 +59,7 @@
 // or Redis: vault/redislimiter), against short and long windows, views
 // left undecided, decisions beyond views and hand-ons. By default a
 // principal that raises an alert is frozen (ErrFrozen) until Unfreeze;
-// Config.AlertOnly opts out. The vault plants canaries among the uploads on
+// Config.Detection.AlertOnly opts out. The vault plants canaries among the uploads on
 // their own rhythm; MixCanaries lists them, and touching one alerts. See
 // docs/abuse.md.
 //

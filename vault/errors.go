@@ -48,7 +48,7 @@ var (
 	// document formats (JPEG, PNG, WebP, HEIC/HEIF, PDF), or does not match
 	// its declared content type.
 	ErrUnsupportedContent = errors.New("unsupported content type")
-	// ErrTooLarge: the body is longer than Config.MaxSize or than its
+	// ErrTooLarge: the body is longer than Config.Storage.MaxSize or than its
 	// declared size.
 	ErrTooLarge = errors.New("document too large")
 	// ErrTruncated: the body ended before its declared size.
@@ -76,13 +76,13 @@ var (
 var ErrStoreFull = fmt.Errorf("store full: %w", ErrStoreUnavailable)
 
 // ErrFrozen: the principal was frozen after an alert (the default; see
-// Config.AlertOnly) and is refused until Unfreeze. It also matches
+// Config.Detection.AlertOnly) and is refused until Unfreeze. It also matches
 // ErrQuotaExceeded.
 var ErrFrozen = fmt.Errorf("principal frozen after an alert: %w", ErrQuotaExceeded)
 
 // ErrNotViewed: Decide refused a decision about a document the principal
 // was not handed (a redeemed token for it) within DecideWindow, and that
-// Config.DecideWithoutView does not let it decide unseen. Nothing was
+// Config.Access.DecideWithoutView does not let it decide unseen. Nothing was
 // decided; the refusal is audited (reason "not-viewed") and counted like a
 // refused token.
 var ErrNotViewed = errors.New("decision about a document the principal has not viewed")

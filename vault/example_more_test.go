@@ -147,11 +147,11 @@ func ExampleVault_Handler() {
 }
 
 // Sweep deletes what is past its deadline; run it from cron, or let
-// Config.SweepEvery run it in the background.
-func ExampleVault_Sweep() {
+// Config.Retention.SweepEvery run it in the background.
+func ExampleAdmin_Sweep() {
 	ctx := context.Background()
 	clock := newExampleClock(time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)) // leave Now nil in production
-	v, cleanup := openExample(vault.Config{Retention: 24 * time.Hour, Now: clock.Now})
+	v, cleanup := openExample(vault.Config{Now: clock.Now, Retention: vault.RetentionConfig{Period: 24 * time.Hour}})
 	defer cleanup()
 	for range 3 {
 		if _, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(scan), Size: int64(len(scan)), Subject: "member-42"}); err != nil {
@@ -159,7 +159,7 @@ func ExampleVault_Sweep() {
 		}
 	}
 	clock.Advance(25 * time.Hour)
-	rep, err := v.Sweep(ctx, vault.Actor{Principal: "cron:sweep", Reason: "nightly"})
+	rep, err := v.Admin().Sweep(ctx, vault.Actor{Principal: "cron:sweep", Reason: "nightly"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -167,14 +167,16 @@ func ExampleVault_Sweep() {
 	// Output: expired: 3
 }
 
-// With Config.SweepEvery the vault sweeps in the background until Close;
+// With Config.Retention.SweepEvery the vault sweeps in the background until Close;
 // failures go to OnSweepError, each sweep to the audit log (and to
-// Config.Logger and the metrics, when set).
+// Config.Observability.Logger and the metrics, when set).
 func ExampleConfig_sweepEvery() {
 	v, cleanup := openExample(vault.Config{
-		SweepEvery:     10 * time.Minute,
-		SweepPrincipal: "svc:idvault-sweeper",
-		OnSweepError:   func(err error) { log.Print("sweep: ", err) },
+		Retention: vault.RetentionConfig{
+			SweepEvery:     10 * time.Minute,
+			SweepPrincipal: "svc:idvault-sweeper",
+			OnSweepError:   func(err error) { log.Print("sweep: ", err) },
+		},
 	})
 	defer cleanup()
 	fmt.Println("sweeping every 10m as svc:idvault-sweeper; vault", len(v.ID()) == 32)
@@ -183,7 +185,7 @@ func ExampleConfig_sweepEvery() {
 
 // EraseSubject is the call to make when a member leaves or asks for
 // erasure; a document under legal hold is kept and reported.
-func ExampleVault_EraseSubject() {
+func ExampleAdmin_EraseSubject() {
 	ctx := context.Background()
 	v, cleanup := openExample(vault.Config{})
 	defer cleanup()
@@ -196,17 +198,17 @@ func ExampleVault_EraseSubject() {
 		last = info
 	}
 	legal := vault.Actor{Principal: "legal-1", Reason: "case 2026-114"}
-	if err := v.Hold(ctx, last.ID, legal); err != nil {
+	if err := v.Admin().Hold(ctx, last.ID, legal); err != nil {
 		log.Fatal(err)
 	}
-	n, err := v.EraseSubject(ctx, "member-42", vault.Actor{Principal: "support-3", Reason: "member left"})
+	n, err := v.Admin().EraseSubject(ctx, "member-42", vault.Actor{Principal: "support-3", Reason: "member left"})
 	fmt.Println("erased:", n, "kept under hold:", errors.Is(err, vault.ErrHeld))
 	// Output: erased: 2 kept under hold: true
 }
 
 // Hold suspends a document's deletion (Sweep, Delete and EraseSubject
 // keep it) until Release; both are audited with who and why.
-func ExampleVault_Hold() {
+func ExampleAdmin_Hold() {
 	ctx := context.Background()
 	clock := newExampleClock(time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC))
 	v, cleanup := openExample(vault.Config{Now: clock.Now})
@@ -216,18 +218,18 @@ func ExampleVault_Hold() {
 		log.Fatal(err)
 	}
 	legal := vault.Actor{Principal: "legal-1", Reason: "case 2026-114"}
-	if err := v.Hold(ctx, info.ID, legal); err != nil {
+	if err := v.Admin().Hold(ctx, info.ID, legal); err != nil {
 		log.Fatal(err)
 	}
 	clock.Advance(vault.DefaultRetention + time.Hour)
 	cron := vault.Actor{Principal: "cron:sweep"}
-	rep, _ := v.Sweep(ctx, cron)
+	rep, _ := v.Admin().Sweep(ctx, cron)
 	fmt.Println("expired:", rep.Expired, "held:", rep.Held)
 
-	if err := v.Release(ctx, info.ID, legal); err != nil {
+	if err := v.Admin().Release(ctx, info.ID, legal); err != nil {
 		log.Fatal(err)
 	}
-	rep, _ = v.Sweep(ctx, cron)
+	rep, _ = v.Admin().Sweep(ctx, cron)
 	fmt.Println("expired:", rep.Expired, "held:", rep.Held)
 	// Output:
 	// expired: 0 held: 1
@@ -241,14 +243,16 @@ func ExampleConfig_quotaFor() {
 	ctx := context.Background()
 	st := vaulttest.NewStore() // in production: s3store, shared by every instance
 	cfg := vault.Config{
-		Store:   st,
-		KEK:     vaulttest.NewKEK(),
-		Limiter: vault.NewStoreLimiter(st), // one count for all instances sharing st
-		QuotaFor: func(principal string) vault.Quota {
-			if strings.HasPrefix(principal, "batch:") {
-				return vault.Quota{Documents: 5000, Redemptions: 5000, Burst: 5000}
-			}
-			return vault.Quota{Documents: 2} // reviewers: the defaults, but 2 documents an hour
+		Store: st,
+		KEK:   vaulttest.NewKEK(),
+		Detection: vault.DetectionConfig{
+			Limiter: vault.NewStoreLimiter(st), // one count for all instances sharing st
+			QuotaFor: func(principal string) vault.Quota {
+				if strings.HasPrefix(principal, "batch:") {
+					return vault.Quota{Documents: 5000, Redemptions: 5000, Burst: 5000}
+				}
+				return vault.Quota{Documents: 2} // reviewers: the defaults, but 2 documents an hour
+			},
 		},
 	}
 	a, err := vault.Open(ctx, cfg) // two instances, one store
@@ -313,14 +317,16 @@ func Example_kek() {
 // ListSubject answers a member's subject-access request. Check first that
 // the caller may see this member's data: the vault audits the call but
 // does not authorise it.
-func ExampleVault_ListSubject() {
+func ExampleAdmin_ListSubject() {
 	ctx := context.Background()
 	clock := newExampleClock(time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC))
 	v, cleanup := openExample(vault.Config{
 		Now: clock.Now,
-		RoleOf: func(principal string) string {
-			role, _, _ := strings.Cut(principal, "-") // "reviewer-7" -> "reviewer"
-			return role
+		Access: vault.AccessConfig{
+			RoleOf: func(principal string) string {
+				role, _, _ := strings.Cut(principal, "-") // "reviewer-7" -> "reviewer"
+				return role
+			},
 		},
 	})
 	defer cleanup()
@@ -338,7 +344,7 @@ func ExampleVault_ListSubject() {
 	}
 	rc.Close()
 
-	docs, err := v.ListSubject(ctx, "member-42", vault.Actor{Principal: "member-42", Reason: "self-service request"})
+	docs, err := v.Admin().ListSubject(ctx, "member-42", vault.Actor{Principal: "member-42", Reason: "self-service request"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -69,7 +69,7 @@ var (
 func TestHoldUntagsPayloadOnS3(t *testing.T) {
 	ctx := context.Background()
 	data, keys, c, bucket := s3Deployment(t)
-	v := openTestVault(t, data, testKEK(t), func(c *Config) { c.KeyStore = keys })
+	v := openTestVault(t, data, testKEK(t), func(c *Config) { c.Storage.KeyStore = keys })
 	info := putImage(t, v, image(3000, ""), "member-1")
 	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, expirableTags) {
 		t.Fatalf("payload after Put: tags %v, want %v", got, expirableTags)
@@ -78,9 +78,9 @@ func TestHoldUntagsPayloadOnS3(t *testing.T) {
 		hold bool
 		want map[string]string
 	}{{true, heldTags}, {true, heldTags}, {false, expirableTags}, {false, expirableTags}, {true, heldTags}} {
-		call := v.Release
+		call := v.Admin().Release
 		if step.hold {
-			call = v.Hold
+			call = v.Admin().Hold
 		}
 		if err := call(ctx, info.ID, holdActor); err != nil {
 			t.Fatalf("hold=%t: %v", step.hold, err)
@@ -116,11 +116,11 @@ func TestHoldTagFailure(t *testing.T) {
 	ctx := context.Background()
 	data, keys, c, bucket := s3Deployment(t)
 	st := &failingTagger{Store: data}
-	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.KeyStore = keys })
+	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.Storage.KeyStore = keys })
 	info := putImage(t, v, image(3000, ""), "member-1")
 
 	st.fail.Store(1)
-	err := v.Hold(ctx, info.ID, holdActor)
+	err := v.Admin().Hold(ctx, info.ID, holdActor)
 	var te *ExpiryTagError
 	if !errors.As(err, &te) || !te.Held || te.Object != info.ID || !errors.Is(err, errTagInjected) {
 		t.Fatalf("Hold with a failing tag update: %v, want *ExpiryTagError{Held: true} wrapping the store's error", err)
@@ -128,10 +128,10 @@ func TestHoldTagFailure(t *testing.T) {
 	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, expirableTags) {
 		t.Fatalf("tags after the failed Hold: %v (the failure was injected before the write)", got)
 	}
-	if err := v.Delete(ctx, info.ID, holdActor); !errors.Is(err, ErrHeld) {
+	if err := v.Admin().Delete(ctx, info.ID, holdActor); !errors.Is(err, ErrHeld) {
 		t.Fatalf("Delete after the half-done Hold: %v, want ErrHeld", err)
 	}
-	if err := v.Hold(ctx, info.ID, holdActor); err != nil {
+	if err := v.Admin().Hold(ctx, info.ID, holdActor); err != nil {
 		t.Fatalf("repeated Hold: %v", err)
 	}
 	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, heldTags) {
@@ -139,12 +139,12 @@ func TestHoldTagFailure(t *testing.T) {
 	}
 
 	st.fail.Store(1)
-	err = v.Release(ctx, info.ID, holdActor)
+	err = v.Admin().Release(ctx, info.ID, holdActor)
 	if !errors.As(err, &te) || te.Held || !errors.Is(err, errTagInjected) {
 		t.Fatalf("Release with a failing tag update: %v, want *ExpiryTagError{Held: false}", err)
 	}
 	v.clock.Advance(DefaultRetention + time.Hour)
-	if rep, err := v.Sweep(ctx, holdActor); err != nil || rep.Expired != 1 {
+	if rep, err := v.Admin().Sweep(ctx, holdActor); err != nil || rep.Expired != 1 {
 		t.Fatalf("Sweep after the half-done Release: %+v, %v; want the document expired", rep, err)
 	}
 }
@@ -179,12 +179,12 @@ func TestReleaseRacingHold(t *testing.T) {
 	if exp, ok := mem.Expirable(blobKey(oid)); !ok || !exp {
 		t.Fatalf("payload after Put: expirable %t, exists %t", exp, ok)
 	}
-	if err := v.Hold(ctx, info.ID, holdActor); err != nil {
+	if err := v.Admin().Hold(ctx, info.ID, holdActor); err != nil {
 		t.Fatal(err)
 	}
 	var hookErr error
-	st.hook = func() { hookErr = v.Hold(ctx, info.ID, holdActor) }
-	if err := v.Release(ctx, info.ID, holdActor); err != nil {
+	st.hook = func() { hookErr = v.Admin().Hold(ctx, info.ID, holdActor) }
+	if err := v.Admin().Release(ctx, info.ID, holdActor); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 	if hookErr != nil {
@@ -194,7 +194,7 @@ func TestReleaseRacingHold(t *testing.T) {
 		t.Fatal("the document is held (the racing Hold came last) but its payload is expirable by the store")
 	}
 	v.clock.Advance(DefaultRetention + time.Hour)
-	if rep, err := v.Sweep(ctx, holdActor); err != nil || rep.Held != 1 {
+	if rep, err := v.Admin().Sweep(ctx, holdActor); err != nil || rep.Held != 1 {
 		t.Fatalf("Sweep: %+v, %v; want the document held", rep, err)
 	}
 }
@@ -207,18 +207,18 @@ func TestSweepUntagsHeldPayload(t *testing.T) {
 	ctx := context.Background()
 	data, keys, c, bucket := s3Deployment(t)
 	st := &failingTagger{Store: data}
-	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.KeyStore = keys })
+	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.Storage.KeyStore = keys })
 	info := putImage(t, v, image(3000, ""), "member-1")
 	st.fail.Store(1)
 	var te *ExpiryTagError
-	if err := v.Hold(ctx, info.ID, holdActor); !errors.As(err, &te) {
+	if err := v.Admin().Hold(ctx, info.ID, holdActor); !errors.As(err, &te) {
 		t.Fatalf("Hold with a failing tag update: %v, want *ExpiryTagError", err)
 	}
 	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, expirableTags) {
 		t.Fatalf("tags after the failed Hold: %v", got)
 	}
 	v.clock.Advance(DefaultRetention + time.Hour)
-	if rep, err := v.Sweep(ctx, holdActor); err != nil || rep.Held != 1 {
+	if rep, err := v.Admin().Sweep(ctx, holdActor); err != nil || rep.Held != 1 {
 		t.Fatalf("Sweep: %+v, %v; want the document held", rep, err)
 	}
 	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, heldTags) {

@@ -29,7 +29,7 @@ func TestFloodLimiterCostBounded(t *testing.T) {
 	cs := &countingStore{Store: fsBackend(t)}
 	// Alerts only: the reviewer's repeated grants of one document would
 	// freeze it (bulk-access) before the measurement ends.
-	v := openTestVault(t, cs, testKEK(t), func(c *Config) { c.Now = time.Now; c.AlertOnly = true })
+	v := openTestVault(t, cs, testKEK(t), func(c *Config) { c.Now = time.Now; c.Detection.AlertOnly = true })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ type Access struct {
 	// Purpose says why (e.g. "age-check"); required, recorded in the audit log.
 	Purpose string
 	// TTL is how long the token is valid: default 60 s (DefaultGrantTTL).
-	// Grant refuses a TTL above Config.MaxGrantTTL with ErrInvalidArgument.
+	// Grant refuses a TTL above Config.Access.MaxGrantTTL with ErrInvalidArgument.
 	TTL time.Duration
 }
 
@@ -71,8 +71,8 @@ func (v *Vault) grant(ctx context.Context, idStr string, a Access) (Grant, audit
 	if ttl <= 0 {
 		ttl = DefaultGrantTTL
 	}
-	if ttl > v.cfg.MaxGrantTTL {
-		return Grant{}, rec, fmt.Errorf("vault: grant: TTL above MaxGrantTTL %s: %w", v.cfg.MaxGrantTTL, ErrInvalidArgument)
+	if ttl > v.cfg.Access.MaxGrantTTL {
+		return Grant{}, rec, fmt.Errorf("vault: grant: TTL above MaxGrantTTL %s: %w", v.cfg.Access.MaxGrantTTL, ErrInvalidArgument)
 	}
 	id, err := parseObjectID(idStr)
 	if err != nil {

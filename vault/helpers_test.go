@@ -172,7 +172,7 @@ func (f *folder) flush(t testing.TB) {
 func syncAll(t testing.TB, vs ...*testVault) {
 	t.Helper()
 	for _, v := range vs {
-		if err := v.SyncAudit(context.Background()); err != nil {
+		if err := v.Admin().SyncAudit(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -86,7 +86,8 @@ func (v *Vault) resolveHold(ctx context.Context, id objectID, md envelope.Metada
 // but the store could still delete the payload until a repeated Hold
 // returns nil. Hold is idempotent: a repeated Hold writes no new chain
 // entry, and settles a Hold interrupted before.
-func (v *Vault) Hold(ctx context.Context, id string, by Actor) error {
+func (a Admin) Hold(ctx context.Context, id string, by Actor) error {
+	v := a.v
 	return v.setHold(ctx, id, by, true)
 }
 
@@ -96,7 +97,8 @@ func (v *Vault) Hold(ctx context.Context, id string, by Actor) error {
 // one; if that fails it returns an *ExpiryTagError: the document is
 // released and Sweep deletes it on schedule, only the store-side backstop
 // does not cover it until a repeated Release returns nil.
-func (v *Vault) Release(ctx context.Context, id string, by Actor) error {
+func (a Admin) Release(ctx context.Context, id string, by Actor) error {
+	v := a.v
 	return v.setHold(ctx, id, by, false)
 }
 
@@ -160,7 +162,7 @@ func (v *Vault) setHold(ctx context.Context, id string, by Actor, hold bool) err
 // setExpirable marks id's payload as expirable by the store's own expiry
 // (the lifecycle rule of s3store.SetExpiryRule), or not, where the store
 // has such an expiry (store.ExpiryTagger). The payload is in Config.Store
-// even when key records are in Config.KeyStore.
+// even when key records are in Config.Storage.KeyStore.
 //
 // A concurrent Hold may write its chain entry and its "not expirable"
 // between this Release's record and its "expirable"; so after marking a

@@ -8,7 +8,7 @@ import (
 
 // kekRing is the vault's KEK: it wraps with Config.KEK and, to open what
 // was wrapped earlier (or by an instance already migrated), picks among
-// Config.KEK and Config.DecryptKEKs by the KEK ID written in the clear
+// Config.KEK and Config.Storage.DecryptKEKs by the KEK ID written in the clear
 // header of every key record and of the keyset.
 type kekRing struct {
 	kms.KEK           // wraps everything new; its ID is the ring's ID

@@ -120,7 +120,7 @@ func unmarshalSystemKeys(ctx context.Context, kek kms.KEK, b []byte) (*systemKey
 	if err != nil {
 		return nil, corrupt("bad header")
 	}
-	kek = kekFor(kek, string(kekID)) // Config.DecryptKEKs during a migration
+	kek = kekFor(kek, string(kekID)) // Config.Storage.DecryptKEKs during a migration
 	if string(kekID) != kek.ID() {
 		return nil, fmt.Errorf("vault: keyset wrapped by KEK %q, have %q: %w", sanitize(string(kekID)), sanitize(kek.ID()), ErrWrongKEK)
 	}

@@ -25,7 +25,7 @@ type Limiter = detect.Counter
 // NewMemoryLimiter returns an in-process Limiter: its counts are this
 // process's only, so an attacker spreading requests over N instances gets
 // N quotas. Open refuses it while other instances are live on the same
-// store unless Config.AllowLocalLimiter is set. Memory is bounded (about
+// store unless Config.Detection.AllowLocalLimiter is set. Memory is bounded (about
 // 40 MB at most, whatever keys arrive).
 func NewMemoryLimiter() Limiter { return detect.NewMemoryCounter(0) }
 
@@ -87,7 +87,7 @@ func (v *Vault) othersLive(ctx context.Context) (bool, error) {
 // instance's markers count as live for up to 15 minutes; Close removes
 // its own.)
 func (v *Vault) checkLimiterShared(ctx context.Context) error {
-	if !isLocal(v.limiter) || v.cfg.AllowLocalLimiter {
+	if !isLocal(v.limiter) || v.cfg.Detection.AllowLocalLimiter {
 		v.markLive(ctx)
 		return nil
 	}
@@ -96,7 +96,7 @@ func (v *Vault) checkLimiterShared(ctx context.Context) error {
 		return fmt.Errorf("vault: open: checking for other instances: %w", err)
 	}
 	if others {
-		return fmt.Errorf("vault: open: other instances are live on this store and Config.Limiter counts per process, "+
+		return fmt.Errorf("vault: open: other instances are live on this store and Config.Detection.Limiter counts per process, "+
 			"which gives an attacker one quota per instance; use the default (shared) limiter or set AllowLocalLimiter: %w", ErrInvalidArgument)
 	}
 	v.markLive(ctx)

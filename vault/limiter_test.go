@@ -21,8 +21,8 @@ import (
 func TestRecountFromAudit(t *testing.T) {
 	lim := &recordingLimiter{Limiter: NewMemoryLimiter(), adds: map[string]time.Time{}}
 	v := openTestVault(t, memstore.New(), testKEK(t), func(c *Config) {
-		c.Limiter, c.AlertOnly, c.CanaryRate = lim, true, -1
-		c.Quota = Quota{Documents: 12, Burst: 1000}
+		c.Detection.Limiter, c.Detection.AlertOnly, c.Detection.CanaryRate = lim, true, -1
+		c.Detection.Quota = Quota{Documents: 12, Burst: 1000}
 	})
 	ctx := context.Background()
 	var ids []string
@@ -106,7 +106,7 @@ func (r *recordingLimiter) Local() bool { return true }
 
 func recountNow(t *testing.T, v *testVault, ctx context.Context) []detect.SlotCount {
 	t.Helper()
-	if err := v.SyncAudit(ctx); err != nil {
+	if err := v.Admin().SyncAudit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := v.recount(ctx)

@@ -57,7 +57,7 @@ const (
 )
 
 // DecideWindow is how long after a redemption its principal may decide
-// about the document (Vault.Decide); Config.DecideWithoutView names those
+// about the document (Vault.Decide); Config.Access.DecideWithoutView names those
 // who may decide without one.
 const DecideWindow = time.Hour
 
@@ -167,9 +167,9 @@ func (lv *logView) taken(log string, pos int64) int64 {
 
 // viewHorizon is how far back Open reads the logs: every token whose
 // acceptance window may still be open (Redeem refuses tokens that live
-// longer than Config.MaxGrantTTL), and DecideWindow.
+// longer than Config.Access.MaxGrantTTL), and DecideWindow.
 func (v *Vault) viewHorizon() time.Duration {
-	return max(v.cfg.MaxGrantTTL+2*MaxLeeway+spendWindow+time.Minute, DecideWindow)
+	return max(v.cfg.Access.MaxGrantTTL+2*MaxLeeway+spendWindow+time.Minute, DecideWindow)
 }
 
 func newLogView(v *Vault, sys *systemKeys) (*logView, error) {
@@ -580,9 +580,9 @@ func (lv *logView) witnessLogs(ctx context.Context) {
 // checkViewed is Decide's gate: a decision (which may destroy the
 // document) is accepted only from a principal that was handed the
 // document within DecideWindow, according to the audit logs, or one
-// Config.DecideWithoutView names.
+// Config.Access.DecideWithoutView names.
 func (v *Vault) checkViewed(ctx context.Context, principal string, id objectID) error {
-	if v.cfg.DecideWithoutView != nil && v.cfg.DecideWithoutView(principal) {
+	if v.cfg.Access.DecideWithoutView != nil && v.cfg.Access.DecideWithoutView(principal) {
 		return nil
 	}
 	ok, err := v.view.viewed(ctx, principal, id)

@@ -32,8 +32,8 @@ type Document struct {
 	// Subject is the person the document belongs to (your user ID).
 	// Required. It is stored only as a keyed hash, for EraseSubject.
 	Subject string
-	// Retention overrides Config.Retention for this document; it may not
-	// exceed Config.MaxRetention. Zero: the default.
+	// Retention overrides Config.Retention.Period for this document; it may not
+	// exceed Config.Retention.Max. Zero: the default.
 	Retention time.Duration
 }
 
@@ -84,7 +84,7 @@ func infoOf(md envelope.Metadata) Info {
 // the store does (AuditMargin of it to audit the refusal). Removing what a
 // failed Put wrote runs in the background, bounded by PutCleanupTimeout;
 // what it cannot remove (the store is down) Sweep collects: payloads after
-// Config.OrphanGrace, index entries and key records at the document's
+// Config.Retention.OrphanGrace, index entries and key records at the document's
 // deadline. The expiry index entry that leads Sweep to the rest is written
 // before any other object that names the document.
 func (v *Vault) Put(ctx context.Context, doc Document) (Info, error) {
@@ -140,15 +140,15 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 	if len(doc.Kind) > 64 {
 		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: kind over 64 bytes: %w", ErrInvalidArgument)
 	}
-	retention := v.cfg.Retention
+	retention := v.cfg.Retention.Period
 	if doc.Retention != 0 {
-		if doc.Retention < 0 || doc.Retention > v.cfg.MaxRetention {
+		if doc.Retention < 0 || doc.Retention > v.cfg.Retention.Max {
 			return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: retention outside (0, MaxRetention]: %w", ErrInvalidArgument)
 		}
 		retention = doc.Retention
 	}
-	if doc.Size > v.cfg.MaxSize {
-		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: declared size over the %d-byte limit: %w", v.cfg.MaxSize, ErrTooLarge)
+	if doc.Size > v.cfg.Storage.MaxSize {
+		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: declared size over the %d-byte limit: %w", v.cfg.Storage.MaxSize, ErrTooLarge)
 	}
 	if doc.Size < -1 {
 		return Info{}, audit.Record{Event: audit.EventPut}, fmt.Errorf("vault: put: negative size: %w", ErrInvalidArgument)
@@ -203,7 +203,7 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 		return Info{}, refusal, err
 	}
 
-	body := &bodyReader{r: br, declared: doc.Size, max: v.cfg.MaxSize}
+	body := &bodyReader{r: br, declared: doc.Size, max: v.cfg.Storage.MaxSize}
 	pctx, cancelWrites := context.WithCancel(ctx)
 	defer cancelWrites()
 	// The first write to fail is what happened; the others then fail only
@@ -291,7 +291,7 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 // cleanupInBackground deletes what a failed Put wrote, key record first
 // (from then on the rest is unreadable noise), without making Put wait:
 // detached from ctx, bounded by PutCleanupTimeout. What it cannot delete,
-// Sweep collects (an orphan payload after Config.OrphanGrace; index
+// Sweep collects (an orphan payload after Config.Retention.OrphanGrace; index
 // entries and a key record through the expiry index at the deadline).
 func (v *Vault) cleanupInBackground(ctx context.Context, keys []string) {
 	v.detach(ctx, PutCleanupTimeout, func(cctx context.Context) {

@@ -45,7 +45,7 @@ var errSpendUnconfirmed = errors.New("vault: redeem: spend not confirmed in time
 // Redeem spends token and returns the document's plaintext as a stream.
 //
 // It checks, in order: the token's seal (ErrTokenInvalid), its expiry with
-// Config.ClockLeeway (ErrTokenExpired), that req is the grantee
+// Config.Access.ClockLeeway (ErrTokenExpired), that req is the grantee
 // (ErrWrongPrincipal), that the principal is not frozen (ErrFrozen) and
 // its concurrent streams (ErrQuotaExceeded; a redemption is counted
 // against Quota.Redemptions when its token is granted, not again here); then it reads the key record and the payload at once
@@ -166,7 +166,7 @@ func (v *Vault) redeem(ctx context.Context, tok string, req Requester, rec *audi
 			cancelAcquire()
 		}
 	}()
-	releaseStream, err := v.streams.acquire(actx, req.Principal, v.cfg.MaxStreamsPerPrincipal)
+	releaseStream, err := v.streams.acquire(actx, req.Principal, v.cfg.Access.MaxStreamsPerPrincipal)
 	if err != nil {
 		<-quotaDone
 		if quotaErr != nil {
@@ -399,7 +399,7 @@ func (v *Vault) openToken(ctx context.Context, tok string) (token.Claims, error)
 // granted to someone else. No I/O.
 func (v *Vault) checkClaims(c token.Claims, principal string) error {
 	now := v.now()
-	leeway := v.cfg.ClockLeeway
+	leeway := v.cfg.Access.ClockLeeway
 	if now.After(c.ExpiresAt.Add(leeway)) {
 		return fmt.Errorf("vault: redeem: %w", ErrTokenExpired)
 	}
@@ -415,7 +415,7 @@ func (v *Vault) checkClaims(c token.Claims, principal string) error {
 	// Every instance remembers spent tokens for as long as a token of
 	// MaxGrantTTL can be accepted (logview.go); a token meant to live
 	// longer (an instance configured otherwise) is refused.
-	if c.ExpiresAt.Sub(c.IssuedAt) > v.cfg.MaxGrantTTL {
+	if c.ExpiresAt.Sub(c.IssuedAt) > v.cfg.Access.MaxGrantTTL {
 		return fmt.Errorf("vault: redeem: token lives longer than MaxGrantTTL: %w", ErrTokenExpired)
 	}
 	return nil

@@ -53,7 +53,7 @@ func TestGrantRules(t *testing.T) {
 	if err != nil || !g.ExpiresAt.Equal(v.clock.Now().Add(DefaultMaxGrantTTL)) {
 		t.Fatalf("TTL of exactly MaxGrantTTL: %v %v", g.ExpiresAt, err)
 	}
-	if _, err := Open(ctx, Config{Store: v.st, KEK: testKEK(t), MaxGrantTTL: MaxGrantTTLLimit + time.Second}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := Open(ctx, Config{Store: v.st, KEK: testKEK(t), Access: AccessConfig{MaxGrantTTL: MaxGrantTTLLimit + time.Second}}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("Open with MaxGrantTTL above the limit: %v", err)
 	}
 	for name, a := range map[string]Access{"no purpose": {Principal: "r"}, "no principal": {Purpose: "p"},
@@ -127,7 +127,7 @@ func TestRedeemRefusals(t *testing.T) {
 func TestRedeemExpiryTable(t *testing.T) {
 	v, _ := newMemVault(t)
 	info := putImage(t, v, image(5000, ""), "member-1")
-	leeway := v.cfg.ClockLeeway
+	leeway := v.cfg.Access.ClockLeeway
 	cases := []struct {
 		at   time.Duration // relative to the token's expiry
 		want error
@@ -182,7 +182,7 @@ func TestRedeemRace(t *testing.T) {
 	kek := testKEK(t)
 	// Alerts only: 63 replays are a refusal burst, which would freeze "r"
 	// and answer the rest ErrFrozen instead of ErrTokenReplayed.
-	alertOnly := func(c *Config) { c.AlertOnly = true }
+	alertOnly := func(c *Config) { c.Detection.AlertOnly = true }
 	a := openTestVault(t, st, kek, alertOnly)
 	b := openTestVault(t, st, kek, alertOnly)
 	want := image(64<<10, "")
@@ -240,7 +240,7 @@ func TestRotateTokenKey(t *testing.T) {
 	b := openTestVault(t, st, kek, nil)
 	info := putImage(t, a, image(5000, ""), "m")
 	before := grant(t, a, info.ID, "r")
-	if err := a.RotateTokenKey(context.Background(), testActor, RotateOptions{}); err != nil {
+	if err := a.Admin().RotateTokenKey(context.Background(), testActor, RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	after := grant(t, a, info.ID, "r")

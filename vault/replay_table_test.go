@@ -192,7 +192,7 @@ func buildCorpus(t *testing.T, kek kms.KEK, n int) *memstore.Store {
 	st := memstore.New()
 	clock := clockAt(time.Date(2021, 4, 19, 9, 0, 0, 0, time.UTC))
 	st.Now = clock.Now // the store's clock (store.Clock) is the simulation's
-	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, Now: clock.Now, Retention: 8 * 24 * time.Hour})
+	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, Now: clock.Now, Retention: vault.RetentionConfig{Period: 8 * 24 * time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,23 +261,33 @@ func newSimWorld(t *testing.T, base *memstore.Store, kek kms.KEK, alertOnly bool
 	// suite). The opt-out row gives each instance its own.
 	shared := vault.NewMemoryLimiter()
 	for range max(instances, 1) {
-		cfg := vault.Config{Store: st, KEK: kek, Now: w.clock.Now, AlertOnly: alertOnly, Retention: 8 * 24 * time.Hour,
-			OnAlert: func(a vault.Alert) {
-				w.mu.Lock()
-				w.alerts = append(w.alerts, a)
-				most := 0
-				for _, n := range w.seen {
-					most = max(most, n)
-				}
-				w.seenAtAlert = append(w.seenAtAlert, most)
-				w.mu.Unlock()
-			}}
-		cfg.Limiter, cfg.AllowLocalLimiter = shared, true
+		cfg := vault.Config{
+			Store: st,
+			KEK:   kek,
+			Now:   w.clock.Now,
+			Retention: vault.RetentionConfig{
+				Period: 8 * 24 * time.Hour,
+			},
+			Detection: vault.DetectionConfig{
+				AlertOnly: alertOnly,
+				OnAlert: func(a vault.Alert) {
+					w.mu.Lock()
+					w.alerts = append(w.alerts, a)
+					most := 0
+					for _, n := range w.seen {
+						most = max(most, n)
+					}
+					w.seenAtAlert = append(w.seenAtAlert, most)
+					w.mu.Unlock()
+				},
+			},
+		}
+		cfg.Detection.Limiter, cfg.Detection.AllowLocalLimiter = shared, true
 		if !canaries {
-			cfg.CanaryRate = -1
+			cfg.Detection.CanaryRate = -1
 		}
 		if local {
-			cfg.Limiter = vault.NewMemoryLimiter()
+			cfg.Detection.Limiter = vault.NewMemoryLimiter()
 		}
 		v, err := vault.Open(context.Background(), cfg)
 		if err != nil {

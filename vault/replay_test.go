@@ -67,8 +67,13 @@ func newReplayWorld(t *testing.T, alertOnly bool) *replayWorld {
 	}
 	w.st = st
 	w.v, err = vault.Open(context.Background(), vault.Config{
-		Store: st, KEK: kektest.New(t), Now: w.clock.Now, AlertOnly: alertOnly,
-		OnAlert: func(a vault.Alert) { w.mu.Lock(); w.alerts = append(w.alerts, a); w.mu.Unlock() },
+		Store: st,
+		KEK:   kektest.New(t),
+		Now:   w.clock.Now,
+		Detection: vault.DetectionConfig{
+			AlertOnly: alertOnly,
+			OnAlert:   func(a vault.Alert) { w.mu.Lock(); w.alerts = append(w.alerts, a); w.mu.Unlock() },
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func TestSlowReadersBounded(t *testing.T) {
 	}
 	const readers = 1000
 	v := openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) {
-		c.Limiter, c.AllowLocalLimiter = NewMemoryLimiter(), true
+		c.Detection.Limiter, c.Detection.AllowLocalLimiter = NewMemoryLimiter(), true
 	})
 	info := putImage(t, v, image(1<<20, ""), "m")
 	toks := make([]string, readers)

@@ -70,7 +70,8 @@ func quarantineKey(id objectID) string { return "quarantine/" + id.String() }
 //
 // by names who runs it (an operator, "cron:sweep"); it is recorded in the
 // sweep's audit records and deletion receipts.
-func (v *Vault) Sweep(ctx context.Context, by Actor) (SweepReport, error) {
+func (a Admin) Sweep(ctx context.Context, by Actor) (SweepReport, error) {
+	v := a.v
 	return v.sweep(ctx, by, nil)
 }
 
@@ -82,7 +83,8 @@ type SweepProgress struct {
 
 // SweepWithProgress is Sweep, calling progress after each document whose
 // expiry hour has come (for a progress bar; it first counts them).
-func (v *Vault) SweepWithProgress(ctx context.Context, by Actor, progress func(SweepProgress)) (SweepReport, error) {
+func (a Admin) SweepWithProgress(ctx context.Context, by Actor, progress func(SweepProgress)) (SweepReport, error) {
+	v := a.v
 	if progress == nil {
 		return v.sweep(ctx, by, nil)
 	}
@@ -501,8 +503,8 @@ func (v *Vault) collectOrphan(ctx context.Context, id objectID, rep *SweepReport
 }
 
 func (v *Vault) orphanGrace() time.Duration {
-	if v.cfg.OrphanGrace > 0 {
-		return v.cfg.OrphanGrace
+	if v.cfg.Retention.OrphanGrace > 0 {
+		return v.cfg.Retention.OrphanGrace
 	}
 	return DefaultOrphanGrace
 }
@@ -511,7 +513,8 @@ func (v *Vault) orphanGrace() time.Duration {
 // leaving), found through the subject index, and audits each. Documents
 // under legal hold are kept: then the error wraps ErrHeld and n counts
 // only what was erased. by is recorded in the audit log.
-func (v *Vault) EraseSubject(ctx context.Context, subject string, by Actor) (n int, err error) {
+func (a Admin) EraseSubject(ctx context.Context, subject string, by Actor) (n int, err error) {
+	v := a.v
 	if v.isClosed() {
 		return 0, ErrClosed
 	}
@@ -587,7 +590,8 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string, by Actor) (n i
 // the key record disagree, or the key record fails authentication (then
 // the object is quarantined and AlertTampered raised), with ErrTampered.
 // by is recorded in the audit log.
-func (v *Vault) Delete(ctx context.Context, id string, by Actor) error {
+func (a Admin) Delete(ctx context.Context, id string, by Actor) error {
+	v := a.v
 	if v.isClosed() {
 		return ErrClosed
 	}

@@ -51,7 +51,7 @@ func TestSweepTenThousand(t *testing.T) {
 	}
 	held := map[string]bool{ids[0]: true, ids[n/3]: true}
 	for id := range held {
-		if err := v.Hold(context.Background(), id, Actor{Principal: "operator-1", Reason: "case 2026-17"}); err != nil {
+		if err := v.Admin().Hold(context.Background(), id, Actor{Principal: "operator-1", Reason: "case 2026-17"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -63,7 +63,7 @@ func TestSweepTenThousand(t *testing.T) {
 			t.Fatalf("object %d before sweep: %v, want ErrExpired", i, err)
 		}
 	}
-	rep, err := v.Sweep(context.Background(), testActor)
+	rep, err := v.Admin().Sweep(context.Background(), testActor)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,18 +97,18 @@ func TestSweepTenThousand(t *testing.T) {
 			}
 		}
 	}
-	rep2, err := v.Sweep(context.Background(), testActor)
+	rep2, err := v.Admin().Sweep(context.Background(), testActor)
 	if err != nil || rep2.Expired != 0 || rep2.Held != 2 {
 		t.Fatalf("second sweep: %+v %v", rep2, err)
 	}
 	// Release: a held object past its deadline expires at once.
-	if err := v.Release(context.Background(), ids[0], Actor{Principal: "operator-1", Reason: "case closed"}); err != nil {
+	if err := v.Admin().Release(context.Background(), ids[0], Actor{Principal: "operator-1", Reason: "case closed"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := readErr(v, ids[0]); !errors.Is(err, ErrExpired) {
 		t.Fatalf("released object: %v", err)
 	}
-	if rep3, _ := v.Sweep(context.Background(), testActor); rep3.Expired != 1 {
+	if rep3, _ := v.Admin().Sweep(context.Background(), testActor); rep3.Expired != 1 {
 		t.Fatalf("sweep after release: %+v", rep3)
 	}
 }
@@ -147,7 +147,7 @@ func TestSweepInterrupted(t *testing.T) {
 			t.Fatalf("cut %d: interrupted sweep reported success", cut)
 		}
 		ca.n.Store(1 << 40)
-		if _, err := v.Sweep(context.Background(), testActor); err != nil {
+		if _, err := v.Admin().Sweep(context.Background(), testActor); err != nil {
 			t.Fatalf("cut %d: second sweep: %v", cut, err)
 		}
 		for _, k := range ms.Keys() {
@@ -178,7 +178,7 @@ func TestSweepConcurrentS3(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reps[i], errs[i] = v.Sweep(context.Background(), testActor)
+			reps[i], errs[i] = v.Admin().Sweep(context.Background(), testActor)
 		}()
 	}
 	wg.Wait()
@@ -227,7 +227,7 @@ func TestShredding(t *testing.T) {
 	}
 	dataKey := key.MaterialForTesting()
 	key.Destroy()
-	if err := v.Delete(context.Background(), info.ID, Actor{Principal: "operator-1", Reason: "decision made"}); err != nil {
+	if err := v.Admin().Delete(context.Background(), info.ID, Actor{Principal: "operator-1", Reason: "decision made"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range st.Keys() {
@@ -257,10 +257,10 @@ func TestEraseSubject(t *testing.T) {
 		alice = append(alice, putImage(t, v, image(100+i, ""), "alice").ID)
 		bob = append(bob, putImage(t, v, image(100+i, ""), "bob").ID)
 	}
-	if err := v.Hold(context.Background(), alice[4], Actor{Principal: "operator-1", Reason: "litigation"}); err != nil {
+	if err := v.Admin().Hold(context.Background(), alice[4], Actor{Principal: "operator-1", Reason: "litigation"}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := v.EraseSubject(context.Background(), "alice", Actor{Principal: "operator-1", Reason: "member left"})
+	n, err := v.Admin().EraseSubject(context.Background(), "alice", Actor{Principal: "operator-1", Reason: "member left"})
 	if n != 4 || !errors.Is(err, ErrHeld) {
 		t.Fatalf("erase: n=%d err=%v, want 4 and ErrHeld", n, err)
 	}
@@ -277,10 +277,10 @@ func TestEraseSubject(t *testing.T) {
 			t.Fatalf("bob's %s: %v", id, err)
 		}
 	}
-	if err := v.Delete(context.Background(), alice[4], Actor{Principal: "operator-1", Reason: "x"}); !errors.Is(err, ErrHeld) {
+	if err := v.Admin().Delete(context.Background(), alice[4], Actor{Principal: "operator-1", Reason: "x"}); !errors.Is(err, ErrHeld) {
 		t.Fatalf("delete of held: %v", err)
 	}
-	if n, err := v.EraseSubject(context.Background(), "nobody", Actor{Principal: "operator-1", Reason: "x"}); n != 0 || err != nil {
+	if n, err := v.Admin().EraseSubject(context.Background(), "nobody", Actor{Principal: "operator-1", Reason: "x"}); n != 0 || err != nil {
 		t.Fatalf("erase of unknown subject: %d %v", n, err)
 	}
 }
@@ -297,12 +297,12 @@ func TestSweepCollectsGarbage(t *testing.T) {
 	if _, err := redeemAll(v, g.Token, "r"); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := v.Sweep(context.Background(), testActor)
+	rep, err := v.Admin().Sweep(context.Background(), testActor)
 	if err != nil || rep.Orphans != 0 || rep.Ledger != 0 {
 		t.Fatalf("first sweep collected too early: %+v %v", rep, err)
 	}
 	v.clock.Advance(DefaultOrphanGrace + 2*time.Minute)
-	rep, err = v.Sweep(context.Background(), testActor)
+	rep, err = v.Admin().Sweep(context.Background(), testActor)
 	if err != nil || rep.Orphans != 1 || rep.Ledger != 1 {
 		t.Fatalf("second sweep: %+v %v", rep, err)
 	}
@@ -340,15 +340,15 @@ func TestKeyStoreVersioning(t *testing.T) {
 	if _, err := Open(ctx, Config{Store: locked, KEK: kek}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("object-locked store as key store: %v", err)
 	}
-	if _, err := Open(ctx, Config{Store: plain, KeyStore: versioned, KEK: kek}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := Open(ctx, Config{Store: plain, KEK: kek, Storage: StorageConfig{KeyStore: versioned}}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("versioned key store: %v", err)
 	}
-	v := openTestVault(t, locked, kek, func(c *Config) { c.KeyStore = plain })
+	v := openTestVault(t, locked, kek, func(c *Config) { c.Storage.KeyStore = plain })
 	info := putImage(t, v, image(1000, ""), "m")
 	if got := storeKeys(t, plain, "keys/"); len(got) != 1 {
 		t.Fatalf("key records in the key store: %v", got)
 	}
-	if err := v.Delete(ctx, info.ID, Actor{Principal: "operator-1", Reason: "x"}); err != nil {
+	if err := v.Admin().Delete(ctx, info.ID, Actor{Principal: "operator-1", Reason: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	// Audit batches in the locked bucket are write-once (leases under
@@ -369,7 +369,7 @@ func TestKeyStoreVersioning(t *testing.T) {
 		t.Fatal("overwrite of an audit object succeeded")
 	}
 	v.Close(ctx)
-	allowed, err := Open(ctx, Config{Store: plain, KeyStore: versioned, KEK: kek, AllowVersionedKeyStore: true})
+	allowed, err := Open(ctx, Config{Store: plain, KEK: kek, Storage: StorageConfig{KeyStore: versioned, AllowVersionedKeyStore: true}})
 	if err != nil {
 		t.Fatalf("versioned key store, explicitly allowed: %v", err)
 	}

@@ -73,7 +73,7 @@ type RewrapProgress struct {
 // an HSM); the vault ID, every document and every token survive it.
 //
 // It is safe while other instances Put, Grant, Redeem and Sweep, as long as
-// each can open both KEKs (Config.KEK one of them, Config.DecryptKEKs the
+// each can open both KEKs (Config.KEK one of them, Config.Storage.DecryptKEKs the
 // other): every object is readable, under one KEK or the other, at every
 // moment. The Vault it runs on must open both, or it refuses with
 // ErrInvalidArgument. A record is rewritten only if it is unchanged since it was read,
@@ -84,7 +84,8 @@ type RewrapProgress struct {
 // skips what is already under to. It stops at the first KEK or store error
 // (kms.ErrUnavailable reads as ErrKEKUnavailable), having changed nothing
 // it could not finish. The run is audited (start and end) with by.
-func (v *Vault) Rewrap(ctx context.Context, from, to kms.KEK, by Actor, opts RewrapOptions) (RewrapReport, error) {
+func (a Admin) Rewrap(ctx context.Context, from, to kms.KEK, by Actor, opts RewrapOptions) (RewrapReport, error) {
+	v := a.v
 	var rep RewrapReport
 	if v.isClosed() {
 		return rep, ErrClosed
@@ -104,7 +105,7 @@ func (v *Vault) Rewrap(ctx context.Context, from, to kms.KEK, by Actor, opts Rew
 	// This instance must open both while records move from one to the
 	// other, and so must every other (not checkable from here).
 	if r, ok := v.kek.(*kekRing); ok && (r.pick(from.ID()) == nil || r.pick(to.ID()) == nil) {
-		return rep, fmt.Errorf("vault: kek rewrap: open the vault with both KEKs first (Config.KEK and Config.DecryptKEKs): %w", ErrInvalidArgument)
+		return rep, fmt.Errorf("vault: kek rewrap: open the vault with both KEKs first (Config.KEK and Config.Storage.DecryptKEKs): %w", ErrInvalidArgument)
 	}
 	workers := opts.Workers
 	if workers <= 0 {
@@ -134,7 +135,7 @@ func (v *Vault) Rewrap(ctx context.Context, from, to kms.KEK, by Actor, opts Rew
 	}); err != nil {
 		return rep, v.rewrapFailed(ctx, by, detail, rep, err)
 	}
-	counts, err := v.KEKCounts(ctx)
+	counts, err := v.Admin().KEKCounts(ctx)
 	if err != nil {
 		return rep, v.rewrapFailed(ctx, by, detail, rep, err)
 	}
@@ -418,7 +419,8 @@ type KEKUsage struct {
 }
 
 // KEKCounts returns the KEKUsage of the vault (see ReadKEKUsage).
-func (v *Vault) KEKCounts(ctx context.Context) (KEKUsage, error) {
+func (a Admin) KEKCounts(ctx context.Context) (KEKUsage, error) {
+	v := a.v
 	if v.isClosed() {
 		return KEKUsage{}, ErrClosed
 	}

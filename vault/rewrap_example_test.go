@@ -14,7 +14,7 @@ import (
 // Move a vault from one KEK to another. In production the new KEK is
 // usually a KMS or HSM key (kms.Open with kms/awskms or kms/pkcs11); see
 // docs/keys.md, "Keys in production".
-func ExampleVault_Rewrap() {
+func ExampleAdmin_Rewrap() {
 	ctx := context.Background()
 	oldKEK, newKEK := vaulttest.NewKEK(), vaulttest.NewKEK() // in production: kms.Open
 	st := vaulttest.NewStore()
@@ -30,12 +30,12 @@ func ExampleVault_Rewrap() {
 
 	// Every instance opens both KEKs and wraps with the new one; then one
 	// of them re-wraps what the old one wrapped.
-	v, err = vault.Open(ctx, vault.Config{Store: st, KEK: newKEK, DecryptKEKs: []kms.KEK{oldKEK}})
+	v, err = vault.Open(ctx, vault.Config{Store: st, KEK: newKEK, Storage: vault.StorageConfig{DecryptKEKs: []kms.KEK{oldKEK}}})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer v.Close(ctx)
-	rep, err := v.Rewrap(ctx, oldKEK, newKEK, vault.Actor{Principal: "alice@security", Reason: "yearly rotation"}, vault.RewrapOptions{})
+	rep, err := v.Admin().Rewrap(ctx, oldKEK, newKEK, vault.Actor{Principal: "alice@security", Reason: "yearly rotation"}, vault.RewrapOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -44,12 +44,12 @@ func rewrapChild() int {
 	if err != nil {
 		return fail(err)
 	}
-	v, err := Open(ctx, Config{Store: st, KEK: b, DecryptKEKs: []kms.KEK{a}})
+	v, err := Open(ctx, Config{Store: st, KEK: b, Storage: StorageConfig{DecryptKEKs: []kms.KEK{a}}})
 	if err != nil {
 		return fail(err)
 	}
 	w := bufio.NewWriter(os.Stdout)
-	_, err = v.Rewrap(ctx, a, b, Actor{Principal: "child"}, RewrapOptions{Workers: 1, Progress: func(p RewrapProgress) {
+	_, err = v.Admin().Rewrap(ctx, a, b, Actor{Principal: "child"}, RewrapOptions{Workers: 1, Progress: func(p RewrapProgress) {
 		fmt.Fprintln(w, p.Done)
 		w.Flush()
 		time.Sleep(2 * time.Millisecond) // pace the child so the parent can kill it mid-run
@@ -80,7 +80,7 @@ func TestRewrapSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := Open(ctx, Config{Store: st, KEK: a, DecryptKEKs: []kms.KEK{b}, Quota: Quota{Documents: 100000, Redemptions: 100000, Burst: 100000}})
+	v, err := Open(ctx, Config{Store: st, KEK: a, Storage: StorageConfig{DecryptKEKs: []kms.KEK{b}}, Detection: DetectionConfig{Quota: Quota{Documents: 100000, Redemptions: 100000, Burst: 100000}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,14 +141,14 @@ func TestRewrapSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("%d redemptions failed, %d served", failed.Load(), served.Load())
 	}
 	// Resume here; then b alone opens everything.
-	rep, err := v.Rewrap(ctx, a, b, testActor, RewrapOptions{})
+	rep, err := v.Admin().Rewrap(ctx, a, b, testActor, RewrapOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Already < lines || rep.Rewrapped+rep.Already != n || rep.Remaining != 0 {
 		t.Fatalf("resumed: %+v after %d records in the child", rep, lines)
 	}
-	w, err := Open(ctx, Config{Store: st, KEK: b, Quota: Quota{Documents: 100000, Redemptions: 100000, Burst: 100000}})
+	w, err := Open(ctx, Config{Store: st, KEK: b, Detection: DetectionConfig{Quota: Quota{Documents: 100000, Redemptions: 100000, Burst: 100000}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestRewrapMigratesVault(t *testing.T) {
 				imgs[i] = image(2000+i, fmt.Sprintf("doc-%d", i))
 				ids[i] = putImage(t, v, imgs[i], fmt.Sprintf("subject-%d", i)).ID
 			}
-			if err := v.Hold(ctx, ids[0], testActor); err != nil {
+			if err := v.Admin().Hold(ctx, ids[0], testActor); err != nil {
 				t.Fatal(err)
 			}
 			early := grant(t, v, ids[1], "reviewer")
@@ -59,16 +59,16 @@ func TestRewrapMigratesVault(t *testing.T) {
 				blobs[k] = readKey(t, st, k)
 			}
 
-			if _, err := v.Rewrap(ctx, a, b, testActor, RewrapOptions{}); !errors.Is(err, ErrInvalidArgument) {
+			if _, err := v.Admin().Rewrap(ctx, a, b, testActor, RewrapOptions{}); !errors.Is(err, ErrInvalidArgument) {
 				t.Fatalf("rewrap on an instance that cannot open the new KEK: %v", err)
 			}
 			v.Close(ctx)
-			v = openTestVault(t, st, a, func(c *Config) { c.DecryptKEKs = []kms.KEK{b} })
-			if _, err := v.Rewrap(ctx, a, b, Actor{}, RewrapOptions{}); !errors.Is(err, ErrInvalidArgument) {
+			v = openTestVault(t, st, a, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{b} })
+			if _, err := v.Admin().Rewrap(ctx, a, b, Actor{}, RewrapOptions{}); !errors.Is(err, ErrInvalidArgument) {
 				t.Fatalf("empty actor: %v", err)
 			}
 			var last RewrapProgress
-			rep, err := v.Rewrap(ctx, a, b, Actor{Principal: "sec-team", Reason: "CHG-42"}, RewrapOptions{Progress: func(p RewrapProgress) { last = p }})
+			rep, err := v.Admin().Rewrap(ctx, a, b, Actor{Principal: "sec-team", Reason: "CHG-42"}, RewrapOptions{Progress: func(p RewrapProgress) { last = p }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +87,7 @@ func TestRewrapMigratesVault(t *testing.T) {
 				}
 			}
 			// A rerun has nothing left to do.
-			rep, err = v.Rewrap(ctx, a, b, testActor, RewrapOptions{})
+			rep, err = v.Admin().Rewrap(ctx, a, b, testActor, RewrapOptions{})
 			if err != nil || rep.Keyset || rep.Already != n || rep.Rewrapped != 0 {
 				t.Fatalf("rerun: %+v %v", rep, err)
 			}
@@ -108,7 +108,7 @@ func TestRewrapMigratesVault(t *testing.T) {
 					t.Fatalf("document %d after rewrap: %v", i, err)
 				}
 			}
-			if err := w.Delete(ctx, ids[0], testActor); !errors.Is(err, ErrHeld) {
+			if err := w.Admin().Delete(ctx, ids[0], testActor); !errors.Is(err, ErrHeld) {
 				t.Fatalf("legal hold lost: %v", err)
 			}
 			// A vault with only a cannot open it any more.
@@ -142,7 +142,7 @@ func TestRewrapWhileServing(t *testing.T) {
 			ctx := context.Background()
 			st := be.new(t)
 			a, b := testKEK(t), testKEK(t)
-			old := openTestVault(t, st, a, func(c *Config) { c.DecryptKEKs = []kms.KEK{b} })
+			old := openTestVault(t, st, a, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{b} })
 			const n = 24
 			ids := make([]string, n)
 			imgs := make([][]byte, n)
@@ -161,9 +161,9 @@ func TestRewrapWhileServing(t *testing.T) {
 				}
 				short = append(short, info.ID)
 			}
-			sweeper := openTestVault(t, st, b, func(c *Config) { c.DecryptKEKs = []kms.KEK{a} })
+			sweeper := openTestVault(t, st, b, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{a} })
 			sweeper.clock.Advance(2 * time.Hour)
-			migrated := openTestVault(t, st, b, func(c *Config) { c.DecryptKEKs = []kms.KEK{a} })
+			migrated := openTestVault(t, st, b, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{a} })
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			var served, failed, refused atomic.Int64
@@ -192,7 +192,7 @@ func TestRewrapWhileServing(t *testing.T) {
 						return
 					default:
 					}
-					if _, err := sweeper.Sweep(ctx, testActor); err != nil {
+					if _, err := sweeper.Admin().Sweep(ctx, testActor); err != nil {
 						t.Errorf("sweep during the rewrap: %v", err)
 						return
 					}
@@ -203,8 +203,8 @@ func TestRewrapWhileServing(t *testing.T) {
 					putImage(t, old, image(900, ""), "late")
 				}
 			})
-			rewrapper := openTestVault(t, st, b, func(c *Config) { c.DecryptKEKs = []kms.KEK{a} })
-			rep, err := rewrapper.Rewrap(ctx, a, b, testActor, RewrapOptions{Workers: 1})
+			rewrapper := openTestVault(t, st, b, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{a} })
+			rep, err := rewrapper.Admin().Rewrap(ctx, a, b, testActor, RewrapOptions{Workers: 1})
 			close(stop)
 			wg.Wait()
 			if err != nil {
@@ -229,11 +229,11 @@ func TestRewrapWhileServing(t *testing.T) {
 					t.Fatalf("a swept document's key record is there after the rewrap: %v", err)
 				}
 			}
-			rep, err = rewrapper.Rewrap(ctx, a, b, testActor, RewrapOptions{})
+			rep, err = rewrapper.Admin().Rewrap(ctx, a, b, testActor, RewrapOptions{})
 			if err != nil || rep.Remaining != 0 {
 				t.Fatalf("second run: %+v %v", rep, err)
 			}
-			u, err := rewrapper.KEKCounts(ctx)
+			u, err := rewrapper.Admin().KEKCounts(ctx)
 			if err != nil || u.Keyset != b.ID() || len(u.Records) != 1 || u.Records[b.ID()] != n+5 {
 				t.Fatalf("usage %+v %v", u, err)
 			}
@@ -264,16 +264,16 @@ func TestRewrapDoesNotResurrectShredded(t *testing.T) {
 	ctx := context.Background()
 	st := fsBackend(t)
 	a, b := testKEK(t), testKEK(t)
-	other := openTestVault(t, st, a, func(c *Config) { c.DecryptKEKs = []kms.KEK{b} })
+	other := openTestVault(t, st, a, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{b} })
 	info := putImage(t, other, image(1000, ""), "s")
 	hs := &hookStore{Store: st}
 	hs.hook = func() {
-		if err := other.Delete(ctx, info.ID, testActor); err != nil {
+		if err := other.Admin().Delete(ctx, info.ID, testActor); err != nil {
 			t.Error(err)
 		}
 	}
-	rw := openTestVault(t, hs, b, func(c *Config) { c.DecryptKEKs = []kms.KEK{a} })
-	rep, err := rw.Rewrap(ctx, a, b, testActor, RewrapOptions{})
+	rw := openTestVault(t, hs, b, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{a} })
+	rep, err := rw.Admin().Rewrap(ctx, a, b, testActor, RewrapOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestRewrapKMSOutage(t *testing.T) {
 	ctx := context.Background()
 	st := fsBackend(t)
 	a, b := testKEK(t), testKEK(t)
-	v := openTestVault(t, st, a, func(c *Config) { c.DecryptKEKs = []kms.KEK{b} })
+	v := openTestVault(t, st, a, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{b} })
 	const n = 10
 	imgs := map[string][]byte{}
 	for i := range n {
@@ -314,7 +314,7 @@ func TestRewrapKMSOutage(t *testing.T) {
 		imgs[putImage(t, v, img, "s").ID] = img
 	}
 	flaky := &unavailableKEK{KEK: a, ok: 4} // the keyset and 3 records
-	rep, err := v.Rewrap(ctx, flaky, b, testActor, RewrapOptions{Workers: 1})
+	rep, err := v.Admin().Rewrap(ctx, flaky, b, testActor, RewrapOptions{Workers: 1})
 	if !errors.Is(err, ErrKEKUnavailable) || !errors.Is(err, kms.ErrUnavailable) {
 		t.Fatalf("outage: %v", err)
 	}
@@ -324,7 +324,7 @@ func TestRewrapKMSOutage(t *testing.T) {
 	if got := len(storeKeys(t, st, "keys/")); got != n {
 		t.Fatalf("%d key records left of %d", got, n)
 	}
-	rep, err = v.Rewrap(ctx, a, b, testActor, RewrapOptions{})
+	rep, err = v.Admin().Rewrap(ctx, a, b, testActor, RewrapOptions{})
 	if err != nil || rep.Rewrapped != n-3 || rep.Already != 3 || rep.Remaining != 0 {
 		t.Fatalf("rerun: %+v %v", rep, err)
 	}
@@ -345,7 +345,7 @@ func TestRewrapLeavesTamperedAlone(t *testing.T) {
 	st := fsBackend(t)
 	a, b := testKEK(t), testKEK(t)
 	old := openTestVault(t, st, a, nil)
-	v := openTestVault(t, st, b, func(c *Config) { c.DecryptKEKs = []kms.KEK{a} })
+	v := openTestVault(t, st, b, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{a} })
 	good := putImage(t, old, image(500, ""), "s")
 	bad := putImage(t, old, image(500, ""), "s")
 	badID, _ := parseObjectID(bad.ID)
@@ -358,7 +358,7 @@ func TestRewrapLeavesTamperedAlone(t *testing.T) {
 	if err := st.Put(ctx, keyRecordKey(junkID), strings.NewReader("junk"), 4, store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := v.Rewrap(ctx, a, b, testActor, RewrapOptions{})
+	rep, err := v.Admin().Rewrap(ctx, a, b, testActor, RewrapOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

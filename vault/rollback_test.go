@@ -122,7 +122,7 @@ func s3Attacked(t testing.TB, kind string) attacked {
 		// init's layout: key records in an unversioned bucket of their own.
 		keys := s3Hands(t, srv, srv.NewBucket(t, false), c)
 		at.keys = &keys
-		at.cfg = func(cfg *Config) { cfg.KeyStore = keys.st }
+		at.cfg = func(cfg *Config) { cfg.Storage.KeyStore = keys.st }
 	}
 	return at
 }
@@ -184,7 +184,7 @@ func (al *alerts) count(kind AlertKind) int {
 }
 
 func withAlerts(al *alerts) func(*Config) {
-	return func(c *Config) { c.OnAlert = al.on }
+	return func(c *Config) { c.Detection.OnAlert = al.on }
 }
 
 // TestSpentStaysSpent: deleting a spend entry after its release reached the
@@ -206,7 +206,7 @@ func TestSpentStaysSpent(t *testing.T) {
 				if _, err := redeemAll(a, g.Token, "reviewer"); err != nil {
 					t.Fatal(err)
 				}
-				if err := a.SyncAudit(ctx); err != nil {
+				if err := a.Admin().SyncAudit(ctx); err != nil {
 					t.Fatal(err)
 				}
 				entries := at.list(t, audit.LedgerPrefix)
@@ -321,7 +321,7 @@ func TestHeldStaysHeld(t *testing.T) {
 			}
 			oid, _ := parseObjectID(info.ID)
 			before := at.keyHands().read(t, keyRecordKey(oid))
-			if err := a.Hold(ctx, info.ID, testActor); err != nil {
+			if err := a.Admin().Hold(ctx, info.ID, testActor); err != nil {
 				t.Fatal(err)
 			}
 			at.remove(t, lastStateEntry(t, at))
@@ -330,7 +330,7 @@ func TestHeldStaysHeld(t *testing.T) {
 			var bl alerts
 			b := at.open(t, kek, withAlerts(&bl))
 			for name, v := range map[string]*testVault{"holder": a, "new instance": b} {
-				rep, err := v.Sweep(ctx, testActor)
+				rep, err := v.Admin().Sweep(ctx, testActor)
 				if err != nil {
 					t.Fatalf("%s: sweep: %v", name, err)
 				}
@@ -367,11 +367,11 @@ func TestReleasedStaysReleased(t *testing.T) {
 				t.Fatal(err)
 			}
 			oid, _ := parseObjectID(info.ID)
-			if err := a.Hold(ctx, info.ID, testActor); err != nil {
+			if err := a.Admin().Hold(ctx, info.ID, testActor); err != nil {
 				t.Fatal(err)
 			}
 			held := at.keyHands().read(t, keyRecordKey(oid))
-			if err := a.Release(ctx, info.ID, testActor); err != nil {
+			if err := a.Admin().Release(ctx, info.ID, testActor); err != nil {
 				t.Fatal(err)
 			}
 			at.remove(t, lastStateEntry(t, at))
@@ -400,7 +400,7 @@ func TestFrozenStaysFrozen(t *testing.T) {
 			ctx := context.Background()
 			at := be.new(t)
 			kek := testKEK(t)
-			freeze := func(c *Config) { c.FreezeOnAlert = true }
+			freeze := func(c *Config) { c.Detection.FreezeOnAlert = true }
 			a := at.open(t, kek, freeze)
 			info := putImage(t, a, image(20<<10, ""), "member-1")
 			a.alert(ctx, Alert{Kind: AlertBulk, Principal: "thief"})

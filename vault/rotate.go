@@ -65,7 +65,8 @@ type RotateOptions struct {
 // token sealed with it, and within 10 s in any case. Run it from one place
 // at a time (a cron job, the CLI): two concurrent rotations keep only one
 // of the two new keys. by is recorded in the audit log.
-func (v *Vault) RotateTokenKey(ctx context.Context, by Actor, opts RotateOptions) error {
+func (a Admin) RotateTokenKey(ctx context.Context, by Actor, opts RotateOptions) error {
+	v := a.v
 	if v.isClosed() {
 		return ErrClosed
 	}

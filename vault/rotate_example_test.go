@@ -12,7 +12,7 @@ import (
 // Rotating the token key on a schedule retires keys that can no longer
 // open a valid token; after a suspected leak, Revoke retires every older
 // key at once (outstanding tokens stop opening everywhere within 10 s).
-func ExampleVault_RotateTokenKey() {
+func ExampleAdmin_RotateTokenKey() {
 	ctx := context.Background()
 	// In production: fsstore or s3store, and a KEK from a KMS (see Example).
 	v, err := vault.Open(ctx, vault.Config{Store: vaulttest.NewStore(), KEK: vaulttest.NewKEK()})
@@ -21,7 +21,7 @@ func ExampleVault_RotateTokenKey() {
 	}
 	defer v.Close(ctx)
 	by := vault.Actor{Principal: "secops-oncall", Reason: "token key may have leaked (INC-4711)"}
-	if err := v.RotateTokenKey(ctx, by, vault.RotateOptions{Revoke: true}); err != nil {
+	if err := v.Admin().RotateTokenKey(ctx, by, vault.RotateOptions{Revoke: true}); err != nil {
 		fmt.Println(err)
 		return
 	}

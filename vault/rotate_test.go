@@ -26,7 +26,7 @@ func TestRotationOpensAtOnce(t *testing.T) {
 		if _, err := redeemAll(b, forged.Token, "r"); !errors.Is(err, ErrTokenInvalid) {
 			t.Fatalf("forged token: %v", err)
 		}
-		if err := a.RotateTokenKey(ctx, testActor, RotateOptions{}); err != nil {
+		if err := a.Admin().RotateTokenKey(ctx, testActor, RotateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		g := grant(t, a, info.ID, "r")
@@ -66,7 +66,7 @@ func TestRotationRetiresAndRevokes(t *testing.T) {
 	info := putImage(t, a, image(5000, ""), "m")
 	_, leaked := a.keyset()
 	before := grant(t, a, info.ID, "r")
-	if err := a.RotateTokenKey(ctx, testActor, RotateOptions{}); err != nil {
+	if err := a.Admin().RotateTokenKey(ctx, testActor, RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := redeemAll(b, before.Token, "r"); err != nil {
@@ -74,14 +74,14 @@ func TestRotationRetiresAndRevokes(t *testing.T) {
 	}
 	// Still inside the retirement delay: a second rotation keeps the key.
 	a.clock.Advance(keyRetireAfter - time.Minute)
-	if err := a.RotateTokenKey(ctx, testActor, RotateOptions{}); err != nil {
+	if err := a.Admin().RotateTokenKey(ctx, testActor, RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := redeemAll(a, leakedToken(t, a, leaked, info.ID), "r"); err != nil {
 		t.Fatalf("demoted key retired too early: %v", err)
 	}
 	a.clock.Advance(2 * time.Minute)
-	if err := a.RotateTokenKey(ctx, testActor, RotateOptions{}); err != nil {
+	if err := a.Admin().RotateTokenKey(ctx, testActor, RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := redeemAll(a, leakedToken(t, a, leaked, info.ID), "r"); !errors.Is(err, ErrTokenInvalid) {
@@ -95,7 +95,7 @@ func TestRotationRetiresAndRevokes(t *testing.T) {
 	if _, err := redeemAll(b, tok, "r"); err != nil {
 		t.Fatalf("token under the current key: %v", err)
 	}
-	if err := a.RotateTokenKey(ctx, testActor, RotateOptions{Revoke: true}); err != nil {
+	if err := a.Admin().RotateTokenKey(ctx, testActor, RotateOptions{Revoke: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := redeemAll(a, leakedToken(t, a, current, info.ID), "r"); !errors.Is(err, ErrTokenInvalid) {

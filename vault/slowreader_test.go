@@ -194,8 +194,8 @@ func TestSlowReadersDoNotDelayOthers(t *testing.T) {
 	}
 	withReadAheadBudget(t, 1<<20)
 	v := openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) {
-		c.Limiter, c.AllowLocalLimiter = NewMemoryLimiter(), true
-		c.AlertOnly = true // one principal redeems one document 40 times: latency, not alerts, is measured
+		c.Detection.Limiter, c.Detection.AllowLocalLimiter = NewMemoryLimiter(), true
+		c.Detection.AlertOnly = true // one principal redeems one document 40 times: latency, not alerts, is measured
 	})
 	info := putImage(t, v, image(1<<20, ""), "m")
 	srv := httptest.NewUnstartedServer(v.Handler(HandlerOptions{Principal: principalHeader}))

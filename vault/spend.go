@@ -491,7 +491,8 @@ func (v *Vault) collectLedger(ctx context.Context) (removed int, err error) {
 // is 2 minutes old; SyncAudit returns nil again after this Vault's own
 // Sweep (or adoption at Open) has covered every release it could not
 // fold (see syncaudit.go).
-func (v *Vault) SyncAudit(ctx context.Context) error {
+func (a Admin) SyncAudit(ctx context.Context) error {
+	v := a.v
 	if v.isClosed() {
 		return ErrClosed
 	}

@@ -79,8 +79,8 @@ func TestLedgerWindowSkew(t *testing.T) {
 			t.Run("sweeper leeway 1s, redeemer 5s", func(t *testing.T) {
 				st := be.new(t)
 				kek := testKEK(t)
-				a := openTestVault(t, st, kek, func(c *Config) { c.ClockLeeway = 5 * time.Second })
-				s := openTestVault(t, st, kek, func(c *Config) { c.ClockLeeway = time.Second })
+				a := openTestVault(t, st, kek, func(c *Config) { c.Access.ClockLeeway = 5 * time.Second })
+				s := openTestVault(t, st, kek, func(c *Config) { c.Access.ClockLeeway = time.Second })
 				info := putImage(t, a, image(20<<10, ""), "m")
 				g, err := a.Grant(ctx, info.ID, Access{Principal: "r", Purpose: "p", TTL: ttl})
 				if err != nil {

@@ -333,11 +333,11 @@ func (c *stateChain) appendUnless(ctx context.Context, kind audit.StateKind, tar
 }
 
 // putWriteOnce writes a create-only object that is write-once for
-// Config.AuditRetention where the store supports it.
+// Config.Audit.Retention where the store supports it.
 func (v *Vault) putWriteOnce(ctx context.Context, key string, b []byte) error {
 	opts := store.PutOptions{IfAbsent: true}
-	if v.cfg.AuditRetention > 0 {
-		opts.RetainUntil = v.now().Add(v.cfg.AuditRetention)
+	if v.cfg.Audit.Retention > 0 {
+		opts.RetainUntil = v.now().Add(v.cfg.Audit.Retention)
 	}
 	err := v.st.Put(ctx, key, bytes.NewReader(b), int64(len(b)), opts)
 	if errors.Is(err, store.ErrRetentionUnsupported) && !opts.RetainUntil.IsZero() {

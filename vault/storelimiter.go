@@ -7,7 +7,7 @@ import (
 
 // NewStoreLimiter returns a Limiter kept in st, so that every Vault
 // instance sharing the store enforces one count per principal. It is the
-// default (on Config.Store) when Config.Limiter is nil.
+// default (on Config.Store) when Config.Detection.Limiter is nil.
 //
 // Counts are runs of empty create-only ticket objects under counts/, one
 // run per key and time slot: a grant costs three or four conditional PUTs

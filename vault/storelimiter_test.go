@@ -36,15 +36,15 @@ func TestLimiterAcrossInstances(t *testing.T) {
 			st := s3Backend(t)
 			kek := testKEK(t)
 			mod := func(c *Config) {
-				c.Quota = Quota{Documents: quota, Burst: 100}
+				c.Detection.Quota = Quota{Documents: quota, Burst: 100}
 				if local {
-					c.Limiter = NewMemoryLimiter()
-					c.AllowLocalLimiter = true
+					c.Detection.Limiter = NewMemoryLimiter()
+					c.Detection.AllowLocalLimiter = true
 				}
 			}
 			a := openTestVault(t, st, kek, mod)
 			if local {
-				_, err := Open(context.Background(), Config{Store: st, KEK: kek, Limiter: NewMemoryLimiter(), Now: a.clock.Now})
+				_, err := Open(context.Background(), Config{Store: st, KEK: kek, Now: a.clock.Now, Detection: DetectionConfig{Limiter: NewMemoryLimiter()}})
 				if !errors.Is(err, ErrInvalidArgument) {
 					t.Fatalf("second instance with an in-process limiter: %v, want ErrInvalidArgument", err)
 				}
@@ -79,7 +79,7 @@ func TestLocalLimiterAlone(t *testing.T) {
 	st := memstore.New()
 	kek := testKEK(t)
 	for range 2 {
-		v, err := Open(context.Background(), Config{Store: st, KEK: kek, Limiter: NewMemoryLimiter()})
+		v, err := Open(context.Background(), Config{Store: st, KEK: kek, Detection: DetectionConfig{Limiter: NewMemoryLimiter()}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,14 +126,14 @@ func TestBurstFreezeExact(t *testing.T) {
 	backends := map[string]func(t *testing.T) (*testVault, *alertLog){
 		"store-minio": func(t *testing.T) (*testVault, *alertLog) {
 			al := &alertLog{}
-			return openTestVault(t, s3Backend(t), testKEK(t), func(c *Config) { c.OnAlert = al.add; c.FreezeOnAlert = true }), al
+			return openTestVault(t, s3Backend(t), testKEK(t), func(c *Config) { c.Detection.OnAlert = al.add; c.Detection.FreezeOnAlert = true }), al
 		},
 		"memory": func(t *testing.T) (*testVault, *alertLog) {
 			al := &alertLog{}
 			return openTestVault(t, memstore.New(), testKEK(t), func(c *Config) {
-				c.OnAlert = al.add
-				c.FreezeOnAlert = true
-				c.Limiter = NewMemoryLimiter()
+				c.Detection.OnAlert = al.add
+				c.Detection.FreezeOnAlert = true
+				c.Detection.Limiter = NewMemoryLimiter()
 			}), al
 		},
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// DefaultMaxStreams is Config.MaxStreamsPerPrincipal's default.
+// DefaultMaxStreams is Config.Access.MaxStreamsPerPrincipal's default.
 const DefaultMaxStreams = 8
 
 // streamCounter bounds each principal's concurrent redemptions. Entries

@@ -15,7 +15,7 @@ import (
 const EventSubjectAccess audit.Event = "subject-access"
 
 // DefaultRole is the role ListSubject reports for every viewer when
-// Config.RoleOf is nil.
+// Config.Access.RoleOf is nil.
 const DefaultRole = "staff"
 
 // SubjectDocument is what the vault holds about one document of a subject:
@@ -24,7 +24,7 @@ const DefaultRole = "staff"
 type SubjectDocument struct {
 	Info
 	// Views counts the times the document was served, by the role of the
-	// viewer (Config.RoleOf). Refused attempts are not views.
+	// viewer (Config.Access.RoleOf). Refused attempts are not views.
 	Views map[string]int
 	// Expired is true when the document is past its expiry:
 	// nobody can view it any more, and the next Sweep deletes it.
@@ -46,7 +46,8 @@ type SubjectDocument struct {
 // View counts come from the audit log (redemptions served, in every log
 // since the oldest listed upload), so the call reads that part of the log:
 // it is meant for occasional requests, not for a hot path.
-func (v *Vault) ListSubject(ctx context.Context, subject string, by Actor) ([]SubjectDocument, error) {
+func (a Admin) ListSubject(ctx context.Context, subject string, by Actor) ([]SubjectDocument, error) {
+	v := a.v
 	if v.isClosed() {
 		return nil, ErrClosed
 	}
@@ -123,10 +124,10 @@ func (v *Vault) countViews(ctx context.Context, docs []SubjectDocument, byID map
 }
 
 func (v *Vault) roleOf(principal string) string {
-	if v.cfg.RoleOf == nil {
+	if v.cfg.Access.RoleOf == nil {
 		return DefaultRole
 	}
-	if r := v.cfg.RoleOf(principal); r != "" {
+	if r := v.cfg.Access.RoleOf(principal); r != "" {
 		return r
 	}
 	return DefaultRole

@@ -22,17 +22,17 @@ func roleByPrefix(p string) string {
 // answered exactly like one whose documents are gone.
 func TestListSubject(t *testing.T) {
 	ctx := context.Background()
-	v := openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.RoleOf = roleByPrefix })
+	v := openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.Access.RoleOf = roleByPrefix })
 	const member = "member-raw-4411@example.org"
 	d1 := putImage(t, v, image(2<<10, ""), member)
 	v.clock.Advance(10e9)
 	d2 := putImage(t, v, image(3<<10, ""), member)
 	gone := putImage(t, v, image(1<<10, ""), member)
 	other := putImage(t, v, image(1<<10, ""), "member-other")
-	if _, err := v.PlantCanaries(ctx, 3); err != nil {
+	if _, err := v.Admin().PlantCanaries(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Delete(ctx, gone.ID, testActor); err != nil {
+	if err := v.Admin().Delete(ctx, gone.ID, testActor); err != nil {
 		t.Fatal(err)
 	}
 	view := func(id, principal string) {
@@ -54,7 +54,7 @@ func TestListSubject(t *testing.T) {
 	}
 
 	by := Actor{Principal: "dpo-1", Reason: "request 17"}
-	docs, err := v.ListSubject(ctx, member, by)
+	docs, err := v.Admin().ListSubject(ctx, member, by)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,23 +73,23 @@ func TestListSubject(t *testing.T) {
 
 	// An unknown subject and a subject whose documents are all gone get
 	// the same answer.
-	if _, err := v.EraseSubject(ctx, "member-other", testActor); err != nil {
+	if _, err := v.Admin().EraseSubject(ctx, "member-other", testActor); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"member-other", "never-stored"} {
-		docs, err := v.ListSubject(ctx, s, by)
+		docs, err := v.Admin().ListSubject(ctx, s, by)
 		if err != nil || len(docs) != 0 {
 			t.Fatalf("ListSubject(%d-byte subject) = %d documents, %v; want none, nil", len(s), len(docs), err)
 		}
 	}
 	// Past the deadline, still held until swept: listed as expired.
 	v.clock.Advance(DefaultRetention)
-	docs, err = v.ListSubject(ctx, member, by)
+	docs, err = v.Admin().ListSubject(ctx, member, by)
 	if err != nil || len(docs) != 2 || !docs[0].Expired {
 		t.Fatalf("after the deadline: %d documents, %v", len(docs), err)
 	}
 
-	if _, err := v.ListSubject(ctx, member, Actor{}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := v.Admin().ListSubject(ctx, member, Actor{}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("empty actor: %v", err)
 	}
 	n := 0

@@ -15,7 +15,7 @@ import (
 	"github.com/idvault/idvault/vault/audit"
 )
 
-// The metrics a Vault reports through Config.MeterProvider (OpenTelemetry
+// The metrics a Vault reports through Config.Observability.MeterProvider (OpenTelemetry
 // names; a Prometheus exporter shows them as idvault_puts_total and so on).
 // Every one is derived from the audit records the vault writes, so a metric
 // and the audit log never disagree; attributes are fixed labels (event,
@@ -89,7 +89,7 @@ var libraryVersion = sync.OnceValue(func() string {
 
 // telemetry turns audit records into log lines and metrics.
 type telemetry struct {
-	log *slog.Logger // never nil: a discarding logger when Config.Logger is nil
+	log *slog.Logger // never nil: a discarding logger when Config.Observability.Logger is nil
 
 	puts, grants, redemptions, refusals metric.Int64Counter
 	released, deletions, sweeps, alerts metric.Int64Counter
@@ -100,11 +100,11 @@ type telemetry struct {
 }
 
 func newTelemetry(cfg Config) *telemetry {
-	t := &telemetry{log: cfg.Logger}
+	t := &telemetry{log: cfg.Observability.Logger}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
-	mp := cfg.MeterProvider
+	mp := cfg.Observability.MeterProvider
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}

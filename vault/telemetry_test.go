@@ -115,11 +115,11 @@ func TestTelemetryCounts(t *testing.T) {
 	st := fsBackend(t)
 	var alerts []Alert
 	v := openTestVault(t, st, testKEK(t), func(c *Config) {
-		c.MeterProvider = rec
-		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		c.Quota = Quota{Documents: 2, Burst: 100}
-		c.AlertOnly = true // counts two quota alerts of one principal
-		c.OnAlert = func(a Alert) { alerts = append(alerts, a) }
+		c.Observability.MeterProvider = rec
+		c.Observability.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Detection.Quota = Quota{Documents: 2, Burst: 100}
+		c.Detection.AlertOnly = true // counts two quota alerts of one principal
+		c.Detection.OnAlert = func(a Alert) { alerts = append(alerts, a) }
 	})
 	ctx := context.Background()
 	const subject = "member-raw-id-7731@example.org"
@@ -143,14 +143,14 @@ func TestTelemetryCounts(t *testing.T) {
 	if _, err := v.Grant(ctx, ids[2], Access{Principal: "rev-1", Purpose: "age-check"}); !errors.Is(err, ErrQuotaExceeded) {
 		t.Fatalf("third document over a quota of 2: %v", err)
 	}
-	if err := v.Delete(ctx, ids[1], testActor); err != nil {
+	if err := v.Admin().Delete(ctx, ids[1], testActor); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.SyncAudit(ctx); err != nil { // release records are folded off the client's path
+	if err := v.Admin().SyncAudit(ctx); err != nil { // release records are folded off the client's path
 		t.Fatal(err)
 	}
 	v.clock.Advance(DefaultRetention + 2*3600e9)
-	rep, err := v.Sweep(ctx, testActor)
+	rep, err := v.Admin().Sweep(ctx, testActor)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +198,8 @@ func TestTelemetryAuditFailure(t *testing.T) {
 	var logs syncBuffer
 	fs := &flakyStore{Store: fsBackend(t), prefix: "audit/"}
 	v := openTestVault(t, fs, testKEK(t), func(c *Config) {
-		c.MeterProvider = rec
-		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		c.Observability.MeterProvider = rec
+		c.Observability.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	info := putImage(t, v, image(10<<10, ""), "m")
 	fs.down.Store(true)
@@ -224,7 +224,7 @@ func TestTelemetryAuditFailure(t *testing.T) {
 // the reader is closed, whether read by Read or by WriteTo.
 func TestReleasedBytes(t *testing.T) {
 	rec := newRecMeter()
-	v := openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.MeterProvider = rec })
+	v := openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.Observability.MeterProvider = rec })
 	body := strings.Repeat("x", 10000)
 	rc := v.countReleased(io.NopCloser(strings.NewReader(body)))
 	buf := make([]byte, 3000)
@@ -273,7 +273,7 @@ func TestTelemetrySilentByDefault(t *testing.T) {
 // on the provider's resource).
 func TestTelemetryScope(t *testing.T) {
 	rec := newRecMeter()
-	openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.MeterProvider = rec })
+	openTestVault(t, fsBackend(t), testKEK(t), func(c *Config) { c.Observability.MeterProvider = rec })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if len(rec.scopes) != 1 || rec.scopes[0] != MeterName+"@"+libraryVersion() || libraryVersion() == "" {
@@ -288,14 +288,14 @@ func TestTelemetryScope(t *testing.T) {
 func TestTelemetryCanariesLikePuts(t *testing.T) {
 	rec := newRecMeter()
 	st := fsBackend(t)
-	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.MeterProvider = rec })
+	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.Observability.MeterProvider = rec })
 	ctx := context.Background()
 	putImage(t, v, image(8<<10, ""), "member-1")
-	if _, err := v.PlantCanaries(ctx, 3); err != nil {
+	if _, err := v.Admin().PlantCanaries(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
 	putImage(t, v, image(8<<10, ""), "member-2")
-	if err := v.SyncAudit(ctx); err != nil {
+	if err := v.Admin().SyncAudit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	putOK := 0

@@ -93,7 +93,7 @@ func refusalKinds(t *testing.T, v *testVault) map[string]func() (string, string)
 	}
 	gone := putImage(t, v, image(40<<10, ""), "m")
 	goneTok := grant(t, v, gone.ID, "r")
-	if err := v.Delete(ctx, gone.ID, testActor); err != nil {
+	if err := v.Admin().Delete(ctx, gone.ID, testActor); err != nil {
 		t.Fatal(err)
 	}
 	info, err := v.Put(ctx, Document{Body: bytes.NewReader(image(40<<10, "")), Size: 40 << 10, Subject: "m", Retention: 20 * time.Second})
@@ -279,7 +279,7 @@ func TestRefusalTimingUniformS3(t *testing.T) {
 		t.Skip("timing test: seconds of wall time")
 	}
 	st := s3Backend(t)
-	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.Quota = Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20} })
+	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.Detection.Quota = Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20} })
 	kinds := refusalKinds(t, v)
 	srv := httptest.NewServer(v.Handler(HandlerOptions{Principal: principalHeader}))
 	defer srv.Close()

@@ -28,7 +28,7 @@ const (
 	DefaultMaxGrantTTL = 5 * time.Minute
 	DefaultLeeway      = 2 * time.Second
 	MaxLeeway          = 5 * time.Second
-	// MaxGrantTTLLimit bounds Config.MaxGrantTTL: token keys are retired,
+	// MaxGrantTTLLimit bounds Config.Access.MaxGrantTTL: token keys are retired,
 	// and ledger notes collected, on the assumption that no token lives
 	// longer.
 	MaxGrantTTLLimit = time.Hour
@@ -45,67 +45,136 @@ type Config struct {
 	Store store.Store
 	// KEK wraps every data key and the vault's keyset. Required.
 	KEK kms.KEK
-	// DecryptKEKs open key records and a keyset wrapped under them, chosen
-	// by the KEK ID in each record's clear header; they never wrap
-	// anything. During a KEK migration (Vault.Rewrap) every instance lists
-	// the KEK it does not wrap with, so that no object is unreadable at any
-	// moment. Nil: only KEK.
-	DecryptKEKs []kms.KEK
+
+	// Storage: where key records live, which KEKs may open them, and how large
+	// a document may be.
+	Storage StorageConfig
+
+	// Retention: how long documents are kept, and the sweeps that delete them.
+	Retention RetentionConfig
+
+	// Access: how long a grant may live, the clock skew tolerated, who may
+	// decide, and how staff are named to a member.
+	Access AccessConfig
+
+	// Detection: quotas, their shared counts, alerts, canaries and freezing.
+	Detection DetectionConfig
+
+	// Audit: how long the audit log is write-once, and whether Open insists on
+	// it.
+	Audit AuditConfig
+
+	// Observability: logs and metrics.
+	Observability ObservabilityConfig
+
+	// Now is the clock (default time.Now). Tests inject one.
+	Now func() time.Time
+}
+
+// StorageConfig is Config.Storage: where key records live, which KEKs may
+// open them, and how large a document may be. Its zero value is the safe
+// default.
+type StorageConfig struct {
 	// KeyStore, if set, holds the key records (keys/<id>) instead of Store.
 	// Keep it unversioned and out of backups: deleting a key record then
 	// shreds the object even where copies of its ciphertext survive.
 	KeyStore store.Store
 
-	// Retention is how long a document is kept after Put (default 72 h).
-	Retention time.Duration
-	// MaxRetention bounds Document.Retention overrides (default: Retention,
-	// so an override can only shorten).
-	MaxRetention time.Duration
-	// MaxSize is the largest accepted document in bytes (default 25 MiB).
-	MaxSize int64
-	// MaxGrantTTL is the longest Access.TTL Grant accepts (default 5 min,
-	// at most MaxGrantTTLLimit); Grant refuses a longer TTL.
-	MaxGrantTTL time.Duration
-	// ClockLeeway is the tolerance for clock skew between instances when
-	// checking token expiry (default 2 s, at most 5 s).
-	ClockLeeway time.Duration
-	// AuditRetention is how long audit batches stay write-once
-	// (default 400 days; negative disables object lock on audit objects).
-	AuditRetention time.Duration
+	// DecryptKEKs open key records and a keyset wrapped under them, chosen
+	// by the KEK ID in each record's clear header; they never wrap
+	// anything. During a KEK migration (Admin.Rewrap) every instance lists
+	// the KEK it does not wrap with, so that no object is unreadable at any
+	// moment. Nil: only KEK.
+	DecryptKEKs []kms.KEK
 
-	// SweepEvery, if positive, runs Sweep in the background at that
-	// interval until Close. Errors go to OnSweepError.
-	SweepEvery time.Duration
-	// SweepPrincipal is the actor the background sweeps record (default
-	// DefaultSweepPrincipal).
-	SweepPrincipal string
-	// OnSweepError receives background Sweep errors (optional).
-	OnSweepError func(error)
-	// OrphanGrace is how long a payload may exist without a key record
-	// before Sweep collects it (default 1 h; a Put in flight has none yet).
-	OrphanGrace time.Duration
 	// AllowVersionedKeyStore accepts a key store with object versioning.
 	// Off by default: on a versioned bucket "deleting" a key record keeps
 	// an old version, so nothing is shredded.
 	AllowVersionedKeyStore bool
 
+	// MaxSize is the largest accepted document in bytes (default 25 MiB).
+	MaxSize int64
+}
+
+// RetentionConfig is Config.Retention: how long documents are kept, and the
+// sweeps that delete them. Its zero value is the safe default.
+type RetentionConfig struct {
+	// Period is how long a document is kept after Put (default 72 h).
+	Period time.Duration
+
+	// Max bounds Document.Retention overrides (default: Period,
+	// so an override can only shorten).
+	Max time.Duration
+
+	// SweepEvery, if positive, runs Sweep in the background at that
+	// interval until Close. Errors go to OnSweepError.
+	SweepEvery time.Duration
+
+	// SweepPrincipal is the actor the background sweeps record (default
+	// DefaultSweepPrincipal).
+	SweepPrincipal string
+
+	// OnSweepError receives background Sweep errors (optional).
+	OnSweepError func(error)
+
+	// OrphanGrace is how long a payload may exist without a key record
+	// before Sweep collects it (default 1 h; a Put in flight has none yet).
+	OrphanGrace time.Duration
+}
+
+// AccessConfig is Config.Access: how long a grant may live, the clock skew
+// tolerated, who may decide, and how staff are named to a member. Its zero
+// value is the safe default.
+type AccessConfig struct {
+	// MaxGrantTTL is the longest Access.TTL Grant accepts (default 5 min,
+	// at most MaxGrantTTLLimit); Grant refuses a longer TTL.
+	MaxGrantTTL time.Duration
+
+	// ClockLeeway is the tolerance for clock skew between instances when
+	// checking token expiry (default 2 s, at most 5 s).
+	ClockLeeway time.Duration
+
+	// MaxStreamsPerPrincipal bounds the redemption streams one principal
+	// may have open at once (default DefaultMaxStreams); Redeem refuses
+	// more with ErrQuotaExceeded, before spending the token.
+	MaxStreamsPerPrincipal int
+
+	// DecideWithoutView reports whether principal may Decide about
+	// documents it has not redeemed a token for within DecideWindow (a
+	// supervisor closing a queue, a batch job). Nil: nobody may.
+	DecideWithoutView func(principal string) bool
+
+	// RoleOf names the role of a principal in ListSubject's answer, which
+	// tells a member how often each role viewed a document without naming
+	// the staff (nil: every principal is DefaultRole).
+	RoleOf func(principal string) string
+}
+
+// DetectionConfig is Config.Detection: quotas, their shared counts, alerts,
+// canaries and freezing. Its zero value is the safe default.
+type DetectionConfig struct {
 	// Quota bounds each principal's grants and redemptions (zero fields:
 	// the documented defaults, 200 distinct documents an hour).
 	Quota Quota
+
 	// QuotaFor, if set, gives the quota of a principal (per class:
 	// reviewers, auditors, batch jobs); it overrides Quota.
 	QuotaFor func(principal string) Quota
+
 	// Limiter keeps the quota and alert counts (default: NewStoreLimiter
 	// on Store, shared by every instance on the store). An in-process
 	// NewMemoryLimiter is refused while other instances are live on the
 	// store, unless AllowLocalLimiter.
 	Limiter Limiter
+
 	// AllowLocalLimiter opts out of shared counts: Open accepts an
 	// in-process Limiter even when other instances use the store.
 	AllowLocalLimiter bool
+
 	// OnAlert is called, synchronously, for every alert (quota exceeded,
 	// bulk access, refusal burst, canary touched); each is also audited.
 	OnAlert func(Alert)
+
 	// CanaryRate sets how many canaries the vault plants and lists: it
 	// shadows one in CanaryRate uploading subjects with a canary subject
 	// whose documents mirror theirs, planted on the rhythm of the uploads
@@ -113,10 +182,7 @@ type Config struct {
 	// listed documents. Default DefaultCanaryRate (40); negative: no
 	// canaries at all.
 	CanaryRate int
-	// MaxStreamsPerPrincipal bounds the redemption streams one principal
-	// may have open at once (default DefaultMaxStreams); Redeem refuses
-	// more with ErrQuotaExceeded, before spending the token.
-	MaxStreamsPerPrincipal int
+
 	// AlertOnly opts out of freezing. By default a principal that raises
 	// an alert (a canary touched, a burst, views without decisions, a
 	// quota) is frozen: every further grant, redemption and decision is
@@ -127,41 +193,44 @@ type Config struct {
 	// taking documents up to the hour, day and week quotas until someone
 	// acts.
 	AlertOnly bool
+
 	// FreezeOnAlert is what the default does now.
 	//
 	// Deprecated: freezing on alert is the default; remove the field. Set
 	// AlertOnly to keep the old default (alerts without a freeze). Setting
 	// both is refused by Open.
 	FreezeOnAlert bool
-	// DecideWithoutView reports whether principal may Decide about
-	// documents it has not redeemed a token for within DecideWindow (a
-	// supervisor closing a queue, a batch job). Nil: nobody may.
-	DecideWithoutView func(principal string) bool
+}
 
-	// RequireWriteOnceAudit makes Open fail with ErrInvalidArgument unless
+// AuditConfig is Config.Audit: how long the audit log is write-once, and
+// whether Open insists on it. Its zero value is the safe default.
+type AuditConfig struct {
+	// Retention is how long audit batches stay write-once
+	// (default 400 days; negative disables object lock on audit objects).
+	Retention time.Duration
+
+	// RequireWriteOnce makes Open fail with ErrInvalidArgument unless
 	// the audit log is write-once: a Store that reports retention support
-	// (s3store on a bucket with object lock) and a positive AuditRetention.
+	// (s3store on a bucket with object lock) and a positive Audit.Retention.
 	// Off by default, where a store without write-once keeps working and
 	// someone who can delete objects can remove audit checkpoints.
-	RequireWriteOnceAudit bool
+	RequireWriteOnce bool
+}
 
+// ObservabilityConfig is Config.Observability: logs and metrics. Its zero
+// value is the safe default.
+type ObservabilityConfig struct {
 	// Logger receives operational events: sweeps, alerts, audit write
 	// failures, key rotations, holds (nil: silent). It never receives a
 	// token, key, plaintext or raw subject.
 	Logger *slog.Logger
+
 	// MeterProvider receives the vault's metrics (the Metric* names; nil:
 	// a no-op provider). Attributes are fixed labels, never an identity.
 	// The vault reports under its instrumentation scope (MeterName and the
 	// module version); the service name belongs to the provider's resource,
 	// which the application sets.
 	MeterProvider metric.MeterProvider
-	// RoleOf names the role of a principal in ListSubject's answer, which
-	// tells a member how often each role viewed a document without naming
-	// the staff (nil: every principal is DefaultRole).
-	RoleOf func(principal string) string
-
-	// Now is the clock (default time.Now). Tests inject one.
-	Now func() time.Time
 }
 
 // Vault stores identity documents encrypted and releases them only through
@@ -223,60 +292,60 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if cfg.Store == nil || cfg.KEK == nil {
 		return nil, fmt.Errorf("vault: open: Store and KEK are required: %w", ErrInvalidArgument)
 	}
-	if cfg.Retention <= 0 {
-		cfg.Retention = DefaultRetention
+	if cfg.Retention.Period <= 0 {
+		cfg.Retention.Period = DefaultRetention
 	}
-	if cfg.MaxRetention <= 0 {
-		cfg.MaxRetention = cfg.Retention
+	if cfg.Retention.Max <= 0 {
+		cfg.Retention.Max = cfg.Retention.Period
 	}
-	if cfg.MaxRetention < cfg.Retention {
+	if cfg.Retention.Max < cfg.Retention.Period {
 		return nil, fmt.Errorf("vault: open: MaxRetention below Retention: %w", ErrInvalidArgument)
 	}
-	if cfg.MaxSize <= 0 {
-		cfg.MaxSize = DefaultMaxSize
+	if cfg.Storage.MaxSize <= 0 {
+		cfg.Storage.MaxSize = DefaultMaxSize
 	}
-	if cfg.MaxGrantTTL <= 0 {
-		cfg.MaxGrantTTL = DefaultMaxGrantTTL
+	if cfg.Access.MaxGrantTTL <= 0 {
+		cfg.Access.MaxGrantTTL = DefaultMaxGrantTTL
 	}
-	if cfg.MaxGrantTTL > MaxGrantTTLLimit {
+	if cfg.Access.MaxGrantTTL > MaxGrantTTLLimit {
 		return nil, fmt.Errorf("vault: open: MaxGrantTTL above %s: %w", MaxGrantTTLLimit, ErrInvalidArgument)
 	}
-	if cfg.MaxStreamsPerPrincipal <= 0 {
-		cfg.MaxStreamsPerPrincipal = DefaultMaxStreams
+	if cfg.Access.MaxStreamsPerPrincipal <= 0 {
+		cfg.Access.MaxStreamsPerPrincipal = DefaultMaxStreams
 	}
-	if cfg.ClockLeeway == 0 {
-		cfg.ClockLeeway = DefaultLeeway
+	if cfg.Access.ClockLeeway == 0 {
+		cfg.Access.ClockLeeway = DefaultLeeway
 	}
-	if cfg.ClockLeeway < 0 || cfg.ClockLeeway > MaxLeeway {
+	if cfg.Access.ClockLeeway < 0 || cfg.Access.ClockLeeway > MaxLeeway {
 		return nil, fmt.Errorf("vault: open: ClockLeeway must be within 0..5s: %w", ErrInvalidArgument)
 	}
-	if cfg.AuditRetention == 0 {
-		cfg.AuditRetention = DefaultAuditRetention
+	if cfg.Audit.Retention == 0 {
+		cfg.Audit.Retention = DefaultAuditRetention
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.SweepPrincipal == "" {
-		cfg.SweepPrincipal = DefaultSweepPrincipal
+	if cfg.Retention.SweepPrincipal == "" {
+		cfg.Retention.SweepPrincipal = DefaultSweepPrincipal
 	}
-	if cfg.AlertOnly && cfg.FreezeOnAlert {
+	if cfg.Detection.AlertOnly && cfg.Detection.FreezeOnAlert {
 		return nil, fmt.Errorf("vault: open: AlertOnly and FreezeOnAlert contradict each other (freezing is the default): %w", ErrInvalidArgument)
 	}
 	// The stores' errors say what happened in the vault's terms
 	// (ErrStoreUnavailable, ErrStoreFull): see storeerrors.go.
-	v := &Vault{cfg: cfg, st: checkStore(cfg.Store), keys: checkStore(cfg.KeyStore), kek: newKEKRing(cfg.KEK, cfg.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), lateSlots: make(chan struct{}, maxLate), cleanupSlots: make(chan struct{}, maxCleanups), tel: newTelemetry(cfg)}
+	v := &Vault{cfg: cfg, st: checkStore(cfg.Store), keys: checkStore(cfg.Storage.KeyStore), kek: newKEKRing(cfg.KEK, cfg.Storage.DecryptKEKs), now: cfg.Now, closed: make(chan struct{}), lateSlots: make(chan struct{}, maxLate), cleanupSlots: make(chan struct{}, maxCleanups), tel: newTelemetry(cfg)}
 	if v.keys == nil {
 		v.keys = v.st
 	}
 	if _, err := rand.Read(v.instance[:]); err != nil {
 		return nil, err
 	}
-	v.limiter = cfg.Limiter
+	v.limiter = cfg.Detection.Limiter
 	if v.limiter == nil {
 		v.limiter = NewStoreLimiter(v.st)
 	}
-	v.detector = detect.New(v.limiter, detect.Options{Rules: cfg.Quota.rules()})
-	if err := checkUnversioned(ctx, v.keys, cfg.AllowVersionedKeyStore); err != nil {
+	v.detector = detect.New(v.limiter, detect.Options{Rules: cfg.Detection.Quota.rules()})
+	if err := checkUnversioned(ctx, v.keys, cfg.Storage.AllowVersionedKeyStore); err != nil {
 		return nil, err
 	}
 	if err := checkWriteOnceAudit(ctx, v.st, cfg); err != nil {
@@ -296,7 +365,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 	if v.ledgerSigner, err = audit.NewLedgerSigner(sys.auditSigner); err != nil {
 		return nil, fmt.Errorf("vault: open: %w", err)
 	}
-	retain := cfg.AuditRetention
+	retain := cfg.Audit.Retention
 	if retain < 0 {
 		retain = 0
 	}
@@ -362,9 +431,9 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		}()
 		v.adoptLedger(actx)
 	})
-	if cfg.SweepEvery > 0 {
+	if cfg.Retention.SweepEvery > 0 {
 		v.sweeperDone = make(chan struct{})
-		go v.sweepLoop(cfg.SweepEvery)
+		go v.sweepLoop(cfg.Retention.SweepEvery)
 	}
 	if v.canaryRate() >= 0 {
 		v.canaries.wake = make(chan struct{}, 1)
@@ -429,7 +498,7 @@ func checkUnversioned(ctx context.Context, st store.Store, allow bool) error {
 	}
 	if on {
 		return fmt.Errorf("vault: open: the key store keeps object versions, so deleting a key record would not shred it; "+
-			"put key records in an unversioned bucket (Config.KeyStore): %w", ErrInvalidArgument)
+			"put key records in an unversioned bucket (Config.Storage.KeyStore): %w", ErrInvalidArgument)
 	}
 	return nil
 }
@@ -452,10 +521,10 @@ func (v *Vault) sweepLoop(every time.Duration) {
 				case <-ctx.Done():
 				}
 			}()
-			_, err := v.Sweep(ctx, Actor{Principal: v.cfg.SweepPrincipal, Reason: "Config.SweepEvery"})
+			_, err := v.Admin().Sweep(ctx, Actor{Principal: v.cfg.Retention.SweepPrincipal, Reason: "Config.Retention.SweepEvery"})
 			cancel()
-			if err != nil && !errors.Is(err, ErrClosed) && !v.isClosed() && v.cfg.OnSweepError != nil {
-				v.cfg.OnSweepError(err)
+			if err != nil && !errors.Is(err, ErrClosed) && !v.isClosed() && v.cfg.Retention.OnSweepError != nil {
+				v.cfg.Retention.OnSweepError(err)
 			}
 		}
 	}
@@ -493,7 +562,7 @@ func (v *Vault) AuditVerifierKey() string {
 	return sys.auditVerifier
 }
 
-// Close stops the background sweeps (Config.SweepEvery) and ledger
+// Close stops the background sweeps (Config.Retention.SweepEvery) and ledger
 // adoption, folds the releases still queued into the audit log, waits for
 // the background work of failed calls (cleanups, failure records; each
 // bounded on its own, see DeadlineMargin), then writes the audit log's
@@ -590,12 +659,12 @@ type objectLocker interface {
 	ObjectLock() bool
 }
 
-// checkWriteOnceAudit enforces Config.RequireWriteOnceAudit.
+// checkWriteOnceAudit enforces Config.Audit.RequireWriteOnce.
 func checkWriteOnceAudit(_ context.Context, st store.Store, cfg Config) error {
-	if !cfg.RequireWriteOnceAudit {
+	if !cfg.Audit.RequireWriteOnce {
 		return nil
 	}
-	if cfg.AuditRetention < 0 {
+	if cfg.Audit.Retention < 0 {
 		return fmt.Errorf("vault: open: RequireWriteOnceAudit is set but AuditRetention is negative: %w", ErrInvalidArgument)
 	}
 	if ol, ok := storeOf(st).(objectLocker); !ok || !ol.ObjectLock() {

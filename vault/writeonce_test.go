@@ -39,8 +39,8 @@ func TestRequireWriteOnceAudit(t *testing.T) {
 		{"object lock", s3(true), 0, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := Config{Store: c.st, KeyStore: keys, KEK: testKEK(t), RequireWriteOnceAudit: true}
-			cfg.AuditRetention = cfgDuration(c.retention)
+			cfg := Config{Store: c.st, KEK: testKEK(t), Storage: StorageConfig{KeyStore: keys}, Audit: AuditConfig{RequireWriteOnce: true}}
+			cfg.Audit.Retention = cfgDuration(c.retention)
 			v, err := Open(ctx, cfg)
 			if c.ok {
 				if err != nil {
@@ -60,7 +60,7 @@ func TestRequireWriteOnceAudit(t *testing.T) {
 				t.Fatalf("a refused Open wrote %d objects", len(ks))
 			}
 			// Without the option the same store opens (degraded, as documented).
-			cfg.RequireWriteOnceAudit = false
+			cfg.Audit.RequireWriteOnce = false
 			v, err = Open(ctx, cfg)
 			if err != nil {
 				t.Fatalf("Open without RequireWriteOnceAudit: %v", err)

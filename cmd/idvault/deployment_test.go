@@ -333,7 +333,7 @@ func newVaultDir(t *testing.T, keysDir string, n int) (dir, kekFile string) {
 	st := openFS(t, dir)
 	cfg := vault.Config{Store: st, KEK: kek}
 	if keysDir != "" {
-		cfg.KeyStore = openFS(t, keysDir)
+		cfg.Storage.KeyStore = openFS(t, keysDir)
 	}
 	v, err := vault.Open(ctx, cfg)
 	if err != nil {

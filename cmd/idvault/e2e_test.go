@@ -251,7 +251,7 @@ func putExpired(t *testing.T, client *minio.Client, data, keys, kekPath, pass st
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.Open(ctx, vault.Config{Store: ds, KeyStore: ks, KEK: kek, RequireWriteOnceAudit: true, Now: past})
+	v, err := vault.Open(ctx, vault.Config{Store: ds, KEK: kek, Now: past, Storage: vault.StorageConfig{KeyStore: ks}, Audit: vault.AuditConfig{RequireWriteOnce: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ Example:
 		a.keyBucket = fs.String("key-bucket", "", "deprecated: the unversioned key `BUCKET` on the data store's endpoint; use --key-store")
 		a.kek = addKEKFlags(fs)
 		a.create = fs.Bool("create-kek", false, "create the local: keyset when it does not exist")
-		a.maxRet = fs.Duration("max-retention", vault.DefaultRetention, "the vault's longest retention (Config.MaxRetention), which sets the backstop: `DURATION`")
+		a.maxRet = fs.Duration("max-retention", vault.DefaultRetention, "the vault's longest retention (Config.Retention.Max), which sets the backstop: `DURATION`")
 		a.actor = fs.String("as", "", "the acting `PRINCIPAL` to record in the deployment file (optional)")
 		a.state = fs.String("state", "", "audit verify's state `FILE`, to record in the deployment file (optional)")
 		a.witness = fs.String("witness", "", "the signed heads `FILE`, kept outside the store's writers' reach: written now and recorded in the deployment file (optional)")
@@ -213,7 +213,7 @@ func (c *cli) init(ctx context.Context, a *initArgs, fs *flag.FlagSet) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	v, err := vault.Open(ctx, vault.Config{Store: data, KeyStore: keys, KEK: kek, RequireWriteOnceAudit: write})
+	v, err := vault.Open(ctx, vault.Config{Store: data, KEK: kek, Storage: vault.StorageConfig{KeyStore: keys}, Audit: vault.AuditConfig{RequireWriteOnce: write}})
 	if err != nil {
 		return c.fail(err)
 	}

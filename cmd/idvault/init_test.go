@@ -114,7 +114,7 @@ func TestInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.Open(ctx, vault.Config{Store: dst, KeyStore: kst, KEK: kek, RequireWriteOnceAudit: true})
+	v, err := vault.Open(ctx, vault.Config{Store: dst, KEK: kek, Storage: vault.StorageConfig{KeyStore: kst}, Audit: vault.AuditConfig{RequireWriteOnce: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestInit(t *testing.T) {
 	for _, step := range []struct {
 		hold func(context.Context, string, vault.Actor) error
 		want string
-	}{{nil, "yes"}, {v.Hold, "no"}} {
+	}{{nil, "yes"}, {v.Admin().Hold, "no"}} {
 		if step.hold != nil {
 			if err := step.hold(ctx, info.ID, vault.Actor{Principal: "legal"}); err != nil {
 				t.Fatal(err)

@@ -48,7 +48,7 @@ var kekRewrapCommand = &command{
 	help: `Re-wraps every data key, and the vault's own keyset, from the KEK --from to
 the KEK --to, without touching payloads. The vault ID, every document and
 every token survive. Safe while other instances serve, provided each can open
-both KEKs (vault.Config.DecryptKEKs); resumable: after a crash, run it again
+both KEKs (vault.Config.Storage.DecryptKEKs); resumable: after a crash, run it again
 and it skips what is done. Audited (start and end) with --as.
 
 --from defaults to the deployment's kek. When it came from the deployment
@@ -210,7 +210,7 @@ func (c *cli) kekRewrap(ctx context.Context, storeURL, keyStoreURL, fromURI, toU
 	if err := checkKeysVisible(ctx, d); err != nil {
 		return c.fail(err)
 	}
-	v, err := vault.Open(ctx, vault.Config{Store: d.data, KeyStore: d.keys, KEK: to, DecryptKEKs: []kms.KEK{from}})
+	v, err := vault.Open(ctx, vault.Config{Store: d.data, KEK: to, Storage: vault.StorageConfig{KeyStore: d.keys, DecryptKEKs: []kms.KEK{from}}})
 	if err != nil {
 		return c.fail(err)
 	}
@@ -219,7 +219,7 @@ func (c *cli) kekRewrap(ctx context.Context, storeURL, keyStoreURL, fromURI, toU
 	if isTerminal(c.stderr) {
 		opts.Progress = func(p vault.RewrapProgress) { drawRewrapBar(c.stderr, p) }
 	}
-	rep, err := v.Rewrap(ctx, from, to, by, opts)
+	rep, err := v.Admin().Rewrap(ctx, from, to, by, opts)
 	if opts.Progress != nil {
 		fmt.Fprintln(c.stderr)
 	}

@@ -76,7 +76,7 @@ func (c *cli) sweep(ctx context.Context, storeURL, keyStoreURL string, kf *kekFl
 	if err := checkKeysVisible(ctx, d); err != nil {
 		return c.fail(err)
 	}
-	v, err := vault.Open(ctx, vault.Config{Store: d.data, KeyStore: d.keys, KEK: kek})
+	v, err := vault.Open(ctx, vault.Config{Store: d.data, KEK: kek, Storage: vault.StorageConfig{KeyStore: d.keys}})
 	if err != nil {
 		return c.fail(err)
 	}
@@ -85,7 +85,7 @@ func (c *cli) sweep(ctx context.Context, storeURL, keyStoreURL string, kf *kekFl
 	if isTerminal(c.stderr) {
 		progress = func(p vault.SweepProgress) { drawBar(c.stderr, p) }
 	}
-	rep, err := v.SweepWithProgress(ctx, vault.Actor{Principal: actor, Reason: "idvault sweep"}, progress)
+	rep, err := v.Admin().SweepWithProgress(ctx, vault.Actor{Principal: actor, Reason: "idvault sweep"}, progress)
 	if progress != nil {
 		fmt.Fprintln(c.stderr)
 	}

@@ -13,7 +13,7 @@ var tokenRotateCommand = &command{
 	summary: "rotate the key that seals access tokens",
 	usage:   "token rotate --as PRINCIPAL [--reason TEXT] [--revoke] [--store URL] [--key-store URL] --kek URI [--passphrase SOURCE]",
 	help: `Adds a fresh token-sealing key to the vault's keyset and makes it the one new
-tokens are sealed with (Vault.RotateTokenKey). Tokens already issued keep
+tokens are sealed with (Admin.RotateTokenKey). Tokens already issued keep
 opening until they expire (60 s by default), so nothing in flight breaks;
 running vaults pick the new key up on their own. The rotation is recorded in
 the audit log with the acting principal and reason. Run it from one place at a
@@ -60,11 +60,11 @@ Example:
 			if err := checkKeyStoreNamed(ctx, d); err != nil {
 				return c.fail(err)
 			}
-			v, err := vault.Open(ctx, vault.Config{Store: d.data, KeyStore: d.keys, KEK: kek})
+			v, err := vault.Open(ctx, vault.Config{Store: d.data, KEK: kek, Storage: vault.StorageConfig{KeyStore: d.keys}})
 			if err != nil {
 				return c.fail(err)
 			}
-			err = v.RotateTokenKey(ctx, by, vault.RotateOptions{Revoke: *revoke})
+			err = v.Admin().RotateTokenKey(ctx, by, vault.RotateOptions{Revoke: *revoke})
 			if cerr := v.Close(ctx); err == nil {
 				err = cerr
 			}

@@ -8,7 +8,7 @@ import (
 )
 
 // alertLog keeps the most recent alerts the vault reported through
-// Config.OnAlert. The vault calls add synchronously on the request path, so
+// Config.Detection.OnAlert. The vault calls add synchronously on the request path, so
 // it only appends under a mutex. It is safe for concurrent use.
 type alertLog struct {
 	mu  sync.Mutex
@@ -18,7 +18,7 @@ type alertLog struct {
 
 func newAlertLog(max int) *alertLog { return &alertLog{max: max} }
 
-// add is the vault's Config.OnAlert.
+// add is the vault's Config.Detection.OnAlert.
 func (l *alertLog) add(a vault.Alert) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -26,7 +26,7 @@ var errNotSignedIn = errors.New("agegate: not signed in")
 // Options configures the app. Zero values are the defaults.
 type Options struct {
 	// MaxUpload is the largest accepted image in bytes (default 10 MiB).
-	// Keep it at or below the vault's Config.MaxSize.
+	// Keep it at or below the vault's Config.Storage.MaxSize.
 	MaxUpload int64
 	// StatePath is the JSON file of pending submissions, decisions and
 	// canaries ("" keeps them in memory only). It never holds image data.

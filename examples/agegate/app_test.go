@@ -454,7 +454,7 @@ func TestExpiry(t *testing.T) {
 	if urls, _, _ := rita.reviewQueue(); len(urls) != 0 {
 		t.Fatalf("queue after the deadline: %d", len(urls))
 	}
-	rep, err := te.v.Sweep(context.Background(), vault.Actor{Principal: "test-sweeper"})
+	rep, err := te.v.Admin().Sweep(context.Background(), vault.Actor{Principal: "test-sweeper"})
 	if err != nil || rep.Expired != 1 {
 		t.Fatalf("Sweep: %+v, %v", rep, err)
 	}

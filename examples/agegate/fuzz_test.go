@@ -52,7 +52,7 @@ func FuzzUpload(f *testing.F) {
 		f.Fatal(err)
 	}
 	st := memstore.New()
-	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, MaxSize: 4096})
+	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, Storage: vault.StorageConfig{MaxSize: 4096}})
 	if err != nil {
 		f.Fatal(err)
 	}

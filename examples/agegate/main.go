@@ -205,24 +205,34 @@ func setup(ctx context.Context, cfg config, logger *log.Logger) (*environment, e
 
 	alerts := newAlertLog(200)
 	v, err := vault.Open(ctx, vault.Config{
-		Store:    st,
-		KeyStore: keys,
-		KEK:      kek,
-		// On S3 the audit log must be write-once: Open fails on a bucket
-		// without object lock instead of degrading silently.
-		RequireWriteOnceAudit: s3mode,
-		MeterProvider:         metrics.provider,
-		Logger:                slog.New(slog.NewTextHandler(logger.Writer(), nil)),
-		MaxSize:               cfg.MaxUpload,
-		SweepEvery:            10 * time.Minute, // undecided images go at the 72-hour expiry
-		OnSweepError:          func(err error) { logger.Printf("sweep: %v", err) },
-		OnAlert:               alerts.add,
-		// Freezing is the vault's default; -freeze=false opts out.
-		AlertOnly: !cfg.Freeze,
-		// The vault plants canaries among the uploads on their own rhythm
-		// (never at startup); the queue lists them (handleQueue).
-		CanaryRate: cfg.CanaryRate,
-		Now:        cfg.Now,
+		Store: st,
+		KEK:   kek,
+		Now:   cfg.Now,
+		Storage: vault.StorageConfig{
+			KeyStore: keys,
+			MaxSize:  cfg.MaxUpload,
+		},
+		Retention: vault.RetentionConfig{
+			SweepEvery:   10 * time.Minute, // undecided images go at the 72-hour expiry
+			OnSweepError: func(err error) { logger.Printf("sweep: %v", err) },
+		},
+		Detection: vault.DetectionConfig{
+			OnAlert: alerts.add,
+			// Freezing is the vault's default; -freeze=false opts out.
+			AlertOnly: !cfg.Freeze,
+			// The vault plants canaries among the uploads on their own rhythm
+			// (never at startup); the queue lists them (handleQueue).
+			CanaryRate: cfg.CanaryRate,
+		},
+		Audit: vault.AuditConfig{
+			// On S3 the audit log must be write-once: Open fails on a bucket
+			// without object lock instead of degrading silently.
+			RequireWriteOnce: s3mode,
+		},
+		Observability: vault.ObservabilityConfig{
+			MeterProvider: metrics.provider,
+			Logger:        slog.New(slog.NewTextHandler(logger.Writer(), nil)),
+		},
 	})
 	if err != nil {
 		return nil, err

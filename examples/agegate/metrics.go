@@ -18,7 +18,7 @@ import (
 const serviceName = "idvault-agegate"
 
 // metrics is the OpenTelemetry pipeline behind GET /metrics: the vault
-// reports through provider (vault.Config.MeterProvider), and the
+// reports through provider (vault.Config.Observability.MeterProvider), and the
 // Prometheus exporter serves what it collected from its own registry.
 type metrics struct {
 	provider *sdkmetric.MeterProvider

@@ -77,7 +77,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("decide: %d", r.status)
 	}
 	// Release records are folded into the audit log off the client's path.
-	if err := te.v.SyncAudit(context.Background()); err != nil {
+	if err := te.v.Admin().SyncAudit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	after := scrape(t, te)

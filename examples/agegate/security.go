@@ -37,7 +37,7 @@ type securityPage struct {
 	EventOpts []audit.Event
 	OutOpts   []audit.Outcome
 	Chart     chart
-	Live      []vault.Alert  // from Config.OnAlert, since this process started
+	Live      []vault.Alert  // from Config.Detection.OnAlert, since this process started
 	History   []audit.Record // audit records with event "alert", newest first
 	Frozen    []string
 	Canaries  []canaryStatus
@@ -85,7 +85,7 @@ func (a *App) handleSecurity(w http.ResponseWriter, r *http.Request) {
 		Live: a.alerts.recent(), VerifyKey: a.v.AuditVerifierKey()}
 	// This instance's latest releases are folded into the log in the
 	// background; wait for them so the page counts every view.
-	a.v.SyncAudit(ctx)
+	a.v.Admin().SyncAudit(ctx)
 	data.Verify = a.verify(ctx, now)
 
 	events, matched, err := newestRecords(ctx, a, f, recentEvents)
@@ -227,7 +227,7 @@ func (a *App) handleUnfreeze(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusBadRequest, "Which principal?")
 		return
 	}
-	if err := a.v.Unfreeze(r.Context(), p, vault.Actor{Principal: acct.ID, Reason: "on the security page"}); err != nil {
+	if err := a.v.Admin().Unfreeze(r.Context(), p, vault.Actor{Principal: acct.ID, Reason: "on the security page"}); err != nil {
 		a.logf("unfreeze: %v", err)
 		a.fail(w, r, http.StatusInternalServerError, "Could not unfreeze.")
 		return

@@ -201,7 +201,7 @@ func TestCanaries(t *testing.T) {
 	// The vault plants canaries among uploads on their rhythm; to have
 	// two now, plant them the old way.
 	//lint:ignore SA1019 seeding the queue deterministically; the app itself never plants
-	if _, err := te.v.PlantCanaries(context.Background(), 2); err != nil {
+	if _, err := te.v.Admin().PlantCanaries(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
 	te.login("member-alice").upload(licencePNG(t, 11), "image/png")

@@ -74,7 +74,7 @@ func (a *App) handleUpload(w http.ResponseWriter, r *http.Request) {
 		if stored != nil {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 			defer cancel()
-			_ = a.v.Delete(ctx, stored.ID, vault.Actor{Principal: acct.ID, Reason: "upload-failed"})
+			_ = a.v.Admin().Delete(ctx, stored.ID, vault.Actor{Principal: acct.ID, Reason: "upload-failed"})
 		}
 	}
 	for {
@@ -143,7 +143,7 @@ func (a *App) handleUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	if replaced != nil {
 		// The member uploaded again before a review: the older image goes now.
-		if err := a.v.Delete(r.Context(), replaced.ID, vault.Actor{Principal: acct.ID, Reason: "replaced-by-new-upload"}); err != nil && !errors.Is(err, vault.ErrNotFound) {
+		if err := a.v.Admin().Delete(r.Context(), replaced.ID, vault.Actor{Principal: acct.ID, Reason: "replaced-by-new-upload"}); err != nil && !errors.Is(err, vault.ErrNotFound) {
 			a.logf("upload: deleting replaced document: %v", err)
 		}
 	}

@@ -122,7 +122,7 @@ func BenchmarkRewrap(b *testing.B) {
 					ctx := context.Background()
 					from, to := kekPair(b, kk)
 					s := newStore(b, st)
-					v, err := vault.Open(ctx, vault.Config{Store: s, KEK: from, DecryptKEKs: []kms.KEK{to}, Quota: quota})
+					v, err := vault.Open(ctx, vault.Config{Store: s, KEK: from, Storage: vault.StorageConfig{DecryptKEKs: []kms.KEK{to}}, Detection: vault.DetectionConfig{Quota: quota}})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -134,7 +134,7 @@ func BenchmarkRewrap(b *testing.B) {
 					base, peak := ms.HeapAlloc, ms.HeapAlloc
 					b.ResetTimer()
 					start := time.Now()
-					rep, err := v.Rewrap(ctx, from, to, vault.Actor{Principal: "bench"}, vault.RewrapOptions{Progress: func(p vault.RewrapProgress) {
+					rep, err := v.Admin().Rewrap(ctx, from, to, vault.Actor{Principal: "bench"}, vault.RewrapOptions{Progress: func(p vault.RewrapProgress) {
 						if p.Done%500 == 0 {
 							runtime.GC()
 							runtime.ReadMemStats(&ms)
@@ -172,7 +172,7 @@ func BenchmarkPutRedeem(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		v, err := vault.Open(ctx, vault.Config{Store: st, KEK: keks[i], Quota: quota})
+		v, err := vault.Open(ctx, vault.Config{Store: st, KEK: keks[i], Detection: vault.DetectionConfig{Quota: quota}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -53,7 +53,7 @@ func TestKMSKeyDisabledDestroysNothing(t *testing.T) {
 		ids = append(ids, info.ID)
 	}
 	by := vault.Actor{Principal: "ops"}
-	if err := v.Hold(ctx, ids[0], by); err != nil {
+	if err := v.Admin().Hold(ctx, ids[0], by); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.SetEnabled(ctx, uri, false); err != nil {
@@ -67,10 +67,10 @@ func TestKMSKeyDisabledDestroysNothing(t *testing.T) {
 	}
 	_, err = v.Grant(ctx, ids[1], vault.Access{Principal: "r", Purpose: "p"})
 	outage("Grant", err)
-	outage("Delete", v.Delete(ctx, ids[2], by))
+	outage("Delete", v.Admin().Delete(ctx, ids[2], by))
 	now.Add(int64(100 * time.Hour)) // every deadline has passed
 	// Sweep skips what it cannot establish and says so; it destroys nothing.
-	rep, err := v.Sweep(ctx, by)
+	rep, err := v.Admin().Sweep(ctx, by)
 	if err != nil || rep.Expired != 0 || rep.Unknown < len(ids) {
 		t.Fatalf("Sweep with the KMS key disabled: %+v, %v; want every document skipped as unknown", rep, err)
 	}

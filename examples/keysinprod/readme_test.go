@@ -74,10 +74,10 @@ func TestKeysInProduction(t *testing.T) {
 	check(err)
 	kmsKEK, err := kms.Open(ctx, awsURI, openers)
 	check(err)
-	v, err = vault.Open(ctx, vault.Config{Store: st, KEK: kmsKEK, DecryptKEKs: []kms.KEK{local}})
+	v, err = vault.Open(ctx, vault.Config{Store: st, KEK: kmsKEK, Storage: vault.StorageConfig{DecryptKEKs: []kms.KEK{local}}})
 	check(err)
 	ops := vault.Actor{Principal: "alice@security", Reason: "CHG-1234 keys to KMS"}
-	rep, err := v.Rewrap(ctx, local, kmsKEK, ops, vault.RewrapOptions{})
+	rep, err := v.Admin().Rewrap(ctx, local, kmsKEK, ops, vault.RewrapOptions{})
 	check(err)
 	fmt.Printf("to AWS KMS: %d rewrapped, %d remaining\n", rep.Rewrapped, rep.Remaining)
 	check(v.Close(ctx))
@@ -85,11 +85,11 @@ func TestKeysInProduction(t *testing.T) {
 	// 3. Move to the HSM, then disable the KMS key: nothing needs it.
 	hsmKEK, err := kms.Open(ctx, hsm.URI, openers) // pkcs11:token=…;object=…?module-path=…&pin-source=file:…
 	check(err)
-	v, err = vault.Open(ctx, vault.Config{Store: st, KEK: hsmKEK, DecryptKEKs: []kms.KEK{kmsKEK}})
+	v, err = vault.Open(ctx, vault.Config{Store: st, KEK: hsmKEK, Storage: vault.StorageConfig{DecryptKEKs: []kms.KEK{kmsKEK}}})
 	check(err)
-	rep, err = v.Rewrap(ctx, kmsKEK, hsmKEK, ops, vault.RewrapOptions{})
+	rep, err = v.Admin().Rewrap(ctx, kmsKEK, hsmKEK, ops, vault.RewrapOptions{})
 	check(err)
-	usage, err := v.KEKCounts(ctx) // what `idvault kek` prints
+	usage, err := v.Admin().KEKCounts(ctx) // what `idvault kek` prints
 	check(err)
 	fmt.Printf("to the HSM: %d rewrapped; key records per KEK: %v\n", rep.Rewrapped, usage.Records)
 	check(v.Close(ctx))

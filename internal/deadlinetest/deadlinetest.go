@@ -540,25 +540,25 @@ var calls = []call{
 		}},
 	{name: "Delete", absorbs: never,
 		setup: func(t testing.TB, f *fixture) { f.put(t, "doc", "member-1", 0) },
-		do:    func(ctx context.Context, f *fixture) error { return f.v.Delete(ctx, f.docs["doc"].ID, by) }},
+		do:    func(ctx context.Context, f *fixture) error { return f.v.Admin().Delete(ctx, f.docs["doc"].ID, by) }},
 	{name: "Hold", absorbs: never,
 		setup: func(t testing.TB, f *fixture) { f.put(t, "doc", "member-1", 0) },
-		do:    func(ctx context.Context, f *fixture) error { return f.v.Hold(ctx, f.docs["doc"].ID, by) }},
+		do:    func(ctx context.Context, f *fixture) error { return f.v.Admin().Hold(ctx, f.docs["doc"].ID, by) }},
 	{name: "Release", absorbs: never,
 		setup: func(t testing.TB, f *fixture) {
 			info := f.put(t, "doc", "member-1", 0)
-			if err := f.v.Hold(context.Background(), info.ID, by); err != nil {
+			if err := f.v.Admin().Hold(context.Background(), info.ID, by); err != nil {
 				t.Fatal(err)
 			}
 		},
-		do: func(ctx context.Context, f *fixture) error { return f.v.Release(ctx, f.docs["doc"].ID, by) }},
+		do: func(ctx context.Context, f *fixture) error { return f.v.Admin().Release(ctx, f.docs["doc"].ID, by) }},
 	{name: "EraseSubject", absorbs: never,
 		setup: func(t testing.TB, f *fixture) {
 			f.put(t, "a", "member-erased", 0)
 			f.put(t, "b", "member-erased", 0)
 		},
 		do: func(ctx context.Context, f *fixture) error {
-			_, err := f.v.EraseSubject(ctx, "member-erased", by)
+			_, err := f.v.Admin().EraseSubject(ctx, "member-erased", by)
 			return err
 		}},
 	{name: "Sweep",
@@ -571,20 +571,20 @@ var calls = []call{
 			f.clk.Advance(2 * time.Hour)
 		},
 		do: func(ctx context.Context, f *fixture) error {
-			_, err := f.v.Sweep(ctx, by)
+			_, err := f.v.Admin().Sweep(ctx, by)
 			return err
 		}},
 	{name: "Rewrap", absorbs: never,
 		setup: func(t testing.TB, f *fixture) { f.put(t, "doc", "member-1", 0) },
 		do: func(ctx context.Context, f *fixture) error {
-			_, err := f.v.Rewrap(ctx, f.env.KEK, f.env.OtherKEK, by, vault.RewrapOptions{})
+			_, err := f.v.Admin().Rewrap(ctx, f.env.KEK, f.env.OtherKEK, by, vault.RewrapOptions{})
 			return err
 		}},
 	{name: "RotateTokenKey", absorbs: never, do: func(ctx context.Context, f *fixture) error {
-		return f.v.RotateTokenKey(ctx, by, vault.RotateOptions{})
+		return f.v.Admin().RotateTokenKey(ctx, by, vault.RotateOptions{})
 	}},
 	{name: "Unfreeze", absorbs: never, do: func(ctx context.Context, f *fixture) error {
-		return f.v.Unfreeze(ctx, "reviewer-9", by)
+		return f.v.Admin().Unfreeze(ctx, "reviewer-9", by)
 	}},
 	{name: "SyncAudit",
 		// A KEK outage does not keep releases out of the log.
@@ -602,17 +602,17 @@ var calls = []call{
 			io.Copy(io.Discard, rc)
 			rc.Close() // its release is being folded now
 		},
-		do: func(ctx context.Context, f *fixture) error { return f.v.SyncAudit(ctx) }},
+		do: func(ctx context.Context, f *fixture) error { return f.v.Admin().SyncAudit(ctx) }},
 	{name: "ListSubject", absorbs: never,
 		setup: func(t testing.TB, f *fixture) { f.put(t, "doc", "member-1", 0) },
 		do: func(ctx context.Context, f *fixture) error {
-			_, err := f.v.ListSubject(ctx, "member-1", by)
+			_, err := f.v.Admin().ListSubject(ctx, "member-1", by)
 			return err
 		}},
 	{name: "KEKCounts", absorbs: never,
 		setup: func(t testing.TB, f *fixture) { f.put(t, "doc", "member-1", 0) },
 		do: func(ctx context.Context, f *fixture) error {
-			_, err := f.v.KEKCounts(ctx)
+			_, err := f.v.Admin().KEKCounts(ctx)
 			return err
 		}},
 	{name: "Close",
@@ -772,7 +772,7 @@ func prepare(t *testing.T, env Env, ft Fault, c call, cnt *counter, g *Gate) *fi
 	if clk == nil {
 		clk = memstore.NewClock()
 	}
-	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, DecryptKEKs: []kms.KEK{other}, Now: clk.Now})
+	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, Now: clk.Now, Storage: vault.StorageConfig{DecryptKEKs: []kms.KEK{other}}})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -783,7 +783,7 @@ func prepare(t *testing.T, env Env, ft Fault, c call, cnt *counter, g *Gate) *fi
 	if c.name != "SyncAudit" {
 		// Nothing of the setup is left for the background to write.
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := v.SyncAudit(sctx); err != nil {
+		if err := v.Admin().SyncAudit(sctx); err != nil {
 			t.Fatalf("setup: %v", err)
 		}
 		cancel()

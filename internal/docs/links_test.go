@@ -154,7 +154,7 @@ func TestAnchors(t *testing.T) {
 	md := strings.Join([]string{
 		"# The idvault command",
 		"## Least privilege for the vault's credentials",
-		"### The opt-out: `Config.AlertOnly`",
+		"### The opt-out: `Config.Detection.AlertOnly`",
 		"## Put → Grant → Handler",
 		"## Notes",
 		"## Notes",
@@ -168,7 +168,7 @@ func TestAnchors(t *testing.T) {
 	got := Anchors(md)
 	for _, want := range []string{
 		"the-idvault-command", "least-privilege-for-the-vaults-credentials",
-		"the-opt-out-configalertonly", "put--grant--handler", "notes", "notes-1",
+		"the-opt-out-configdetectionalertonly", "put--grant--handler", "notes", "notes-1",
 		"see-the-cli-now", "2021-171-million-images",
 	} {
 		if !got[want] {

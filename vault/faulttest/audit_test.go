@@ -137,21 +137,21 @@ func TestFaultSyncAuditTellsTheTruth(t *testing.T) {
 			rc.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if err := v.SyncAudit(ctx); !errors.Is(err, vault.ErrAuditUnavailable) {
+			if err := v.Admin().SyncAudit(ctx); !errors.Is(err, vault.ErrAuditUnavailable) {
 				t.Fatalf("SyncAudit with the release not folded: %v; want ErrAuditUnavailable", err)
 			}
 			fs.set(nil, nil, nil)
-			if err := v.SyncAudit(ctx); !errors.Is(err, vault.ErrAuditUnavailable) {
+			if err := v.Admin().SyncAudit(ctx); !errors.Is(err, vault.ErrAuditUnavailable) {
 				t.Fatalf("SyncAudit with the log back but the release in no log yet: %v; want ErrAuditUnavailable", err)
 			}
 			if n := len(records(t, fs.Store, audit.Filter{Event: audit.EventRedeem, Outcome: audit.OutcomeOK})); n != 0 {
 				t.Fatalf("%d release records in the log before adoption; the test assumes the fold failed", n)
 			}
 			clk.Advance(3 * time.Minute) // past the adoption age
-			if _, err := v.Sweep(ctx, operator); err != nil {
+			if _, err := v.Admin().Sweep(ctx, operator); err != nil {
 				t.Fatal(err)
 			}
-			if err := v.SyncAudit(ctx); err != nil {
+			if err := v.Admin().SyncAudit(ctx); err != nil {
 				t.Fatalf("SyncAudit after the release was adopted: %v", err)
 			}
 			if n := len(records(t, fs.Store, audit.Filter{Event: audit.EventRedeem, Outcome: audit.OutcomeOK})); n != 1 {

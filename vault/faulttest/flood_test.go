@@ -51,7 +51,7 @@ func TestFaultFloodHonestLatency(t *testing.T) {
 func floodHonest(t *testing.T, st store.Store) {
 	// The honest reviewer redeems one of 8 documents again and again:
 	// latency under a flood is measured, not its alerts.
-	v, _ := openVault(t, st, kektest.New(t), func(c *vault.Config) { c.AlertOnly = true })
+	v, _ := openVault(t, st, kektest.New(t), func(c *vault.Config) { c.Detection.AlertOnly = true })
 	const rate, burst = 50, 10 // the Handler's defaults
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -31,30 +31,30 @@ func TestFaultHoldRollback(t *testing.T) {
 			st := b.new(t)
 			var alerts []vault.Alert
 			v, clk := openVault(t, st, kektest.New(t), func(c *vault.Config) {
-				c.OnAlert = func(a vault.Alert) { alerts = append(alerts, a) }
+				c.Detection.OnAlert = func(a vault.Alert) { alerts = append(alerts, a) }
 			})
 			info := put(t, v, time.Hour)
 			before := read(t, st, "keys/"+info.ID)
-			if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+			if err := v.Admin().Hold(context.Background(), info.ID, operator); err != nil {
 				t.Fatal(err)
 			}
 			write(t, st, "keys/"+info.ID, before) // the rollback
 			clk.Advance(2 * time.Hour)
-			rep, err := v.Sweep(context.Background(), operator)
+			rep, err := v.Admin().Sweep(context.Background(), operator)
 			if err != nil || rep.Expired != 0 || rep.Unknown != 1 {
 				t.Fatalf("Sweep after rolling back the hold = %+v, %v; want Expired 0, Unknown 1", rep, err)
 			}
-			if err := v.Delete(context.Background(), info.ID, operator); err == nil || !exists(t, st, "keys/"+info.ID) {
+			if err := v.Admin().Delete(context.Background(), info.ID, operator); err == nil || !exists(t, st, "keys/"+info.ID) {
 				t.Fatalf("Delete after rolling back the hold: %v; the held document must stay", err)
 			}
 			if len(alerts) == 0 || alerts[0].Kind != vault.AlertTampered {
 				t.Fatalf("no AlertTampered raised for the rollback: %+v", alerts)
 			}
 			// The operator repeats the hold: settled, held.
-			if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+			if err := v.Admin().Hold(context.Background(), info.ID, operator); err != nil {
 				t.Fatal(err)
 			}
-			rep, err = v.Sweep(context.Background(), operator)
+			rep, err = v.Admin().Sweep(context.Background(), operator)
 			if err != nil || rep.Held != 1 || rep.Expired != 0 || rep.Unknown != 0 {
 				t.Fatalf("Sweep after the hold was repeated = %+v, %v; want Held 1", rep, err)
 			}
@@ -66,11 +66,11 @@ func TestFaultHoldRollback(t *testing.T) {
 			st := b.new(t)
 			v, clk := openVault(t, st, kektest.New(t), nil)
 			info := put(t, v, time.Hour)
-			if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+			if err := v.Admin().Hold(context.Background(), info.ID, operator); err != nil {
 				t.Fatal(err)
 			}
 			held := read(t, st, "keys/"+info.ID)
-			if err := v.Release(context.Background(), info.ID, operator); err != nil {
+			if err := v.Admin().Release(context.Background(), info.ID, operator); err != nil {
 				t.Fatal(err)
 			}
 			write(t, st, "keys/"+info.ID, held) // the rollback
@@ -79,13 +79,13 @@ func TestFaultHoldRollback(t *testing.T) {
 				t.Fatal("a released document past its deadline was granted after its held key record was restored")
 			}
 			// The operator repeats the release: settled, expired at once.
-			if err := v.Release(context.Background(), info.ID, operator); err != nil {
+			if err := v.Admin().Release(context.Background(), info.ID, operator); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"}); !errors.Is(err, vault.ErrExpired) {
 				t.Fatalf("Grant after the release was repeated: %v; want ErrExpired", err)
 			}
-			rep, err := v.Sweep(context.Background(), operator)
+			rep, err := v.Admin().Sweep(context.Background(), operator)
 			if err != nil || rep.Expired != 1 {
 				t.Fatalf("Sweep = %+v, %v; want Expired 1", rep, err)
 			}
@@ -100,7 +100,7 @@ func TestFaultHoldRollback(t *testing.T) {
 			next := len(keys(t, st, audit.StatePrefix)) + 1
 			write(t, st, audit.StateKey(int64(next)), []byte("idvault state v1\nforged\n"))
 			clk.Advance(2 * time.Hour)
-			rep, err := v.Sweep(context.Background(), operator)
+			rep, err := v.Admin().Sweep(context.Background(), operator)
 			if err != nil || rep.Expired != 0 || rep.Unknown != 1 {
 				t.Fatalf("Sweep with a forged state entry = %+v, %v; want Unknown 1", rep, err)
 			}
@@ -121,9 +121,9 @@ func TestFaultStateEntriesWriteOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	storeClocks.Store(store.Store(locked), clockOf(st))
-	v, _ := openVault(t, locked, kektest.New(t), func(c *vault.Config) { c.KeyStore = st })
+	v, _ := openVault(t, locked, kektest.New(t), func(c *vault.Config) { c.Storage.KeyStore = st })
 	info := put(t, v, time.Hour)
-	if err := v.Hold(context.Background(), info.ID, operator); err != nil {
+	if err := v.Admin().Hold(context.Background(), info.ID, operator); err != nil {
 		t.Fatal(err)
 	}
 	entries := keys(t, locked, audit.StatePrefix)

@@ -57,9 +57,9 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 			t.Run(b.name+"/"+f.name, func(t *testing.T) {
 				st := b.new(t)
 				kek, setDown := f.kek(t)
-				v, clk := openVault(t, st, kek, func(c *vault.Config) { c.Retention = 2 * time.Hour })
+				v, clk := openVault(t, st, kek, func(c *vault.Config) { c.Retention.Period = 2 * time.Hour })
 				held := put(t, v, time.Hour)
-				if err := v.Hold(context.Background(), held.ID, operator); err != nil {
+				if err := v.Admin().Hold(context.Background(), held.ID, operator); err != nil {
 					t.Fatal(err)
 				}
 				expired := put(t, v, time.Hour)
@@ -81,7 +81,7 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 					return context.WithTimeout(context.Background(), 10*time.Second)
 				}
 				ctx, cancel := call()
-				rep, err := v.Sweep(ctx, operator)
+				rep, err := v.Admin().Sweep(ctx, operator)
 				cancel()
 				if rep.Expired != 0 {
 					t.Errorf("Sweep during the outage shredded %d documents", rep.Expired)
@@ -91,7 +91,7 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 				}
 				for _, id := range []string{held.ID, live.ID} {
 					ctx, cancel := call()
-					err := v.Delete(ctx, id, operator)
+					err := v.Admin().Delete(ctx, id, operator)
 					cancel()
 					if !errors.Is(err, vault.ErrKEKUnavailable) || errors.Is(err, vault.ErrTampered) {
 						t.Errorf("Delete during the outage: %v; want ErrKEKUnavailable", err)
@@ -117,7 +117,7 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 					t.Errorf("Put during the outage: %v; want ErrKEKUnavailable", err)
 				}
 				ctx, cancel = call()
-				n, err := v.EraseSubject(ctx, "member-of-all", operator)
+				n, err := v.Admin().EraseSubject(ctx, "member-of-all", operator)
 				cancel()
 				if n != 0 || err == nil {
 					t.Errorf("EraseSubject during the outage = %d, %v", n, err)
@@ -137,7 +137,7 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 				// the call's deadline (written in the background, which
 				// SyncAudit waits for).
 				sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-				if err := v.SyncAudit(sctx); err != nil {
+				if err := v.Admin().SyncAudit(sctx); err != nil {
 					t.Errorf("SyncAudit: %v", err)
 				}
 				scancel()
@@ -152,7 +152,7 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 				}
 
 				setDown(false)
-				rep, err = v.Sweep(context.Background(), operator)
+				rep, err = v.Admin().Sweep(context.Background(), operator)
 				if err != nil || rep.Expired != 1 || rep.Held != 1 || rep.Unknown != 0 {
 					t.Fatalf("Sweep after the outage = %+v, %v; want Expired 1 Held 1", rep, err)
 				}
@@ -182,7 +182,7 @@ func TestFaultTamperedRecordQuarantined(t *testing.T) {
 			st := b.new(t)
 			var alerts []vault.Alert
 			v, clk := openVault(t, st, kektest.New(t), func(c *vault.Config) {
-				c.OnAlert = func(a vault.Alert) { alerts = append(alerts, a) }
+				c.Detection.OnAlert = func(a vault.Alert) { alerts = append(alerts, a) }
 			})
 			info := put(t, v, time.Hour)
 			rec := read(t, st, "keys/"+info.ID)
@@ -190,12 +190,12 @@ func TestFaultTamperedRecordQuarantined(t *testing.T) {
 			write(t, st, "keys/"+info.ID, rec)
 			clk.Advance(2 * time.Hour)
 			for range 2 {
-				rep, err := v.Sweep(context.Background(), operator)
+				rep, err := v.Admin().Sweep(context.Background(), operator)
 				if err != nil || rep.Expired != 0 || rep.Quarantined != 1 {
 					t.Fatalf("Sweep = %+v, %v; want Quarantined 1, Expired 0", rep, err)
 				}
 			}
-			if err := v.Delete(context.Background(), info.ID, operator); !errors.Is(err, vault.ErrTampered) {
+			if err := v.Admin().Delete(context.Background(), info.ID, operator); !errors.Is(err, vault.ErrTampered) {
 				t.Fatalf("Delete of a tampered record: %v; want ErrTampered", err)
 			}
 			if !exists(t, st, "keys/"+info.ID) || !exists(t, st, "quarantine/"+info.ID) {

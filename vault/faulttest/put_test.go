@@ -102,7 +102,7 @@ func TestFaultFailedPutCollected(t *testing.T) {
 			}
 			defer v2.Close(context.Background())
 			for range 2 { // orphans: marked, then collected after the grace period
-				if _, err := v2.Sweep(context.Background(), operator); err != nil {
+				if _, err := v2.Admin().Sweep(context.Background(), operator); err != nil {
 					t.Fatal(err)
 				}
 				clk.Advance(2 * time.Hour)
@@ -337,7 +337,7 @@ func TestFaultFailedPutLeavesNothingSweepCannotFind(t *testing.T) {
 				}
 				defer v2.Close(context.Background())
 				for range 2 { // orphans: marked, then collected after the grace period
-					if _, err := v2.Sweep(context.Background(), operator); err != nil {
+					if _, err := v2.Admin().Sweep(context.Background(), operator); err != nil {
 						t.Fatal(err)
 					}
 					clk.Advance(2 * time.Hour)

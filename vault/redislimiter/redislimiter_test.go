@@ -165,9 +165,14 @@ func TestBurstFreeze(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	var alerts []vault.AlertKind
-	v, err := vault.Open(ctx, vault.Config{Store: memstore.New(), KEK: kektest.New(t),
-		Limiter: New(rdb, fmt.Sprintf("burst%d:", time.Now().UnixNano()), Options{}),
-		OnAlert: func(a vault.Alert) { mu.Lock(); alerts = append(alerts, a.Kind); mu.Unlock() }})
+	v, err := vault.Open(ctx, vault.Config{
+		Store: memstore.New(),
+		KEK:   kektest.New(t),
+		Detection: vault.DetectionConfig{
+			Limiter: New(rdb, fmt.Sprintf("burst%d:", time.Now().UnixNano()), Options{}),
+			OnAlert: func(a vault.Alert) { mu.Lock(); alerts = append(alerts, a.Kind); mu.Unlock() },
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +250,16 @@ func TestCountsSurviveLoss(t *testing.T) {
 			st := memstore.New()
 			kek := kektest.New(t)
 			open := func() *vault.Vault {
-				v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek, Limiter: New(newClient(), "idv:", Options{}),
-					AllowLocalLimiter: true, AlertOnly: true, Quota: vault.Quota{Documents: 20, Burst: 100}})
+				v, err := vault.Open(ctx, vault.Config{
+					Store: st,
+					KEK:   kek,
+					Detection: vault.DetectionConfig{
+						Limiter:           New(newClient(), "idv:", Options{}),
+						AllowLocalLimiter: true,
+						AlertOnly:         true,
+						Quota:             vault.Quota{Documents: 20, Burst: 100},
+					},
+				})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -302,7 +315,7 @@ func TestDeadlineBoundsCalls(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.addr})
 	t.Cleanup(func() { rdb.Close() })
 	l := New(rdb, "dl:", Options{Timeout: time.Second})
-	v, err := vault.Open(ctx, vault.Config{Store: memstore.New(), KEK: kektest.New(t), Limiter: l, AllowLocalLimiter: true})
+	v, err := vault.Open(ctx, vault.Config{Store: memstore.New(), KEK: kektest.New(t), Detection: vault.DetectionConfig{Limiter: l, AllowLocalLimiter: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,8 +397,14 @@ func TestVaultCallsBoundedRedisDown(t *testing.T) {
 			ctx := context.Background()
 			rdb := redis.NewClient(&redis.Options{Addr: srv.addr, ContextTimeoutEnabled: true})
 			t.Cleanup(func() { rdb.Close() })
-			v, err := vault.Open(ctx, vault.Config{Store: memstore.New(), KEK: kektest.New(t),
-				Limiter: New(rdb, "down:", Options{}), AllowLocalLimiter: true})
+			v, err := vault.Open(ctx, vault.Config{
+				Store: memstore.New(),
+				KEK:   kektest.New(t),
+				Detection: vault.DetectionConfig{
+					Limiter:           New(rdb, "down:", Options{}),
+					AllowLocalLimiter: true,
+				},
+			})
 			if err != nil {
 				t.Fatal(err)
 			}

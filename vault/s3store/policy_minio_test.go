@@ -158,7 +158,7 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	}
 	oldKEK, newKEK := kektest.New(t), kektest.New(t)
 	al := &alertLog{}
-	cfg := vault.Config{Store: data, KeyStore: keys, KEK: oldKEK, RequireWriteOnceAudit: true, Now: clk.Now, OnAlert: al.on}
+	cfg := vault.Config{Store: data, KEK: oldKEK, Now: clk.Now, Storage: vault.StorageConfig{KeyStore: keys}, Detection: vault.DetectionConfig{OnAlert: al.on}, Audit: vault.AuditConfig{RequireWriteOnce: true}}
 	var open []*vault.Vault
 	defer func() {
 		for _, v := range open {
@@ -240,28 +240,28 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	if err := v1.Decide(ctx, ids["approved"], vault.Decision{Verdict: vault.Approved}, vault.Actor{Principal: reviewer1, Reason: "checked"}); err != nil {
 		return verifier, clk, fmt.Errorf("decide: %w", err)
 	}
-	if err := v1.Hold(ctx, ids["released"], operator); err != nil {
+	if err := v1.Admin().Hold(ctx, ids["released"], operator); err != nil {
 		return verifier, clk, fmt.Errorf("hold: %w", err)
 	}
-	if err := v1.Release(ctx, ids["released"], operator); err != nil {
+	if err := v1.Admin().Release(ctx, ids["released"], operator); err != nil {
 		return verifier, clk, fmt.Errorf("release: %w", err)
 	}
-	if err := v1.Hold(ctx, ids["held"], operator); err != nil {
+	if err := v1.Admin().Hold(ctx, ids["held"], operator); err != nil {
 		return verifier, clk, fmt.Errorf("hold: %w", err)
 	}
-	if err := v1.Delete(ctx, ids["deleted"], operator); err != nil {
+	if err := v1.Admin().Delete(ctx, ids["deleted"], operator); err != nil {
 		return verifier, clk, fmt.Errorf("delete: %w", err)
 	}
-	if n, err := v1.EraseSubject(ctx, "member-2", operator); err != nil || n != 2 {
+	if n, err := v1.Admin().EraseSubject(ctx, "member-2", operator); err != nil || n != 2 {
 		return verifier, clk, fmt.Errorf("erase subject: %d, %w", n, err)
 	}
-	if _, err := v1.ListSubject(ctx, "member-1", operator); err != nil {
+	if _, err := v1.Admin().ListSubject(ctx, "member-1", operator); err != nil {
 		return verifier, clk, fmt.Errorf("list subject: %w", err)
 	}
 	// The workflow needs a canary now, not after an upload stream the
 	// vault would plant one among: the deprecated call still does that.
 	//lint:ignore SA1019 a canary at once, for the permission workflow
-	canaries, err := v1.PlantCanaries(ctx, 1)
+	canaries, err := v1.Admin().PlantCanaries(ctx, 1)
 	if err != nil {
 		return verifier, clk, fmt.Errorf("plant canaries: %w", err)
 	}
@@ -274,16 +274,16 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	if _, err := v1.Grant(ctx, ids["released"], vault.Access{Principal: reviewer2, Purpose: "age-check"}); !errors.Is(err, vault.ErrFrozen) {
 		return verifier, clk, fmt.Errorf("grant to a frozen principal: %v, want ErrFrozen", err)
 	}
-	if err := v1.Unfreeze(ctx, reviewer2, operator); err != nil {
+	if err := v1.Admin().Unfreeze(ctx, reviewer2, operator); err != nil {
 		return verifier, clk, fmt.Errorf("unfreeze: %w", err)
 	}
 	if err := redeem(v1, ids["released"], reviewer2); err != nil {
 		return verifier, clk, fmt.Errorf("after unfreeze: %w", err)
 	}
-	if err := v1.RotateTokenKey(ctx, operator, vault.RotateOptions{}); err != nil {
+	if err := v1.Admin().RotateTokenKey(ctx, operator, vault.RotateOptions{}); err != nil {
 		return verifier, clk, fmt.Errorf("rotate token key: %w", err)
 	}
-	if err := v1.SyncAudit(ctx); err != nil {
+	if err := v1.Admin().SyncAudit(ctx); err != nil {
 		return verifier, clk, fmt.Errorf("sync audit: %w", err)
 	}
 	if err := closeVault(v1); err != nil {
@@ -291,16 +291,16 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	}
 
 	// A second instance moves the vault to a new KEK.
-	cfg.KEK, cfg.DecryptKEKs = newKEK, []kms.KEK{oldKEK}
+	cfg.KEK, cfg.Storage.DecryptKEKs = newKEK, []kms.KEK{oldKEK}
 	v2, err := openVault(cfg)
 	if err != nil {
 		return verifier, clk, fmt.Errorf("open with a new KEK: %w", err)
 	}
-	rep, err := v2.Rewrap(ctx, oldKEK, newKEK, operator, vault.RewrapOptions{})
+	rep, err := v2.Admin().Rewrap(ctx, oldKEK, newKEK, operator, vault.RewrapOptions{})
 	if err != nil || rep.Remaining != 0 || rep.Rewrapped == 0 {
 		return verifier, clk, fmt.Errorf("rewrap: %+v, %w", rep, err)
 	}
-	if _, err := v2.KEKCounts(ctx); err != nil {
+	if _, err := v2.Admin().KEKCounts(ctx); err != nil {
 		return verifier, clk, fmt.Errorf("kek counts: %w", err)
 	}
 	// What a crash and a former version leave for Sweep: a payload whose
@@ -322,7 +322,7 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	var sw vault.SweepReport
 	for _, d := range []time.Duration{0, 2 * time.Hour, vault.DefaultRetention} {
 		clk.Advance(d)
-		r, err := v2.Sweep(ctx, operator)
+		r, err := v2.Admin().Sweep(ctx, operator)
 		if err != nil {
 			return verifier, clk, fmt.Errorf("sweep: %w", err)
 		}
@@ -349,7 +349,7 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 		t.Fatal(err)
 	}
 	al3 := &alertLog{}
-	cfg.DecryptKEKs, cfg.OnAlert = nil, al3.on
+	cfg.Storage.DecryptKEKs, cfg.Detection.OnAlert = nil, al3.on
 	v3, err := openVault(cfg)
 	if err != nil {
 		return verifier, clk, fmt.Errorf("open after a state entry was hidden: %w", err)
@@ -360,7 +360,7 @@ func workflow(t testing.TB, e policyEnv, c *minio.Client, rec *recorder) (verifi
 	if al3.count(vault.AlertTampered) == 0 {
 		return verifier, clk, errors.New("no alert for the hidden state entry")
 	}
-	if err := v3.SyncAudit(ctx); err != nil {
+	if err := v3.Admin().SyncAudit(ctx); err != nil {
 		return verifier, clk, fmt.Errorf("sync audit: %w", err)
 	}
 	if err := closeVault(v3); err != nil {

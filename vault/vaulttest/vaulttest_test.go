@@ -55,7 +55,7 @@ func TestOpen(t *testing.T) {
 	}
 
 	v.Clock.Advance(vault.DefaultRetention)
-	rep, err := v.Sweep(ctx, operator)
+	rep, err := v.Admin().Sweep(ctx, operator)
 	if err != nil {
 		t.Fatalf("Sweep past retention: %v", err)
 	}
