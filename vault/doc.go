@@ -41,16 +41,22 @@
 // wrapped by the KEK, and token-key rotation times). Vault
 // instances keep no state of their own, so any number may share one store.
 //
+// Open takes a Config whose required fields are Store and KEK; the rest is
+// grouped by concern (Storage, Retention, Access, Detection, Audit,
+// Observability), and every zero value is the safe default.
+//
 // # Operations
 //
-// Sweep (or Config.Retention.SweepEvery) deletes what is past its expiry, shredding
-// the key record first; Delete, EraseSubject and Hold/Release act on one
-// document or one subject; ListSubject answers a subject-access
-// request. Every administrative call takes an Actor, recorded in the audit
-// log. Config.Observability.Logger and Config.Observability.MeterProvider (OpenTelemetry) report
-// sweeps, alerts, refusals and audit failures, derived from the audit
-// records themselves; Config.Audit.RequireWriteOnce makes Open refuse a
-// store where the audit log could be deleted.
+// The administrative calls are methods of Admin (v.Admin()), apart from the
+// everyday path. Sweep (or Config.Retention.SweepEvery) deletes what is
+// past its expiry, shredding the key record first; Delete, EraseSubject and
+// Hold/Release act on one document or one subject; ListSubject answers a
+// subject-access request. Every administrative call takes an Actor,
+// recorded in the audit log. Config.Observability.Logger and
+// Config.Observability.MeterProvider (OpenTelemetry) report sweeps, alerts,
+// refusals and audit failures, derived from the audit records themselves;
+// Config.Audit.RequireWriteOnce makes Open refuse a store where the audit
+// log could be deleted.
 //
 // # Abuse defences
 //
