@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync/atomic"
 
@@ -76,12 +77,15 @@ type ctxLock chan struct{}
 
 func newCtxLock() ctxLock { return make(chan struct{}, 1) }
 
+// lock waits for the lock, which a store read in progress holds; a
+// caller whose context ends first was held up by the store, so the error
+// says so (ErrStoreUnavailable) as well as why it stopped (ctx.Err()).
 func (l ctxLock) lock(ctx context.Context) error {
 	select {
 	case l <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("waiting for a store read in progress: %w: %w", ErrStoreUnavailable, ctx.Err())
 	}
 }
 
