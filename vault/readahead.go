@@ -14,18 +14,26 @@ import (
 // entry (which carries the release record) is durable.
 //
 // Memory is bounded per stream and process-wide: each stream may hold
-// readAheadChunks chunks; one of them (the one being read, or the next)
-// is its own, every other one takes a token of the process-wide budget,
-// ReadAheadBudget. A stream never waits for the budget: when none is free
-// it reads its next chunk once it has handed out the last one, so slow
-// readers that hold the whole budget slow nobody else down (a stream then
-// advances a chunk at a time, a store read per 4 KiB), and N streams pin
-// at most ReadAheadBudget + N × 4 KiB of read-ahead, whatever their
-// clients' speed. (Chunks are small so that a slow stream, which holds one
-// while its client takes the plaintext of the last segment, holds little.)
+// readAheadChunks units of 4 KiB; one 4 KiB chunk (the one being read, or
+// the next) is its own, and every other unit takes a token of the
+// process-wide budget, ReadAheadBudget. Budgeted reads are large: a chunk
+// of readAheadBig (16 units, 64 KiB) when that many tokens are free at
+// once, else one of 4 KiB, so that a stream the budget does not constrain
+// reads the store's body 64 KiB at a time, not in 1,280 small reads per
+// 5 MiB (each a read from the connection and a hand-off between the
+// filler and the reader; at 4 KiB the pipeline took longer than the
+// GET). A stream never waits for the budget: when none is free it reads
+// its next 4 KiB once it has handed out the last chunk, so slow readers
+// that hold the whole budget slow nobody else down (a stream then advances
+// 4 KiB at a time), and N streams pin at most ReadAheadBudget + N × 4 KiB
+// of read-ahead, whatever their clients' speed. (The own chunk is small so
+// that a slow stream, which holds one while its client takes the
+// plaintext of the last segment, holds little.)
 const (
 	readAheadChunk  = 4 << 10
-	readAheadChunks = 1024 // 4 MiB per redemption at most
+	readAheadBig    = 64 << 10
+	bigUnits        = readAheadBig / readAheadChunk
+	readAheadChunks = 1024 // units: 4 MiB per redemption at most
 )
 
 // streamStall bounds how long a stream waits for the store to deliver the
@@ -58,7 +66,10 @@ var errStreamBroken = errors.New("vault: payload stream ended early (connection 
 // errStreamStalled: the store delivered nothing for streamStall.
 var errStreamStalled = fmt.Errorf("vault: payload stream stalled (the store stopped delivering): %w", ErrStoreUnavailable)
 
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, readAheadChunk); return &b }}
+var (
+	chunkPool = sync.Pool{New: func() any { b := make([]byte, readAheadChunk); return &b }}
+	bigPool   = sync.Pool{New: func() any { b := make([]byte, readAheadBig); return &b }}
+)
 
 type readAhead struct {
 	rc      io.ReadCloser
@@ -70,7 +81,7 @@ type readAhead struct {
 
 	mu      sync.Mutex
 	q       []raChunk // filled, not yet read
-	held    int       // chunks filled and not yet handed back (q and cur)
+	held    int       // units (4 KiB) filled and not yet handed back (q and cur)
 	err     error     // io.EOF or the read error, once done
 	done    bool
 	stalled bool
@@ -79,13 +90,17 @@ type readAhead struct {
 	buf []byte
 }
 
-// raChunk is a filled buffer; budgeted says it holds a process-wide budget
-// token (to return with the buffer).
+// raChunk is a filled buffer; tokens is how many process-wide budget
+// tokens it holds (to return with the buffer): 0 for a stream's own 4 KiB
+// chunk, 1 for a budgeted 4 KiB one, bigUnits for a readAheadBig one.
 type raChunk struct {
-	p        *[]byte
-	n        int
-	budgeted bool
+	p      *[]byte
+	n      int
+	tokens int
 }
+
+// units is how much of the stream's allowance c takes.
+func (c raChunk) units() int { return max(c.tokens, 1) }
 
 func newReadAhead(rc io.ReadCloser) *readAhead {
 	ra := &readAhead{rc: rc, stop: make(chan struct{}), filler: make(chan struct{}),
@@ -102,26 +117,19 @@ func signal(c chan struct{}) {
 }
 
 // fill reads chunks until EOF, an error or Close. A stream's first
-// outstanding chunk is its own; every further one needs a token of the
-// process-wide budget, taken only if one is free at once: otherwise the
-// filler waits until the reader has handed back what it holds.
+// outstanding chunk is its own; every further one needs tokens of the
+// process-wide budget, taken only if free at once (takeTokens): otherwise
+// the filler waits until the reader has handed back what it holds.
 func (ra *readAhead) fill() {
 	defer close(ra.filler)
-	b := readAheadBudget()
 	for {
 		ra.mu.Lock()
 		held := ra.held
 		ra.mu.Unlock()
-		budgeted := false
+		tokens := 0
 		if held > 0 {
-			if held < readAheadChunks {
-				select {
-				case b <- struct{}{}:
-					budgeted = true
-				default:
-				}
-			}
-			if !budgeted {
+			tokens = takeTokens(readAheadChunks - held)
+			if tokens == 0 {
 				select {
 				case <-ra.drained:
 					continue
@@ -131,13 +139,18 @@ func (ra *readAhead) fill() {
 				}
 			}
 		}
-		p := chunkPool.Get().(*[]byte)
+		var p *[]byte
+		if tokens == bigUnits {
+			p = bigPool.Get().(*[]byte)
+		} else {
+			p = chunkPool.Get().(*[]byte)
+		}
 		n, err := ra.readChunk(*p)
-		c := raChunk{p, n, budgeted}
+		c := raChunk{p, n, tokens}
 		if n > 0 {
 			ra.mu.Lock()
 			ra.q = append(ra.q, c)
-			ra.held++
+			ra.held += c.units()
 			ra.mu.Unlock()
 			signal(ra.filled)
 		} else {
@@ -154,6 +167,38 @@ func (ra *readAhead) fill() {
 		default:
 		}
 	}
+}
+
+// takeTokens takes, without waiting, bigUnits tokens of the process-wide
+// budget when that many are free and room (units the stream may still
+// hold) allows, else one, else none; it returns how many it holds.
+func takeTokens(room int) int {
+	if room <= 0 {
+		return 0
+	}
+	b := readAheadBudget()
+	want := 1
+	if room >= bigUnits {
+		want = bigUnits
+	}
+	got := 0
+	for got < want {
+		select {
+		case b <- struct{}{}:
+			got++
+			continue
+		default:
+		}
+		break
+	}
+	if got > 1 && got < want {
+		// Not enough for a large chunk: keep one, give the rest back.
+		for range got - 1 {
+			<-b
+		}
+		got = 1
+	}
+	return got
 }
 
 func (ra *readAhead) finish(err error) {
@@ -203,8 +248,12 @@ func putChunk(c raChunk) {
 	if c.p == nil {
 		return
 	}
-	if c.budgeted {
+	for range c.tokens {
 		<-readAheadBudget()
+	}
+	if c.tokens == bigUnits {
+		bigPool.Put(c.p)
+		return
 	}
 	chunkPool.Put(c.p)
 }
@@ -239,10 +288,11 @@ func (ra *readAhead) release() {
 	if ra.cur.p == nil {
 		return
 	}
+	units := ra.cur.units()
 	putChunk(ra.cur)
 	ra.cur, ra.buf = raChunk{}, nil
 	ra.mu.Lock()
-	ra.held--
+	ra.held -= units
 	ra.mu.Unlock()
 	signal(ra.drained)
 }
