@@ -58,10 +58,11 @@ func infoOf(md envelope.Metadata) Info {
 // Put encrypts doc under a fresh data key and stores it. It streams: the
 // image is never held in memory whole.
 //
-// The index markers (expiry, then subject) are written before the key
-// record, so Sweep can always find what a failed or interrupted Put left; the
-// object is readable only once both its key record and its payload exist
-// (the commit). With a known size the key record goes while the payload is
+// The expiry index entry is written first, and only once it is durable the
+// subject index entry and the key record (at once), so Sweep can always
+// find what a failed or interrupted Put left; the object is readable only
+// once both its key record and its payload exist (the commit). With a
+// known size the index entries and the key record go while the payload is
 // still uploading.
 //
 // The audit record is exact: a "put ok" record is written only once the
@@ -225,15 +226,15 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 		return v.keys.Put(ctx, keyRecordKey(id), bytes.NewReader(record), int64(len(record)), store.PutOptions{IfAbsent: true})
 	}
 	// With the size known up front the key record is final before the
-	// payload is, so it goes as soon as the index markers are durable,
+	// payload is, so it goes as soon as the expiry entry is durable,
 	// while the payload is still uploading. Nothing is readable until the
 	// payload is there too, and no one knows the ID before Put returns; a
 	// crash leaves a key record that the expiry index (written before it)
 	// leads Sweep to.
 	early := doc.Size >= 0
 	var (
-		wg                           sync.WaitGroup
-		payloadErr, indexErr, keyErr error
+		wg                                       sync.WaitGroup
+		payloadErr, indexErr, subjectErr, keyErr error
 	)
 	wg.Go(func() {
 		if payloadErr = v.putPayload(pctx, id, key, body, doc.Size); payloadErr != nil {
@@ -241,19 +242,29 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 		}
 	})
 	wg.Go(func() {
-		if indexErr = v.putIndexes(pctx, md.Expires, mac, id); indexErr != nil {
+		// The expiry entry first; once it is durable, the subject entry
+		// and the key record at once (each only needs the expiry entry
+		// before it: Sweep reaches both through it).
+		if indexErr = v.putExpiryIndex(pctx, md.Expires, mac, id); indexErr != nil {
 			cancel(indexErr)
 			return
 		}
+		var iwg sync.WaitGroup
+		iwg.Go(func() {
+			if subjectErr = v.putSubjectIndex(pctx, mac, id); subjectErr != nil {
+				cancel(subjectErr)
+			}
+		})
 		if early {
 			if keyErr = putRecord(pctx); keyErr != nil {
 				keyErr = fmt.Errorf("key record: %w", keyErr)
 				cancel(keyErr)
 			}
 		}
+		iwg.Wait()
 	})
 	wg.Wait()
-	if err := firstError(body.err, first, payloadErr, indexErr, keyErr); err != nil {
+	if err := firstError(body.err, first, payloadErr, indexErr, subjectErr, keyErr); err != nil {
 		return fail(fmt.Errorf("vault: put: %w", err))
 	}
 	if !early {
@@ -306,16 +317,20 @@ func (v *Vault) cleanupInBackground(ctx context.Context, keys []string) {
 	})
 }
 
-// putIndexes writes the two index markers: the expiry entry first, and
-// only once it is durable the subject entry. Sweep finds everything a Put
-// left through the expiry entry (whose body is the subject's keyed hash,
-// so that it can remove the subject entry too, see expireOne); a subject
-// entry written alongside could land while the expiry entry does not (the
-// store killed between the two), and nothing would ever lead Sweep to it.
-func (v *Vault) putIndexes(ctx context.Context, expires time.Time, mac []byte, id objectID) error {
-	if err := v.st.Put(ctx, expiryIndexKey(expires, id), bytes.NewReader(mac), int64(len(mac)), store.PutOptions{}); err != nil {
-		return err
-	}
+// putExpiryIndex writes the expiry index entry, the first object that
+// names the document: Sweep finds everything a Put left through it (its
+// body is the subject's keyed hash, so that it can remove the subject
+// entry too, see expireOne). Nothing else that names the document is
+// written before it is durable: a subject entry or key record written
+// alongside could land while the expiry entry does not (the store killed
+// between the two), and nothing would ever lead Sweep to it.
+func (v *Vault) putExpiryIndex(ctx context.Context, expires time.Time, mac []byte, id objectID) error {
+	return v.st.Put(ctx, expiryIndexKey(expires, id), bytes.NewReader(mac), int64(len(mac)), store.PutOptions{})
+}
+
+// putSubjectIndex writes the subject index entry (EraseSubject's way to
+// the document), once the expiry entry is durable.
+func (v *Vault) putSubjectIndex(ctx context.Context, mac []byte, id objectID) error {
 	return v.st.Put(ctx, subjectIndexKey(mac, id), bytes.NewReader(nil), 0, store.PutOptions{})
 }
 
