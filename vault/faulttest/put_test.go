@@ -81,7 +81,25 @@ func TestFaultFailedPutCollected(t *testing.T) {
 			fs := &faultStore{Store: b.new(t)}
 			kek := kektest.New(t)
 			v, clk := openVault(t, fs, kek, nil)
-			fs.set(failPrefix("keys/"), nil, func(context.Context, string) error { return errInjected })
+			// The key record and the subject entry are written at once:
+			// fail the key record only once the subject entry landed, so
+			// that there is one to collect.
+			subjectDone := make(chan struct{})
+			var once sync.Once
+			fs.set(func(ctx context.Context, key string) error {
+				if !strings.HasPrefix(key, "keys/") {
+					return nil
+				}
+				select {
+				case <-subjectDone:
+				case <-ctx.Done():
+				}
+				return errInjected
+			}, func(key string, err error) {
+				if strings.HasPrefix(key, "index/subject/") && err == nil {
+					once.Do(func() { close(subjectDone) })
+				}
+			}, func(context.Context, string) error { return errInjected })
 			img := jpeg(64 << 10)
 			if _, err := v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "member-1"}); err == nil {
 				t.Fatal("Put succeeded with its key record write failing")
