@@ -236,8 +236,14 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 		wg                                       sync.WaitGroup
 		payloadErr, indexErr, subjectErr, keyErr error
 	)
+	// The payload's last segment waits for the subject entry: the document
+	// is never complete (key record and payload) without the entry that
+	// leads EraseSubject and ListSubject to it, whatever the order in
+	// which the two small writes land. The upload is the long pole, so
+	// this costs nothing unless the store is slower at small writes.
+	indexed := make(chan struct{})
 	wg.Go(func() {
-		if payloadErr = v.putPayload(pctx, id, key, body, doc.Size); payloadErr != nil {
+		if payloadErr = v.putPayload(pctx, id, key, body, doc.Size, indexed); payloadErr != nil {
 			cancel(payloadErr)
 		}
 	})
@@ -253,7 +259,9 @@ func (v *Vault) put(ctx context.Context, doc Document, canary bool) (Info, audit
 		iwg.Go(func() {
 			if subjectErr = v.putSubjectIndex(pctx, mac, id); subjectErr != nil {
 				cancel(subjectErr)
+				return
 			}
+			close(indexed)
 		})
 		if early {
 			if keyErr = putRecord(pctx); keyErr != nil {
@@ -335,7 +343,7 @@ func (v *Vault) putSubjectIndex(ctx context.Context, mac []byte, id objectID) er
 }
 
 // putPayload streams the body through encryption into blobs/<id>.
-func (v *Vault) putPayload(ctx context.Context, id objectID, key *envelope.Key, body io.Reader, size int64) error {
+func (v *Vault) putPayload(ctx context.Context, id objectID, key *envelope.Key, body io.Reader, size int64, indexed <-chan struct{}) error {
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {
@@ -343,8 +351,17 @@ func (v *Vault) putPayload(ctx context.Context, id objectID, key *envelope.Key, 
 		enc, err := key.Encrypt(pw)
 		if err == nil {
 			_, err = io.Copy(enc, body)
-			if cerr := enc.Close(); err == nil {
-				err = cerr
+			if err == nil {
+				// The last segment goes only on Close: until then
+				// the store cannot have the whole payload.
+				select {
+				case <-indexed:
+				case <-ctx.Done():
+					err = context.Cause(ctx)
+				}
+			}
+			if err == nil {
+				err = enc.Close()
 			}
 		}
 		pw.CloseWithError(err)
