@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"iter"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/idvault/idvault/internal/envelope"
@@ -156,65 +155,42 @@ const sweepWorkers = 8
 func (v *Vault) sweepExpired(ctx context.Context, by Actor, rep *SweepReport, progress func(SweepReport)) error {
 	now := v.now().UTC()
 	nowHour := now.Format("2006010215")
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	type job struct {
 		id  objectID
 		key string
 	}
-	jobs := make(chan job)
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for range sweepWorkers {
-		wg.Go(func() {
-			for j := range jobs {
-				var r SweepReport
-				err := v.expireOne(ctx, by, j.id, j.key, now, &r)
-				mu.Lock()
-				rep.add(r)
-				if err != nil && firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				if err == nil && progress != nil {
-					progress(*rep)
-				}
-				mu.Unlock()
+	feed := func(ctx context.Context, send func(job) bool) error {
+		for k, err := range v.st.List(ctx, "index/expiry/") {
+			if err != nil {
+				return fmt.Errorf("vault: sweep: %w", err)
 			}
-		})
+			rest := strings.TrimPrefix(k, "index/expiry/")
+			hour, idStr, ok := strings.Cut(rest, "/")
+			if !ok || len(hour) != 10 {
+				continue // not ours; leave it
+			}
+			if hour > nowHour {
+				break // lexical order is time order: nothing further has expired
+			}
+			id, err := parseObjectID(idStr)
+			if err != nil {
+				continue
+			}
+			if !send(job{id, k}) {
+				break
+			}
+		}
+		return nil
 	}
-	var listErr error
-	for k, err := range v.st.List(ctx, "index/expiry/") {
-		if err != nil {
-			listErr = fmt.Errorf("vault: sweep: %w", err)
-			break
-		}
-		rest := strings.TrimPrefix(k, "index/expiry/")
-		hour, idStr, ok := strings.Cut(rest, "/")
-		if !ok || len(hour) != 10 {
-			continue // not ours; leave it
-		}
-		if hour > nowHour {
-			break // lexical order is time order: nothing further has expired
-		}
-		id, err := parseObjectID(idStr)
-		if err != nil {
-			continue
-		}
-		select {
-		case jobs <- job{id, k}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	work := func(ctx context.Context, j job, r *SweepReport) error {
+		return v.expireOne(ctx, by, j.id, j.key, now, r)
 	}
-	close(jobs)
-	wg.Wait()
-	return firstError(firstErr, listErr, ctx.Err())
+	return inParallel(ctx, sweepWorkers, feed, work, func(r SweepReport, err error) {
+		rep.add(r)
+		if err == nil && progress != nil {
+			progress(*rep)
+		}
+	})
 }
 
 func (r *SweepReport) add(o SweepReport) {
