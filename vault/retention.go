@@ -107,10 +107,7 @@ func (a Admin) SweepWithProgress(ctx context.Context, by Actor, progress func(Sw
 
 func (v *Vault) sweep(ctx context.Context, by Actor, progress func(SweepReport)) (SweepReport, error) {
 	var rep SweepReport
-	if v.isClosed() {
-		return rep, ErrClosed
-	}
-	if err := by.check("sweep"); err != nil {
+	if err := v.checkActor("sweep", by); err != nil {
 		return rep, err
 	}
 	// Deadlines are decided by this clock: not while it disagrees with
@@ -491,31 +488,23 @@ func (v *Vault) orphanGrace() time.Duration {
 // only what was erased. by is recorded in the audit log.
 func (a Admin) EraseSubject(ctx context.Context, subject string, by Actor) (n int, err error) {
 	v := a.v
-	if v.isClosed() {
-		return 0, ErrClosed
-	}
-	if err := by.check("erase"); err != nil {
+	if err := v.checkActor("erase", by); err != nil {
 		return 0, err
 	}
 	if subject == "" {
 		return 0, fmt.Errorf("vault: erase: subject required: %w", ErrInvalidArgument)
 	}
-	sys, _ := v.keyset()
-	mac := sys.subjectMAC(subject)
-	prefix := "index/subject/" + hex.EncodeToString(mac) + "/"
+	mac, entries := v.subjectIndex(ctx, subject, "erase")
 	held, unknown := 0, 0
 	var firstUnknown error
-	for k, lerr := range v.st.List(ctx, prefix) {
+	for e, lerr := range entries {
 		if lerr != nil {
-			return n, fmt.Errorf("vault: erase: %w", lerr)
+			return n, lerr
 		}
-		id, perr := parseObjectID(strings.TrimPrefix(k, prefix))
-		if perr != nil {
-			continue
-		}
+		id := e.id
 		md, lerr := v.recordForDeletion(ctx, id)
 		if errors.Is(lerr, ErrNotFound) {
-			if err := v.st.Delete(ctx, k); err != nil { // dangling entry
+			if err := v.st.Delete(ctx, e.key); err != nil { // dangling entry
 				return n, err
 			}
 			continue
@@ -546,7 +535,7 @@ func (a Admin) EraseSubject(ctx context.Context, subject string, by Actor) (n in
 		}
 		n += rep.Expired
 	}
-	if err := v.audit(ctx, audit.Record{Event: audit.EventErase, Outcome: audit.OutcomeOK, Subject: hex.EncodeToString(mac),
+	if err := v.audit(ctx, audit.Record{Event: audit.EventErase, Outcome: audit.OutcomeOK, Subject: mac,
 		Principal: by.principal(), Reason: "subject-erased", Detail: fmt.Sprintf("erased %d held %d unknown %d: %s", n, held, unknown, by.reason())}); err != nil {
 		return n, err
 	}
@@ -568,10 +557,7 @@ func (a Admin) EraseSubject(ctx context.Context, subject string, by Actor) (n in
 // by is recorded in the audit log.
 func (a Admin) Delete(ctx context.Context, id string, by Actor) error {
 	v := a.v
-	if v.isClosed() {
-		return ErrClosed
-	}
-	if err := by.check("delete"); err != nil {
+	if err := v.checkActor("delete", by); err != nil {
 		return err
 	}
 	oid, err := parseObjectID(id)

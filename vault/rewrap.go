@@ -86,10 +86,7 @@ type RewrapProgress struct {
 func (a Admin) Rewrap(ctx context.Context, from, to kms.KEK, by Actor, opts RewrapOptions) (RewrapReport, error) {
 	v := a.v
 	var rep RewrapReport
-	if v.isClosed() {
-		return rep, ErrClosed
-	}
-	if err := by.check("kek rewrap"); err != nil {
+	if err := v.checkActor("kek rewrap", by); err != nil {
 		return rep, err
 	}
 	if from == nil || to == nil {
