@@ -87,7 +87,7 @@ func TestOnBatchTakenEqualsRead(t *testing.T) {
 		t.Fatalf("taken + read: %d records; the store holds %d", len(read), len(all))
 	}
 	for p, r := range all {
-		if got, ok := read[p]; !ok || !slices.Equal(recordBytes(t, got), recordBytes(t, r)) {
+		if got, ok := read[p]; !ok || !slices.Equal(mustMarshal(t, got), mustMarshal(t, r)) {
 			t.Errorf("%s/%d: taken or read %+v, stored %+v", p.log, p.seq, got, r)
 		}
 	}
@@ -103,13 +103,4 @@ func TestOnBatchTakenEqualsRead(t *testing.T) {
 			}
 		}
 	}
-}
-
-func recordBytes(t testing.TB, r Record) []byte {
-	t.Helper()
-	b, err := r.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
