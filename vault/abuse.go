@@ -360,10 +360,7 @@ func (v *Vault) freeze(ctx context.Context, principal string) bool {
 // acting principal (by) and the principal unfrozen.
 func (a Admin) Unfreeze(ctx context.Context, principal string, by Actor) error {
 	v := a.v
-	if v.isClosed() {
-		return ErrClosed
-	}
-	if err := by.check("unfreeze"); err != nil {
+	if err := v.checkActor("unfreeze", by); err != nil {
 		return err
 	}
 	if err := v.audit(ctx, audit.Record{Event: audit.EventAlert, Outcome: audit.OutcomeOK, Reason: "unfrozen",

@@ -10,3 +10,12 @@ type Admin struct{ v *Vault }
 
 // Admin returns v's administrative operations.
 func (v *Vault) Admin() Admin { return Admin{v} }
+
+// checkActor refuses a call that records its actor, op, after Close
+// (ErrClosed) or when by is not a valid Actor.
+func (v *Vault) checkActor(op string, by Actor) error {
+	if v.isClosed() {
+		return ErrClosed
+	}
+	return by.check(op)
+}

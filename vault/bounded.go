@@ -102,6 +102,51 @@ func (t *tasks) Wait(ctx context.Context) bool {
 	}
 }
 
+// inParallel runs work on every job that feed sends, on workers goroutines,
+// and hands each job's report and error to merge (one at a time, as each
+// job ends). The first error of work cancels the context of the rest and
+// of feed; send reports false once that context has ended, and feed
+// should then stop. inParallel returns the first error of work, else
+// feed's, else the context's.
+func inParallel[J, R any](ctx context.Context, workers int,
+	feed func(ctx context.Context, send func(J) bool) error,
+	work func(ctx context.Context, j J, r *R) error,
+	merge func(r R, err error)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan J)
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for j := range jobs {
+				var r R
+				err := work(ctx, j, &r)
+				mu.Lock()
+				merge(r, err)
+				if err != nil && firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	feedErr := feed(ctx, func(j J) bool {
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+		}
+		return ctx.Err() == nil
+	})
+	close(jobs)
+	wg.Wait()
+	return firstError(firstErr, feedErr, ctx.Err())
+}
+
 // detach runs f in the background with a context that keeps ctx's values,
 // not its end, and lasts at most timeout. The caller does not wait. When
 // maxCleanups are running already, f is not run (what it would remove,

@@ -60,10 +60,7 @@ const EventDecide audit.Event = "decide"
 // The decision is audited (event "decide") before the delete; a refused
 // decision is audited as a refusal.
 func (v *Vault) Decide(ctx context.Context, id string, d Decision, by Actor) error {
-	if v.isClosed() {
-		return ErrClosed
-	}
-	if err := by.check("decide"); err != nil {
+	if err := v.checkActor("decide", by); err != nil {
 		return err
 	}
 	switch d.Verdict {

@@ -103,14 +103,11 @@ func (a Admin) Release(ctx context.Context, id string, by Actor) error {
 }
 
 func (v *Vault) setHold(ctx context.Context, id string, by Actor, hold bool) error {
-	if v.isClosed() {
-		return ErrClosed
-	}
 	ev, kind := audit.EventHold, audit.StateHold
 	if !hold {
 		ev, kind = audit.EventRelease, audit.StateRelease
 	}
-	if err := by.check(string(ev)); err != nil {
+	if err := v.checkActor(string(ev), by); err != nil {
 		return err
 	}
 	oid, err := parseObjectID(id)

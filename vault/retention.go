@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"iter"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/idvault/idvault/internal/envelope"
@@ -108,10 +107,7 @@ func (a Admin) SweepWithProgress(ctx context.Context, by Actor, progress func(Sw
 
 func (v *Vault) sweep(ctx context.Context, by Actor, progress func(SweepReport)) (SweepReport, error) {
 	var rep SweepReport
-	if v.isClosed() {
-		return rep, ErrClosed
-	}
-	if err := by.check("sweep"); err != nil {
+	if err := v.checkActor("sweep", by); err != nil {
 		return rep, err
 	}
 	// Deadlines are decided by this clock: not while it disagrees with
@@ -156,65 +152,42 @@ const sweepWorkers = 8
 func (v *Vault) sweepExpired(ctx context.Context, by Actor, rep *SweepReport, progress func(SweepReport)) error {
 	now := v.now().UTC()
 	nowHour := now.Format("2006010215")
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	type job struct {
 		id  objectID
 		key string
 	}
-	jobs := make(chan job)
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for range sweepWorkers {
-		wg.Go(func() {
-			for j := range jobs {
-				var r SweepReport
-				err := v.expireOne(ctx, by, j.id, j.key, now, &r)
-				mu.Lock()
-				rep.add(r)
-				if err != nil && firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				if err == nil && progress != nil {
-					progress(*rep)
-				}
-				mu.Unlock()
+	feed := func(ctx context.Context, send func(job) bool) error {
+		for k, err := range v.st.List(ctx, "index/expiry/") {
+			if err != nil {
+				return fmt.Errorf("vault: sweep: %w", err)
 			}
-		})
+			rest := strings.TrimPrefix(k, "index/expiry/")
+			hour, idStr, ok := strings.Cut(rest, "/")
+			if !ok || len(hour) != 10 {
+				continue // not ours; leave it
+			}
+			if hour > nowHour {
+				break // lexical order is time order: nothing further has expired
+			}
+			id, err := parseObjectID(idStr)
+			if err != nil {
+				continue
+			}
+			if !send(job{id, k}) {
+				break
+			}
+		}
+		return nil
 	}
-	var listErr error
-	for k, err := range v.st.List(ctx, "index/expiry/") {
-		if err != nil {
-			listErr = fmt.Errorf("vault: sweep: %w", err)
-			break
-		}
-		rest := strings.TrimPrefix(k, "index/expiry/")
-		hour, idStr, ok := strings.Cut(rest, "/")
-		if !ok || len(hour) != 10 {
-			continue // not ours; leave it
-		}
-		if hour > nowHour {
-			break // lexical order is time order: nothing further has expired
-		}
-		id, err := parseObjectID(idStr)
-		if err != nil {
-			continue
-		}
-		select {
-		case jobs <- job{id, k}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	work := func(ctx context.Context, j job, r *SweepReport) error {
+		return v.expireOne(ctx, by, j.id, j.key, now, r)
 	}
-	close(jobs)
-	wg.Wait()
-	return firstError(firstErr, listErr, ctx.Err())
+	return inParallel(ctx, sweepWorkers, feed, work, func(r SweepReport, err error) {
+		rep.add(r)
+		if err == nil && progress != nil {
+			progress(*rep)
+		}
+	})
 }
 
 func (r *SweepReport) add(o SweepReport) {
@@ -515,31 +488,23 @@ func (v *Vault) orphanGrace() time.Duration {
 // only what was erased. by is recorded in the audit log.
 func (a Admin) EraseSubject(ctx context.Context, subject string, by Actor) (n int, err error) {
 	v := a.v
-	if v.isClosed() {
-		return 0, ErrClosed
-	}
-	if err := by.check("erase"); err != nil {
+	if err := v.checkActor("erase", by); err != nil {
 		return 0, err
 	}
 	if subject == "" {
 		return 0, fmt.Errorf("vault: erase: subject required: %w", ErrInvalidArgument)
 	}
-	sys, _ := v.keyset()
-	mac := sys.subjectMAC(subject)
-	prefix := "index/subject/" + hex.EncodeToString(mac) + "/"
+	mac, entries := v.subjectIndex(ctx, subject, "erase")
 	held, unknown := 0, 0
 	var firstUnknown error
-	for k, lerr := range v.st.List(ctx, prefix) {
+	for e, lerr := range entries {
 		if lerr != nil {
-			return n, fmt.Errorf("vault: erase: %w", lerr)
+			return n, lerr
 		}
-		id, perr := parseObjectID(strings.TrimPrefix(k, prefix))
-		if perr != nil {
-			continue
-		}
+		id := e.id
 		md, lerr := v.recordForDeletion(ctx, id)
 		if errors.Is(lerr, ErrNotFound) {
-			if err := v.st.Delete(ctx, k); err != nil { // dangling entry
+			if err := v.st.Delete(ctx, e.key); err != nil { // dangling entry
 				return n, err
 			}
 			continue
@@ -570,7 +535,7 @@ func (a Admin) EraseSubject(ctx context.Context, subject string, by Actor) (n in
 		}
 		n += rep.Expired
 	}
-	if err := v.audit(ctx, audit.Record{Event: audit.EventErase, Outcome: audit.OutcomeOK, Subject: hex.EncodeToString(mac),
+	if err := v.audit(ctx, audit.Record{Event: audit.EventErase, Outcome: audit.OutcomeOK, Subject: mac,
 		Principal: by.principal(), Reason: "subject-erased", Detail: fmt.Sprintf("erased %d held %d unknown %d: %s", n, held, unknown, by.reason())}); err != nil {
 		return n, err
 	}
@@ -592,10 +557,7 @@ func (a Admin) EraseSubject(ctx context.Context, subject string, by Actor) (n in
 // by is recorded in the audit log.
 func (a Admin) Delete(ctx context.Context, id string, by Actor) error {
 	v := a.v
-	if v.isClosed() {
-		return ErrClosed
-	}
-	if err := by.check("delete"); err != nil {
+	if err := v.checkActor("delete", by); err != nil {
 		return err
 	}
 	oid, err := parseObjectID(id)

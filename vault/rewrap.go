@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/idvault/idvault/internal/envelope"
@@ -87,10 +86,7 @@ type RewrapProgress struct {
 func (a Admin) Rewrap(ctx context.Context, from, to kms.KEK, by Actor, opts RewrapOptions) (RewrapReport, error) {
 	v := a.v
 	var rep RewrapReport
-	if v.isClosed() {
-		return rep, ErrClosed
-	}
-	if err := by.check("kek rewrap"); err != nil {
+	if err := v.checkActor("kek rewrap", by); err != nil {
 		return rep, err
 	}
 	if from == nil || to == nil {
@@ -233,59 +229,36 @@ func systemKeysetKEKID(b []byte) (string, error) {
 }
 
 func (v *Vault) rewrapRecords(ctx context.Context, from, to kms.KEK, workers int, rep *RewrapReport, progress func(done int)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ids := make(chan objectID)
-	var (
-		mu       sync.Mutex
-		done     int
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for range workers {
-		wg.Go(func() {
-			for id := range ids {
-				var r RewrapReport
-				err := v.rewrapOne(ctx, from, to, id, &r)
-				mu.Lock()
-				rep.Rewrapped += r.Rewrapped
-				rep.Already += r.Already
-				rep.Other += r.Other
-				rep.Gone += r.Gone
-				rep.Busy += r.Busy
-				if err != nil && firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				done++
-				if err == nil {
-					progress(done)
-				}
-				mu.Unlock()
+	feed := func(ctx context.Context, send func(objectID) bool) error {
+		for k, err := range v.keys.List(ctx, "keys/") {
+			if err != nil {
+				return fmt.Errorf("vault: kek rewrap: %w", err)
 			}
-		})
+			id, perr := parseObjectID(strings.TrimPrefix(k, "keys/"))
+			if perr != nil {
+				continue // not a key record
+			}
+			if !send(id) {
+				break
+			}
+		}
+		return nil
 	}
-	var listErr error
-	for k, err := range v.keys.List(ctx, "keys/") {
-		if err != nil {
-			listErr = fmt.Errorf("vault: kek rewrap: %w", err)
-			break
-		}
-		id, perr := parseObjectID(strings.TrimPrefix(k, "keys/"))
-		if perr != nil {
-			continue // not a key record
-		}
-		select {
-		case ids <- id:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	work := func(ctx context.Context, id objectID, r *RewrapReport) error {
+		return v.rewrapOne(ctx, from, to, id, r)
 	}
-	close(ids)
-	wg.Wait()
-	return firstError(firstErr, listErr, ctx.Err())
+	done := 0
+	return inParallel(ctx, workers, feed, work, func(r RewrapReport, err error) {
+		rep.Rewrapped += r.Rewrapped
+		rep.Already += r.Already
+		rep.Other += r.Other
+		rep.Gone += r.Gone
+		rep.Busy += r.Busy
+		done++
+		if err == nil {
+			progress(done)
+		}
+	})
 }
 
 // rewrapOne re-wraps one key record. The store has no compare-and-swap, so
@@ -297,14 +270,22 @@ func (v *Vault) rewrapRecords(ctx context.Context, from, to kms.KEK, workers int
 // clear and deletes its own write when the object is gone.
 func (v *Vault) rewrapOne(ctx context.Context, from, to kms.KEK, id objectID, rep *RewrapReport) error {
 	sys, _ := v.keyset()
-	for attempt := 0; ; attempt++ {
-		b, err := getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord)
+	// read reads the key record; gone (and counted) when it no longer exists.
+	read := func() (b []byte, gone bool, err error) {
+		b, err = getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord)
 		if errors.Is(err, store.ErrNotFound) {
 			rep.Gone++
-			return nil
+			return nil, true, nil
 		}
 		if err != nil {
-			return fmt.Errorf("vault: kek rewrap %s: %w", id, err)
+			return nil, false, fmt.Errorf("vault: kek rewrap %s: %w", id, err)
+		}
+		return b, false, nil
+	}
+	for attempt := 0; ; attempt++ {
+		b, gone, err := read()
+		if gone || err != nil {
+			return err
 		}
 		kid, err := envelope.PeekKEKID(b)
 		switch {
@@ -331,13 +312,9 @@ func (v *Vault) rewrapOne(ctx context.Context, from, to kms.KEK, id objectID, re
 		if err != nil {
 			return fmt.Errorf("vault: kek rewrap %s: %w", id, mapKEKErr(err))
 		}
-		cur, err := getSmall(ctx, v.keys, keyRecordKey(id), maxKeyRecord)
-		if errors.Is(err, store.ErrNotFound) {
-			rep.Gone++
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("vault: kek rewrap %s: %w", id, err)
+		cur, gone, err := read()
+		if gone || err != nil {
+			return err
 		}
 		if !bytes.Equal(cur, b) {
 			if attempt >= 3 {

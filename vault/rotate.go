@@ -67,10 +67,7 @@ type RotateOptions struct {
 // of the two new keys. by is recorded in the audit log.
 func (a Admin) RotateTokenKey(ctx context.Context, by Actor, opts RotateOptions) error {
 	v := a.v
-	if v.isClosed() {
-		return ErrClosed
-	}
-	if err := by.check("rotate token key"); err != nil {
+	if err := v.checkActor("rotate token key", by); err != nil {
 		return err
 	}
 	cur, err := loadOrCreateSystemKeys(ctx, v.st, v.kek)

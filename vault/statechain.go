@@ -241,31 +241,34 @@ func (c *stateChain) state() (int64, audit.StateHash, error) {
 // hold returns the chain's word on id: seen is false when no entry names
 // it. The error wraps errStateInDoubt when the chain is broken.
 func (c *stateChain) hold(ctx context.Context, id objectID) (held, seen bool, err error) {
-	if err := c.fresh(ctx); err != nil {
-		return false, false, err
-	}
-	c.smu.RLock()
-	defer c.smu.RUnlock()
-	if c.broken != nil {
-		return false, false, errStateInDoubt
-	}
-	h, ok := c.holds[id]
-	return h.held, ok, nil
+	err = c.lookup(ctx, func() {
+		var h chainHold
+		h, seen = c.holds[id]
+		held = h.held
+	})
+	return held, seen, err
 }
 
 // isFrozen reports whether the principal with keyed hash mac is frozen;
 // errStateInDoubt when the chain is broken.
-func (c *stateChain) isFrozen(ctx context.Context, mac string) (bool, error) {
+func (c *stateChain) isFrozen(ctx context.Context, mac string) (frozen bool, err error) {
+	err = c.lookup(ctx, func() { _, frozen = c.frozen[mac] })
+	return frozen, err
+}
+
+// lookup reads new entries first (fresh), then runs f under the read lock;
+// errStateInDoubt, without running f, when the chain is broken.
+func (c *stateChain) lookup(ctx context.Context, f func()) error {
 	if err := c.fresh(ctx); err != nil {
-		return false, err
+		return err
 	}
 	c.smu.RLock()
 	defer c.smu.RUnlock()
 	if c.broken != nil {
-		return false, errStateInDoubt
+		return errStateInDoubt
 	}
-	_, ok := c.frozen[mac]
-	return ok, nil
+	f()
+	return nil
 }
 
 // frozenNow is isFrozen without reading new entries first.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 
@@ -48,28 +49,20 @@ type SubjectDocument struct {
 // it is meant for occasional requests, not for a hot path.
 func (a Admin) ListSubject(ctx context.Context, subject string, by Actor) ([]SubjectDocument, error) {
 	v := a.v
-	if v.isClosed() {
-		return nil, ErrClosed
-	}
-	if err := by.check("list subject"); err != nil {
+	if err := v.checkActor("list subject", by); err != nil {
 		return nil, err
 	}
 	if subject == "" {
 		return nil, fmt.Errorf("vault: list subject: subject required: %w", ErrInvalidArgument)
 	}
-	sys, _ := v.keyset()
-	mac := hex.EncodeToString(sys.subjectMAC(subject))
-	prefix := "index/subject/" + mac + "/"
+	mac, entries := v.subjectIndex(ctx, subject, "list subject")
 	var docs []SubjectDocument
 	byID := map[string]int{}
-	for k, err := range v.st.List(ctx, prefix) {
+	for e, err := range entries {
 		if err != nil {
-			return nil, fmt.Errorf("vault: list subject: %w", err)
+			return nil, err
 		}
-		id, perr := parseObjectID(strings.TrimPrefix(k, prefix))
-		if perr != nil {
-			continue
-		}
+		id := e.id
 		md, key, err := v.loadRecord(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted, or a Put that never finished
@@ -93,6 +86,37 @@ func (a Admin) ListSubject(ctx context.Context, subject string, by Actor) ([]Sub
 		return nil, err
 	}
 	return docs, nil
+}
+
+// subjectEntry is one entry of the subject index: its key and the document
+// it names.
+type subjectEntry struct {
+	key string
+	id  objectID
+}
+
+// subjectIndex returns the keyed hash of subject (hex) and the entries of
+// its subject index (keys that name no document are skipped); op names the
+// call in a listing error.
+func (v *Vault) subjectIndex(ctx context.Context, subject, op string) (mac string, entries iter.Seq2[subjectEntry, error]) {
+	sys, _ := v.keyset()
+	mac = hex.EncodeToString(sys.subjectMAC(subject))
+	prefix := "index/subject/" + mac + "/"
+	return mac, func(yield func(subjectEntry, error) bool) {
+		for k, err := range v.st.List(ctx, prefix) {
+			if err != nil {
+				yield(subjectEntry{}, fmt.Errorf("vault: %s: %w", op, err))
+				return
+			}
+			id, perr := parseObjectID(strings.TrimPrefix(k, prefix))
+			if perr != nil {
+				continue
+			}
+			if !yield(subjectEntry{k, id}, nil) {
+				return
+			}
+		}
+	}
 }
 
 // countViews adds to docs the redemptions served for each, by role: a

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/idvault/idvault/internal/release"
 )
 
 // synonyms are names this project used for a concept that has one name
@@ -37,12 +35,7 @@ func TestOneNamePerConcept(t *testing.T) {
 			t.Errorf("glossary.md does not define **%s** (the word for %q)", w.term, old)
 		}
 	}
-	files, err := release.TrackedFiles(root, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		f = filepath.ToSlash(f)
+	for _, f := range trackedFiles(t, root) {
 		md := strings.HasSuffix(f, ".md") && (f == "README.md" || strings.HasPrefix(f, "docs/")) && f != "docs/glossary.md"
 		cli := strings.HasPrefix(f, "cmd/idvault/") && strings.HasSuffix(f, ".go") && !strings.HasSuffix(f, "_test.go")
 		if !md && !cli && !strings.HasSuffix(f, "/doc.go") {

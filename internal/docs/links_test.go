@@ -27,14 +27,10 @@ var pending = map[string]bool{
 // names a heading of its Markdown target (or of the same document).
 func TestLinksResolve(t *testing.T) {
 	root := repoRoot(t)
-	files, err := release.TrackedFiles(root, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mds []string
-	for _, f := range files {
+	for _, f := range trackedFiles(t, root) {
 		if strings.HasSuffix(f, ".md") {
-			mds = append(mds, filepath.ToSlash(f))
+			mds = append(mds, f)
 		}
 	}
 	if !slices.Contains(mds, "README.md") || !slices.Contains(mds, "docs/glossary.md") {
@@ -106,6 +102,20 @@ func checkLink(root, md, dest string, anchorsOf func(string) map[string]bool) st
 		return "no heading #" + u.Fragment + " in " + target
 	}
 	return ""
+}
+
+// trackedFiles returns the files git tracks in the checkout at root, with
+// slashes.
+func trackedFiles(t *testing.T, root string) []string {
+	t.Helper()
+	files, err := release.TrackedFiles(root, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range files {
+		files[i] = filepath.ToSlash(f)
+	}
+	return files
 }
 
 func repoRoot(t *testing.T) string {

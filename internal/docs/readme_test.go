@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/idvault/idvault/internal/release"
 )
 
 // maxReadmeLines keeps the README a front door (issue 23): the manual is
@@ -80,13 +78,8 @@ func TestReadmeUsage(t *testing.T) {
 // else.
 func TestReadmeLayout(t *testing.T) {
 	root := repoRoot(t)
-	files, err := release.TrackedFiles(root, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var dirs []string
-	for _, f := range files {
-		f = filepath.ToSlash(f)
+	for _, f := range trackedFiles(t, root) {
 		if !strings.HasSuffix(f, ".go") || strings.Contains("/"+f, "/testdata/") {
 			continue
 		}

@@ -313,12 +313,7 @@ func TestRecordSizeHidesMetadata(t *testing.T) {
 }
 
 func TestDestroy(t *testing.T) {
-	kek := seededKEK("test:kek-1", "one")
-	md := testMD("v", "o")
-	_, k, err := Seal(context.Background(), kek, md)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kek, md, _, k := sealOne(t)
 	k.Destroy()
 	if k.key != ([32]byte{}) {
 		t.Fatal("Destroy left key bytes")
@@ -380,13 +375,8 @@ var errKMSDown = errors.New("kms unreachable")
 func (failKEK) Decrypt(context.Context, []byte, []byte) ([]byte, error) { return nil, errKMSDown }
 
 func TestOpenKEKOutageIsNotTampering(t *testing.T) {
-	kek := seededKEK("test:kek-1", "one")
-	md := testMD("v", "o")
-	rec, _, err := Seal(context.Background(), kek, md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = Open(context.Background(), failKEK{kek}, md.VaultID, md.ObjectID, rec)
+	kek, md, rec, _ := sealOne(t)
+	_, _, err := Open(context.Background(), failKEK{kek}, md.VaultID, md.ObjectID, rec)
 	if !errors.Is(err, errKMSDown) || errors.Is(err, ErrTampered) {
 		t.Fatalf("KEK outage: %v", err)
 	}
@@ -502,12 +492,7 @@ func TestEncryptErrors(t *testing.T) {
 
 func TestConcurrentUse(t *testing.T) {
 	ctx := context.Background()
-	kek := seededKEK("test:kek-1", "one")
-	md := testMD("v", "o")
-	rec, k, err := Seal(ctx, kek, md)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kek, md, rec, k := sealOne(t)
 	pt := plaintext(2*segmentSize+5, 7)
 	ct := encryptBytes(t, k, pt, segmentSize)
 	var wg sync.WaitGroup

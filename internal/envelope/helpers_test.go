@@ -97,6 +97,19 @@ func plaintext(n int, seed uint64) []byte {
 	return b
 }
 
+// sealOne seals the key record of object "o" in vault "v" under the test
+// KEK "test:kek-1", the setting of most tests here.
+func sealOne(t testing.TB) (kek *testKEK, md Metadata, rec []byte, k *Key) {
+	t.Helper()
+	kek = seededKEK("test:kek-1", "one")
+	md = testMD("v", "o")
+	rec, k, err := Seal(context.Background(), kek, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kek, md, rec, k
+}
+
 func encryptBytes(t testing.TB, k *Key, pt []byte, segSize int) []byte {
 	t.Helper()
 	var buf bytes.Buffer

@@ -100,12 +100,7 @@ func TestSwapMatrix(t *testing.T) {
 // the other must not produce a record that opens, except the originals.
 func TestSpliceMetadata(t *testing.T) {
 	ctx := context.Background()
-	kek := seededKEK("test:kek-1", "one")
-	md := testMD("v", "o")
-	recA, k, err := Seal(ctx, kek, md)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kek, md, recA, k := sealOne(t)
 	md2 := md
 	md2.LegalHold = true
 	md2.Expires = md.Expires.AddDate(10, 0, 0)
@@ -136,14 +131,9 @@ func TestSpliceMetadata(t *testing.T) {
 
 func TestWrongKEK(t *testing.T) {
 	ctx := context.Background()
-	kek := seededKEK("test:kek-1", "one")
+	_, md, rec, _ := sealOne(t)
 	other := seededKEK("test:kek-2", "two")
 	forged := seededKEK("test:kek-1", "forged") // same ID, different key
-	md := testMD("v", "o")
-	rec, _, err := Seal(ctx, kek, md)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, _, err := Open(ctx, other, md.VaultID, md.ObjectID, rec); !errors.Is(err, ErrWrongKEK) {
 		t.Fatalf("other KEK: %v, want ErrWrongKEK", err)
 	}

@@ -45,12 +45,7 @@ func checkRejected(t *testing.T, what string, k *Key, payload, pt []byte, bad in
 
 func TestTamperRecordEveryBit(t *testing.T) {
 	ctx := context.Background()
-	kek := seededKEK("test:kek-1", "one")
-	md := testMD("v", "o")
-	rec, _, err := Seal(ctx, kek, md)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kek, md, rec, _ := sealOne(t)
 	counts := map[error]int{}
 	for i := range len(rec) * 8 {
 		bad := bytes.Clone(rec)
@@ -80,12 +75,7 @@ func TestTamperRecordEveryBit(t *testing.T) {
 
 func TestTamperRecordTruncateExtend(t *testing.T) {
 	ctx := context.Background()
-	kek := seededKEK("test:kek-1", "one")
-	md := testMD("v", "o")
-	rec, _, err := Seal(ctx, kek, md)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kek, md, rec, _ := sealOne(t)
 	var cases [][]byte
 	for n := range len(rec) {
 		cases = append(cases, rec[:n])

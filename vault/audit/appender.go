@@ -224,9 +224,9 @@ func NewAppender(ctx context.Context, st store.Store, signerKey string, opts App
 // newAppender returns an appender whose goroutines are not started (tests
 // drive commit and writeCheckpoints directly to lay out logs exactly).
 func newAppender(ctx context.Context, st store.Store, signerKey string, opts AppenderOptions) (*Appender, error) {
-	signer, err := note.NewSigner(signerKey)
+	signer, err := parseSigner(signerKey)
 	if err != nil {
-		return nil, errors.New("audit: signer key is not a valid note signer key")
+		return nil, err
 	}
 	verifier, err := verifierOf(signerKey)
 	if err != nil {

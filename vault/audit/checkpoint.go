@@ -138,6 +138,51 @@ func GenerateKey(name string) (signerKey, verifierKey string, err error) {
 	return note.GenerateKey(rand.Reader, name)
 }
 
+// parseSigner parses a signer key from GenerateKey. Its error never quotes
+// the key.
+func parseSigner(signerKey string) (note.Signer, error) {
+	s, err := note.NewSigner(signerKey)
+	if err != nil {
+		return nil, errors.New("audit: signer key is not a valid note signer key")
+	}
+	return s, nil
+}
+
+// newSigner returns a LedgerSigner or a StateSigner for signerKey.
+func newSigner[T ~struct{ s note.Signer }](signerKey string) (*T, error) {
+	s, err := parseSigner(signerKey)
+	if err != nil {
+		return nil, err
+	}
+	return &T{s: s}, nil
+}
+
+// signEntry validates a ledger or state entry and signs the text of its
+// note.
+func signEntry(s note.Signer, e interface {
+	check() error
+	noteText() (string, error)
+}) ([]byte, error) {
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	text, err := e.noteText()
+	if err != nil {
+		return nil, err
+	}
+	return note.Sign(&note.Note{Text: text}, s)
+}
+
+// parseVerifiers parses a verifier key from GenerateKey into the list that
+// note.Open checks signatures against.
+func parseVerifiers(verifierKey string) (note.Verifiers, error) {
+	vk, err := note.NewVerifier(verifierKey)
+	if err != nil {
+		return nil, errors.New("audit: verifier key is not a valid note verifier key")
+	}
+	return note.VerifierList(vk), nil
+}
+
 // Storage keys.
 const auditPrefix = "audit/"
 

@@ -66,11 +66,11 @@ func (e *GapError) Unwrap() error { return ErrLogGap }
 // NewFollower returns a Follower of the logs in st registered under the
 // audit key verifierKey.
 func NewFollower(st store.Store, verifierKey string) (*Follower, error) {
-	vk, err := note.NewVerifier(verifierKey)
+	known, err := parseVerifiers(verifierKey)
 	if err != nil {
-		return nil, errors.New("audit: verifier key is not a valid note verifier key")
+		return nil, err
 	}
-	return &Follower{st: st, known: note.VerifierList(vk), logs: map[string]*followed{}}, nil
+	return &Follower{st: st, known: known, logs: map[string]*followed{}}, nil
 }
 
 // Logs returns the logs followed and how many records of each were read.

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/idvault/idvault/vault/store"
@@ -34,11 +33,10 @@ const maxHeadsNotes = 1 << 20
 // not the records (that is Verify's job), and reads one checkpoint per log
 // unless the latest ones are damaged.
 func Heads(ctx context.Context, st store.Store, verifierKey string) ([]Head, error) {
-	vk, err := note.NewVerifier(verifierKey)
+	known, err := parseVerifiers(verifierKey)
 	if err != nil {
-		return nil, errors.New("audit: verifier key is not a valid note verifier key")
+		return nil, err
 	}
-	known := note.VerifierList(vk)
 	logs, _, _, err := listLogs(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("audit: heads: %w", err)
@@ -109,11 +107,10 @@ func ParseWitness(b []byte, verifierKey string) ([]Head, StateHead, error) {
 
 func parseWitness(b []byte, verifierKey string, withState bool) ([]Head, StateHead, error) {
 	var sh StateHead
-	vk, err := note.NewVerifier(verifierKey)
+	known, err := parseVerifiers(verifierKey)
 	if err != nil {
-		return nil, sh, errors.New("audit: verifier key is not a valid note verifier key")
+		return nil, sh, err
 	}
-	known := note.VerifierList(vk)
 	text := string(b)
 	if strings.TrimSpace(text) == "" {
 		return nil, sh, corruptf("witness file holds no signed checkpoint")

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -272,6 +273,39 @@ func mustVerifiers(t testing.TB, vkey string) note.Verifiers {
 	}
 	return note.VerifierList(v)
 }
+
+// getSpy counts the Gets of a memstore: in all, per key, and of batch
+// objects that exist (what reading a log costs).
+type getSpy struct {
+	*memstore.Store
+	mu      sync.Mutex
+	all     int
+	keys    map[string]int
+	batches int
+}
+
+func (g *getSpy) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := g.Store.Get(ctx, key)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.all++
+	if g.keys == nil {
+		g.keys = map[string]int{}
+	}
+	g.keys[key]++
+	if rest, ok := strings.CutPrefix(key, auditPrefix); ok && rest[0] != '_' && err == nil {
+		if _, ok := parseSeqName(rest[strings.IndexByte(rest, '/')+1:]); ok {
+			g.batches++
+		}
+	}
+	return rc, err
+}
+
+// allGets, keyGets and batchGets return the counts; resetGets zeroes them.
+func (g *getSpy) allGets() int           { g.mu.Lock(); defer g.mu.Unlock(); return g.all }
+func (g *getSpy) keyGets(key string) int { g.mu.Lock(); defer g.mu.Unlock(); return g.keys[key] }
+func (g *getSpy) batchGets() int         { g.mu.Lock(); defer g.mu.Unlock(); return g.batches }
+func (g *getSpy) resetGets()             { g.mu.Lock(); defer g.mu.Unlock(); g.all, g.keys, g.batches = 0, nil, 0 }
 
 // noClock hides the wrapped store's own clock (store.Clock), if it has one:
 // leases are then written and judged on the appenders' clocks, as on a

@@ -3,10 +3,8 @@ package audit
 import (
 	"context"
 	"errors"
-	"io"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,29 +73,13 @@ func TestBoundedLogs(t *testing.T) {
 	}
 }
 
-// getCounter counts Gets of batch objects that exist.
-type getCounter struct {
-	*memstore.Store
-	batches atomic.Int64
-}
-
-func (g *getCounter) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	rc, err := g.Store.Get(ctx, key)
-	if rest, ok := strings.CutPrefix(key, auditPrefix); ok && rest[0] != '_' && err == nil {
-		if _, ok := parseSeqName(rest[strings.IndexByte(rest, '/')+1:]); ok {
-			g.batches.Add(1)
-		}
-	}
-	return rc, err
-}
-
 // TestContinueReadsOnlyTheTail: a continued log rebuilds its Merkle
 // frontier from the lease's copy, checked against the last signed
 // checkpoint, and reads only the batches after it.
 func TestContinueReadsOnlyTheTail(t *testing.T) {
 	skey, vkey := keys(t)
 	ctx := context.Background()
-	gc := &getCounter{Store: newTestStore()}
+	gc := &getSpy{Store: newTestStore()}
 	c := newClock()
 	for cycle := range 5 {
 		a, err := NewAppender(ctx, gc, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour, MaxBatch: 1})
@@ -113,12 +95,12 @@ func TestContinueReadsOnlyTheTail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gc.batches.Store(0)
+	gc.resetGets()
 	a, err := NewAppender(ctx, gc, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := gc.batches.Load(); n != 0 {
+	if n := gc.batchGets(); n != 0 {
 		t.Fatalf("continuing a closed log of 250 batches read %d of them", n)
 	}
 	if a.cur.tree.N != 250 {
@@ -147,12 +129,12 @@ func TestContinueReadsOnlyTheTail(t *testing.T) {
 			gc.SetBytes(k, msg)
 		}
 	}
-	gc.batches.Store(0)
+	gc.resetGets()
 	a, err = NewAppender(ctx, gc, skey, AppenderOptions{Now: c.Now, CheckpointEvery: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := gc.batches.Load(); n != 250 || a.cur.tree.N != 250 {
+	if n := gc.batchGets(); n != 250 || a.cur.tree.N != 250 {
 		t.Fatalf("with a forged frontier: read %d batches, continued at %d", n, a.cur.tree.N)
 	}
 	if _, err := a.Append(ctx, sampleRecord(0)); err != nil {
@@ -504,7 +486,7 @@ func treesOf(heads []Head) map[string]tlogTree {
 	return m
 }
 
-var _ store.Store = (*getCounter)(nil)
+var _ store.Store = (*getSpy)(nil)
 
 type tlogTree = tlog.Tree
 

@@ -93,10 +93,7 @@ func (l *lease) sign(s note.Signer) ([]byte, error) {
 
 // openLease verifies a lease note and parses its text.
 func openLease(msg []byte, known note.Verifiers) (lease, error) {
-	if len(msg) > maxLeaseLen {
-		return lease{}, corruptf("lease longer than %d bytes", maxLeaseLen)
-	}
-	text, _, err := openNote(msg, known)
+	text, err := openShortNote(msg, known, "lease", maxLeaseLen)
 	if err != nil {
 		return lease{}, err
 	}

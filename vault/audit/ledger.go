@@ -65,11 +65,7 @@ type LedgerSigner struct{ s note.Signer }
 
 // NewLedgerSigner returns a LedgerSigner for signerKey (from GenerateKey).
 func NewLedgerSigner(signerKey string) (*LedgerSigner, error) {
-	s, err := note.NewSigner(signerKey)
-	if err != nil {
-		return nil, errors.New("audit: signer key is not a valid note signer key")
-	}
-	return &LedgerSigner{s: s}, nil
+	return newSigner[LedgerSigner](signerKey)
 }
 
 // String redacts: a LedgerSigner holds a private key.
@@ -83,17 +79,16 @@ func (*LedgerSigner) String() string { return "audit.LedgerSigner{REDACTED}" }
 //	record <base64 of Record.MarshalBinary>
 //
 //	— <signature>
-func (ls *LedgerSigner) Sign(e LedgerEntry) ([]byte, error) {
-	if err := e.check(); err != nil {
-		return nil, err
-	}
+func (ls *LedgerSigner) Sign(e LedgerEntry) ([]byte, error) { return signEntry(ls.s, &e) }
+
+// noteText returns the text of e's note (e checked).
+func (e *LedgerEntry) noteText() (string, error) {
 	rb, err := e.Record.MarshalBinary()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	text := ledgerHeader + "token " + e.TokenID + "\nexpires " + strconv.FormatInt(e.Expires.UnixNano(), 10) +
-		"\nrecord " + base64.StdEncoding.EncodeToString(rb) + "\n"
-	return note.Sign(&note.Note{Text: text}, ls.s)
+	return ledgerHeader + "token " + e.TokenID + "\nexpires " + strconv.FormatInt(e.Expires.UnixNano(), 10) +
+		"\nrecord " + base64.StdEncoding.EncodeToString(rb) + "\n", nil
 }
 
 func (e *LedgerEntry) check() error {
@@ -158,11 +153,11 @@ func parseLedgerText(b []byte) (string, time.Time, []byte, error) {
 // OpenLedgerEntry checks the signature of a ledger entry with verifierKey
 // and returns it. Every failure wraps ErrCorrupt.
 func OpenLedgerEntry(b []byte, verifierKey string) (LedgerEntry, error) {
-	vk, err := note.NewVerifier(verifierKey)
+	known, err := parseVerifiers(verifierKey)
 	if err != nil {
-		return LedgerEntry{}, errors.New("audit: verifier key is not a valid note verifier key")
+		return LedgerEntry{}, err
 	}
-	return openLedgerEntry(b, note.VerifierList(vk))
+	return openLedgerEntry(b, known)
 }
 
 func openLedgerEntry(b []byte, known note.Verifiers) (LedgerEntry, error) {
@@ -248,6 +243,17 @@ type LedgerCheckOptions struct {
 	Grace time.Duration
 }
 
+// withDefaults returns o with its zero fields set to their defaults.
+func (o LedgerCheckOptions) withDefaults() LedgerCheckOptions {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Minute
+	}
+	return o
+}
+
 // ReasonSpendUnconfirmed is the Reason of the refusal a redeemer appends
 // when its spend write failed ambiguously or answered too late: nothing was
 // served, and the ledger entry (if it exists) is void.
@@ -266,17 +272,11 @@ const LedgerKeepUntilPrefix = "ledger-keep-until "
 // ledger keeps them about an hour past their tokens' expiry), not by the
 // size of the logs, which are streamed once.
 func CheckLedger(ctx context.Context, st store.Store, verifierKey string, opts LedgerCheckOptions) (*LedgerReport, error) {
-	vk, err := note.NewVerifier(verifierKey)
+	known, err := parseVerifiers(verifierKey)
 	if err != nil {
-		return nil, errors.New("audit: verifier key is not a valid note verifier key")
+		return nil, err
 	}
-	known := note.VerifierList(vk)
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Grace <= 0 {
-		opts.Grace = 10 * time.Minute
-	}
+	opts = opts.withDefaults()
 	now := opts.Now()
 	rep := &LedgerReport{}
 	entries := map[string]*LedgerEntry{} // valid entries, by token

@@ -77,15 +77,26 @@ func TestFoldedRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCheckLedgerBothWays: an entry whose record is in no log (past the
-// grace) and a release record whose entry vanished are both reported.
-func TestCheckLedgerBothWays(t *testing.T) {
-	ctx := context.Background()
+// ledgerSetting opens a filesystem store in a temporary directory and makes
+// an audit key pair.
+func ledgerSetting(t *testing.T) (st *fsstore.Store, skey, vkey string) {
+	t.Helper()
 	st, err := fsstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	skey, vkey, _ := GenerateKey("ledger-test")
+	skey, vkey, err = GenerateKey("ledger-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, skey, vkey
+}
+
+// TestCheckLedgerBothWays: an entry whose record is in no log (past the
+// grace) and a release record whose entry vanished are both reported.
+func TestCheckLedgerBothWays(t *testing.T) {
+	ctx := context.Background()
+	st, skey, vkey := ledgerSetting(t)
 	ls, _ := NewLedgerSigner(skey)
 	e := sampleEntry(t)
 	b, _ := ls.Sign(e)
@@ -102,27 +113,24 @@ func TestCheckLedgerBothWays(t *testing.T) {
 	if err != nil || len(rep.Problems) != 1 {
 		t.Fatalf("unfolded entry not reported: %+v %v", rep, err)
 	}
-	a, err := NewAppender(ctx, st, skey, AppenderOptions{})
-	if err != nil {
-		t.Fatal(err)
+	// fold appends the release record to a new log, as an adopter does.
+	fold := func() {
+		a, err := NewAppender(ctx, st, skey, AppenderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Append(ctx, e.Record); err != nil {
+			t.Fatal(err)
+		}
+		a.Close(ctx)
 	}
-	if _, err := a.Append(ctx, e.Record); err != nil {
-		t.Fatal(err)
-	}
-	a.Close(ctx)
+	fold()
 	rep, err = CheckLedger(ctx, st, vkey, LedgerCheckOptions{Now: later})
 	if err != nil || len(rep.Problems) != 0 || rep.Folded != 1 {
 		t.Fatalf("folded entry: %+v %v", rep, err)
 	}
 	// A second fold of the same release (two adopters) is reported.
-	a2, err := NewAppender(ctx, st, skey, AppenderOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a2.Append(ctx, e.Record); err != nil {
-		t.Fatal(err)
-	}
-	a2.Close(ctx)
+	fold()
 	rep, err = CheckLedger(ctx, st, vkey, LedgerCheckOptions{Now: later})
 	if err != nil || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "more than once") {
 		t.Fatalf("double fold not reported: %+v %v", rep, err)
@@ -177,11 +185,7 @@ func FuzzParseFolded(f *testing.F) {
 // witness records existed, and nothing may become so.
 func TestWitnessRecordsAreNotReleases(t *testing.T) {
 	ctx := context.Background()
-	st, err := fsstore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	skey, vkey, _ := GenerateKey("ledger-test")
+	st, skey, vkey := ledgerSetting(t)
 	ss, _ := NewStateSigner(skey)
 	stored := writeChain(t, st, ss, 2)
 	ls, _ := NewLedgerSigner(skey)

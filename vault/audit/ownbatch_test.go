@@ -3,12 +3,9 @@ package audit
 import (
 	"context"
 	"errors"
-	"io"
 	"slices"
 	"sync"
 	"testing"
-
-	"github.com/idvault/idvault/vault/store"
 )
 
 // TestOnBatchTakenEqualsRead: a Follower that takes the batches its
@@ -72,7 +69,7 @@ func TestOnBatchTakenEqualsRead(t *testing.T) {
 	}
 	all := readAll(plain)
 
-	gets := &batchGets{Store: mem}
+	gets := &getSpy{Store: mem}
 	own, err := NewFollower(gets, vkey)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +87,7 @@ func TestOnBatchTakenEqualsRead(t *testing.T) {
 		t.Fatalf("taken + read: %d records; the store holds %d", len(read), len(all))
 	}
 	for p, r := range all {
-		if got, ok := read[p]; !ok || !slices.Equal(recordBytes(t, got), recordBytes(t, r)) {
+		if got, ok := read[p]; !ok || !slices.Equal(mustMarshal(t, got), mustMarshal(t, r)) {
 			t.Errorf("%s/%d: taken or read %+v, stored %+v", p.log, p.seq, got, r)
 		}
 	}
@@ -101,38 +98,9 @@ func TestOnBatchTakenEqualsRead(t *testing.T) {
 	defer mu.Unlock()
 	for log, m := range taken {
 		for first := range m {
-			gets.mu.Lock()
-			n := gets.n[batchKey(log, first)]
-			gets.mu.Unlock()
-			if n > 0 {
+			if n := gets.keyGets(batchKey(log, first)); n > 0 {
 				t.Errorf("reported batch %s/%d was read from the store", log, first)
 			}
 		}
 	}
-}
-
-// batchGets counts Gets by key.
-type batchGets struct {
-	store.Store
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (g *batchGets) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	g.mu.Lock()
-	if g.n == nil {
-		g.n = map[string]int{}
-	}
-	g.n[key]++
-	g.mu.Unlock()
-	return g.Store.Get(ctx, key)
-}
-
-func recordBytes(t testing.TB, r Record) []byte {
-	t.Helper()
-	b, err := r.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

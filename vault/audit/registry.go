@@ -96,6 +96,16 @@ func openNote(msg []byte, known note.Verifiers) (string, Class, error) {
 	return n.Text, "", nil
 }
 
+// openShortNote is openNote for a note of at most maxLen bytes; what names the
+// note in the error for a longer one.
+func openShortNote(msg []byte, known note.Verifiers, what string, maxLen int) (string, error) {
+	if len(msg) > maxLen {
+		return "", corruptf("%s longer than %d bytes", what, maxLen)
+	}
+	text, _, err := openNote(msg, known)
+	return text, err
+}
+
 // readRegistry reads every registry entry: the verified ones by log, and
 // the problem of each bad one.
 func readRegistry(ctx context.Context, st store.Store, known note.Verifiers) (map[string]registration, map[string]*Problem, error) {

@@ -3,23 +3,9 @@ package audit
 import (
 	"context"
 	"errors"
-	"io"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/idvault/idvault/internal/memstore"
 )
-
-type countingStore struct {
-	*memstore.Store
-	gets atomic.Int64
-}
-
-func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	c.gets.Add(1)
-	return c.Store.Get(ctx, key)
-}
 
 func TestScan(t *testing.T) {
 	skey, _ := keys(t)
@@ -90,14 +76,14 @@ func TestScan(t *testing.T) {
 		})
 	}
 	t.Run("lazy", func(t *testing.T) {
-		cs := &countingStore{Store: st}
+		cs := &getSpy{Store: st}
 		for _, err := range Scan(ctx, cs, Filter{}) {
 			if err != nil {
 				t.Fatal(err)
 			}
 			break
 		}
-		if n := cs.gets.Load(); n != 1 {
+		if n := cs.allGets(); n != 1 {
 			t.Fatalf("%d objects read for one record", n)
 		}
 	})

@@ -140,41 +140,30 @@ type StateSigner struct{ s note.Signer }
 
 // NewStateSigner returns a StateSigner for signerKey (from GenerateKey).
 func NewStateSigner(signerKey string) (*StateSigner, error) {
-	s, err := note.NewSigner(signerKey)
-	if err != nil {
-		return nil, errors.New("audit: signer key is not a valid note signer key")
-	}
-	return &StateSigner{s: s}, nil
+	return newSigner[StateSigner](signerKey)
 }
 
 // String redacts: a StateSigner holds a private key.
 func (*StateSigner) String() string { return "audit.StateSigner{REDACTED}" }
 
 // Sign validates e and returns the bytes to store under StateKey(e.Seq).
-func (ss *StateSigner) Sign(e StateEntry) ([]byte, error) {
-	if err := e.check(); err != nil {
-		return nil, err
-	}
-	e.Time = e.Time.Round(0).UTC()
-	return note.Sign(&note.Note{Text: e.text()}, ss.s)
-}
+func (ss *StateSigner) Sign(e StateEntry) ([]byte, error) { return signEntry(ss.s, &e) }
+
+func (e *StateEntry) noteText() (string, error) { return e.text(), nil }
 
 // OpenStateEntry checks a stored state entry against verifierKey and
 // returns it. Every failure wraps ErrCorrupt. It does not check the link
 // to the previous entry: compare Prev with HashState of that entry.
 func OpenStateEntry(b []byte, verifierKey string) (StateEntry, error) {
-	vk, err := note.NewVerifier(verifierKey)
+	known, err := parseVerifiers(verifierKey)
 	if err != nil {
-		return StateEntry{}, errors.New("audit: verifier key is not a valid note verifier key")
+		return StateEntry{}, err
 	}
-	return openStateEntry(b, note.VerifierList(vk))
+	return openStateEntry(b, known)
 }
 
 func openStateEntry(b []byte, known note.Verifiers) (StateEntry, error) {
-	if len(b) > maxStateEntryLen {
-		return StateEntry{}, corruptf("state entry longer than %d bytes", maxStateEntryLen)
-	}
-	text, _, err := openNote(b, known)
+	text, err := openShortNote(b, known, "state entry", maxStateEntryLen)
 	if err != nil {
 		return StateEntry{}, err
 	}
@@ -244,11 +233,11 @@ type StateReader struct {
 // NewStateReader returns a reader at the start of the chain in st, checking
 // signatures with verifierKey.
 func NewStateReader(st store.Store, verifierKey string) (*StateReader, error) {
-	vk, err := note.NewVerifier(verifierKey)
+	known, err := parseVerifiers(verifierKey)
 	if err != nil {
-		return nil, errors.New("audit: verifier key is not a valid note verifier key")
+		return nil, err
 	}
-	return &StateReader{st: st, known: note.VerifierList(vk), next: 1}, nil
+	return &StateReader{st: st, known: known, next: 1}, nil
 }
 
 // Len returns how many entries were read; Head the hash of the last one

@@ -218,6 +218,17 @@ type VerifyOptions struct {
 	Now func() time.Time
 }
 
+// withDefaults returns o with its zero fields set to their defaults.
+func (o VerifyOptions) withDefaults() VerifyOptions {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.UnsignedGrace <= 0 {
+		o.UnsignedGrace = DefaultUnsignedGrace
+	}
+	return o
+}
+
 // Verify reads every log under "audit/" in st, checks every record and
 // checkpoint with verifierKey (from GenerateKey), and reports per log; it
 // also reads the state chain (audit/_state/, StateReader) and reports its
@@ -248,17 +259,11 @@ type VerifyOptions struct {
 // its last checkpoint count as LogReport.Unsealed, and their witness
 // records are not believed until a checkpoint covers them.
 func Verify(ctx context.Context, st store.Store, verifierKey string, opts VerifyOptions) (*Report, error) {
-	vk, err := note.NewVerifier(verifierKey)
+	known, err := parseVerifiers(verifierKey)
 	if err != nil {
-		return nil, errors.New("audit: verifier key is not a valid note verifier key")
+		return nil, err
 	}
-	known := note.VerifierList(vk)
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.UnsignedGrace <= 0 {
-		opts.UnsignedGrace = DefaultUnsignedGrace
-	}
+	opts = opts.withDefaults()
 	// The chain first: the witness records in the logs name heads of it
 	// that were read before they were written.
 	sc, err := readStateChain(ctx, st, known, opts.State)
@@ -786,6 +791,14 @@ func (v *logVerifier) verifiedTo(t tlog.Tree) {
 	}
 }
 
+// malformedWitness notes that the witness record at v.pos does not parse
+// (only the first such record is reported).
+func (v *logVerifier) malformedWitness() {
+	if v.badWitness < 0 {
+		v.badWitness = v.pos
+	}
+}
+
 // witness reads one witness record at position v.pos.
 func (v *logVerifier) witness(r *Record) {
 	if v.sc == nil {
@@ -795,9 +808,7 @@ func (v *logVerifier) witness(r *Record) {
 	case ReasonLogHead:
 		target, n, err := ParseLogHead(r.Detail)
 		if err != nil {
-			if v.badWitness < 0 {
-				v.badWitness = v.pos
-			}
+			v.malformedWitness()
 			return
 		}
 		if c, ok := v.pending[target]; n > 0 && (!ok || n > c.size) {
@@ -806,9 +817,7 @@ func (v *logVerifier) witness(r *Record) {
 	case ReasonStateHead:
 		n, h, err := ParseStateHead(r.Detail)
 		if err != nil {
-			if v.badWitness < 0 {
-				v.badWitness = v.pos
-			}
+			v.malformedWitness()
 			return
 		}
 		if v.stateFail != nil {

@@ -296,29 +296,35 @@ const (
 
 func slotOf(t time.Time, width time.Duration) time.Time { return t.Truncate(width) }
 
-// spanOf is how far back windows read slots of a width.
-func spanOf(width time.Duration) time.Duration {
+// horizonOf returns, for slots of a width, how far back windows read them
+// (span) and how long they are kept (keep): past the longest window read
+// in them (minutes: 1 h + grace, hours: a day, days: a week).
+func horizonOf(width time.Duration) (span, keep time.Duration) {
 	switch {
 	case width <= minute:
-		return 2 * hour
+		return 2 * hour, 3 * hour
 	case width <= hour:
-		return 2 * day
+		return 2 * day, 2 * day
 	default:
-		return 8 * day
+		return 8 * day, 9 * day
 	}
 }
 
-// keepOf is how long slots of a width are kept: past the longest window
-// read in them (minutes: 1 h + grace, hours: a day, days: a week).
+// spanOf is how far back windows read slots of a width.
+func spanOf(width time.Duration) time.Duration {
+	span, _ := horizonOf(width)
+	return span
+}
+
+// keepOf is how long slots of a width are kept.
 func keepOf(width time.Duration) time.Duration {
-	switch {
-	case width <= minute:
-		return 3 * hour
-	case width <= hour:
-		return 2 * day
-	default:
-		return 9 * day
-	}
+	_, keep := horizonOf(width)
+	return keep
+}
+
+// add counts one event at t in its slot of width w under key.
+func (d *Detector) add(ctx context.Context, key string, t time.Time, w time.Duration) (int64, error) {
+	return d.c.Add(ctx, key, slotOf(t, w), keepOf(w))
 }
 
 // Observe applies one event and returns what to do. A Counter error is
@@ -351,12 +357,12 @@ func (d *Detector) view(ctx context.Context, e Event, out *Outcome) error {
 	var nMin, nHour, nDay int64
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
-	wg.Go(func() { nMin, errs[0] = d.c.Add(ctx, p+"/v1m", slotOf(e.Time, minute), keepOf(minute)) })
-	wg.Go(func() { nHour, errs[1] = d.c.Add(ctx, p+"/v1h", slotOf(e.Time, hour), keepOf(hour)) })
-	wg.Go(func() { nDay, errs[2] = d.c.Add(ctx, p+"/v1d", slotOf(e.Time, day), keepOf(day)) })
+	wg.Go(func() { nMin, errs[0] = d.add(ctx, p+"/v1m", e.Time, minute) })
+	wg.Go(func() { nHour, errs[1] = d.add(ctx, p+"/v1h", e.Time, hour) })
+	wg.Go(func() { nDay, errs[2] = d.add(ctx, p+"/v1d", e.Time, day) })
 	sh := rand.IntN(d.opts.Shards)
 	wg.Go(func() {
-		_, errs[3] = d.c.Add(ctx, "vault/v1m/"+strconv.Itoa(sh), slotOf(e.Time, minute), keepOf(minute))
+		_, errs[3] = d.add(ctx, "vault/v1m/"+strconv.Itoa(sh), e.Time, minute)
 	})
 	wg.Wait()
 	for _, err := range errs {
@@ -375,22 +381,14 @@ func (d *Detector) view(ctx context.Context, e Event, out *Outcome) error {
 			return d.window(ctx, p+"/v1d", e.Time, day, min(win, 8*day), nDay)
 		}
 	}
-	burst, err := views(r.Burst.Window)
-	if err != nil {
-		return err
+	var n [4]int64
+	var err error
+	for i, win := range []time.Duration{r.Burst.Window, r.Hour.Window, r.Day.Window, r.Week.Window} {
+		if n[i], err = views(win); err != nil {
+			return err
+		}
 	}
-	hourN, err := views(r.Hour.Window)
-	if err != nil {
-		return err
-	}
-	dayN, err := views(r.Day.Window)
-	if err != nil {
-		return err
-	}
-	weekN, err := views(r.Week.Window)
-	if err != nil {
-		return err
-	}
+	burst, hourN, dayN, weekN := n[0], n[1], n[2], n[3]
 	// Every grant is a token that redeems at most once: Redemptions is
 	// checked here, on the views, so a redemption needs no count of its
 	// own (see Rules.Redemptions).
@@ -502,7 +500,7 @@ func (d *Detector) undecided(ctx context.Context, keys []string, now time.Time, 
 func (d *Detector) redeem(ctx context.Context, e Event, out *Outcome) error {
 	r := d.rulesFor(e)
 	p := "p/" + e.Principal
-	n, err := d.c.Add(ctx, p+"/r1m", slotOf(e.Time, minute), keepOf(minute))
+	n, err := d.add(ctx, p+"/r1m", e.Time, minute)
 	if err != nil {
 		return err
 	}
@@ -525,7 +523,7 @@ func (d *Detector) redeem(ctx context.Context, e Event, out *Outcome) error {
 func (d *Detector) decision(ctx context.Context, e Event, out *Outcome) error {
 	sh := strconv.Itoa(rand.IntN(d.opts.Shards))
 	if e.Principal == "" {
-		_, err := d.c.Add(ctx, "vault/d1m/"+sh, slotOf(e.Time, minute), keepOf(minute))
+		_, err := d.add(ctx, "vault/d1m/"+sh, e.Time, minute)
 		return err
 	}
 	r := d.rulesFor(e)
@@ -537,10 +535,10 @@ func (d *Detector) decision(ctx context.Context, e Event, out *Outcome) error {
 	var nDec, nKind int64
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
-	wg.Go(func() { nDec, errs[0] = d.c.Add(ctx, p+"/d1m", slotOf(e.Time, minute), keepOf(minute)) })
-	wg.Go(func() { nKind, errs[1] = d.c.Add(ctx, kind, slotOf(e.Time, minute), keepOf(minute)) })
+	wg.Go(func() { nDec, errs[0] = d.add(ctx, p+"/d1m", e.Time, minute) })
+	wg.Go(func() { nKind, errs[1] = d.add(ctx, kind, e.Time, minute) })
 	wg.Go(func() {
-		_, errs[2] = d.c.Add(ctx, "vault/d1m/"+sh, slotOf(e.Time, minute), keepOf(minute))
+		_, errs[2] = d.add(ctx, "vault/d1m/"+sh, e.Time, minute)
 	})
 	wg.Wait()
 	for _, err := range errs {
@@ -614,11 +612,11 @@ func (d *Detector) refusal(ctx context.Context, e Event, out *Outcome) error {
 		if (who.principal == "" && who.addr == "") || d.sat.has(who.key+"/f1h", slotOf(e.Time, hour)) {
 			continue
 		}
-		n1, err := d.c.Add(ctx, who.key+"/f1m", slotOf(e.Time, minute), keepOf(minute))
+		n1, err := d.add(ctx, who.key+"/f1m", e.Time, minute)
 		if err != nil {
 			return err
 		}
-		nh, err := d.c.Add(ctx, who.key+"/f1h", slotOf(e.Time, hour), keepOf(hour))
+		nh, err := d.add(ctx, who.key+"/f1h", e.Time, hour)
 		if err != nil {
 			return err
 		}

@@ -71,6 +71,38 @@ func TestAlertOnCrossingOnce(t *testing.T) {
 	}
 }
 
+// Each view quota counts views in its own window: six views spread so that
+// only one quota's window holds them all refuse the sixth, by that rule.
+func TestViewQuotaWindows(t *testing.T) {
+	lots := detect.Limit{Max: 1000, Window: time.Hour}
+	for _, tc := range []struct {
+		rule string
+		gap  time.Duration
+		set  func(r *detect.Rules)
+	}{
+		{detect.RuleHour, 5 * time.Minute, func(r *detect.Rules) { r.Hour = detect.Limit{Max: 5, Window: time.Hour} }},
+		{detect.RuleDay, 2 * time.Hour, func(r *detect.Rules) { r.Day = detect.Limit{Max: 5, Window: 24 * time.Hour} }},
+		{detect.RuleWeek, 25 * time.Hour, func(r *detect.Rules) { r.Week = detect.Limit{Max: 5, Window: 7 * 24 * time.Hour} }},
+	} {
+		t.Run(tc.rule, func(t *testing.T) {
+			r := detect.Rules{Burst: detect.Limit{Max: 1000, Window: 5 * time.Minute}, Hour: lots, Redemptions: lots,
+				Day: detect.Limit{Max: 1000, Window: 24 * time.Hour}, Week: detect.Limit{Max: 1000, Window: 7 * 24 * time.Hour}}
+			tc.set(&r)
+			d := detect.New(detect.NewMemoryCounter(0), detect.Options{Rules: r})
+			clk := &simClock{time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)}
+			for i := 1; i <= 6; i++ {
+				out := observe(t, d, detect.Event{Kind: detect.View, Time: clk.step(tc.gap), Principal: "p1"})
+				if out.Refuse != (i == 6) {
+					t.Fatalf("view %d: refuse %v", i, out.Refuse)
+				}
+				if i == 6 && (len(out.Alerts) != 1 || out.Alerts[0].Rule != tc.rule || out.Alerts[0].Count != 6) {
+					t.Fatalf("view 6: alerts %v, want one %s at 6", out.Alerts, tc.rule)
+				}
+			}
+		})
+	}
+}
+
 // Views without decisions: a slow thief is caught before 50, a reviewer
 // deciding within minutes never is, and an auditor opening 20 at once
 // stays under the threshold.
@@ -176,9 +208,7 @@ func TestTallyMatchesObserve(t *testing.T) {
 		default:
 			e.Kind = detect.View
 		}
-		if _, err := d.Observe(context.Background(), e); err != nil {
-			t.Fatal(err)
-		}
+		observe(t, d, e)
 		tally.Add(e)
 	}
 	counts := tally.Counts(clk.t)
@@ -186,16 +216,7 @@ func TestTallyMatchesObserve(t *testing.T) {
 		t.Fatalf("%d counts", len(counts))
 	}
 	for _, sc := range counts {
-		var got int64
-		if shared, ok := strings.CutSuffix(sc.Key, "/0"); ok && strings.HasPrefix(sc.Key, "vault/") {
-			for i := range 8 {
-				n, _ := c.Get(context.Background(), fmt.Sprint(shared, "/", i), sc.Slot, sc.Keep)
-				got += n
-			}
-		} else {
-			got, _ = c.Get(context.Background(), sc.Key, sc.Slot, sc.Keep)
-		}
-		if got != sc.N {
+		if got := stored(c, sc); got != sc.N {
 			t.Fatalf("%v: the detector counted %d", sc, got)
 		}
 		if !sc.Slot.Add(sc.Keep).After(clk.t) {
@@ -244,4 +265,20 @@ func (r *recordingCounter) keeps() map[string]time.Time {
 		out[k] = time.Unix(u, 0)
 	}
 	return out
+}
+
+// stored returns what c holds for the count sc; a vault-wide count (one
+// whose key ends in shard "/0") is the sum of its eight shards.
+func stored(c detect.Counter, sc detect.SlotCount) int64 {
+	shared, ok := strings.CutSuffix(sc.Key, "/0")
+	if !ok || !strings.HasPrefix(sc.Key, "vault/") {
+		n, _ := c.Get(context.Background(), sc.Key, sc.Slot, sc.Keep)
+		return n
+	}
+	var sum int64
+	for i := range 8 {
+		n, _ := c.Get(context.Background(), fmt.Sprint(shared, "/", i), sc.Slot, sc.Keep)
+		sum += n
+	}
+	return sum
 }

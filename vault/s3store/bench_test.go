@@ -27,29 +27,29 @@ func BenchmarkPut(b *testing.B) {
 	for _, n := range benchSizes {
 		data := bytes.Repeat([]byte{0xa5}, n)
 		b.Run(fmt.Sprintf("minio-go/%dKiB", n>>10), func(b *testing.B) {
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				key := fmt.Sprintf("bench/raw/%d/%d", n, i%64)
-				if _, err := c.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(n), minio.PutObjectOptions{}); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
+			benchPuts(b, n, "raw", func(key string) error {
+				_, err := c.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(n), minio.PutObjectOptions{})
+				return err
+			})
 		})
 		b.Run(fmt.Sprintf("store/%dKiB", n>>10), func(b *testing.B) {
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				key := fmt.Sprintf("bench/put/%d/%d", n, i%64)
-				if err := s.Put(ctx, key, bytes.NewReader(data), int64(n), store.PutOptions{}); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
+			benchPuts(b, n, "put", func(key string) error {
+				return s.Put(ctx, key, bytes.NewReader(data), int64(n), store.PutOptions{})
+			})
 		})
+	}
+}
+
+// benchPuts measures put of n bytes, over 64 keys named by size and kind.
+func benchPuts(b *testing.B, n int, kind string, put func(key string) error) {
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := put(fmt.Sprintf("bench/%s/%d/%d", kind, n, i%64)); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
 

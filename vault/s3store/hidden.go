@@ -19,23 +19,11 @@ var _ store.HiddenReader = (*Store)(nil)
 // bucket without versioning it yields nothing.
 func (s *Store) Hidden(ctx context.Context, prefix string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		if err := store.ValidPrefix(prefix); err != nil {
-			yield("", err)
-			return
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
 		var cur string
 		var markerFirst, reported bool
-		for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{
-			Prefix: s.name(prefix), Recursive: true, WithVersions: true,
-		}) {
-			if err := ctx.Err(); err != nil {
-				yield("", fmt.Errorf("s3store: list versions: %w", err))
-				return
-			}
-			if obj.Err != nil {
-				yield("", mapErr("list versions", obj.Err))
+		for obj, err := range s.objects(ctx, prefix, "list versions", true) {
+			if err != nil {
+				yield("", err)
 				return
 			}
 			key := strings.TrimPrefix(obj.Key, s.prefix)

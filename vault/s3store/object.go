@@ -123,25 +123,9 @@ func retained(h http.Header, now time.Time) bool {
 // stops the listing (no goroutine is left behind).
 func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		if err := store.ValidPrefix(prefix); err != nil {
-			yield("", err)
-			return
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		objs := s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{
-			Prefix:    s.name(prefix),
-			Recursive: true,
-		})
-		for obj := range objs {
-			// minio-go keeps yielding a fetched page after cancellation,
-			// and ends silently when cancelled between pages; check here.
-			if err := ctx.Err(); err != nil {
-				yield("", fmt.Errorf("s3store: list: %w", err))
-				return
-			}
-			if obj.Err != nil {
-				yield("", mapErr("list", obj.Err))
+		for obj, err := range s.objects(ctx, prefix, "list", false) {
+			if err != nil {
+				yield("", err)
 				return
 			}
 			key, ok := strings.CutPrefix(obj.Key, s.prefix)
@@ -152,8 +136,41 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[string, error
 				return
 			}
 		}
+		// minio-go ends silently when cancelled between pages.
 		if err := ctx.Err(); err != nil {
 			yield("", fmt.Errorf("s3store: list: %w", err))
+		}
+	}
+}
+
+// objects lists the objects under prefix (every version of each, newest
+// first, when versions is set), for List and Hidden; op names the listing
+// in errors. An invalid prefix, a failed page or the end of ctx ends it
+// with an error.
+func (s *Store) objects(ctx context.Context, prefix, op string, versions bool) iter.Seq2[minio.ObjectInfo, error] {
+	return func(yield func(minio.ObjectInfo, error) bool) {
+		if err := store.ValidPrefix(prefix); err != nil {
+			yield(minio.ObjectInfo{}, err)
+			return
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for obj := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{
+			Prefix: s.name(prefix), Recursive: true, WithVersions: versions,
+		}) {
+			// minio-go keeps yielding a fetched page after cancellation;
+			// check here.
+			if err := ctx.Err(); err != nil {
+				yield(minio.ObjectInfo{}, fmt.Errorf("s3store: %s: %w", op, err))
+				return
+			}
+			if obj.Err != nil {
+				yield(minio.ObjectInfo{}, mapErr(op, obj.Err))
+				return
+			}
+			if !yield(obj, nil) {
+				return
+			}
 		}
 	}
 }

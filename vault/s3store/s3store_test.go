@@ -35,6 +35,15 @@ func newStore(t testing.TB, srv *miniotest.Srv, bucket, prefix string) *s3store.
 	return s
 }
 
+// freshStore returns the test MinIO server, a new bucket without
+// versioning on it, and a store on the whole bucket.
+func freshStore(t testing.TB) (*miniotest.Srv, string, *s3store.Store) {
+	t.Helper()
+	srv := miniotest.Server(t)
+	bucket := srv.NewBucket(t, false)
+	return srv, bucket, newStore(t, srv, bucket, "")
+}
+
 func randPrefix(t testing.TB) string {
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
@@ -134,9 +143,7 @@ func TestNewErrors(t *testing.T) {
 
 func TestErrorMapping(t *testing.T) {
 	t.Parallel()
-	srv := miniotest.Server(t)
-	bucket := srv.NewBucket(t, false)
-	s := newStore(t, srv, bucket, "")
+	srv, _, s := freshStore(t)
 	ctx := context.Background()
 	mustPut(t, s, "exists", []byte("old"))
 
@@ -478,9 +485,7 @@ func TestPrefixIsolation(t *testing.T) {
 // fails cleanly, and leaves no incomplete upload behind.
 func TestUnknownSizeMultipart(t *testing.T) {
 	t.Parallel()
-	srv := miniotest.Server(t)
-	bucket := srv.NewBucket(t, false)
-	s := newStore(t, srv, bucket, "")
+	srv, bucket, s := freshStore(t)
 	c := srv.Client(t)
 	ctx := context.Background()
 	data := make([]byte, 2*s3store.PartSize+12345)
@@ -523,9 +528,7 @@ func TestUnknownSizeMultipart(t *testing.T) {
 // context is cancelled mid-body leaves neither object nor upload.
 func TestUnknownSizeMultipartRaces(t *testing.T) {
 	t.Parallel()
-	srv := miniotest.Server(t)
-	bucket := srv.NewBucket(t, false)
-	s := newStore(t, srv, bucket, "")
+	srv, bucket, s := freshStore(t)
 	ctx := context.Background()
 	data := bytes.Repeat([]byte("m"), 2*s3store.PartSize)
 
