@@ -3,6 +3,8 @@ package miniotest
 import (
 	"errors"
 	"fmt"
+
+	"github.com/idvault/idvault/internal/proctest"
 )
 
 // ErrNoProcess: the server's process is not running (never started, or
@@ -15,11 +17,9 @@ var ErrNoProcess = errors.New("miniotest: server process not running")
 // refused. The data directory stays until Stop. Fault-injection tests only:
 // the shared server of Server must never be killed.
 func (s *Srv) Kill() error {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.proc == nil || s.proc.Kill() != nil {
 		return ErrNoProcess
 	}
-	signalGroup(s.cmd, true)
-	<-s.done
 	return nil
 }
 
@@ -28,11 +28,11 @@ func (s *Srv) Kill() error {
 // as a storage server restarted after a crash would. Clients made before
 // the crash work again. Fault-injection tests only.
 func (s *Srv) Restart() error {
-	if s.cmd == nil || s.bin == "" {
+	if s.proc == nil || s.bin == "" {
 		return ErrNoProcess
 	}
 	select {
-	case <-s.done:
+	case <-s.proc.Done():
 	default:
 		return errRunning
 	}
@@ -40,7 +40,7 @@ func (s *Srv) Restart() error {
 		return err
 	}
 	if err := s.waitReady(); err != nil {
-		return fmt.Errorf("miniotest: restarted server not ready: %w\n--- server output (tail) ---\n%s", err, s.out.tail(tailLines))
+		return fmt.Errorf("miniotest: restarted server not ready: %w\n--- server output (tail) ---\n%s", err, s.out.Lines(tailLines))
 	}
 	return nil
 }
@@ -53,19 +53,18 @@ var errRunning = errors.New("miniotest: server still running (Kill it first)")
 // Resume. It returns once every thread of the server is stopped (on Linux;
 // kill alone returns while the server may still answer for a while on a
 // loaded machine). Fault-injection tests only.
-func (s *Srv) Pause() error { return s.signalStop(true) }
+func (s *Srv) Pause() error { return s.signalStop((*proctest.Proc).Pause) }
 
 // Resume sends SIGCONT to a server paused with Pause.
-func (s *Srv) Resume() error { return s.signalStop(false) }
+func (s *Srv) Resume() error { return s.signalStop((*proctest.Proc).Resume) }
 
-func (s *Srv) signalStop(stop bool) error {
-	if s.cmd == nil || s.cmd.Process == nil {
+func (s *Srv) signalStop(op func(*proctest.Proc) error) error {
+	if s.proc == nil {
 		return ErrNoProcess
 	}
-	select {
-	case <-s.done:
+	if err := op(s.proc); errors.Is(err, proctest.ErrNotRunning) {
 		return ErrNoProcess
-	default:
+	} else {
+		return err
 	}
-	return stopGroup(s.cmd, stop)
 }

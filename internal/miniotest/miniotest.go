@@ -1,7 +1,6 @@
 package miniotest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/idvault/idvault/internal/proctest"
 )
 
 // InstallHint is the command that installs the MinIO server this package
@@ -40,11 +41,10 @@ type Srv struct {
 	secretKey string
 
 	dir  string
-	bin  string   // the server binary
-	args []string // its arguments (same address and data on Restart)
-	cmd  *exec.Cmd
-	out  *tailBuffer
-	done chan struct{} // closed when the process has exited
+	bin  string         // the server binary
+	args []string       // its arguments (same address and data on Restart)
+	proc *proctest.Proc // nil until run
+	out  *proctest.Tail
 }
 
 var (
@@ -225,13 +225,13 @@ func start() (*Srv, error) {
 var errExited = errors.New("server exited")
 
 func startOnce(bin string) (*Srv, error) {
-	port, err := freePort()
+	port, err := proctest.FreePort()
 	if err != nil {
-		return nil, fmt.Errorf("miniotest: free port: %w", err)
+		return nil, fmt.Errorf("miniotest: %w", err)
 	}
-	consolePort, err := freePort()
+	consolePort, err := proctest.FreePort()
 	if err != nil {
-		return nil, fmt.Errorf("miniotest: free port: %w", err)
+		return nil, fmt.Errorf("miniotest: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "miniotest-")
 	if err != nil {
@@ -246,8 +246,7 @@ func startOnce(bin string) (*Srv, error) {
 		accessKey: "idv" + hex.EncodeToString(b[:8]),
 		secretKey: hex.EncodeToString(b[8:]),
 		dir:       dir,
-		out:       &tailBuffer{limit: outputLimit},
-		done:      make(chan struct{}),
+		out:       proctest.NewTail(outputLimit),
 	}
 	s.bin = bin
 	s.args = []string{"server",
@@ -261,7 +260,7 @@ func startOnce(bin string) (*Srv, error) {
 	}
 	if err := s.waitReady(); err != nil {
 		s.stop()
-		return nil, fmt.Errorf("miniotest: server not ready: %w\n--- server output (tail) ---\n%s", err, s.out.tail(tailLines))
+		return nil, fmt.Errorf("miniotest: server not ready: %w\n--- server output (tail) ---\n%s", err, s.out.Lines(tailLines))
 	}
 	return s, nil
 }
@@ -270,19 +269,12 @@ func startOnce(bin string) (*Srv, error) {
 func (s *Srv) run() error {
 	cmd := exec.Command(s.bin, s.args...)
 	cmd.Env = serverEnv(s.dir, s.accessKey, s.secretKey)
-	cmd.Stdout = s.out
-	cmd.Stderr = s.out
 	cmd.Dir = s.dir
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
+	p, err := proctest.Start(cmd, s.out)
+	if err != nil {
 		return fmt.Errorf("miniotest: start %s: %w", s.bin, err)
 	}
-	done := make(chan struct{})
-	s.cmd, s.done = cmd, done
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
+	s.proc = p
 	return nil
 }
 
@@ -307,15 +299,6 @@ func serverEnv(dir, access, secret string) []string {
 	)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // waitReady polls the liveness endpoint, then a ListBuckets with the root
 // credentials, until both succeed, the process exits, or the deadline passes.
 func (s *Srv) waitReady() error {
@@ -335,8 +318,8 @@ func (s *Srv) waitReady() error {
 			return nil
 		}
 		select {
-		case <-s.done:
-			return fmt.Errorf("%w: %v", errExited, s.cmd.ProcessState)
+		case <-s.proc.Done():
+			return fmt.Errorf("%w: %v", errExited, s.proc.ExitState())
 		case <-ctx.Done():
 			return fmt.Errorf("no answer within %v: %w", readyTimeout, last)
 		case <-tick.C:
@@ -366,42 +349,8 @@ func (s *Srv) probe(ctx context.Context, hc *http.Client, c *minio.Client) error
 // stop terminates the server's process group, waits for it (SIGKILL after a
 // grace period) and removes the data directory.
 func (s *Srv) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		signalGroup(s.cmd, false)
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-			signalGroup(s.cmd, true)
-			<-s.done
-		}
+	if s.proc != nil {
+		s.proc.Stop(5 * time.Second)
 	}
 	_ = os.RemoveAll(s.dir)
-}
-
-// tailBuffer keeps the last limit bytes written to it.
-type tailBuffer struct {
-	mu    sync.Mutex
-	limit int
-	buf   []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.limit; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-// tail returns the last n lines written.
-func (b *tailBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := bytes.Split(bytes.TrimRight(b.buf, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
 }

@@ -121,20 +121,6 @@ func TestModuleRoot(t *testing.T) {
 	}
 }
 
-func TestTailBuffer(t *testing.T) {
-	b := &tailBuffer{limit: 32}
-	for i := range 100 {
-		fmt.Fprintf(b, "line %d\n", i)
-	}
-	if len(b.buf) > 32 {
-		t.Fatalf("buffer holds %d bytes, limit 32", len(b.buf))
-	}
-	got := b.tail(2)
-	if got != "line 98\nline 99" {
-		t.Fatalf("tail(2) = %q", got)
-	}
-}
-
 // TestNewUser: a user made by NewUser has exactly the rights of its policy
 // (MinIO decrypted the add-user body, so adminEncrypt matches madmin-go's
 // format), also for a policy longer than STS's 2048-byte session limit.

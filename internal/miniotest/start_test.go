@@ -44,7 +44,7 @@ func TestStartStop(t *testing.T) {
 	s.Stop()
 	stopped = true
 	select {
-	case <-s.done:
+	case <-s.proc.Done():
 	default:
 		t.Error("server process still running after Stop")
 	}

@@ -15,7 +15,6 @@
 package localkms
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,7 +24,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,12 +31,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awssdk "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/idvault/idvault/internal/proctest"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/kms/awskms"
 )
 
 // InstallHint is how the binary is installed.
 const InstallHint = "(cd tools/localkms && GOWORK=off go build -o ../../bin/local-kms .), which make test does"
+
+// outputLimit and tailLines bound the server output kept for errors.
+const (
+	outputLimit = 64 << 10
+	tailLines   = 40
+)
 
 // Region and Account are what the server is configured with.
 const (
@@ -61,10 +66,9 @@ type Server struct {
 	bin  string
 	env  []string
 	port int
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	proc *proctest.Proc
+	out  *proctest.Tail
 	once sync.Once
-	done chan struct{}
 }
 
 // Binary returns the path of the local-kms binary.
@@ -125,7 +129,7 @@ func StartServer() (*Server, error) {
 }
 
 func try(bin string) (*Server, error) {
-	port, err := freePort()
+	port, err := proctest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +137,7 @@ func try(bin string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, bin: bin, port: port, out: &bytes.Buffer{}}
+	s := &Server{dir: dir, bin: bin, port: port, out: proctest.NewTail(outputLimit)}
 	s.env = append(os.Environ(),
 		"PORT="+strconv.Itoa(port),
 		"KMS_DATA_PATH="+filepath.Join(dir, "data"),
@@ -158,14 +162,11 @@ func try(bin string) (*Server, error) {
 func (s *Server) run() error {
 	cmd := exec.Command(s.bin)
 	cmd.Env = s.env
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	p, err := proctest.Start(cmd, s.out)
+	if err != nil {
 		return fmt.Errorf("localkms: start: %w", err)
 	}
-	done := make(chan struct{})
-	s.cmd, s.done = cmd, done
-	go func() { cmd.Wait(); close(done) }()
+	s.proc = p
 	return nil
 }
 
@@ -180,8 +181,8 @@ func (s *Server) waitReady() error {
 			return nil
 		}
 		select {
-		case <-s.done:
-			return fmt.Errorf("localkms: exited at start: %s", tail(s.out.Bytes()))
+		case <-s.proc.Done():
+			return fmt.Errorf("localkms: exited at start: %s", s.out.Lines(tailLines))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -193,46 +194,29 @@ func (s *Server) waitReady() error {
 // Pause sends SIGSTOP to the server: it keeps its connections and answers
 // nothing, as a hung KMS would, until Resume. It returns once every thread
 // of the server is stopped (on Linux). Fault-injection tests only.
-func (s *Server) Pause() error {
-	if err := s.signal(syscall.SIGSTOP); err != nil {
-		return err
-	}
-	return waitStopped(s.cmd.Process.Pid, true)
-}
+func (s *Server) Pause() error { return notRunning(s.proc.Pause()) }
 
 // Resume sends SIGCONT to a server paused with Pause.
-func (s *Server) Resume() error {
-	if err := s.signal(syscall.SIGCONT); err != nil {
-		return err
-	}
-	return waitStopped(s.cmd.Process.Pid, false)
-}
+func (s *Server) Resume() error { return notRunning(s.proc.Resume()) }
 
-func (s *Server) signal(sig syscall.Signal) error {
-	select {
-	case <-s.done:
+// notRunning says which server is not running.
+func notRunning(err error) error {
+	if errors.Is(err, proctest.ErrNotRunning) {
 		return errors.New("localkms: server not running")
-	default:
 	}
-	return syscall.Kill(-s.cmd.Process.Pid, sig)
+	return err
 }
 
 // Kill sends SIGKILL to the server and waits for it to exit, as a crash of
 // the KMS would: calls in flight fail, later ones are refused. Its keys
 // stay (on disk) for Restart. Fault-injection tests only.
-func (s *Server) Kill() error {
-	if err := s.signal(syscall.SIGKILL); err != nil {
-		return err
-	}
-	<-s.done
-	return nil
-}
+func (s *Server) Kill() error { return notRunning(s.proc.Kill()) }
 
 // Restart starts a server stopped by Kill again, on the same port with the
 // same keys, and waits until it accepts connections.
 func (s *Server) Restart() error {
 	select {
-	case <-s.done:
+	case <-s.proc.Done():
 	default:
 		return errors.New("localkms: server still running (Kill it first)")
 	}
@@ -253,29 +237,10 @@ func Client(endpoint string) *awssdk.Client {
 	})
 }
 
-func tail(b []byte) string {
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Stop kills the server's process group and removes its data.
 func (s *Server) Stop() {
 	s.once.Do(func() {
-		if s.cmd.Process != nil {
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		}
-		<-s.done
+		s.proc.Stop(0)
 		os.RemoveAll(s.dir)
 	})
 }

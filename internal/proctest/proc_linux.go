@@ -1,4 +1,4 @@
-package miniotest
+package proctest
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func waitStopped(pid int, stop bool) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("miniotest: process %d not %s after 10 s", pid, map[bool]string{true: "stopped", false: "continued"}[stop])
+			return fmt.Errorf("proctest: process %d not %s after 10 s", pid, map[bool]string{true: "stopped", false: "continued"}[stop])
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -45,7 +45,7 @@ func threadsStopped(pid int, stop bool) (bool, error) {
 		// pid (comm) state ...: comm may hold spaces and parentheses.
 		i := bytes.LastIndexByte(b, ')')
 		if i < 0 || i+2 >= len(b) {
-			return false, fmt.Errorf("miniotest: unreadable /proc stat of process %d", pid)
+			return false, fmt.Errorf("proctest: unreadable /proc stat of process %d", pid)
 		}
 		stopped := b[i+2] == 'T' || b[i+2] == 't'
 		if stopped != stop {

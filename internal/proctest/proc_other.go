@@ -1,6 +1,6 @@
 //go:build !unix
 
-package miniotest
+package proctest
 
 import (
 	"errors"
