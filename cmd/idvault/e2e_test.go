@@ -22,6 +22,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/internal/proctest"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/s3store"
@@ -277,10 +278,7 @@ func buildCommand(t *testing.T, pkgDir, name string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no go command on PATH")
-		}
-		t.Skip("no go command on PATH")
+		proctest.SkipUnlessCI(t, "no go command on PATH")
 	}
 	out := filepath.Join(t.TempDir(), name)
 	args := []string{"build", "-o", out}

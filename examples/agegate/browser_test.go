@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/idvault/idvault/internal/proctest"
 	"github.com/idvault/idvault/vault"
 )
 
@@ -38,11 +39,7 @@ func TestBrowser(t *testing.T) {
 
 func testBrowser(t *testing.T, name string, cfg func(*config)) {
 	if _, err := os.Stat(chromiumPath); err != nil {
-		msg := fmt.Sprintf("no Chromium at %s; install it with: apt-get install -y chromium", chromiumPath)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		proctest.SkipUnlessCI(t, fmt.Sprintf("no Chromium at %s; install it with: apt-get install -y chromium", chromiumPath))
 	}
 	artifacts := os.Getenv("IDVAULT_ARTIFACTS")
 	if artifacts == "" {

@@ -60,9 +60,8 @@ func Server(tb testing.TB) *Srv {
 	tb.Helper()
 	once.Do(func() { shared, startErr = start() })
 	if startErr != nil {
-		// No binary found: skip (or fail under CI).
-		if errors.Is(startErr, ErrNoBinary) && os.Getenv("CI") != "true" {
-			tb.Skip(startErr.Error())
+		if errors.Is(startErr, ErrNoBinary) {
+			proctest.SkipUnlessCI(tb, startErr.Error())
 		}
 		tb.Fatal(startErr.Error())
 	}

@@ -7,34 +7,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/internal/proctest"
 	"github.com/minio/minio-go/v7"
 )
 
-// TestStartStop: Start runs a server of its own, not the shared one, that
-// answers with its credentials; Stop ends it and removes its data.
-func TestStartStop(t *testing.T) {
+// startOwn starts a server of the test's own with Start (stopped when the
+// test ends) and returns it with a client holding its root credentials.
+func startOwn(t *testing.T) (*Srv, *minio.Client) {
+	t.Helper()
 	if findBinary() == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no minio binary under CI")
-		}
-		t.Skip("no minio binary")
+		proctest.SkipUnlessCI(t, "no minio binary")
 	}
 	s, err := Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			s.Stop()
-		}
-	}()
-	if shared != nil && s.Endpoint() == shared.Endpoint() {
-		t.Fatal("Start returned the shared server")
-	}
+	t.Cleanup(s.Stop)
 	c, err := newClient(s.Endpoint(), s.AccessKey(), s.SecretKey())
 	if err != nil {
 		t.Fatal(err)
+	}
+	return s, c
+}
+
+// TestStartStop: Start runs a server of its own, not the shared one, that
+// answers with its credentials; Stop ends it and removes its data.
+func TestStartStop(t *testing.T) {
+	s, c := startOwn(t)
+	if shared != nil && s.Endpoint() == shared.Endpoint() {
+		t.Fatal("Start returned the shared server")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -42,7 +43,6 @@ func TestStartStop(t *testing.T) {
 		t.Fatalf("make bucket: %v", err)
 	}
 	s.Stop()
-	stopped = true
 	select {
 	case <-s.proc.Done():
 	default:
@@ -66,23 +66,9 @@ func TestStartNoBinary(t *testing.T) {
 // Restart brings it back on the same address with its data, for the same
 // client.
 func TestKillRestart(t *testing.T) {
-	if findBinary() == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no minio binary under CI")
-		}
-		t.Skip("no minio binary")
-	}
-	s, err := Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
+	s, c := startOwn(t)
 	if err := s.Restart(); err == nil {
 		t.Fatal("Restart of a running server succeeded")
-	}
-	c, err := newClient(s.Endpoint(), s.AccessKey(), s.SecretKey())
-	if err != nil {
-		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -93,7 +79,7 @@ func TestKillRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	kctx, kcancel := context.WithTimeout(ctx, time.Second)
-	_, err = c.BucketExists(kctx, "idv-kill-restart")
+	_, err := c.BucketExists(kctx, "idv-kill-restart")
 	kcancel()
 	if err == nil {
 		t.Fatal("a killed server answered")
@@ -110,21 +96,7 @@ func TestKillRestart(t *testing.T) {
 // thread is stopped, however loaded the machine); once Resume returns it
 // answers again.
 func TestPauseResume(t *testing.T) {
-	if findBinary() == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no minio binary under CI")
-		}
-		t.Skip("no minio binary")
-	}
-	s, err := Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	c, err := newClient(s.Endpoint(), s.AccessKey(), s.SecretKey())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := startOwn(t)
 	for i := range 10 {
 		if err := s.Pause(); err != nil {
 			t.Fatal(err)

@@ -102,8 +102,8 @@ func Start(tb testing.TB) *Server {
 	tb.Helper()
 	s, err := StartServer()
 	if err != nil {
-		if errors.Is(err, ErrNoBinary) && os.Getenv("CI") != "true" {
-			tb.Skip(err.Error())
+		if errors.Is(err, ErrNoBinary) {
+			proctest.SkipUnlessCI(tb, err.Error())
 		}
 		tb.Fatal(err)
 	}

@@ -19,6 +19,8 @@ import (
 	"testing"
 
 	p11 "github.com/miekg/pkcs11"
+
+	"github.com/idvault/idvault/internal/proctest"
 )
 
 // Module returns the SoftHSM2 library path.
@@ -98,8 +100,8 @@ func NewToken(tb testing.TB) *Token {
 	tb.Helper()
 	setupOnce.Do(func() { setupErr = setup() })
 	if setupErr != nil {
-		if errors.Is(setupErr, ErrNoLibrary) && os.Getenv("CI") != "true" {
-			tb.Skip(setupErr.Error())
+		if errors.Is(setupErr, ErrNoLibrary) {
+			proctest.SkipUnlessCI(tb, setupErr.Error())
 		}
 		tb.Fatal(setupErr)
 	}
