@@ -5,8 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/idvault/idvault/vault/audit"
 )
@@ -59,15 +57,7 @@ Example (hourly, from cron):
 }
 
 func (c *cli) checkpoint(ctx context.Context, storeURL string, kf *keyFlags, out string) int {
-	spec, err := c.storeSpecFrom(storeURL)
-	if err != nil {
-		return c.usageError(err.Error())
-	}
-	st, err := openStore(ctx, spec, c.env)
-	if err != nil {
-		return c.fail(err)
-	}
-	key, code := c.resolveKey(ctx, st, kf)
+	st, key, code := c.openKeyedURL(ctx, storeURL, kf)
 	if code != 0 {
 		return code
 	}
@@ -92,7 +82,7 @@ func (c *cli) checkpoint(ctx context.Context, storeURL string, kf *keyFlags, out
 			return c.fail(err)
 		}
 	} else {
-		if err := writeFileAtomic(out, b); err != nil {
+		if err := writeFileAtomic(out, b, 0o600); err != nil {
 			return c.fail(fmt.Errorf("writing %s: %w", out, err))
 		}
 	}
@@ -102,28 +92,4 @@ func (c *cli) checkpoint(ctx context.Context, storeURL string, kf *keyFlags, out
 	}
 	fmt.Fprintln(c.stderr)
 	return exitOK
-}
-
-// writeFileAtomic replaces path with b (temporary file, fsync, rename).
-func writeFileAtomic(path string, b []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".idvault-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(b); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -551,34 +551,6 @@ func (c *cli) applyDeployment(fs *flag.FlagSet) int {
 	return exitOK
 }
 
-// writeFileAtomicMode replaces path with b (temporary file in the same
-// directory, fsync, rename) and gives it mode.
-func writeFileAtomicMode(path string, b []byte, mode os.FileMode) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".idvault-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(b); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(mode); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 // setDeploymentValues updates the deployment file d in place (kek rewrap
 // moving it to its new KEK).
 func setDeploymentValues(d *deployment, changes map[string]string) error {
@@ -590,5 +562,5 @@ func setDeploymentValues(d *deployment, changes map[string]string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomicMode(d.path, b, fi.Mode().Perm())
+	return writeFileAtomic(d.path, b, fi.Mode().Perm())
 }

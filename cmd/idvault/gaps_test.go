@@ -27,17 +27,18 @@ type gapStore struct {
 
 func newGapStore(t *testing.T) *gapStore {
 	t.Helper()
+	g := newKeyedStore(t, "idvault-audit-gaps")
+	g.writeLog(t, 5)
+	return g
+}
+
+// newKeyedStore is an fsstore in a temporary directory with a new audit
+// signing key named name, its verifier key published, and no log yet.
+func newKeyedStore(t *testing.T, name string) *gapStore {
+	t.Helper()
 	g := &gapStore{dir: t.TempDir()}
 	g.st = openFS(t, g.dir)
-	var err error
-	if g.signer, g.verifier, err = audit.GenerateKey("idvault-audit-gaps"); err != nil {
-		t.Fatal(err)
-	}
-	pub := []byte(g.verifier + "\n")
-	if err := g.st.Put(context.Background(), auditVerifierKey, bytes.NewReader(pub), int64(len(pub)), store.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	g.writeLog(t, 5)
+	g.signer, g.verifier = publishNewKey(t, g.st, name)
 	return g
 }
 
@@ -45,21 +46,13 @@ func newGapStore(t *testing.T) *gapStore {
 // (a new log) would.
 func (g *gapStore) writeLog(t *testing.T, n int) string {
 	t.Helper()
-	ctx := context.Background()
-	a, err := audit.NewAppender(ctx, g.st, g.signer, audit.AppenderOptions{NewLog: true, CheckpointEvery: time.Hour})
-	if err != nil {
-		t.Fatal(err)
+	recs := make([]audit.Record, n)
+	for i := range recs {
+		recs[i] = audit.Record{Event: audit.EventRedeem, Outcome: audit.OutcomeOK, Principal: "reviewer-" + itoa(i), Object: obj1}
 	}
-	for i := range n {
-		if _, err := a.Append(ctx, audit.Record{Event: audit.EventRedeem, Outcome: audit.OutcomeOK, Principal: "reviewer-" + itoa(i), Object: obj1}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := a.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	g.logs = append(g.logs, a.LogID())
-	return a.LogID()
+	id := writeClosedLog(t, g.st, g.signer, audit.AppenderOptions{CheckpointEvery: time.Hour}, recs...)
+	g.logs = append(g.logs, id)
+	return id
 }
 
 func (g *gapStore) path(parts ...string) string {

@@ -236,7 +236,7 @@ func (c *cli) init(ctx context.Context, a *initArgs, fs *flag.FlagSet) int {
 			err = os.MkdirAll(filepath.Dir(*a.witness), 0o700)
 		}
 		if err == nil {
-			err = writeFileAtomic(*a.witness, audit.FormatHeads(heads))
+			err = writeFileAtomic(*a.witness, audit.FormatHeads(heads), 0o600)
 		}
 		if err != nil {
 			return c.fail(fmt.Errorf("writing the witness file: %w", err))
@@ -301,7 +301,7 @@ func writeDeployment(path string, d *deployment, values map[string]string) error
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomicMode(path, b, 0o644)
+	return writeFileAtomic(path, b, 0o644)
 }
 
 // prepareS3 creates or checks the two buckets and installs the backstop.

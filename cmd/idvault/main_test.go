@@ -109,37 +109,52 @@ func newFixture(t testing.TB) *fixture {
 // IDs.
 func writeLogs(t testing.TB, st store.Store, logs ...[]audit.Record) (string, []string) {
 	t.Helper()
-	ctx := context.Background()
-	signer, verifier, err := audit.GenerateKey("idvault-audit-test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, verifier := publishNewKey(t, st, "idvault-audit-test")
 	var ids []string
 	for _, recs := range logs {
-		a, err := audit.NewAppender(ctx, st, signer, audit.AppenderOptions{
-			NewLog:            true, // one log per record list, as two instances write
+		ids = append(ids, writeClosedLog(t, st, signer, audit.AppenderOptions{
 			CheckpointRecords: 4,
 			CheckpointEvery:   time.Hour, // only record counts and Close trigger checkpoints
 			Now:               func() time.Time { return base.Add(6 * time.Hour) },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
-			if _, err := a.Append(ctx, r); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := a.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, a.LogID())
-	}
-	pub := []byte(verifier + "\n")
-	if err := st.Put(ctx, auditVerifierKey, bytes.NewReader(pub), int64(len(pub)), store.PutOptions{}); err != nil {
-		t.Fatal(err)
+		}, recs...))
 	}
 	return verifier, ids
+}
+
+// publishNewKey generates an audit signing key named name and publishes
+// its verifier key under system/audit-verifier in st.
+func publishNewKey(t testing.TB, st store.Store, name string) (signer, verifier string) {
+	t.Helper()
+	signer, verifier, err := audit.GenerateKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := []byte(verifier + "\n")
+	if err := st.Put(context.Background(), auditVerifierKey, bytes.NewReader(pub), int64(len(pub)), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return signer, verifier
+}
+
+// writeClosedLog appends recs to a new log (one per call, as another vault
+// instance writes) with the options opts, closes it and returns its ID.
+func writeClosedLog(t testing.TB, st store.Store, signer string, opts audit.AppenderOptions, recs ...audit.Record) string {
+	t.Helper()
+	ctx := context.Background()
+	opts.NewLog = true
+	a, err := audit.NewAppender(ctx, st, signer, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if _, err := a.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return a.LogID()
 }
 
 // auditFiles lists the files of every audit object of the fixture, but

@@ -285,15 +285,7 @@ func (c *cli) query(ctx context.Context, ff *filterFlags, a queryArgs) int {
 			return c.usageError(err.Error())
 		}
 	}
-	spec, err := c.storeSpecFrom(*ff.store)
-	if err != nil {
-		return c.usageError(err.Error())
-	}
-	st, err := openStore(ctx, spec, c.env)
-	if err != nil {
-		return c.fail(err)
-	}
-	key, code := c.resolveKey(ctx, st, ff.keys)
+	st, key, code := c.openKeyedURL(ctx, *ff.store, ff.keys)
 	if code != 0 {
 		return code
 	}

@@ -21,6 +21,9 @@ import (
 // credentials, the verifier key and the bucket.
 func s3Fixture(t *testing.T, objectLock bool) (storeURL string, env map[string]string, vk, bucket string, srv *miniotest.Srv) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("MinIO test")
+	}
 	srv = miniotest.Server(t)
 	bucket = srv.NewBucket(t, objectLock)
 	st, err := s3store.New(context.Background(), srv.Client(t), bucket, s3store.Options{Prefix: "tenant-a"})
@@ -35,9 +38,6 @@ func s3Fixture(t *testing.T, objectLock bool) (storeURL string, env map[string]s
 }
 
 func TestS3(t *testing.T) {
-	if testing.Short() {
-		t.Skip("MinIO test")
-	}
 	storeURL, env, vk, bucket, srv := s3Fixture(t, true)
 	noSecret := func(t *testing.T, r result) {
 		t.Helper()
@@ -103,9 +103,6 @@ func TestS3(t *testing.T) {
 // TestS3Tamper flips one byte of each audit object in a bucket without
 // object lock (where an attacker with the credentials can overwrite).
 func TestS3Tamper(t *testing.T) {
-	if testing.Short() {
-		t.Skip("MinIO test")
-	}
 	storeURL, env, vk, bucket, srv := s3Fixture(t, false)
 	ctx := context.Background()
 	client := srv.Client(t)
@@ -154,9 +151,6 @@ func TestS3Tamper(t *testing.T) {
 // credentials file) the CLI takes the keys from that file and from nothing
 // else, not even credentials in the environment, and prints neither.
 func TestS3CredentialsFile(t *testing.T) {
-	if testing.Short() {
-		t.Skip("MinIO test")
-	}
 	storeURL, _, vk, _, srv := s3Fixture(t, true)
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "s3.credentials")

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/vault/audit"
-	"github.com/idvault/idvault/vault/store"
 )
 
 // vaultSourceLiterals returns the string values the root module's
@@ -162,16 +161,7 @@ type backInTime struct {
 
 func newBackInTime(t *testing.T) *backInTime {
 	t.Helper()
-	g := &gapStore{dir: t.TempDir()}
-	g.st = openFS(t, g.dir)
-	var err error
-	if g.signer, g.verifier, err = audit.GenerateKey("idvault-audit-order"); err != nil {
-		t.Fatal(err)
-	}
-	pub := []byte(g.verifier + "\n")
-	if err := g.st.Put(context.Background(), auditVerifierKey, bytes.NewReader(pub), int64(len(pub)), store.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	g := newKeyedStore(t, "idvault-audit-order")
 	at := func(s int) time.Time { return base.Add(time.Duration(s) * time.Second) }
 	bt := &backInTime{gapStore: g}
 	bt.a = []audit.Record{
@@ -185,21 +175,8 @@ func newBackInTime(t *testing.T) *backInTime {
 		{Time: at(15), Event: audit.EventRedeem, Outcome: audit.OutcomeRefused, Reason: "token-replayed", Principal: "r-2"},
 		{Time: at(25), Event: audit.EventSweep, Outcome: audit.OutcomeOK, Principal: "cron"},
 	}
-	ctx := context.Background()
 	for _, recs := range [][]audit.Record{bt.a, bt.b} {
-		a, err := audit.NewAppender(ctx, g.st, g.signer, audit.AppenderOptions{NewLog: true, CheckpointEvery: time.Hour, CheckpointRecords: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
-			if _, err := a.Append(ctx, r); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := a.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		g.logs = append(g.logs, a.LogID())
+		g.logs = append(g.logs, writeClosedLog(t, g.st, g.signer, audit.AppenderOptions{CheckpointEvery: time.Hour, CheckpointRecords: 2}, recs...))
 	}
 	return bt
 }

@@ -281,12 +281,18 @@ func (s state) merge(rep *audit.Report, key string) state {
 	return out
 }
 
-// writeState replaces the file at path atomically (temporary file, fsync,
-// rename, fsync of the directory), so that a crash leaves the old state or
-// the new one, never a torn file. With key, the file carries its MAC.
-func writeState(path string, s state, key []byte) (err error) {
+// writeState replaces the file at path atomically, with mode 0600, so
+// that a crash leaves the old state or the new one, never a torn file.
+// With key, the file carries its MAC.
+func writeState(path string, s state, key []byte) error {
+	return writeFileAtomic(path, s.marshal(key), 0o600)
+}
+
+// writeFileAtomic replaces path with b and gives it mode (temporary file
+// in the same directory, fsync, rename, fsync of the directory).
+func writeFileAtomic(path string, b []byte, mode os.FileMode) (err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".idvault-state-*")
+	tmp, err := os.CreateTemp(dir, ".idvault-*")
 	if err != nil {
 		return err
 	}
@@ -296,7 +302,10 @@ func writeState(path string, s state, key []byte) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err = tmp.Write(s.marshal(key)); err != nil {
+	if _, err = tmp.Write(b); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(mode); err != nil {
 		return err
 	}
 	if err = tmp.Sync(); err != nil {

@@ -133,7 +133,7 @@ func TestWriteStateAtomic(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".idvault-state-") {
+		if strings.HasPrefix(e.Name(), ".idvault-") {
 			t.Errorf("temporary file left behind: %s", e.Name())
 		}
 	}

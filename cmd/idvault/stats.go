@@ -167,15 +167,7 @@ func (c *cli) stats(ctx context.Context, ff *filterFlags) int {
 	if *ff.format != "json" && *ff.format != "table" {
 		return c.usageError("--format must be json or table")
 	}
-	spec, err := c.storeSpecFrom(*ff.store)
-	if err != nil {
-		return c.usageError(err.Error())
-	}
-	st, err := openStore(ctx, spec, c.env)
-	if err != nil {
-		return c.fail(err)
-	}
-	key, code := c.resolveKey(ctx, st, ff.keys)
+	st, key, code := c.openKeyedURL(ctx, *ff.store, ff.keys)
 	if code != 0 {
 		return code
 	}

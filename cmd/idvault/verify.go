@@ -197,6 +197,27 @@ func (c *cli) resolveKey(ctx context.Context, st store.Store, kf *keyFlags) (str
 	return key, 0
 }
 
+// openKeyedURL opens the store named by the --store value raw (or
+// IDVAULT_STORE) with openKeyed.
+func (c *cli) openKeyedURL(ctx context.Context, raw string, kf *keyFlags) (store.Store, string, int) {
+	spec, err := c.storeSpecFrom(raw)
+	if err != nil {
+		return nil, "", c.usageError(err.Error())
+	}
+	return c.openKeyed(ctx, spec, kf)
+}
+
+// openKeyed opens the store of spec and resolves its verifier key with
+// resolveKey. code is non-zero when the command must stop.
+func (c *cli) openKeyed(ctx context.Context, spec storeSpec, kf *keyFlags) (store.Store, string, int) {
+	st, err := openStore(ctx, spec, c.env)
+	if err != nil {
+		return nil, "", c.fail(err)
+	}
+	key, code := c.resolveKey(ctx, st, kf)
+	return st, key, code
+}
+
 // maxWitnessFile bounds a witness file: a few hundred bytes per log.
 const maxWitnessFile = 16 << 20
 
@@ -238,11 +259,7 @@ func (c *cli) verify(ctx context.Context, a verifyArgs) int {
 		return c.usageError("--state-key-file and --init-state go with --state")
 	}
 
-	st, err := openStore(ctx, spec, c.env)
-	if err != nil {
-		return c.fail(err)
-	}
-	key, code := c.resolveKey(ctx, st, a.keys)
+	st, key, code := c.openKeyed(ctx, spec, a.keys)
 	if code != 0 {
 		return code
 	}
