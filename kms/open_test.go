@@ -125,9 +125,7 @@ func TestParsePKCS11URI(t *testing.T) {
 }
 
 func FuzzParsePKCS11URI(f *testing.F) {
-	f.Add("pkcs11:token=idvault;object=kek?module-path=/usr/lib/softhsm/libsofthsm2.so")
-	f.Add("pkcs11:token=a%20b;id=%01%02")
-	f.Add("pkcs11:")
+	// Seeds: testdata/fuzz/FuzzParsePKCS11URI.
 	f.Fuzz(func(t *testing.T, s string) {
 		u, err := ParsePKCS11URI(s)
 		if err != nil {
@@ -148,9 +146,7 @@ func FuzzParsePKCS11URI(f *testing.F) {
 }
 
 func FuzzParsePassphraseSource(f *testing.F) {
-	f.Add("file:/etc/idvault/pass")
-	f.Add("env:IDVAULT_PASSPHRASE")
-	f.Add("prompt")
+	// Seeds: testdata/fuzz/FuzzParsePassphraseSource.
 	f.Fuzz(func(t *testing.T, s string) {
 		src, err := ParsePassphraseSource(s)
 		if err != nil {
