@@ -98,23 +98,18 @@ func TestReviewFlow(t *testing.T) {
 func TestTokensPerReviewer(t *testing.T) {
 	te := newTestEnv(t, envOptions{})
 	img := licencePNG(t, 2)
-	te.login("member-bob").upload(img, "image/png")
-	rita := te.login("reviewer-rita")
-	urls, _, _ := rita.reviewQueue()
-	if len(urls) != 1 {
-		t.Fatalf("queue shows %d", len(urls))
-	}
+	rita, link, _ := te.queueOne("member-bob", img)
 	for _, who := range []*user{te.login("reviewer-raj"), te.login("member-bob"), te.login("auditor-ada"), te.anonymous()} {
-		if r := who.get(urls[0]); r.status != http.StatusNotFound || strings.Contains(r.body, "PNG") {
+		if r := who.get(link); r.status != http.StatusNotFound || strings.Contains(r.body, "PNG") {
 			t.Errorf("%q fetched rita's link: status %d", who.id, r.status)
 		}
 	}
-	if r := rita.get(urls[0]); r.status != http.StatusOK || r.body != string(img) {
+	if r := rita.get(link); r.status != http.StatusOK || r.body != string(img) {
 		t.Fatalf("rita's own fetch after the others: status %d", r.status)
 	}
 	// Raj gets links of his own, different from rita's.
 	rajURLs, _, _ := te.login("reviewer-raj").reviewQueue()
-	if len(rajURLs) != 1 || rajURLs[0] == urls[0] {
+	if len(rajURLs) != 1 || rajURLs[0] == link {
 		t.Fatalf("raj's queue: %d links, or the same link as rita's", len(rajURLs))
 	}
 	if r := rita.get(rajURLs[0]); r.status != http.StatusNotFound {
@@ -368,10 +363,7 @@ func TestAuthorization(t *testing.T) {
 // once; a rejection deletes the image too.
 func TestDecisionValidation(t *testing.T) {
 	te := newTestEnv(t, envOptions{})
-	te.login("member-bob").upload(licencePNG(t, 4), "image/png")
-	rita := te.login("reviewer-rita")
-	urls, ids, _ := rita.reviewQueue()
-	id := ids[0]
+	rita, link, id := te.queueOne("member-bob", licencePNG(t, 4))
 	today := te.clock.Now()
 	under18 := today.AddDate(-18, 0, 1).Format(time.DateOnly)
 	exactly18 := today.AddDate(-18, 0, 0).Format(time.DateOnly)
@@ -409,7 +401,7 @@ func TestDecisionValidation(t *testing.T) {
 	if _, ok := te.app.state.lookup(id); !ok {
 		t.Fatal("a refused decision took the document out of the queue")
 	}
-	if r := rita.get(urls[0]); r.status != http.StatusOK {
+	if r := rita.get(link); r.status != http.StatusOK {
 		t.Fatalf("opening the document: status %d", r.status)
 	}
 	if r := rita.postForm("/review/decide", url.Values{"id": {id}, "outcome": {"reject"}}); r.status != http.StatusSeeOther {
@@ -439,13 +431,9 @@ func mustDate(t *testing.T, s string) time.Time {
 // at once, deleted by the sweeper, and the member is told.
 func TestExpiry(t *testing.T) {
 	te := newTestEnv(t, envOptions{})
-	te.login("member-alice").upload(licencePNG(t, 5), "image/png")
-	rita := te.login("reviewer-rita")
-	if urls, _, _ := rita.reviewQueue(); len(urls) != 1 {
-		t.Fatalf("queue: %d", len(urls))
-	}
+	te.queueOne("member-alice", licencePNG(t, 5))
 	te.clock.Advance(72*time.Hour - time.Minute)
-	rita = te.login("reviewer-rita") // the session expired meanwhile
+	rita := te.login("reviewer-rita") // the session expired meanwhile
 	if urls, _, _ := rita.reviewQueue(); len(urls) != 1 {
 		t.Fatalf("queue a minute before the deadline: %d", len(urls))
 	}

@@ -247,6 +247,29 @@ func (u *user) reviewQueue() (urls, ids []string, page string) {
 	return urls, ids, r.body
 }
 
+// queueOne uploads img (a PNG) as member, signs reviewer-rita in, and
+// returns her with the image URL and document ID of the one document her
+// queue shows; it fails the test when the queue shows any other number.
+func (te *testEnv) queueOne(member string, img []byte) (rita *user, url, id string) {
+	te.t.Helper()
+	te.login(member).upload(img, "image/png")
+	rita = te.login("reviewer-rita")
+	urls, ids, _ := rita.reviewQueue()
+	if len(urls) != 1 {
+		te.t.Fatalf("queue shows %d documents, want 1", len(urls))
+	}
+	return rita, urls[0], ids[0]
+}
+
+// approve approves document id with birthdate as u, and fails the test
+// unless the app answers with its redirect.
+func (u *user) approve(id, birthdate string) {
+	u.te.t.Helper()
+	if r := u.postForm("/review/decide", url.Values{"id": {id}, "outcome": {"approve"}, "birthdate": {birthdate}}); r.status != http.StatusSeeOther {
+		u.te.t.Fatalf("decide: status %d", r.status)
+	}
+}
+
 // countObjects counts the documents in the store (key records).
 func (te *testEnv) countObjects() int {
 	te.t.Helper()

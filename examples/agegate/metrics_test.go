@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,21 +60,14 @@ func TestMetrics(t *testing.T) {
 	before := scrape(t, te)
 
 	img := licencePNG(t, 7)
-	te.login("member-alice").upload(img, "image/png")
-	rita := te.login("reviewer-rita")
-	urls, ids, _ := rita.reviewQueue()
-	if len(urls) != 1 {
-		t.Fatalf("queue: %d", len(urls))
-	}
-	if r := rita.get(urls[0]); r.status != http.StatusOK {
+	rita, link, id := te.queueOne("member-alice", img)
+	if r := rita.get(link); r.status != http.StatusOK {
 		t.Fatalf("image: %d", r.status)
 	}
-	if r := rita.get(urls[0]); r.status != http.StatusNotFound {
+	if r := rita.get(link); r.status != http.StatusNotFound {
 		t.Fatalf("replay: %d", r.status)
 	}
-	if r := rita.postForm("/review/decide", url.Values{"id": {ids[0]}, "outcome": {"approve"}, "birthdate": {"1970-01-01"}}); r.status != http.StatusSeeOther {
-		t.Fatalf("decide: %d", r.status)
-	}
+	rita.approve(id, "1970-01-01")
 	// Release records are folded into the audit log off the client's path.
 	if err := te.v.Admin().SyncAudit(context.Background()); err != nil {
 		t.Fatal(err)

@@ -20,23 +20,16 @@ import (
 // refused) and approve it. It returns the document ID.
 func runFlow(t *testing.T, te *testEnv) string {
 	t.Helper()
-	te.login("member-alice").upload(licencePNG(t, 10), "image/png")
-	rita := te.login("reviewer-rita")
-	urls, ids, _ := rita.reviewQueue()
-	if len(urls) != 1 {
-		t.Fatalf("queue: %d", len(urls))
-	}
+	rita, link, id := te.queueOne("member-alice", licencePNG(t, 10))
 	// The clock moves between steps: a release record carries the time of
 	// its spend but reaches the log when it is folded (within 200 ms), so
 	// records of one instant have no order.
-	rita.get(urls[0])
+	rita.get(link)
 	te.clock.Advance(time.Second)
-	rita.get(urls[0])
+	rita.get(link)
 	te.clock.Advance(time.Second)
-	if r := rita.postForm("/review/decide", url.Values{"id": {ids[0]}, "outcome": {"approve"}, "birthdate": {"1988-08-08"}}); r.status != http.StatusSeeOther {
-		t.Fatalf("decide: %d", r.status)
-	}
-	return ids[0]
+	rita.approve(id, "1988-08-08")
+	return id
 }
 
 var rowPattern = regexp.MustCompile(`<tr class="ev-([a-z0-9-]+) out-([a-z]+)"><td>[^<]*</td><td>[a-z-]+</td><td>[a-z]+</td><td>([a-z-]*)</td><td><code>([0-9a-f…]*)</code></td><td>([^<]*)</td>`)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,21 +41,14 @@ func TestS3Store(t *testing.T) {
 		t.Errorf("store %q is not on the bucket", te.env.StoreName)
 	}
 	img := licencePNG(t, 20)
-	te.login("member-alice").upload(img, "image/png")
-	rita := te.login("reviewer-rita")
-	urls, ids, _ := rita.reviewQueue()
-	if len(urls) != 1 {
-		t.Fatalf("queue: %d", len(urls))
-	}
-	if r := rita.get(urls[0]); r.status != http.StatusOK || r.body != string(img) {
+	rita, link, id := te.queueOne("member-alice", img)
+	if r := rita.get(link); r.status != http.StatusOK || r.body != string(img) {
 		t.Fatalf("image: status %d", r.status)
 	}
-	if r := rita.get(urls[0]); r.status != http.StatusNotFound {
+	if r := rita.get(link); r.status != http.StatusNotFound {
 		t.Fatalf("replay: status %d", r.status)
 	}
-	if r := rita.postForm("/review/decide", url.Values{"id": {ids[0]}, "outcome": {"approve"}, "birthdate": {"1970-01-01"}}); r.status != http.StatusSeeOther {
-		t.Fatalf("decide: %d", r.status)
-	}
+	rita.approve(id, "1970-01-01")
 	if n := te.countObjects(); n != 0 { // nothing planted at startup
 		t.Errorf("%d documents on S3, want 0", n)
 	}
