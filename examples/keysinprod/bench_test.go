@@ -33,7 +33,6 @@ var quota = vault.Quota{Documents: 1 << 30, Redemptions: 1 << 30, Burst: 1 << 30
 // kekPair returns two KEKs of one kind: "local" (kms.Local keysets with
 // the default argon2id parameters) or "localkms" (keys on local-kms).
 func kekPair(b *testing.B, kind string) (kms.KEK, kms.KEK) {
-	ctx := context.Background()
 	switch kind {
 	case "local":
 		dir := b.TempDir()
@@ -50,15 +49,7 @@ func kekPair(b *testing.B, kind string) (kms.KEK, kms.KEK) {
 		srv := localkms.Start(b)
 		var out [2]kms.KEK
 		for i := range out {
-			uri, err := srv.CreateKey(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			k, err := kms.Open(ctx, uri, kms.OpenOptions{Openers: []kms.Opener{srv.Opener()}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			out[i] = k
+			out[i], _ = srv.NewKEK(b)
 		}
 		return out[0], out[1]
 	}

@@ -21,14 +21,7 @@ import (
 func TestKMSKeyDisabledDestroysNothing(t *testing.T) {
 	ctx := context.Background()
 	srv := localkms.Start(t)
-	uri, err := srv.CreateKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kek, err := kms.Open(ctx, uri, kms.OpenOptions{Openers: []kms.Opener{srv.Opener()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kek, uri := srv.NewKEK(t)
 	var now atomic.Int64
 	now.Store(time.Now().UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }

@@ -14,16 +14,14 @@ import (
 	"github.com/idvault/idvault/kms/awskms/localkms"
 )
 
-func open(t *testing.T, srv *localkms.Server, uri string) kms.KEK {
+// newKEK makes a key on srv and opens it; the KEK's ID is its URI.
+func newKEK(t *testing.T, srv *localkms.Server) (kms.KEK, string) {
 	t.Helper()
-	k, err := kms.Open(context.Background(), uri, kms.OpenOptions{Openers: []kms.Opener{srv.Opener()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, uri := srv.NewKEK(t)
 	if k.ID() != uri {
 		t.Fatalf("ID %q, want the URI", k.ID())
 	}
-	return k
+	return k, uri
 }
 
 // TestLocalKMS runs the KEK against local-kms over the AWS KMS protocol:
@@ -33,15 +31,8 @@ func open(t *testing.T, srv *localkms.Server, uri string) kms.KEK {
 func TestLocalKMS(t *testing.T) {
 	srv := localkms.Start(t)
 	ctx := context.Background()
-	uriA, err := srv.CreateKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uriB, err := srv.CreateKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := open(t, srv, uriA), open(t, srv, uriB)
+	a, uriA := newKEK(t, srv)
+	b, _ := newKEK(t, srv)
 	dk := []byte("0123456789abcdef0123456789abcdef")
 	ad := []byte("record header")
 	ct, err := a.Encrypt(ctx, dk, ad)

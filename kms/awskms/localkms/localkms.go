@@ -266,5 +266,22 @@ func (s *Server) SetEnabled(ctx context.Context, uri string, on bool) error {
 	return err
 }
 
+// NewKEK creates a symmetric key and opens it as a kms.KEK through
+// Opener, failing tb on any error. It returns the KEK and the key's
+// aws-kms:// URI (the KEK's ID).
+func (s *Server) NewKEK(tb testing.TB) (kms.KEK, string) {
+	tb.Helper()
+	ctx := context.Background()
+	uri, err := s.CreateKey(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kek, err := kms.Open(ctx, uri, kms.OpenOptions{Openers: []kms.Opener{s.Opener()}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return kek, uri
+}
+
 // Opener returns a kms.Opener for this server's keys.
 func (s *Server) Opener() kms.Opener { return awskms.NewOpener(awskms.Options{KMS: s.KMS}) }

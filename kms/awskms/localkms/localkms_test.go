@@ -70,14 +70,7 @@ func TestListensOnLoopbackOnly(t *testing.T) {
 func TestPauseKillRestart(t *testing.T) {
 	s := localkms.Start(t)
 	ctx := context.Background()
-	uri, err := s.CreateKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kek, err := kms.Open(ctx, uri, kms.OpenOptions{Openers: []kms.Opener{s.Opener()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kek, _ := s.NewKEK(t)
 	ct, err := kek.Encrypt(ctx, []byte("data key"), []byte("ad"))
 	if err != nil {
 		t.Fatal(err)
