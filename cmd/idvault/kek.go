@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -169,11 +168,9 @@ func (c *cli) kekUsage(ctx context.Context, storeURL, keyStoreURL string) int {
 }
 
 func (c *cli) kekRewrap(ctx context.Context, storeURL, keyStoreURL, fromURI, toURI, pass, fromPass, toPass string, by vault.Actor) int {
-	if by.Principal == "" {
-		by.Principal = c.env("IDVAULT_ACTOR")
-	}
-	if by.Principal == "" {
-		return c.usageError("no acting principal: pass --as or set IDVAULT_ACTOR (it is recorded in the audit log)")
+	var code int
+	if by.Principal, code = c.actingPrincipal(by.Principal); code != exitOK {
+		return code
 	}
 	if fromURI == "" || toURI == "" {
 		return c.usageError("both --from and --to are required")
@@ -203,21 +200,16 @@ func (c *cli) kekRewrap(ctx context.Context, storeURL, keyStoreURL, fromURI, toU
 	if err != nil {
 		return c.fail(fmt.Errorf("--to: %w", err))
 	}
-	d, code := c.openStores(ctx, storeURL, keyStoreURL)
+	v, code := c.openVault(ctx, storeURL, keyStoreURL, checkKeysVisible, to, from)
 	if code != exitOK {
 		return code
-	}
-	if err := checkKeysVisible(ctx, d); err != nil {
-		return c.fail(err)
-	}
-	v, err := vault.Open(ctx, vault.Config{Store: d.data, KEK: to, Storage: vault.StorageConfig{KeyStore: d.keys, DecryptKEKs: []kms.KEK{from}}})
-	if err != nil {
-		return c.fail(err)
 	}
 	start := time.Now()
 	var opts vault.RewrapOptions
 	if isTerminal(c.stderr) {
-		opts.Progress = func(p vault.RewrapProgress) { drawRewrapBar(c.stderr, p) }
+		opts.Progress = func(p vault.RewrapProgress) {
+			drawBar(c.stderr, p.Done, p.Total, fmt.Sprintf("rewrapped %d", p.Report.Rewrapped))
+		}
 	}
 	rep, err := v.Admin().Rewrap(ctx, from, to, by, opts)
 	if opts.Progress != nil {
@@ -258,15 +250,4 @@ func (c *cli) kekRewrap(ctx context.Context, storeURL, keyStoreURL, fromURI, toU
 		fmt.Fprintf(c.stdout, "deployment file %s: kek now %s\n", c.deploy.path, absKEKURI(toURI))
 	}
 	return exitOK
-}
-
-// drawRewrapBar redraws a one-line progress bar.
-func drawRewrapBar(w io.Writer, p vault.RewrapProgress) {
-	const width = 30
-	filled := 0
-	if p.Total > 0 {
-		filled = width * p.Done / p.Total
-	}
-	fmt.Fprintf(w, "\r[%s%s] %d/%d  rewrapped %d ", strings.Repeat("#", filled), strings.Repeat(".", width-filled),
-		p.Done, p.Total, p.Report.Rewrapped)
 }

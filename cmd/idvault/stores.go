@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -117,4 +119,36 @@ func hasAny(ctx context.Context, st store.Store, prefix string) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// actingPrincipal returns principal, or $IDVAULT_ACTOR when it is empty;
+// code is exitUsage when both are empty (an administrative command is
+// recorded in the audit log under its acting principal).
+func (c *cli) actingPrincipal(principal string) (string, int) {
+	if principal == "" {
+		principal = c.env("IDVAULT_ACTOR")
+	}
+	if principal == "" {
+		return "", c.usageError("no acting principal: pass --as or set IDVAULT_ACTOR (it is recorded in the audit log)")
+	}
+	return principal, exitOK
+}
+
+// openVault opens the data and key stores of storeURL and keyStoreURL
+// (openStores), runs check on them (checkKeysVisible or
+// checkKeyStoreNamed), and opens the vault on them with kek, also
+// decrypting with decrypt. code is non-zero when the command must stop.
+func (c *cli) openVault(ctx context.Context, storeURL, keyStoreURL string, check func(context.Context, deploymentStores) error, kek kms.KEK, decrypt ...kms.KEK) (*vault.Vault, int) {
+	d, code := c.openStores(ctx, storeURL, keyStoreURL)
+	if code != exitOK {
+		return nil, code
+	}
+	if err := check(ctx, d); err != nil {
+		return nil, c.fail(err)
+	}
+	v, err := vault.Open(ctx, vault.Config{Store: d.data, KEK: kek, Storage: vault.StorageConfig{KeyStore: d.keys, DecryptKEKs: decrypt}})
+	if err != nil {
+		return nil, c.fail(err)
+	}
+	return v, exitOK
 }

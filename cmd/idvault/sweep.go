@@ -56,11 +56,9 @@ func (c *cli) sweep(ctx context.Context, storeURL, keyStoreURL string, kf *kekFl
 	if _, err := c.storeSpecFrom(storeURL); err != nil {
 		return c.usageError(err.Error())
 	}
-	if actor == "" {
-		actor = c.env("IDVAULT_ACTOR")
-	}
-	if actor == "" {
-		return c.usageError("no acting principal: pass --as or set IDVAULT_ACTOR (it is recorded in the audit log)")
+	actor, code := c.actingPrincipal(actor)
+	if code != exitOK {
+		return code
 	}
 	kek, usage, err := c.openKEK(ctx, kf)
 	if usage {
@@ -69,21 +67,16 @@ func (c *cli) sweep(ctx context.Context, storeURL, keyStoreURL string, kf *kekFl
 	if err != nil {
 		return c.fail(err)
 	}
-	d, code := c.openStores(ctx, storeURL, keyStoreURL)
+	v, code := c.openVault(ctx, storeURL, keyStoreURL, checkKeysVisible, kek)
 	if code != exitOK {
 		return code
-	}
-	if err := checkKeysVisible(ctx, d); err != nil {
-		return c.fail(err)
-	}
-	v, err := vault.Open(ctx, vault.Config{Store: d.data, KEK: kek, Storage: vault.StorageConfig{KeyStore: d.keys}})
-	if err != nil {
-		return c.fail(err)
 	}
 	start := time.Now()
 	var progress func(vault.SweepProgress)
 	if isTerminal(c.stderr) {
-		progress = func(p vault.SweepProgress) { drawBar(c.stderr, p) }
+		progress = func(p vault.SweepProgress) {
+			drawBar(c.stderr, p.Done, p.Total, fmt.Sprintf("expired %d  held %d", p.Report.Expired, p.Report.Held))
+		}
 	}
 	rep, err := v.Admin().SweepWithProgress(ctx, vault.Actor{Principal: actor, Reason: "idvault sweep"}, progress)
 	if progress != nil {
@@ -100,15 +93,15 @@ func (c *cli) sweep(ctx context.Context, storeURL, keyStoreURL string, kf *kekFl
 	return exitOK
 }
 
-// drawBar redraws a one-line progress bar.
-func drawBar(w io.Writer, p vault.SweepProgress) {
+// drawBar redraws a one-line progress bar of done out of total, followed
+// by detail (the counts so far).
+func drawBar(w io.Writer, done, total int, detail string) {
 	const width = 30
 	filled := 0
-	if p.Total > 0 {
-		filled = width * p.Done / p.Total
+	if total > 0 {
+		filled = width * done / total
 	}
-	fmt.Fprintf(w, "\r[%s%s] %d/%d  expired %d  held %d ", strings.Repeat("#", filled), strings.Repeat(".", width-filled),
-		p.Done, p.Total, p.Report.Expired, p.Report.Held)
+	fmt.Fprintf(w, "\r[%s%s] %d/%d  %s ", strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, total, detail)
 }
 
 // isTerminal reports whether w is a character device (a terminal).

@@ -36,13 +36,11 @@ Example:
 		reason := fs.String("reason", "", "why, recorded in the audit log (a ticket, a schedule): `TEXT`")
 		revoke := fs.Bool("revoke", false, "retire every older token key at once: outstanding tokens stop opening (a leaked key)")
 		return func(ctx context.Context, c *cli) int {
-			by := vault.Actor{Principal: *actor, Reason: *reason}
-			if by.Principal == "" {
-				by.Principal = c.env("IDVAULT_ACTOR")
+			principal, code := c.actingPrincipal(*actor)
+			if code != exitOK {
+				return code
 			}
-			if by.Principal == "" {
-				return c.usageError("no acting principal: pass --as or set IDVAULT_ACTOR (it is recorded in the audit log)")
-			}
+			by := vault.Actor{Principal: principal, Reason: *reason}
 			if _, err := c.storeSpecFrom(*storeURL); err != nil {
 				return c.usageError(err.Error())
 			}
@@ -53,16 +51,9 @@ Example:
 				}
 				return c.fail(err)
 			}
-			d, code := c.openStores(ctx, *storeURL, *keyStoreURL)
+			v, code := c.openVault(ctx, *storeURL, *keyStoreURL, checkKeyStoreNamed, kek)
 			if code != exitOK {
 				return code
-			}
-			if err := checkKeyStoreNamed(ctx, d); err != nil {
-				return c.fail(err)
-			}
-			v, err := vault.Open(ctx, vault.Config{Store: d.data, KEK: kek, Storage: vault.StorageConfig{KeyStore: d.keys}})
-			if err != nil {
-				return c.fail(err)
 			}
 			err = v.Admin().RotateTokenKey(ctx, by, vault.RotateOptions{Revoke: *revoke})
 			if cerr := v.Close(ctx); err == nil {
