@@ -48,6 +48,42 @@ func mustEncrypt(t testing.TB, k KEK, pt, ad []byte) []byte {
 	return ct
 }
 
+// decryptCase is a ciphertext and associated data that k must refuse.
+type decryptCase struct {
+	name string
+	k    KEK
+	ct   []byte
+	ad   []byte
+}
+
+// wantRefused checks that every case fails with ErrDecrypt and returns no
+// bytes; with exact, the error must be ErrDecrypt itself, wrapping nothing
+// of the backend's message.
+func wantRefused(t *testing.T, cases []decryptCase, exact bool) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.k.Decrypt(context.Background(), tt.ct, tt.ad)
+			if !errors.Is(err, ErrDecrypt) || exact && err != ErrDecrypt || got != nil {
+				t.Fatalf("Decrypt = %d bytes, %v; want ErrDecrypt (exactly: %v)", len(got), err, exact)
+			}
+		})
+	}
+}
+
+// wantBitFlipsRefused flips each bit of ct in turn: k must refuse every
+// one with ErrDecrypt.
+func wantBitFlipsRefused(t *testing.T, k KEK, ct, ad []byte) {
+	t.Helper()
+	for i := range len(ct) * 8 {
+		bad := bytes.Clone(ct)
+		bad[i/8] ^= 1 << (i % 8)
+		if _, err := k.Decrypt(context.Background(), bad, ad); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("bit %d flipped: err = %v, want ErrDecrypt", i, err)
+		}
+	}
+}
+
 func mustDecrypt(t testing.TB, k KEK, ct, ad, want []byte) {
 	t.Helper()
 	pt, err := k.Decrypt(context.Background(), ct, ad)
@@ -106,12 +142,7 @@ func TestLocalDecryptFailures(t *testing.T) {
 	_, other := newTestLocal(t)
 	pt, ad := []byte("0123456789abcdef0123456789abcdef"), []byte("object-1|meta")
 	ct := mustEncrypt(t, l, pt, ad)
-	tests := []struct {
-		name string
-		k    KEK
-		ct   []byte
-		ad   []byte
-	}{
+	wantRefused(t, []decryptCase{
 		{"other AD", l, ct, []byte("object-2|meta")},
 		{"AD extended", l, ct, append(bytes.Clone(ad), 0)},
 		{"AD truncated", l, ct, ad[:len(ad)-1]},
@@ -119,31 +150,16 @@ func TestLocalDecryptFailures(t *testing.T) {
 		{"other keyset", other, ct, ad},
 		{"empty", l, nil, ad},
 		{"garbage", l, bytes.Repeat([]byte{1}, 64), ad},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.k.Decrypt(context.Background(), tt.ct, tt.ad)
-			if !errors.Is(err, ErrDecrypt) || got != nil {
-				t.Fatalf("Decrypt = %d bytes, %v; want ErrDecrypt", len(got), err)
-			}
-		})
-	}
+	}, false)
 }
 
 func TestLocalCiphertextTamper(t *testing.T) {
 	_, l := newTestLocal(t)
 	pt, ad := bytes.Repeat([]byte{1}, 32), []byte("ad")
 	ct := mustEncrypt(t, l, pt, ad)
-	ctx := context.Background()
-	for i := range len(ct) * 8 {
-		bad := bytes.Clone(ct)
-		bad[i/8] ^= 1 << (i % 8)
-		if _, err := l.Decrypt(ctx, bad, ad); !errors.Is(err, ErrDecrypt) {
-			t.Fatalf("bit %d flipped: err = %v, want ErrDecrypt", i, err)
-		}
-	}
+	wantBitFlipsRefused(t, l, ct, ad)
 	for n := range len(ct) {
-		if _, err := l.Decrypt(ctx, ct[:n], ad); !errors.Is(err, ErrDecrypt) {
+		if _, err := l.Decrypt(context.Background(), ct[:n], ad); !errors.Is(err, ErrDecrypt) {
 			t.Fatalf("truncated to %d: err = %v, want ErrDecrypt", n, err)
 		}
 	}

@@ -92,12 +92,8 @@ func TestFromAEADDecryptFailures(t *testing.T) {
 	_, local := newTestLocal(t)
 	pt, ad := bytes.Repeat([]byte{3}, 32), []byte("ad")
 	ct := mustEncrypt(t, k, pt, ad)
-	tests := []struct {
-		name string
-		k    KEK
-		ct   []byte
-		ad   []byte
-	}{
+	// Exactly ErrDecrypt: nothing of Tink's message is wrapped.
+	wantRefused(t, []decryptCase{
 		{"other AD", k, ct, []byte("ad2")},
 		{"no AD", k, ct, nil},
 		{"other keyset", other, ct, ad},
@@ -107,23 +103,8 @@ func TestFromAEADDecryptFailures(t *testing.T) {
 		{"empty", k, nil, ad},
 		{"fake AEAD hides its message", FromAEAD("fake://", &fakeAEAD{}), ct, ad},
 		{"fake ctx AEAD hides its message", FromAEAD("fake://", &fakeCtxAEAD{}), ct, ad},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.k.Decrypt(context.Background(), tt.ct, tt.ad)
-			if err != ErrDecrypt || got != nil {
-				// Exactly ErrDecrypt: nothing of Tink's message is wrapped.
-				t.Fatalf("Decrypt = %d bytes, %v; want exactly ErrDecrypt", len(got), err)
-			}
-		})
-	}
-	for i := range len(ct) * 8 {
-		bad := bytes.Clone(ct)
-		bad[i/8] ^= 1 << (i % 8)
-		if _, err := k.Decrypt(context.Background(), bad, ad); !errors.Is(err, ErrDecrypt) {
-			t.Fatalf("bit %d flipped: err = %v, want ErrDecrypt", i, err)
-		}
-	}
+	}, true)
+	wantBitFlipsRefused(t, k, ct, ad)
 }
 
 func TestFromAEADContext(t *testing.T) {
