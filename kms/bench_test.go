@@ -24,21 +24,22 @@ func benchKEKs(b *testing.B) map[string]KEK {
 }
 
 func BenchmarkEncrypt(b *testing.B) {
-	for name, k := range benchKEKs(b) {
-		b.Run(name, func(b *testing.B) {
-			ctx := context.Background()
-			b.SetBytes(int64(len(benchDataKey)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := k.Encrypt(ctx, benchDataKey, benchAD); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	benchEachKEK(b, func(ctx context.Context, k KEK, _ []byte) error {
+		_, err := k.Encrypt(ctx, benchDataKey, benchAD)
+		return err
+	})
 }
 
 func BenchmarkDecrypt(b *testing.B) {
+	benchEachKEK(b, func(ctx context.Context, k KEK, ct []byte) error {
+		_, err := k.Decrypt(ctx, ct, benchAD)
+		return err
+	})
+}
+
+// benchEachKEK runs op on the data key (ct: its ciphertext under k) for
+// each KEK of benchKEKs.
+func benchEachKEK(b *testing.B, op func(ctx context.Context, k KEK, ct []byte) error) {
 	for name, k := range benchKEKs(b) {
 		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
@@ -46,7 +47,7 @@ func BenchmarkDecrypt(b *testing.B) {
 			b.SetBytes(int64(len(benchDataKey)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := k.Decrypt(ctx, ct, benchAD); err != nil {
+				if err := op(ctx, k, ct); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -81,28 +81,26 @@ func TestPauseKillRestart(t *testing.T) {
 		_, err := kek.Decrypt(ctx, ct, []byte("ad"))
 		return err
 	}
-	if err := s.Pause(); err != nil {
-		t.Fatal(err)
-	}
-	if err := call(); !errors.Is(err, kms.ErrUnavailable) {
-		t.Fatalf("Decrypt on a paused server: %v; want kms.ErrUnavailable", err)
-	}
-	if err := s.Resume(); err != nil {
-		t.Fatal(err)
-	}
-	if err := call(); err != nil {
-		t.Fatalf("Decrypt after Resume: %v", err)
-	}
-	if err := s.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := call(); !errors.Is(err, kms.ErrUnavailable) {
-		t.Fatalf("Decrypt on a killed server: %v; want kms.ErrUnavailable", err)
-	}
-	if err := s.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if err := call(); err != nil {
-		t.Fatalf("Decrypt after Restart (the key must survive): %v", err)
+	// In order; after Restart the key must have survived.
+	for _, step := range []struct {
+		name string
+		do   func() error
+		up   bool // Decrypt answers after the step
+	}{
+		{"Pause", s.Pause, false},
+		{"Resume", s.Resume, true},
+		{"Kill", s.Kill, false},
+		{"Restart", s.Restart, true},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		err := call()
+		if step.up && err != nil {
+			t.Fatalf("Decrypt after %s: %v", step.name, err)
+		}
+		if !step.up && !errors.Is(err, kms.ErrUnavailable) {
+			t.Fatalf("Decrypt after %s: %v; want kms.ErrUnavailable", step.name, err)
+		}
 	}
 }
