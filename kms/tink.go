@@ -53,15 +53,7 @@ func (k *tinkKEK) Encrypt(ctx context.Context, plaintext, associatedData []byte)
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("encrypt", err)
 	}
-	var (
-		ct  []byte
-		err error
-	)
-	if k.actx != nil {
-		ct, err = k.actx.EncryptWithContext(ctx, plaintext, associatedData)
-	} else {
-		ct, err = k.a.Encrypt(plaintext, associatedData)
-	}
+	ct, err := k.call(ctx, false, plaintext, associatedData)
 	if err != nil {
 		return nil, unavailable(k.id+": encrypt", err)
 	}
@@ -73,15 +65,7 @@ func (k *tinkKEK) Decrypt(ctx context.Context, ciphertext, associatedData []byte
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("decrypt", err)
 	}
-	var (
-		pt  []byte
-		err error
-	)
-	if k.actx != nil {
-		pt, err = k.actx.DecryptWithContext(ctx, ciphertext, associatedData)
-	} else {
-		pt, err = k.a.Decrypt(ciphertext, associatedData)
-	}
+	pt, err := k.call(ctx, true, ciphertext, associatedData)
 	if err != nil {
 		// A context that ended during the call is the caller's doing, not
 		// an authentication failure; saying so reveals nothing about keys.
@@ -94,6 +78,21 @@ func (k *tinkKEK) Decrypt(ctx context.Context, ciphertext, associatedData []byte
 		return nil, ErrDecrypt
 	}
 	return pt, nil
+}
+
+// call encrypts in (or, with open, decrypts it) under the AEAD, passing
+// ctx when the AEAD takes one.
+func (k *tinkKEK) call(ctx context.Context, open bool, in, associatedData []byte) ([]byte, error) {
+	switch {
+	case k.actx != nil && open:
+		return k.actx.DecryptWithContext(ctx, in, associatedData)
+	case k.actx != nil:
+		return k.actx.EncryptWithContext(ctx, in, associatedData)
+	case open:
+		return k.a.Decrypt(in, associatedData)
+	default:
+		return k.a.Encrypt(in, associatedData)
+	}
 }
 
 // ID returns the name given to FromAEAD.

@@ -123,26 +123,25 @@ func (k *kek) String() string { return "awskms.KEK(" + k.uri + ")" }
 // Encrypt wraps plaintext under the KMS key, associatedData in the
 // encryption context.
 func (k *kek) Encrypt(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("aws-kms: encrypt: %w", err)
-	}
-	ct, err := k.a.EncryptWithContext(ctx, plaintext, associatedData)
-	if err != nil {
-		return nil, classify(ctx, "encrypt", err, false)
-	}
-	return ct, nil
+	return k.call(ctx, "encrypt", k.a.EncryptWithContext, plaintext, associatedData)
 }
 
 // Decrypt unwraps ciphertext with the KMS key and associatedData.
 func (k *kek) Decrypt(ctx context.Context, ciphertext, associatedData []byte) ([]byte, error) {
+	return k.call(ctx, "decrypt", k.a.DecryptWithContext, ciphertext, associatedData)
+}
+
+// call runs op ("encrypt" or "decrypt", its name) unless ctx has ended, and
+// classifies its error (only a decrypt can be an authentication failure).
+func (k *kek) call(ctx context.Context, name string, op func(context.Context, []byte, []byte) ([]byte, error), in, associatedData []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("aws-kms: decrypt: %w", err)
+		return nil, fmt.Errorf("aws-kms: %s: %w", name, err)
 	}
-	pt, err := k.a.DecryptWithContext(ctx, ciphertext, associatedData)
+	out, err := op(ctx, in, associatedData)
 	if err != nil {
-		return nil, classify(ctx, "decrypt", err, true)
+		return nil, classify(ctx, name, err, name == "decrypt")
 	}
-	return pt, nil
+	return out, nil
 }
 
 // authFailures are the AWS KMS error codes that are an authentication

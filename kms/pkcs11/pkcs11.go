@@ -345,21 +345,24 @@ func authCode(err error) bool {
 }
 
 func (k *kek) encrypt(s *sess, iv, pt, ad []byte) ([]byte, error) {
-	params := p11.NewGCMParams(iv, ad, tagBits)
-	defer params.Free()
-	if err := k.m.EncryptInit(s.h, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, s.key); err != nil {
-		return nil, err
-	}
-	return k.m.Encrypt(s.h, pt)
+	return k.gcm(s, iv, pt, ad, k.m.EncryptInit, k.m.Encrypt)
 }
 
 func (k *kek) decrypt(s *sess, iv, ct, ad []byte) ([]byte, error) {
+	return k.gcm(s, iv, ct, ad, k.m.DecryptInit, k.m.Decrypt)
+}
+
+// gcm runs one AES-GCM operation (init, then the single-part call) on the
+// session's key with iv and ad.
+func (k *kek) gcm(s *sess, iv, in, ad []byte,
+	initOp func(p11.SessionHandle, []*p11.Mechanism, p11.ObjectHandle) error,
+	op func(p11.SessionHandle, []byte) ([]byte, error)) ([]byte, error) {
 	params := p11.NewGCMParams(iv, ad, tagBits)
 	defer params.Free()
-	if err := k.m.DecryptInit(s.h, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, s.key); err != nil {
+	if err := initOp(s.h, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}, s.key); err != nil {
 		return nil, err
 	}
-	return k.m.Decrypt(s.h, ct)
+	return op(s.h, in)
 }
 
 // probe reports whether the token seals and opens a fixed message with
