@@ -43,12 +43,9 @@ import (
 // deployment file and --key-store, sweep, token rotate and kek rewrap
 // exited 2 on this layout and kek printed "0 key records".
 func TestDeploymentEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("MinIO and two builds")
-	}
+	m := newMinioEnv(t)
 	ctx := context.Background()
-	srv := miniotest.Server(t)
-	client := srv.Client(t)
+	srv, client := m.srv, m.client
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "etc", "idvault.conf")
 	kek1, kek2 := filepath.Join(dir, "app", "kek"), filepath.Join(dir, "kek-2026")
@@ -59,9 +56,7 @@ func TestDeploymentEndToEnd(t *testing.T) {
 	}
 	secrets := []string{pass1, pass2, srv.SecretKey()}
 	data, keys := freshBucketName(t), freshBucketName(t)
-	s3url := func(bucket string) string {
-		return "s3://" + bucket + "?" + url.Values{"endpoint": {srv.Endpoint()}, "tls": {"false"}}.Encode()
-	}
+	s3url := func(bucket string) string { return m.url(bucket, nil) }
 	cli := func(args ...string) result {
 		t.Helper()
 		r := runCLI(t, env, args...)
@@ -141,7 +136,7 @@ func TestDeploymentEndToEnd(t *testing.T) {
 	}
 
 	// The old way fails clearly: without the key store, nothing counts 0.
-	old := runCLI(t, map[string]string{"MINIO_ROOT_USER": srv.AccessKey(), "MINIO_ROOT_PASSWORD": srv.SecretKey()}, "kek", "--store", s3url(data))
+	old := runCLI(t, m.env, "kek", "--store", s3url(data))
 	if old.code != exitUsage || !strings.Contains(old.stderr, "keeps object versions") || strings.Contains(old.stdout, "key records") {
 		t.Fatalf("kek without the key store: %v", old)
 	}

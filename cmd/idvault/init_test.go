@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,7 +16,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/mod/semver"
 
-	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
@@ -48,18 +46,14 @@ func freshBucketName(t *testing.T) string {
 // really uses; run again, it checks and changes nothing; and it refuses
 // every bucket that would silently lose a guarantee, before writing.
 func TestInit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("MinIO test")
-	}
+	m := newMinioEnv(t)
 	ctx := context.Background()
-	srv := miniotest.Server(t)
-	client := srv.Client(t)
+	srv, client := m.srv, m.client
 	const pass = "init-passphrase-5521"
 	kekFile, kek := testKEKFile(t, pass)
-	env := map[string]string{"MINIO_ROOT_USER": srv.AccessKey(), "MINIO_ROOT_PASSWORD": srv.SecretKey(), "IDVAULT_PASSPHRASE": pass}
-	storeURL := func(bucket string) string {
-		return "s3://" + bucket + "?" + url.Values{"endpoint": {srv.Endpoint()}, "tls": {"false"}}.Encode()
-	}
+	env := m.env
+	env["IDVAULT_PASSPHRASE"] = pass
+	storeURL := func(bucket string) string { return m.url(bucket, nil) }
 	data, keys := freshBucketName(t), freshBucketName(t)
 
 	r := runCLI(t, env, "init", storeURL(data), "--key-bucket", keys, "--kek-file", kekFile, "--max-retention", "100h")

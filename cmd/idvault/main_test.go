@@ -41,6 +41,17 @@ func runCLI(t testing.TB, env map[string]string, args ...string) result {
 	return result{code, out.String(), errb.String()}
 }
 
+// outputLines runs the CLI with env and args, fails t unless it exits 0,
+// and returns its output lines and the whole result.
+func outputLines(t testing.TB, env map[string]string, args ...string) ([]string, result) {
+	t.Helper()
+	r := runCLI(t, env, args...)
+	if r.code != exitOK {
+		t.Fatalf("idvault %q: want exit 0, got %v", args, r)
+	}
+	return strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n"), r
+}
+
 func (r result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%sstderr:\n%s", r.code, r.stdout, r.stderr)
 }

@@ -145,11 +145,7 @@ func TestQueryLimit(t *testing.T) {
 
 func TestQueryTable(t *testing.T) {
 	fx := newFixture(t)
-	r := runCLI(t, nil, "audit", "query", "--store", fx.dir, "--format", "table")
-	if r.code != exitOK {
-		t.Fatalf("want exit 0, got %v", r)
-	}
-	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	lines, r := outputLines(t, nil, "audit", "query", "--store", fx.dir, "--format", "table")
 	if len(lines) != 15 {
 		t.Fatalf("want a header and 14 rows, got %d lines:\n%s", len(lines), r.stdout)
 	}
@@ -252,11 +248,7 @@ func TestStats(t *testing.T) {
 
 func TestStatsTable(t *testing.T) {
 	fx := newFixture(t)
-	r := runCLI(t, nil, "audit", "stats", "--store", fx.dir, "--format", "table")
-	if r.code != exitOK {
-		t.Fatalf("want exit 0, got %v", r)
-	}
-	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	lines, r := outputLines(t, nil, "audit", "stats", "--store", fx.dir, "--format", "table")
 	if len(lines) != 7 {
 		t.Fatalf("want header, 5 rows and a total, got:\n%s", r.stdout)
 	}

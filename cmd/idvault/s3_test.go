@@ -16,25 +16,48 @@ import (
 	"github.com/idvault/idvault/vault/s3store"
 )
 
+// minioEnv is the test MinIO server for a CLI test (skipped under -short):
+// the server, a client, the environment carrying its root credentials (as
+// a deployment passes them), and the s3:// URL of one of its buckets.
+type minioEnv struct {
+	srv    *miniotest.Srv
+	client *minio.Client
+	env    map[string]string
+}
+
+func newMinioEnv(t *testing.T) *minioEnv {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("MinIO test")
+	}
+	srv := miniotest.Server(t)
+	return &minioEnv{srv: srv, client: srv.Client(t),
+		env: map[string]string{"MINIO_ROOT_USER": srv.AccessKey(), "MINIO_ROOT_PASSWORD": srv.SecretKey()}}
+}
+
+// url is the s3:// URL of bucket on the server, plain HTTP, with extra
+// query parameters (such as prefix) added.
+func (m *minioEnv) url(bucket string, extra url.Values) string {
+	q := url.Values{"endpoint": {m.srv.Endpoint()}, "tls": {"false"}}
+	for k, v := range extra {
+		q[k] = v
+	}
+	return "s3://" + bucket + "?" + q.Encode()
+}
+
 // s3Fixture writes the fixture's logs into a fresh bucket of the test MinIO
 // (under a prefix) and returns the store URL, the environment with
 // credentials, the verifier key and the bucket.
 func s3Fixture(t *testing.T, objectLock bool) (storeURL string, env map[string]string, vk, bucket string, srv *miniotest.Srv) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("MinIO test")
-	}
-	srv = miniotest.Server(t)
-	bucket = srv.NewBucket(t, objectLock)
-	st, err := s3store.New(context.Background(), srv.Client(t), bucket, s3store.Options{Prefix: "tenant-a"})
+	m := newMinioEnv(t)
+	bucket = m.srv.NewBucket(t, objectLock)
+	st, err := s3store.New(context.Background(), m.client, bucket, s3store.Options{Prefix: "tenant-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	vk, _ = writeLogs(t, st, fixtureLogA(), fixtureLogB())
-	q := url.Values{"endpoint": {srv.Endpoint()}, "tls": {"false"}, "prefix": {"tenant-a"}}
-	storeURL = "s3://" + bucket + "?" + q.Encode()
-	env = map[string]string{"MINIO_ROOT_USER": srv.AccessKey(), "MINIO_ROOT_PASSWORD": srv.SecretKey()}
-	return storeURL, env, vk, bucket, srv
+	return m.url(bucket, url.Values{"prefix": {"tenant-a"}}), m.env, vk, bucket, m.srv
 }
 
 func TestS3(t *testing.T) {

@@ -33,11 +33,7 @@ func TestVerifyOK(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := runCLI(t, tt.env, append([]string{"audit", "verify"}, tt.args...)...)
-			if r.code != exitOK {
-				t.Fatalf("want exit 0, got %v", r)
-			}
-			lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+			lines, r := outputLines(t, tt.env, append([]string{"audit", "verify"}, tt.args...)...)
 			if len(lines) != len(fx.logs)+1 || lines[len(lines)-1] != "OK" {
 				t.Fatalf("want one line per log and OK, got %v", r)
 			}
