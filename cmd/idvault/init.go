@@ -306,19 +306,11 @@ func writeDeployment(path string, d *deployment, values map[string]string) error
 
 // prepareS3 creates or checks the two buckets and installs the backstop.
 func (c *cli) prepareS3(ctx context.Context, spec, kspec storeSpec, maxRet time.Duration) (data, keys store.Store, err error) {
-	cfg, err := s3Config(spec, c.env)
+	client, err := s3Client(spec, c.env)
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err := s3store.NewClient(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	kcfg, err := s3Config(kspec, c.env)
-	if err != nil {
-		return nil, nil, err
-	}
-	kclient, err := s3store.NewClient(kcfg)
+	kclient, err := s3Client(kspec, c.env)
 	if err != nil {
 		return nil, nil, err
 	}

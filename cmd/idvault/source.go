@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"iter"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -316,33 +315,12 @@ func readCursorFile(path string) (cursor, error) {
 	return c, nil
 }
 
-// writeCursorFile replaces path with c atomically: a temporary file in the
-// same directory, synced, renamed over path, and the directory synced, so
-// that a crash leaves the old cursor or the new one, never a torn one.
+// writeCursorFile replaces path with c atomically (writeFileAtomic, mode
+// 0600), so that a crash leaves the old cursor or the new one, never a
+// torn one.
 func writeCursorFile(path string, c cursor) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = io.WriteString(f, c.String()+"\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := writeFileAtomic(path, []byte(c.String()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("writing the cursor file: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/idvault/idvault/vault/fsstore"
@@ -284,6 +285,16 @@ func s3Credentials(env func(string) string) (access, secret string, err error) {
 		}
 	}
 	return "", "", fmt.Errorf("%w: set MINIO_ROOT_USER and MINIO_ROOT_PASSWORD, MINIO_ACCESS_KEY and MINIO_SECRET_KEY, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", errNoCredentials)
+}
+
+// s3Client is a client for the S3 store of s, with its credentials
+// (s3Config).
+func s3Client(s storeSpec, env func(string) string) (*minio.Client, error) {
+	cfg, err := s3Config(s, env)
+	if err != nil {
+		return nil, err
+	}
+	return s3store.NewClient(cfg)
 }
 
 // s3Config is the s3store.Config for s: the first complete credential pair
