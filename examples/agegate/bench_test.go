@@ -30,10 +30,7 @@ func BenchmarkUpload(b *testing.B) {
 			for b.Loop() {
 				req := httptest.NewRequest("POST", "/upload", bytes.NewReader(body))
 				req.Header.Set("Content-Type", ct)
-				req.AddCookie(cookie)
-				rec := httptest.NewRecorder()
-				te.app.ServeHTTP(rec, req)
-				if rec.Code != http.StatusSeeOther {
+				if rec := serve(te, cookie, req); rec.Code != http.StatusSeeOther {
 					b.Fatalf("status %d", rec.Code)
 				}
 			}
@@ -47,19 +44,13 @@ func BenchmarkReviewPage(b *testing.B) {
 	te := newTestEnv(b, envOptions{})
 	img := licencePNG(b, 1)
 	for i := range 20 {
-		info, err := te.v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: fmt.Sprintf("bench-%d", i)})
-		if err != nil {
-			b.Fatal(err)
-		}
+		info := putBench(b, te, img, i)
 		te.app.state.submit(submission{ID: info.ID, Member: fmt.Sprintf("bench-%d", i), Kind: "passport", Submitted: info.Created, Expires: info.Expires})
 	}
 	cookie := sessionCookieFor(b, te, "reviewer-rita")
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest("GET", "/review", nil)
-		req.AddCookie(cookie)
-		rec := httptest.NewRecorder()
-		te.app.ServeHTTP(rec, req)
+		rec := serve(te, cookie, httptest.NewRequest("GET", "/review", nil))
 		if rec.Code != http.StatusOK || strings.Count(rec.Body.String(), `class="doc"`) != 20 {
 			b.Fatalf("status %d", rec.Code)
 		}
@@ -76,10 +67,7 @@ func BenchmarkSecurityPage(b *testing.B) {
 	img := licencePNG(b, 1)
 	ctx := context.Background()
 	for i := range 100 {
-		info, err := te.v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: fmt.Sprintf("bench-%d", i)})
-		if err != nil {
-			b.Fatal(err)
-		}
+		info := putBench(b, te, img, i)
 		g, err := te.v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-rita", Purpose: purpose})
 		if err != nil {
 			b.Fatal(err)
@@ -96,14 +84,29 @@ func BenchmarkSecurityPage(b *testing.B) {
 	cookie := sessionCookieFor(b, te, "auditor-ada")
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest("GET", "/security", nil)
-		req.AddCookie(cookie)
-		rec := httptest.NewRecorder()
-		te.app.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
+		if rec := serve(te, cookie, httptest.NewRequest("GET", "/security", nil)); rec.Code != http.StatusOK {
 			b.Fatalf("status %d", rec.Code)
 		}
 	}
+}
+
+// putBench stores img in the vault for the subject bench-i.
+func putBench(b *testing.B, te *testEnv, img []byte, i int) vault.Info {
+	b.Helper()
+	info, err := te.v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: fmt.Sprintf("bench-%d", i)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return info
+}
+
+// serve sends req, signed in with cookie, to the app and returns the
+// recorded response.
+func serve(te *testEnv, cookie *http.Cookie, req *http.Request) *httptest.ResponseRecorder {
+	req.AddCookie(cookie)
+	rec := httptest.NewRecorder()
+	te.app.ServeHTTP(rec, req)
+	return rec
 }
 
 func sessionCookieFor(tb testing.TB, te *testEnv, id string) *http.Cookie {
