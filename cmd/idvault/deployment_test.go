@@ -335,16 +335,8 @@ func newVaultDir(t *testing.T, keysDir string, n int) (dir, kekFile string) {
 	if keysDir != "" {
 		cfg.Storage.KeyStore = openFS(t, keysDir)
 	}
-	v, err := vault.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 500)...)
-	for range n {
-		if _, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	v := newTestVault(t, cfg)
+	putDocs(t, v, testImage(500), n, "m", 0)
 	if err := v.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

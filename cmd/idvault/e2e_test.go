@@ -247,19 +247,8 @@ func putExpired(t *testing.T, client *minio.Client, data, keys, kekPath, pass st
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.Open(ctx, vault.Config{Store: ds, KEK: kek, Now: past, Storage: vault.StorageConfig{KeyStore: ks}, Audit: vault.AuditConfig{RequireWriteOnce: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 1500)...)
-	var ids []string
-	for range n {
-		info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "old-member", Retention: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, info.ID)
-	}
+	v := newTestVault(t, vault.Config{Store: ds, KEK: kek, Now: past, Storage: vault.StorageConfig{KeyStore: ks}, Audit: vault.AuditConfig{RequireWriteOnce: true}})
+	ids := putDocs(t, v, testImage(1500), n, "old-member", time.Hour)
 	if err := v.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
-	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/s3store"
 )
 
@@ -197,21 +196,11 @@ func TestTokenRotate(t *testing.T) {
 	const pass = "rotate-passphrase-8812"
 	kekFile, kek := testKEKFile(t, pass)
 	dir := filepath.Join(t.TempDir(), "store")
-	st, err := fsstore.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openFS(t, dir)
+	v := newTestVault(t, vault.Config{Store: st, KEK: kek})
 	defer v.Close(ctx)
-	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 1000)...)
-	info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	before, err := v.Grant(ctx, info.ID, vault.Access{Principal: "r", Purpose: "p"})
+	id := putDocs(t, v, testImage(1000), 1, "m", 0)[0]
+	before, err := v.Grant(ctx, id, vault.Access{Principal: "r", Purpose: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,12 +231,9 @@ func TestTokenRotate(t *testing.T) {
 		t.Fatalf("%d rotation records by ops-1, want 1", n)
 	}
 	// A new grant is sealed under the new key: the vault's token key changed.
-	after, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek, Now: func() time.Time { return time.Now() }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := newTestVault(t, vault.Config{Store: st, KEK: kek, Now: func() time.Time { return time.Now() }})
 	defer after.Close(ctx)
-	g, err := after.Grant(ctx, info.ID, vault.Access{Principal: "r", Purpose: "p"})
+	g, err := after.Grant(ctx, id, vault.Access{Principal: "r", Purpose: "p"})
 	if err != nil || g.Token[:12] == before.Token[:12] {
 		t.Fatalf("grant after rotation: %v", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
-	"github.com/idvault/idvault/vault/fsstore"
 )
 
 // TestKEKCommands: idvault kek counts key records per KEK ID without any
@@ -21,38 +19,17 @@ import (
 func TestKEKCommands(t *testing.T) {
 	dir := t.TempDir()
 	storeDir := filepath.Join(dir, "store")
-	oldFile, newFile := filepath.Join(dir, "kek-old"), filepath.Join(dir, "kek-new")
-	opts := kms.LocalOptions{Time: 1, MemoryKiB: 8 << 10, Threads: 1}
-	oldKEK, err := kms.CreateLocal(oldFile, []byte("old passphrase zq1"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newKEK, err := kms.CreateLocal(newFile, []byte("new passphrase zq2"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldFile, oldKEK := testKEKFile(t, "old passphrase zq1")
+	newFile, newKEK := testKEKFile(t, "new passphrase zq2")
 	passFile := filepath.Join(dir, "new.pass")
 	if err := os.WriteFile(passFile, []byte("new passphrase zq2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st, err := fsstore.Open(storeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openFS(t, storeDir)
 	ctx := context.Background()
-	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: oldKEK})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 700)...)
-	var ids []string
-	for range 4 {
-		info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, info.ID)
-	}
+	v := newTestVault(t, vault.Config{Store: st, KEK: oldKEK})
+	img := testImage(700)
+	ids := putDocs(t, v, img, 4, "m", 0)
 	v.Close(ctx)
 
 	r := runCLI(t, nil, "kek", "--store", storeDir)
@@ -86,23 +63,10 @@ func TestKEKCommands(t *testing.T) {
 		t.Fatalf("kek after rewrap: %v", r)
 	}
 	// The new KEK alone opens the vault and every document.
-	w, err := vault.Open(ctx, vault.Config{Store: st, KEK: newKEK})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newTestVault(t, vault.Config{Store: st, KEK: newKEK})
 	for _, id := range ids {
-		g, err := w.Grant(ctx, id, vault.Access{Principal: "r", Purpose: "p"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc, _, err := w.Redeem(ctx, g.Token, vault.Requester{Principal: "r"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, img) {
-			t.Fatalf("redeem after rewrap: %v", err)
+		if got, _ := readDoc(t, w, id, "p"); !bytes.Equal(got, img) {
+			t.Fatalf("redeem after rewrap: %d bytes, not the image", len(got))
 		}
 	}
 	w.Close(ctx)

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/vault"
-	"github.com/idvault/idvault/vault/fsstore"
 )
 
 // TestVerifyChecksLedger: audit verify checks the single-use ledger against
@@ -24,29 +21,9 @@ func TestVerifyChecksLedger(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	st, err := fsstore.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kektest.New(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 700)...)
-	info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := v.Grant(ctx, info.ID, vault.Access{Principal: "r", Purpose: "age-check"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, _, err := v.Redeem(ctx, g.Token, vault.Requester{Principal: "r"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, rc)
-	rc.Close()
+	v := newTestVault(t, vault.Config{Store: openFS(t, dir), KEK: kektest.New(t)})
+	id := putDocs(t, v, testImage(700), 1, "m", 0)[0]
+	_, token := readDoc(t, v, id, "age-check")
 	key := v.AuditVerifierKey()
 	if err := v.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -67,7 +44,7 @@ func TestVerifyChecksLedger(t *testing.T) {
 	if r.code != exitFailed || !strings.Contains(r.stdout, "single-use ledger") {
 		t.Fatalf("ledger entry deleted: want exit %d and a ledger failure, got %v", exitFailed, r)
 	}
-	if strings.Contains(r.stdout+r.stderr, g.Token) {
+	if strings.Contains(r.stdout+r.stderr, token) {
 		t.Fatal("the token reached the output")
 	}
 }

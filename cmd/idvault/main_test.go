@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
+	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/store"
@@ -200,6 +202,56 @@ func sortedCopy(s []string) []string {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // openFS opens an fsstore on dir for writing fixtures.
+// newTestVault opens a vault on cfg and fails t if it does not open. The
+// caller closes it (before the CLI reads the store).
+func newTestVault(t testing.TB, cfg vault.Config) *vault.Vault {
+	t.Helper()
+	v, err := vault.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// testImage is a JPEG-like document body of 4+n bytes.
+func testImage(n int) []byte { return append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, n)...) }
+
+// putDocs stores n documents with body img for subject (retention ret, or
+// the vault's default for 0) and returns their IDs.
+func putDocs(t testing.TB, v *vault.Vault, img []byte, n int, subject string, ret time.Duration) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		info, err := v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: subject, Retention: ret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = info.ID
+	}
+	return ids
+}
+
+// readDoc grants document id to principal "r" for purpose, redeems the
+// token and returns the image and the token.
+func readDoc(t testing.TB, v *vault.Vault, id, purpose string) ([]byte, string) {
+	t.Helper()
+	ctx := context.Background()
+	g, err := v.Grant(ctx, id, vault.Access{Principal: "r", Purpose: purpose})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := v.Redeem(ctx, g.Token, vault.Requester{Principal: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, g.Token
+}
+
 func openFS(t testing.TB, dir string) store.Store {
 	t.Helper()
 	st, err := fsstore.Open(dir)

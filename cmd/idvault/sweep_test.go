@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -30,24 +29,10 @@ func TestSweepCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	v, err := vault.Open(ctx, vault.Config{Store: st, KEK: kek, Now: past})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 1000)...)
-	var short, long []string
-	for range 3 {
-		info, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m", Retention: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		short = append(short, info.ID)
-		info, err = v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "m"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		long = append(long, info.ID)
-	}
+	v := newTestVault(t, vault.Config{Store: st, KEK: kek, Now: past})
+	img := testImage(1000)
+	short := putDocs(t, v, img, 3, "m", time.Hour)
+	long := putDocs(t, v, img, 3, "m", 0)
 	v.Close(ctx)
 
 	env := map[string]string{"IDVAULT_PASSPHRASE": pass, "IDVAULT_ACTOR": "cron:test"}
@@ -68,10 +53,7 @@ func TestSweepCommand(t *testing.T) {
 		t.Fatal("passphrase in the output")
 	}
 	// What the sweep removed is gone; the rest reads.
-	v, err = vault.Open(ctx, vault.Config{Store: st, KEK: kek})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v = newTestVault(t, vault.Config{Store: st, KEK: kek})
 	defer v.Close(ctx)
 	for _, id := range short {
 		if _, err := v.Grant(ctx, id, vault.Access{Principal: "r", Purpose: "p"}); !errors.Is(err, vault.ErrNotFound) {
