@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -250,6 +251,17 @@ func readDoc(t testing.TB, v *vault.Vault, id, purpose string) ([]byte, string) 
 		t.Fatal(err)
 	}
 	return got, g.Token
+}
+
+// refused reports whether a parser refused its input (err != nil), and
+// fails t when the refusal does not wrap sentinel: every parser's errors
+// are typed, so that a caller can tell bad input from a fault.
+func refused(t testing.TB, err, sentinel error) bool {
+	t.Helper()
+	if err != nil && !errors.Is(err, sentinel) {
+		t.Fatalf("error %v does not wrap %v", err, sentinel)
+	}
+	return err != nil
 }
 
 func openFS(t testing.TB, dir string) store.Store {
