@@ -2,6 +2,7 @@ package kms
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -76,15 +77,9 @@ type LocalOptions struct {
 
 // params applies defaults and bounds.
 func (o LocalOptions) params() (kdfParams, error) {
-	if o.Time == 0 {
-		o.Time = DefaultArgon2Time
-	}
-	if o.MemoryKiB == 0 {
-		o.MemoryKiB = DefaultArgon2MemoryKiB
-	}
-	if o.Threads == 0 {
-		o.Threads = DefaultArgon2Threads
-	}
+	o.Time = cmp.Or(o.Time, DefaultArgon2Time)
+	o.MemoryKiB = cmp.Or(o.MemoryKiB, DefaultArgon2MemoryKiB)
+	o.Threads = cmp.Or(o.Threads, DefaultArgon2Threads)
 	if o.Threads > 255 {
 		return kdfParams{}, fmt.Errorf("%w: argon2id threads %d above 255", ErrInvalidOptions, o.Threads)
 	}
