@@ -147,55 +147,9 @@ func randHex(tb testing.TB, n int) string {
 	return hex.EncodeToString(b)
 }
 
-// findBinary returns the minio binary to run, or "" if there is none.
-func findBinary() string {
-	if p := os.Getenv("MINIO_BIN"); p != "" {
-		if isExecutable(p) {
-			return p
-		}
-		return ""
-	}
-	if p, err := exec.LookPath("minio"); err == nil {
-		return p
-	}
-	// bin/minio of the module root or of an enclosing one (the workspace
-	// root, for a nested module such as cmd/idvault).
-	for dir := moduleRoot(); dir != ""; {
-		if p := filepath.Join(dir, "bin", "minio"); isExecutable(p) {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return ""
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// moduleRoot walks up from the working directory to the first directory
-// holding a go.mod.
-func moduleRoot() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
+// findBinary returns the minio binary to run ($MINIO_BIN, minio on PATH,
+// bin/minio of the module root or an enclosing one), or "" if there is none.
+func findBinary() string { return proctest.FindBinary("MINIO_BIN", "minio") }
 
 func start() (*Srv, error) {
 	bin := findBinary()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -81,43 +80,6 @@ func TestSrvDoesNotPrintSecrets(t *testing.T) {
 		if strings.Contains(out, srv.SecretKey()) || strings.Contains(out, srv.AccessKey()) {
 			t.Errorf("%s prints credentials", verb)
 		}
-	}
-}
-
-func TestFindBinary(t *testing.T) {
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "minio")
-	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	noexec := filepath.Join(dir, "data")
-	if err := os.WriteFile(noexec, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		env  string
-		want string
-	}{
-		{exe, exe},
-		{noexec, ""},
-		{filepath.Join(dir, "absent"), ""},
-	}
-	for _, tc := range tests {
-		t.Setenv("MINIO_BIN", tc.env)
-		if got := findBinary(); got != tc.want {
-			t.Errorf("MINIO_BIN=%s: findBinary() = %q, want %q", filepath.Base(tc.env), got, tc.want)
-		}
-	}
-}
-
-func TestModuleRoot(t *testing.T) {
-	root := moduleRoot()
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("moduleRoot() = %q without go.mod", root)
-	}
-	wd, _ := os.Getwd()
-	if rel, err := filepath.Rel(root, wd); err != nil || strings.HasPrefix(rel, "..") {
-		t.Fatalf("moduleRoot() = %q is not above %q", root, wd)
 	}
 }
 

@@ -3,9 +3,9 @@
 // one process per Server, its data in a temporary directory, listening on
 // 127.0.0.1 only.
 //
-// The binary is looked up in $LOCAL_KMS_BIN, then as "local-kms" on PATH,
-// then as bin/local-kms in the working directory or a parent of it (where
-// `make test` installs it). Start skips the test when none is found,
+// The binary is looked up in $LOCAL_KMS_BIN (an executable file), then as
+// "local-kms" on PATH, then as bin/local-kms in the module root or a
+// directory above it (where `make test` installs it). Start skips the test when none is found,
 // except under CI=true where that is a failure.
 //
 // The upstream command has no option to choose its listen address (it
@@ -71,29 +71,14 @@ type Server struct {
 	once sync.Once
 }
 
-// Binary returns the path of the local-kms binary.
+// Binary returns the path of the local-kms binary ($LOCAL_KMS_BIN if it
+// is an executable file, local-kms on PATH, bin/local-kms of the module
+// root or a directory above it).
 func Binary() (string, error) {
-	if p := os.Getenv("LOCAL_KMS_BIN"); p != "" {
+	if p := proctest.FindBinary("LOCAL_KMS_BIN", "local-kms"); p != "" {
 		return p, nil
 	}
-	if p, err := exec.LookPath("local-kms"); err == nil {
-		return p, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", ErrNoBinary
-	}
-	for {
-		p := filepath.Join(dir, "bin", "local-kms")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", ErrNoBinary
-		}
-		dir = parent
-	}
+	return "", ErrNoBinary
 }
 
 // Start starts a server for tb and stops it when tb ends. It skips tb
