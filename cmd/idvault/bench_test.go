@@ -19,14 +19,7 @@ func benchStore(b *testing.B, n int) (string, string) {
 	dir := b.TempDir()
 	st := openFS(b, dir)
 	ctx := context.Background()
-	signer, vk, err := audit.GenerateKey("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := audit.NewAppender(ctx, st, signer, audit.AppenderOptions{CheckpointEvery: time.Hour, CheckpointRecords: 10000})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, vk := newAppender(b, st, "bench", audit.AppenderOptions{CheckpointEvery: time.Hour, CheckpointRecords: 10000})
 	// Concurrent appends so that records share batch objects, as in a busy
 	// vault.
 	const writers = 64

@@ -150,6 +150,22 @@ func publishNewKey(t testing.TB, st store.Store, name string) (signer, verifier 
 	return signer, verifier
 }
 
+// newAppender generates an audit signing key named name and opens an
+// Appender on st with it and opts. It returns the Appender and the
+// verifier key, which it does not publish.
+func newAppender(t testing.TB, st store.Store, name string, opts audit.AppenderOptions) (*audit.Appender, string) {
+	t.Helper()
+	signer, verifier, err := audit.GenerateKey(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := audit.NewAppender(context.Background(), st, signer, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, verifier
+}
+
 // writeClosedLog appends recs to a new log (one per call, as another vault
 // instance writes) with the options opts, closes it and returns its ID.
 func writeClosedLog(t testing.TB, st store.Store, signer string, opts audit.AppenderOptions, recs ...audit.Record) string {

@@ -338,14 +338,7 @@ func TestVerifyStateRollback(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	st := openFS(t, dir)
-	signer, vk, err := audit.GenerateKey("k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := audit.NewAppender(ctx, st, signer, audit.AppenderOptions{CheckpointEvery: time.Hour, CheckpointRecords: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, vk := newAppender(t, st, "k", audit.AppenderOptions{CheckpointEvery: time.Hour, CheckpointRecords: 1000})
 	recs := fixtureLogA()
 	for _, r := range recs[:2] {
 		if _, err := a.Append(ctx, r); err != nil {
