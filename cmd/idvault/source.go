@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"iter"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -296,17 +294,12 @@ func (c cursor) advance(sizes map[string]int64) {
 // file is the start of the logs; anything but a cursor is an error (a
 // collector must not silently start over and send everything twice).
 func readCursorFile(path string) (cursor, error) {
-	f, err := os.Open(path)
+	b, err := readSmallFile(path, maxCursorLen+1) // a cursor and its newline
 	if errors.Is(err, fs.ErrNotExist) {
 		return cursor{}, nil
 	}
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxCursorLen+2))
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cursor file %s: %w", path, err)
 	}
 	c, err := parseCursor(strings.TrimSuffix(string(b), "\n"))
 	if err != nil {
