@@ -6,13 +6,16 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/testenv"
+	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
 	"github.com/idvault/idvault/vault/store"
 )
@@ -378,4 +381,244 @@ func TestReplayAuditTrail(t *testing.T) {
 	if ok != 1 || refused != 1 || len(recs) != 2 {
 		t.Fatalf("trail: %+v", recs)
 	}
+}
+
+// TestTamperedPayloadHTTP (issue 12.6): a document whose first 16 KiB do
+// not authenticate gets the uniform 404 and spends nothing; one tampered
+// later releases only the authentic segments before the bad one.
+func TestTamperedPayloadHTTP(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := be.new(t)
+			v := openTestVault(t, st, testKEK(t), nil)
+			srv := httptest.NewServer(v.Handler(HandlerOptions{Principal: principalHeader, RefusalFloor: -1}))
+			defer srv.Close()
+			const size = 100 << 10
+			first := putImage(t, v, image(size, ""), "m")
+			g := grant(t, v, first.ID, "r")
+			flipByte(t, st, "blobs/"+first.ID, 2000)
+			resp, body := get(t, "GET", srv.URL+"/"+g.Token, "r")
+			if resp.StatusCode != 404 || string(body) != notFoundBody {
+				t.Fatalf("tampered first segment: status %d", resp.StatusCode)
+			}
+			if n := len(storeKeys(t, st, audit.LedgerPrefix)); n != 0 {
+				t.Fatalf("tampered document spent the token (%d entries)", n)
+			}
+			later := putImage(t, v, image(size, ""), "m")
+			g = grant(t, v, later.ID, "r")
+			const off = 60 << 10
+			flipByte(t, st, "blobs/"+later.ID, off)
+			rc, _, err := v.Redeem(ctx, g.Token, Requester{Principal: "r"})
+			if err != nil {
+				t.Fatalf("tampered past the first 16 KiB: %v", err)
+			}
+			n, err := io.Copy(io.Discard, rc)
+			rc.Close()
+			if !errors.Is(err, ErrTampered) {
+				t.Fatalf("read of a tampered segment: %v", err)
+			}
+			if n < RedeemAuthBytes || n >= off {
+				t.Fatalf("released %d bytes before ErrTampered; want the authentic segments before offset %d", n, off)
+			}
+			v.fold.flush(t)
+			for r, err := range audit.Scan(ctx, st, audit.Filter{Event: audit.EventRedeem, Object: first.ID}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Outcome != audit.OutcomeRefused || r.Reason != "tampered" {
+					t.Fatalf("tampered first segment audited as %s/%s", r.Outcome, r.Reason)
+				}
+			}
+		})
+	}
+}
+
+// dropStore breaks payload bodies after limit bytes with
+// io.ErrUnexpectedEOF, as a dropped connection does.
+type dropStore struct {
+	store.Store
+	limit int64
+}
+
+type dropReader struct {
+	io.ReadCloser
+	left int64
+}
+
+func (d *dropReader) Read(p []byte) (int, error) {
+	if d.left <= 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	if int64(len(p)) > d.left {
+		p = p[:d.left]
+	}
+	n, err := d.ReadCloser.Read(p)
+	d.left -= int64(n)
+	return n, err
+}
+
+func (d *dropStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := d.Store.Get(ctx, key)
+	if err != nil || !strings.HasPrefix(key, "blobs/") || d.limit < 0 {
+		return rc, err
+	}
+	return &dropReader{ReadCloser: rc, left: d.limit}, nil
+}
+
+// TestDroppedStreamNotTampered (issue 17.5): a store connection that drops
+// mid-stream is an I/O error, not ErrTampered; dropped within the first
+// 16 KiB it refuses the redemption without spending the token.
+func TestDroppedStreamNotTampered(t *testing.T) {
+	ds := &dropStore{Store: fsBackend(t), limit: -1}
+	v := openTestVault(t, ds, testKEK(t), nil)
+	want := image(200<<10, "")
+	info := putImage(t, v, want, "m")
+	g := grant(t, v, info.ID, "r")
+	ds.limit = 100 << 10
+	got, err := redeemAll(v, g.Token, "r")
+	if err == nil || errors.Is(err, ErrTampered) {
+		t.Fatalf("dropped mid-stream: %v, want an I/O error that is not ErrTampered", err)
+	}
+	if !bytes.Equal(got, want[:len(got)]) {
+		t.Fatal("released bytes differ from the document")
+	}
+	ds.limit = 4 << 10
+	g = grant(t, v, info.ID, "r")
+	if _, err := redeemAll(v, g.Token, "r"); err == nil || errors.Is(err, ErrTampered) {
+		t.Fatalf("dropped in the first segment: %v", err)
+	}
+	ds.limit = -1
+	if got, err := redeemAll(v, g.Token, "r"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("a redemption refused for a dropped stream spent the token: %v", err)
+	}
+}
+
+// TestGrantWithoutPayload (issue 17.5): a key record left without its
+// payload is not a document: Grant refuses it.
+func TestGrantWithoutPayload(t *testing.T) {
+	v, st := newMemVault(t)
+	info := putImage(t, v, image(5000, ""), "m")
+	if err := st.Delete(context.Background(), "blobs/"+info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Grant(context.Background(), info.ID, Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("grant of a key record without payload: %v, want ErrNotFound", err)
+	}
+}
+
+// overlapStore, while armed, holds every read of the state chain until
+// the payload of blob has been asked for (or 2 s have passed: late).
+type overlapStore struct {
+	store.Store
+	armed    atomic.Bool
+	blob     string
+	seenOnce sync.Once
+	seen     chan struct{}
+	late     atomic.Bool
+}
+
+func (s *overlapStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if s.armed.Load() {
+		if key == s.blob {
+			s.seenOnce.Do(func() { close(s.seen) })
+		} else if strings.HasPrefix(key, audit.StatePrefix) {
+			select {
+			case <-s.seen:
+			case <-time.After(2 * time.Second):
+				s.late.Store(true)
+			}
+		}
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestRedeemQuotaOverlapsReads: Redeem's quota check (the freeze: a read
+// of the state chain when this instance's view of it is stale) runs while
+// the payload and the key record are read, not before. Before the change
+// the check came first and the reads waited for it (here: for ever, so
+// the chain read timed out).
+func TestRedeemQuotaOverlapsReads(t *testing.T) {
+	mem := memstore.New()
+	st := &overlapStore{Store: mem, seen: make(chan struct{})}
+	v := openTestVault(t, st, testKEK(t), nil)
+	info := putImage(t, v, image(40<<10, ""), "member-1")
+	g := grant(t, v, info.ID, "reviewer")
+	st.blob = blobKey(mustObjectID(t, info.ID))
+	v.chain.smu.Lock()
+	v.chain.synced = time.Now().Add(-time.Second) // stale: the check reads the chain
+	v.chain.smu.Unlock()
+	st.armed.Store(true)
+	if _, err := redeemAll(v, g.Token, "reviewer"); err != nil {
+		t.Fatal(err)
+	}
+	if st.late.Load() {
+		t.Fatal("the redemption's freeze check read the state chain before the payload was asked for: in series, not overlapped")
+	}
+}
+
+// countingKEK counts Decrypt calls (key-record opens).
+type countingKEK struct {
+	kms.KEK
+	decrypts atomic.Int64
+}
+
+func (k *countingKEK) Decrypt(ctx context.Context, ciphertext, ad []byte) ([]byte, error) {
+	k.decrypts.Add(1)
+	return k.KEK.Decrypt(ctx, ciphertext, ad)
+}
+
+// TestRedeemQuotaRefusalOpensNothing: a redemption refused by its quota
+// check (its principal frozen after the grant), now checked alongside the
+// reads, still spends nothing (no spend entry), opens no key record (no
+// KEK call) and releases nothing.
+func TestRedeemQuotaRefusalOpensNothing(t *testing.T) {
+	ctx := context.Background()
+	mem := memstore.New()
+	kek := &countingKEK{KEK: testKEK(t)}
+	v := openTestVault(t, mem, kek, nil)
+	info := putImage(t, v, image(40<<10, ""), "member-1")
+	g := grant(t, v, info.ID, "reviewer")
+	if !v.freeze(ctx, "reviewer") {
+		t.Fatal("freeze not written")
+	}
+	before := kek.decrypts.Load()
+	rc, _, err := v.Redeem(ctx, g.Token, Requester{Principal: "reviewer"})
+	if !errors.Is(err, ErrFrozen) {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Fatalf("redemption by a frozen principal: %v, want ErrFrozen", err)
+	}
+	if n := kek.decrypts.Load() - before; n != 0 {
+		t.Errorf("a refused redemption opened %d key records", n)
+	}
+	if _, err := mem.Get(ctx, ledgerKey(tokenOf(t, v, g.Token))); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a refused redemption wrote its spend entry: %v", err)
+	}
+}
+
+// TestRedeemWritesNoCount: a redemption writes nothing to the Limiter (its
+// token was counted when granted); before, each wrote a count.
+func TestRedeemWritesNoCount(t *testing.T) {
+	cs := &countingStore{Store: memstore.New()}
+	v := openTestVault(t, cs, testKEK(t), nil)
+	info := putImage(t, v, image(40<<10, ""), "member-1")
+	g := grant(t, v, info.ID, "reviewer")
+	before := cs.counts.Load()
+	if _, err := redeemAll(v, g.Token, "reviewer"); err != nil {
+		t.Fatal(err)
+	}
+	if n := cs.counts.Load() - before; n != 0 {
+		t.Fatalf("a redemption wrote %d limiter counts", n)
+	}
+}
+
+func mustObjectID(t testing.TB, s string) objectID {
+	t.Helper()
+	id, err := parseObjectID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
