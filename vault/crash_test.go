@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -15,80 +14,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
-	"github.com/tink-crypto/tink-go/v2/keyset"
-
 	"github.com/idvault/idvault/internal/testenv"
-	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
-	"github.com/idvault/idvault/vault/fsstore"
 )
 
 const redeemCrashEnv = "IDVAULT_REDEEM_CRASH_DIR"
-
-// crashKEK loads (or, with create, makes) a KEK whose keyset is kept in
-// cleartext in dir: parent and child processes of the crash test share it.
-func crashKEK(dir string, create bool) (kms.KEK, error) {
-	path := filepath.Join(dir, "kek.keyset")
-	var h *keyset.Handle
-	var err error
-	if create {
-		if h, err = keyset.NewHandle(aead.AES256GCMKeyTemplate()); err != nil {
-			return nil, err
-		}
-		var b bytes.Buffer
-		if err := insecurecleartextkeyset.Write(h, keyset.NewBinaryWriter(&b)); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
-			return nil, err
-		}
-	} else {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		if h, err = insecurecleartextkeyset.Read(keyset.NewBinaryReader(bytes.NewReader(b))); err != nil {
-			return nil, err
-		}
-	}
-	a, err := aead.New(h)
-	if err != nil {
-		return nil, err
-	}
-	return kms.FromAEAD("test:crash", a), nil
-}
 
 // redeemCrashChild redeems the tokens listed in dir/tokens from 8
 // goroutines until killed, printing "spent <token-id>" once Redeem has
 // returned a reader (the spend entry is durable by then).
 func redeemCrashChild(dir string) int {
-	kek, err := crashKEK(dir, false)
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "child:", err); return 1 }
+	st, kek, err := testenv.OpenSharedDir(dir)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	st, err := fsstore.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return fail(err)
 	}
 	v, err := Open(context.Background(), Config{Store: st, KEK: kek, Access: AccessConfig{MaxStreamsPerPrincipal: 64}, Detection: DetectionConfig{Quota: Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20}}})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return fail(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "tokens"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return fail(err)
 	}
 	toks := strings.Fields(string(b))
-	out := bufio.NewWriter(os.Stdout)
-	var mu sync.Mutex
-	fmt.Fprintln(out, "ready")
-	out.Flush()
+	acks := testenv.NewAcks()
+	acks.Printf("ready")
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
@@ -97,10 +48,7 @@ func redeemCrashChild(dir string) int {
 				if err != nil {
 					continue
 				}
-				mu.Lock()
-				fmt.Fprintf(out, "spent %d\n", i)
-				out.Flush()
-				mu.Unlock()
+				acks.Printf("spent %d", i)
 				io.Copy(io.Discard, rc)
 				rc.Close()
 			}
@@ -135,15 +83,7 @@ func TestRedeemCrash(t *testing.T) {
 		if run >= 3*runs {
 			t.Fatalf("%d runs, %d of them killed after a spend: the test checked too little", run, checked)
 		}
-		dir := t.TempDir()
-		kek, err := crashKEK(dir, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := fsstore.Open(filepath.Join(dir, "store"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		dir, st, kek := testenv.SharedDir(t)
 		setup, err := Open(ctx, Config{Store: st, KEK: kek, Detection: DetectionConfig{Quota: Quota{Documents: 1 << 20, Redemptions: 1 << 20, Burst: 1 << 20}}})
 		if err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,20 +9,15 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
-	"github.com/idvault/idvault/vault/fsstore"
 )
 
 const rewrapChildEnv = "IDVAULT_TEST_REWRAP_CHILD"
-
-// cheapLocal are argon2id parameters fit for tests only.
-var cheapLocal = kms.LocalOptions{Time: 1, MemoryKiB: 64, Threads: 1}
-
-const killPassphrase = "test passphrase, not a secret"
 
 // rewrapChild opens the vault in $IDVAULT_TEST_REWRAP_CHILD with KEK b
 // (and a to open), and rewraps a -> b one record at a time, printing a line
@@ -32,15 +26,11 @@ func rewrapChild() int {
 	dir := os.Getenv(rewrapChildEnv)
 	ctx := context.Background()
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "child:", err); return 2 }
-	a, err := kms.OpenLocal(filepath.Join(dir, "kek-a"), []byte(killPassphrase))
+	st, a, err := testenv.OpenSharedDir(dir)
 	if err != nil {
 		return fail(err)
 	}
-	b, err := kms.OpenLocal(filepath.Join(dir, "kek-b"), []byte(killPassphrase))
-	if err != nil {
-		return fail(err)
-	}
-	st, err := fsstore.Open(filepath.Join(dir, "store"))
+	b, err := kektest.OpenFile(filepath.Join(dir, "kek-b"))
 	if err != nil {
 		return fail(err)
 	}
@@ -48,17 +38,15 @@ func rewrapChild() int {
 	if err != nil {
 		return fail(err)
 	}
-	w := bufio.NewWriter(os.Stdout)
+	acks := testenv.NewAcks()
 	_, err = v.Admin().Rewrap(ctx, a, b, Actor{Principal: "child"}, RewrapOptions{Workers: 1, Progress: func(p RewrapProgress) {
-		fmt.Fprintln(w, p.Done)
-		w.Flush()
+		acks.Printf("%d", p.Done)
 		time.Sleep(2 * time.Millisecond) // pace the child so the parent can kill it mid-run
 	}})
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintln(w, "done")
-	w.Flush()
+	acks.Printf("done")
 	return 0
 }
 
@@ -67,19 +55,8 @@ func rewrapChild() int {
 // and fully readable, and a rerun completes the migration.
 func TestRewrapSurvivesSIGKILL(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	a, err := kms.CreateLocal(filepath.Join(dir, "kek-a"), []byte(killPassphrase), cheapLocal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := kms.CreateLocal(filepath.Join(dir, "kek-b"), []byte(killPassphrase), cheapLocal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := fsstore.Open(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, st, a := testenv.SharedDir(t)
+	b := kektest.CreateFile(t, filepath.Join(dir, "kek-b"))
 	v, err := Open(ctx, Config{Store: st, KEK: a, Storage: StorageConfig{DecryptKEKs: []kms.KEK{b}}, Detection: DetectionConfig{Quota: Quota{Documents: 100000, Redemptions: 100000, Burst: 100000}}})
 	if err != nil {
 		t.Fatal(err)
@@ -99,14 +76,7 @@ func TestRewrapSurvivesSIGKILL(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), rewrapChildEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	child := testenv.StartChild(t, cmd)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var served, failed atomic.Int64
@@ -121,17 +91,15 @@ func TestRewrapSurvivesSIGKILL(t *testing.T) {
 			return true
 		})
 	})
-	sc := bufio.NewScanner(out)
 	lines := 0
-	for sc.Scan() && lines < n/3 {
+	for child.Lines.Scan() && lines < n/3 {
 		lines++
 	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	child.Kill()
 	close(stop)
 	wg.Wait()
 	if lines < n/3 {
-		t.Fatalf("the child stopped after %d records", lines)
+		t.Fatalf("the child stopped after %d records: %s", lines, child.Stderr())
 	}
 	counts := kekIDs(t, st)
 	if counts[a.ID()] == 0 || counts[b.ID()] == 0 {

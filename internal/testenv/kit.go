@@ -11,14 +11,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/idvault/idvault/internal/kektest"
 	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/miniotest"
+	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
@@ -153,6 +158,53 @@ func (c *Child) Kill() {
 
 // Stderr returns what the child wrote to stderr so far.
 func (c *Child) Stderr() string { return c.stderr.String() }
+
+// SharedDir makes a directory holding an fsstore and a KEK file that a
+// test and the child processes it starts open alike (the child with
+// OpenSharedDir), and returns it with the parent's store and KEK.
+func SharedDir(tb testing.TB) (dir string, st store.Store, kek kms.KEK) {
+	tb.Helper()
+	dir = tb.TempDir()
+	kek = kektest.CreateFile(tb, filepath.Join(dir, "kek"))
+	st, err := fsstore.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir, st, kek
+}
+
+// OpenSharedDir opens, in a child process, the store and the KEK of a
+// directory SharedDir made.
+func OpenSharedDir(dir string) (store.Store, kms.KEK, error) {
+	kek, err := kektest.OpenFile(filepath.Join(dir, "kek"))
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := fsstore.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, kek, nil
+}
+
+// Acks writes a child process's acknowledgements to its stdout, a whole
+// line at a time from any goroutine, each flushed before Printf returns:
+// the parent reads a line only once what it acknowledges is done.
+type Acks struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+// NewAcks returns an Acks writing to os.Stdout.
+func NewAcks() *Acks { return &Acks{w: bufio.NewWriter(os.Stdout)} }
+
+// Printf writes one line (a newline is added) and flushes it.
+func (a *Acks) Printf(format string, args ...any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fmt.Fprintf(a.w, format+"\n", args...)
+	a.w.Flush()
+}
 
 // FS returns an fsstore in a temporary directory that tells its time by
 // a new manual clock, and the clock: a test that moves the vault's clock

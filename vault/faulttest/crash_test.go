@@ -1,7 +1,6 @@
 package faulttest_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,23 +8,18 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/idvault/idvault/internal/testenv"
-	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
 	"github.com/idvault/idvault/vault/audit"
-	"github.com/idvault/idvault/vault/fsstore"
 )
 
 const (
 	crashDirEnv   = "IDVAULT_FAULT_CRASH_DIR"
-	crashKEKEnv   = "IDVAULT_FAULT_CRASH_KEK"
-	crashPass     = "crash-test-passphrase"
 	crashDocBytes = 4 << 10
 )
 
@@ -33,23 +27,16 @@ const (
 // TestMain): it Puts documents into an fsstore vault from 4 goroutines
 // until killed, printing "ok <id>" once each Put has returned nil.
 func crashChild() int {
-	st, err := fsstore.Open(os.Getenv(crashDirEnv))
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "child:", err); return 1 }
+	st, kek, err := testenv.OpenSharedDir(os.Getenv(crashDirEnv))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	kek, err := kms.OpenLocal(os.Getenv(crashKEKEnv), []byte(crashPass))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return fail(err)
 	}
 	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return fail(err)
 	}
-	var mu sync.Mutex
-	out := bufio.NewWriter(os.Stdout)
+	acks := testenv.NewAcks()
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
@@ -60,10 +47,7 @@ func crashChild() int {
 					fmt.Fprintln(os.Stderr, err)
 					continue
 				}
-				mu.Lock()
-				fmt.Fprintf(out, "ok %s\n", info.ID)
-				out.Flush() // printed only once Put returned
-				mu.Unlock()
+				acks.Printf("ok %s", info.ID) // printed only once Put returned
 			}
 		})
 	}
@@ -79,15 +63,11 @@ func TestFaultCrashLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 6 processes")
 	}
-	dir := t.TempDir()
-	kekPath := filepath.Join(t.TempDir(), "kek")
-	if _, err := kms.CreateLocal(kekPath, []byte(crashPass), kms.LocalOptions{Time: 1, MemoryKiB: 8, Threads: 1}); err != nil {
-		t.Fatal(err)
-	}
+	dir, st, kek := testenv.SharedDir(t)
 	var acked []string
 	for round := range 6 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashKEKEnv+"="+kekPath)
+		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
 		child := testenv.StartChild(t, cmd)
 		lines := make(chan string, 1024)
 		go func() {
@@ -129,14 +109,6 @@ func TestFaultCrashLoop(t *testing.T) {
 				acked = append(acked, id)
 			}
 		}
-	}
-	st, err := fsstore.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kek, err := kms.OpenLocal(kekPath, []byte(crashPass))
-	if err != nil {
-		t.Fatal(err)
 	}
 	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek})
 	if err != nil {
