@@ -32,13 +32,8 @@ func s3Deployment(t *testing.T) (data, keys *s3store.Store, client *minio.Client
 	srv := miniotest.Server(t)
 	client = srv.Client(t)
 	dataBucket = srv.NewBucket(t, true)
-	c := newClock()
-	data, err := s3store.New(ctx, client, dataBucket, s3store.Options{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeClocks.Store(store.Store(data), c)
-	keys, err = s3store.New(ctx, client, srv.NewBucket(t, false), s3store.Options{})
+	data = s3BackendAt(t, srv, dataBucket, newClock())
+	keys, err := s3store.New(ctx, client, srv.NewBucket(t, false), s3store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

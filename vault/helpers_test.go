@@ -16,6 +16,7 @@ import (
 	"github.com/idvault/idvault/internal/testenv"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
+	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -69,6 +70,16 @@ func clockOf(st store.Store) *fakeClock {
 func fsBackend(t testing.TB) store.Store { return clocked(testenv.FS(t)) }
 
 func s3Backend(t testing.TB) store.Store { return clocked(testenv.S3(t, miniotest.Server(t))) }
+
+// fsBackendAt is fsBackend in dir, for a test that reaches the files.
+func fsBackendAt(t testing.TB, dir string) store.Store { return clocked(testenv.FSAt(t, dir)) }
+
+// s3BackendAt is an s3store on bucket of srv telling its time by c.
+func s3BackendAt(t testing.TB, srv *miniotest.Srv, bucket string, c *fakeClock) *s3store.Store {
+	st := testenv.S3At(t, srv, bucket, c)
+	clocked(st, c)
+	return st
+}
 
 // clocked notes c as the clock st tells its time by.
 func clocked(st store.Store, c *fakeClock) store.Store {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/idvault/idvault/internal/envelope"
 	"github.com/idvault/idvault/vault/audit"
-	"github.com/idvault/idvault/vault/fsstore"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -191,12 +190,7 @@ func TestNoPlaintextOnStorage(t *testing.T) {
 	}
 	t.Run("fs", func(t *testing.T) {
 		dir := t.TempDir()
-		c := newClock()
-		st, err := fsstore.OpenWithOptions(dir, fsstore.Options{Now: c.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		storeClocks.Store(store.Store(st), c)
+		st := fsBackendAt(t, dir)
 		v := openTestVault(t, st, testKEK(t), nil)
 		for _, n := range []int{4 << 10, 1 << 20} {
 			putImage(t, v, image(n, marker), subject)

@@ -16,7 +16,6 @@ import (
 	"github.com/idvault/idvault/internal/memstore"
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/vault/audit"
-	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -325,14 +324,7 @@ func TestKeyStoreVersioning(t *testing.T) {
 	srv := miniotest.Server(t)
 	ctx := context.Background()
 	c := newClock()
-	mk := func(bucket string) store.Store {
-		st, err := s3store.New(ctx, srv.Client(t), bucket, s3store.Options{Now: c.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		storeClocks.Store(store.Store(st), c)
-		return st
-	}
+	mk := func(bucket string) store.Store { return s3BackendAt(t, srv, bucket, c) }
 	locked := mk(srv.NewBucket(t, true))
 	versioned := mk(srv.NewVersionedBucket(t))
 	plain := mk(srv.NewBucket(t, false))

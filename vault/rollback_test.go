@@ -17,8 +17,6 @@ import (
 	"github.com/idvault/idvault/internal/miniotest"
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault/audit"
-	"github.com/idvault/idvault/vault/fsstore"
-	"github.com/idvault/idvault/vault/s3store"
 	"github.com/idvault/idvault/vault/store"
 )
 
@@ -72,12 +70,7 @@ type attackBackend struct {
 var attackBackends = []attackBackend{
 	{"fs", func(t testing.TB) attacked {
 		dir := t.TempDir()
-		c := newClock()
-		st, err := fsstore.OpenWithOptions(dir, fsstore.Options{Now: c.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		storeClocks.Store(store.Store(st), c)
+		st := fsBackendAt(t, dir)
 		path := func(key string) string { return filepath.Join(dir, filepath.FromSlash(key)) }
 		return attacked{st: st,
 			remove: func(t testing.TB, key string) {
@@ -130,11 +123,7 @@ func s3Attacked(t testing.TB, kind string) attacked {
 func s3Hands(t testing.TB, srv *miniotest.Srv, bucket string, c *fakeClock) attacked {
 	ctx := context.Background()
 	client := srv.Client(t)
-	st, err := s3store.New(ctx, client, bucket, s3store.Options{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeClocks.Store(store.Store(st), c)
+	st := s3BackendAt(t, srv, bucket, c)
 	return attacked{st: st,
 		remove: func(t testing.TB, key string) {
 			// Without a version ID: allowed even under compliance lock.
@@ -303,6 +292,45 @@ func lastStateEntry(t testing.TB, at attacked) string {
 	return ks[len(ks)-1]
 }
 
+// rolledBack is a document whose newest state entry (its Hold, or its
+// Release after a Hold) an attacker deleted, putting its key record back
+// as it was before that entry; the clock has moved past the document's
+// deadline. a made the entry, b is an instance started after the attack.
+type rolledBack struct {
+	a, b   *testVault
+	al, bl alerts
+	id     string
+	oid    objectID
+}
+
+func rollBack(t *testing.T, at attacked, release bool) *rolledBack {
+	ctx := context.Background()
+	kek := testKEK(t)
+	r := &rolledBack{}
+	r.a = at.open(t, kek, withAlerts(&r.al))
+	info, err := r.a.Put(ctx, Document{Body: bytes.NewReader(image(20<<10, "")), Size: 20 << 10, Subject: "member-1", Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.id = info.ID
+	r.oid, _ = parseObjectID(info.ID)
+	before := at.keyHands().read(t, keyRecordKey(r.oid))
+	if err := r.a.Admin().Hold(ctx, info.ID, testActor); err != nil {
+		t.Fatal(err)
+	}
+	if release {
+		before = at.keyHands().read(t, keyRecordKey(r.oid))
+		if err := r.a.Admin().Release(ctx, info.ID, testActor); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at.remove(t, lastStateEntry(t, at))
+	at.keyHands().restore(t, keyRecordKey(r.oid), before)
+	r.a.clock.Advance(2 * time.Hour) // past the deadline (the store's clock too)
+	r.b = at.open(t, kek, withAlerts(&r.bl))
+	return r
+}
+
 // TestHeldStaysHeld: the newest state entry (the Hold) deleted, and the key
 // record put back from before the Hold: Sweep shreds nothing, on the
 // instance that held it and on one started after the attack, and alerts.
@@ -311,25 +339,8 @@ func TestHeldStaysHeld(t *testing.T) {
 	for _, be := range attackBackends {
 		t.Run(be.name, func(t *testing.T) {
 			ctx := context.Background()
-			at := be.new(t)
-			kek := testKEK(t)
-			var al alerts
-			a := at.open(t, kek, withAlerts(&al))
-			info, err := a.Put(ctx, Document{Body: bytes.NewReader(image(20<<10, "")), Size: 20 << 10, Subject: "member-1", Retention: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			oid, _ := parseObjectID(info.ID)
-			before := at.keyHands().read(t, keyRecordKey(oid))
-			if err := a.Admin().Hold(ctx, info.ID, testActor); err != nil {
-				t.Fatal(err)
-			}
-			at.remove(t, lastStateEntry(t, at))
-			at.keyHands().restore(t, keyRecordKey(oid), before)
-			a.clock.Advance(2 * time.Hour) // past the deadline (the store's clock too)
-			var bl alerts
-			b := at.open(t, kek, withAlerts(&bl))
-			for name, v := range map[string]*testVault{"holder": a, "new instance": b} {
+			r := rollBack(t, be.new(t), false)
+			for name, v := range map[string]*testVault{"holder": r.a, "new instance": r.b} {
 				rep, err := v.Admin().Sweep(ctx, testActor)
 				if err != nil {
 					t.Fatalf("%s: sweep: %v", name, err)
@@ -337,15 +348,15 @@ func TestHeldStaysHeld(t *testing.T) {
 				if rep.Expired != 0 || rep.Unknown == 0 {
 					t.Fatalf("%s: sweep after the rollback: %+v; want the document kept as unknown", name, rep)
 				}
-				if _, err := v.Grant(ctx, info.ID, Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrTampered) {
+				if _, err := v.Grant(ctx, r.id, Access{Principal: "r", Purpose: "p"}); !errors.Is(err, ErrTampered) {
 					t.Fatalf("%s: grant of the document in doubt: %v, want ErrTampered", name, err)
 				}
 			}
-			if _, err := getSmall(ctx, a.keys, keyRecordKey(oid), maxKeyRecord); err != nil {
+			if _, err := getSmall(ctx, r.a.keys, keyRecordKey(r.oid), maxKeyRecord); err != nil {
 				t.Fatalf("the held document's key record is gone: %v", err)
 			}
-			if al.count(AlertTampered) == 0 || bl.count(AlertTampered) == 0 {
-				t.Fatalf("alerts: holder %d, new instance %d; want AlertTampered on both", al.count(AlertTampered), bl.count(AlertTampered))
+			if r.al.count(AlertTampered) == 0 || r.bl.count(AlertTampered) == 0 {
+				t.Fatalf("alerts: holder %d, new instance %d; want AlertTampered on both", r.al.count(AlertTampered), r.bl.count(AlertTampered))
 			}
 		})
 	}
@@ -357,34 +368,13 @@ func TestHeldStaysHeld(t *testing.T) {
 func TestReleasedStaysReleased(t *testing.T) {
 	for _, be := range attackBackends {
 		t.Run(be.name, func(t *testing.T) {
-			ctx := context.Background()
-			at := be.new(t)
-			kek := testKEK(t)
-			var al alerts
-			a := at.open(t, kek, withAlerts(&al))
-			info, err := a.Put(ctx, Document{Body: bytes.NewReader(image(20<<10, "")), Size: 20 << 10, Subject: "member-1", Retention: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			oid, _ := parseObjectID(info.ID)
-			if err := a.Admin().Hold(ctx, info.ID, testActor); err != nil {
-				t.Fatal(err)
-			}
-			held := at.keyHands().read(t, keyRecordKey(oid))
-			if err := a.Admin().Release(ctx, info.ID, testActor); err != nil {
-				t.Fatal(err)
-			}
-			at.remove(t, lastStateEntry(t, at))
-			at.keyHands().restore(t, keyRecordKey(oid), held)
-			a.clock.Advance(2 * time.Hour)
-			var bl alerts
-			b := at.open(t, kek, withAlerts(&bl))
-			for name, v := range map[string]*testVault{"releaser": a, "new instance": b} {
-				if _, err := v.Grant(ctx, info.ID, Access{Principal: "r", Purpose: "p"}); err == nil {
+			r := rollBack(t, be.new(t), true)
+			for name, v := range map[string]*testVault{"releaser": r.a, "new instance": r.b} {
+				if _, err := v.Grant(context.Background(), r.id, Access{Principal: "r", Purpose: "p"}); err == nil {
 					t.Fatalf("%s: a released document past its deadline was granted", name)
 				}
 			}
-			if al.count(AlertTampered)+bl.count(AlertTampered) == 0 {
+			if r.al.count(AlertTampered)+r.bl.count(AlertTampered) == 0 {
 				t.Fatal("no AlertTampered")
 			}
 		})

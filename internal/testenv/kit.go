@@ -212,8 +212,14 @@ func (a *Acks) Printf(format string, args ...any) {
 // while the two disagree).
 func FS(tb testing.TB) (store.Store, *memstore.Clock) {
 	tb.Helper()
+	return FSAt(tb, tb.TempDir())
+}
+
+// FSAt is FS in dir, for a test that also reaches the files.
+func FSAt(tb testing.TB, dir string) (store.Store, *memstore.Clock) {
+	tb.Helper()
 	c := memstore.NewClock()
-	st, err := fsstore.OpenWithOptions(tb.TempDir(), fsstore.Options{Now: c.Now})
+	st, err := fsstore.OpenWithOptions(dir, fsstore.Options{Now: c.Now})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -225,11 +231,18 @@ func FS(tb testing.TB) (store.Store, *memstore.Clock) {
 func S3(tb testing.TB, srv *miniotest.Srv) (store.Store, *memstore.Clock) {
 	tb.Helper()
 	c := memstore.NewClock()
-	st, err := s3store.New(context.Background(), srv.Client(tb), srv.NewBucket(tb, false), s3store.Options{Now: c.Now})
+	return S3At(tb, srv, srv.NewBucket(tb, false), c), c
+}
+
+// S3At returns an s3store on bucket of srv that tells its time by c (one
+// clock for the buckets of one deployment).
+func S3At(tb testing.TB, srv *miniotest.Srv, bucket string, c *memstore.Clock) *s3store.Store {
+	tb.Helper()
+	st, err := s3store.New(context.Background(), srv.Client(tb), bucket, s3store.Options{Now: c.Now})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return st, c
+	return st
 }
 
 // Until calls f(0), f(1), ... until stop is closed or f returns false:
