@@ -476,6 +476,30 @@ func (f *fixture) put(t testing.TB, name, subject string, retention time.Duratio
 	return info
 }
 
+// grant puts "doc" for member-1 and grants it to reviewer-1.
+func (f *fixture) grant(t testing.TB) vault.Grant {
+	t.Helper()
+	info := f.put(t, "doc", "member-1", 0)
+	g, err := f.v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// view grants "doc" to reviewer-1, who opens it and reads it through (its
+// release is then folded into the log in the background).
+func (f *fixture) view(t testing.TB) {
+	t.Helper()
+	g := f.grant(t)
+	rc, _, err := f.v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
+}
+
 // call is one public call of the vault.
 type call struct {
 	name  string
@@ -502,14 +526,7 @@ var calls = []call{
 			return err
 		}},
 	{name: "Redeem", absorbs: never,
-		setup: func(t testing.TB, f *fixture) {
-			info := f.put(t, "doc", "member-1", 0)
-			g, err := f.v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.token = g.Token
-		},
+		setup: func(t testing.TB, f *fixture) { f.token = f.grant(t).Token },
 		do: func(ctx context.Context, f *fixture) error {
 			rc, _, err := f.v.Redeem(ctx, f.token, vault.Requester{Principal: "reviewer-1"})
 			if err != nil {
@@ -520,21 +537,9 @@ var calls = []call{
 			return err
 		}},
 	{name: "Decide", absorbs: never,
-		setup: func(t testing.TB, f *fixture) {
-			// Decide is accepted only from a principal that viewed the
-			// document: reviewer-1 opens it first.
-			info := f.put(t, "doc", "member-1", 0)
-			g, err := f.v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rc, _, err := f.v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, rc)
-			rc.Close()
-		},
+		// Decide is accepted only from a principal that viewed the
+		// document: reviewer-1 opens it first.
+		setup: func(t testing.TB, f *fixture) { f.view(t) },
 		do: func(ctx context.Context, f *fixture) error {
 			return f.v.Decide(ctx, f.docs["doc"].ID, vault.Decision{Verdict: vault.Approved}, vault.Actor{Principal: "reviewer-1"})
 		}},
@@ -589,20 +594,8 @@ var calls = []call{
 	{name: "SyncAudit",
 		// A KEK outage does not keep releases out of the log.
 		absorbs: func(ft Fault, _ string) bool { return ft.Target == KEK },
-		setup: func(t testing.TB, f *fixture) {
-			info := f.put(t, "doc", "member-1", 0)
-			g, err := f.v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rc, _, err := f.v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, rc)
-			rc.Close() // its release is being folded now
-		},
-		do: func(ctx context.Context, f *fixture) error { return f.v.Admin().SyncAudit(ctx) }},
+		setup:   func(t testing.TB, f *fixture) { f.view(t) }, // its release is being folded now
+		do:      func(ctx context.Context, f *fixture) error { return f.v.Admin().SyncAudit(ctx) }},
 	{name: "ListSubject", absorbs: never,
 		setup: func(t testing.TB, f *fixture) { f.put(t, "doc", "member-1", 0) },
 		do: func(ctx context.Context, f *fixture) error {

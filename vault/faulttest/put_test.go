@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/idvault/idvault/internal/kektest"
+	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/vault"
+	"github.com/idvault/idvault/vault/store"
 )
 
 // TestFaultPutAuditExact (issue 13.1): the payload upload fails after the
@@ -111,25 +113,7 @@ func TestFaultFailedPutCollected(t *testing.T) {
 			if len(keys(t, fs, "index/subject/")) == 0 {
 				t.Fatal("precondition: the failed Put left no subject index entry")
 			}
-			// A later instance, past the deadline (72 h) and the orphan
-			// grace period: everything the failed Put wrote is gone.
-			clk.Advance(73 * time.Hour)
-			v2, err := vault.Open(context.Background(), vault.Config{Store: fs, KEK: kek, Now: clk.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer v2.Close(context.Background())
-			for range 2 { // orphans: marked, then collected after the grace period
-				if _, err := v2.Admin().Sweep(context.Background(), operator); err != nil {
-					t.Fatal(err)
-				}
-				clk.Advance(2 * time.Hour)
-			}
-			for _, p := range []string{"index/", "blobs/", "keys/"} {
-				if left := keys(t, fs, p); len(left) != 0 {
-					t.Errorf("%d entries under %s outlived the failed Put's retention", len(left), p)
-				}
-			}
+			sweptPastDeadline(t, fs, kek, clk, "index/", "blobs/", "keys/")
 		})
 	}
 }
@@ -348,24 +332,33 @@ func TestFaultFailedPutLeavesNothingSweepCannotFind(t *testing.T) {
 				if err == nil {
 					return // the failure came too late to matter: a stored document
 				}
-				clk.Advance(73 * time.Hour)
-				v2, err := vault.Open(context.Background(), vault.Config{Store: fs, KEK: kek, Now: clk.Now})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer v2.Close(context.Background())
-				for range 2 { // orphans: marked, then collected after the grace period
-					if _, err := v2.Admin().Sweep(context.Background(), operator); err != nil {
-						t.Fatal(err)
-					}
-					clk.Advance(2 * time.Hour)
-				}
-				for _, p := range []string{"index/", "blobs/", "keys/", "orphans/", "claims/"} {
-					if left := keys(t, fs, p); len(left) != 0 {
-						t.Errorf("%v under %s outlived the failed Put and its deadline", left, p)
-					}
-				}
+				sweptPastDeadline(t, fs, kek, clk, "index/", "blobs/", "keys/", "orphans/", "claims/")
 			})
+		}
+	}
+}
+
+// sweptPastDeadline opens a later instance past a failed Put's deadline
+// (72 h) and the orphan grace period, sweeps (orphans are marked, then
+// collected a grace period later) and fails t for any entry left under
+// prefixes: everything the failed Put wrote is gone.
+func sweptPastDeadline(t *testing.T, st store.Store, kek kms.KEK, clk *clock, prefixes ...string) {
+	t.Helper()
+	clk.Advance(73 * time.Hour)
+	v, err := vault.Open(context.Background(), vault.Config{Store: st, KEK: kek, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close(context.Background())
+	for range 2 {
+		if _, err := v.Admin().Sweep(context.Background(), operator); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(2 * time.Hour)
+	}
+	for _, p := range prefixes {
+		if left := keys(t, st, p); len(left) != 0 {
+			t.Errorf("%d entries under %s outlived the failed Put and its deadline", len(left), p)
 		}
 	}
 }
