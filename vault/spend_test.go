@@ -53,50 +53,50 @@ func TestLedgerWindowSkew(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			ctx := context.Background()
 			const ttl = 10 * time.Second
-			t.Run("sweeper clock 1.5s ahead", func(t *testing.T) {
-				st := be.new(t)
-				kek := testKEK(t)
-				a := openTestVault(t, st, kek, nil)
-				// The sweeper's clock 1.5 s ahead of the redeemer's (and
-				// the store's): within the leeway the clock check allows.
-				s := openTestVault(t, st, kek, func(c *Config) { c.Now = func() time.Time { return a.clock.Now().Add(1500 * time.Millisecond) } })
-				info := putImage(t, a, image(20<<10, ""), "m")
-				g, err := a.Grant(ctx, info.ID, Access{Principal: "r", Purpose: "p", TTL: ttl})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := redeemAll(a, g.Token, "r"); err != nil {
-					t.Fatal(err)
-				}
-				a.clock.Set(g.ExpiresAt.Add(1900 * time.Millisecond)) // the sweeper's: +3.4 s
-				if _, err := s.collectLedger(ctx); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := redeemAll(a, g.Token, "r"); !errors.Is(err, ErrTokenReplayed) {
-					t.Fatalf("second redemption after a skewed sweep: %v, want ErrTokenReplayed", err)
-				}
-			})
-			t.Run("sweeper leeway 1s, redeemer 5s", func(t *testing.T) {
-				st := be.new(t)
-				kek := testKEK(t)
-				a := openTestVault(t, st, kek, func(c *Config) { c.Access.ClockLeeway = 5 * time.Second })
-				s := openTestVault(t, st, kek, func(c *Config) { c.Access.ClockLeeway = time.Second })
-				info := putImage(t, a, image(20<<10, ""), "m")
-				g, err := a.Grant(ctx, info.ID, Access{Principal: "r", Purpose: "p", TTL: ttl})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := redeemAll(a, g.Token, "r"); err != nil {
-					t.Fatal(err)
-				}
-				a.clock.Set(g.ExpiresAt.Add(4900 * time.Millisecond)) // one clock for both
-				if _, err := s.collectLedger(ctx); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := redeemAll(a, g.Token, "r"); !errors.Is(err, ErrTokenReplayed) {
-					t.Fatalf("second redemption: %v, want ErrTokenReplayed", err)
-				}
-			})
+			// A sweeper and a redeemer that disagree: the sweep at past,
+			// after the token's expiry on the redeemer's clock, must not
+			// collect the spend entry.
+			for _, tc := range []struct {
+				name     string
+				redeemer func(*Config)
+				sweeper  func(redeemer *testVault) func(*Config)
+				past     time.Duration
+			}{
+				{"sweeper clock 1.5s ahead",
+					nil,
+					// Within the leeway the clock check allows (the store
+					// keeps the redeemer's time).
+					func(a *testVault) func(*Config) {
+						return func(c *Config) { c.Now = func() time.Time { return a.clock.Now().Add(1500 * time.Millisecond) } }
+					},
+					1900 * time.Millisecond}, // the sweeper's: +3.4 s
+				{"sweeper leeway 1s, redeemer 5s",
+					func(c *Config) { c.Access.ClockLeeway = 5 * time.Second },
+					func(*testVault) func(*Config) { return func(c *Config) { c.Access.ClockLeeway = time.Second } },
+					4900 * time.Millisecond}, // one clock for both
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					st := be.new(t)
+					kek := testKEK(t)
+					a := openTestVault(t, st, kek, tc.redeemer)
+					s := openTestVault(t, st, kek, tc.sweeper(a))
+					info := putImage(t, a, image(20<<10, ""), "m")
+					g, err := a.Grant(ctx, info.ID, Access{Principal: "r", Purpose: "p", TTL: ttl})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := redeemAll(a, g.Token, "r"); err != nil {
+						t.Fatal(err)
+					}
+					a.clock.Set(g.ExpiresAt.Add(tc.past))
+					if _, err := s.collectLedger(ctx); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := redeemAll(a, g.Token, "r"); !errors.Is(err, ErrTokenReplayed) {
+						t.Fatalf("second redemption after a skewed sweep: %v, want ErrTokenReplayed", err)
+					}
+				})
+			}
 			t.Run("spend held back across a sweep", func(t *testing.T) {
 				hs := newHoldStore(be.new(t), audit.LedgerPrefix)
 				v := openTestVault(t, hs, testKEK(t), nil)
