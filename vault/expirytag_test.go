@@ -63,10 +63,8 @@ var (
 // destroyed held payloads), Release puts it back, and both are idempotent.
 func TestHoldUntagsPayloadOnS3(t *testing.T) {
 	ctx := context.Background()
-	data, keys, c, bucket := s3Deployment(t)
-	v := openTestVault(t, data, testKEK(t), func(c *Config) { c.Storage.KeyStore = keys })
-	info := putImage(t, v, image(3000, ""), "member-1")
-	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, expirableTags) {
+	v, _, info, tags := taggedDocument(t) // no tag update fails
+	if got := tags(); !maps.Equal(got, expirableTags) {
 		t.Fatalf("payload after Put: tags %v, want %v", got, expirableTags)
 	}
 	for _, step := range []struct {
@@ -80,7 +78,7 @@ func TestHoldUntagsPayloadOnS3(t *testing.T) {
 		if err := call(ctx, info.ID, holdActor); err != nil {
 			t.Fatalf("hold=%t: %v", step.hold, err)
 		}
-		if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, step.want) {
+		if got := tags(); !maps.Equal(got, step.want) {
 			t.Fatalf("payload after hold=%t: tags %v, want %v", step.hold, got, step.want)
 		}
 	}
@@ -101,6 +99,16 @@ func (f *failingTagger) SetExpirable(ctx context.Context, key string, expirable 
 	return f.Store.(store.ExpiryTagger).SetExpirable(ctx, key, expirable)
 }
 
+// taggedDocument puts a document on an s3Deployment whose tag updates
+// fail while st.fail counts down; tags reads its payload's tags.
+func taggedDocument(t *testing.T) (v *testVault, st *failingTagger, info Info, tags func() map[string]string) {
+	data, keys, c, bucket := s3Deployment(t)
+	st = &failingTagger{Store: data}
+	v = openTestVault(t, st, testKEK(t), func(c *Config) { c.Storage.KeyStore = keys })
+	info = putImage(t, v, image(3000, ""), "member-1")
+	return v, st, info, func() map[string]string { return payloadTags(t, c, bucket, info.ID) }
+}
+
 // TestHoldTagFailure: when the tag cannot be changed, Hold does not report
 // success (the lifecycle rule could still destroy the payload): it returns
 // an *ExpiryTagError wrapping the store's error, the vault itself already
@@ -109,10 +117,7 @@ func (f *failingTagger) SetExpirable(ctx context.Context, key string, expirable 
 // on schedule) and repeating Release restores the tag.
 func TestHoldTagFailure(t *testing.T) {
 	ctx := context.Background()
-	data, keys, c, bucket := s3Deployment(t)
-	st := &failingTagger{Store: data}
-	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.Storage.KeyStore = keys })
-	info := putImage(t, v, image(3000, ""), "member-1")
+	v, st, info, tags := taggedDocument(t)
 
 	st.fail.Store(1)
 	err := v.Admin().Hold(ctx, info.ID, holdActor)
@@ -120,7 +125,7 @@ func TestHoldTagFailure(t *testing.T) {
 	if !errors.As(err, &te) || !te.Held || te.Object != info.ID || !errors.Is(err, errTagInjected) {
 		t.Fatalf("Hold with a failing tag update: %v, want *ExpiryTagError{Held: true} wrapping the store's error", err)
 	}
-	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, expirableTags) {
+	if got := tags(); !maps.Equal(got, expirableTags) {
 		t.Fatalf("tags after the failed Hold: %v (the failure was injected before the write)", got)
 	}
 	if err := v.Admin().Delete(ctx, info.ID, holdActor); !errors.Is(err, ErrHeld) {
@@ -129,7 +134,7 @@ func TestHoldTagFailure(t *testing.T) {
 	if err := v.Admin().Hold(ctx, info.ID, holdActor); err != nil {
 		t.Fatalf("repeated Hold: %v", err)
 	}
-	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, heldTags) {
+	if got := tags(); !maps.Equal(got, heldTags) {
 		t.Fatalf("tags after the repeated Hold: %v, want %v", got, heldTags)
 	}
 
@@ -200,23 +205,20 @@ func TestReleaseRacingHold(t *testing.T) {
 // retention) run out.
 func TestSweepUntagsHeldPayload(t *testing.T) {
 	ctx := context.Background()
-	data, keys, c, bucket := s3Deployment(t)
-	st := &failingTagger{Store: data}
-	v := openTestVault(t, st, testKEK(t), func(c *Config) { c.Storage.KeyStore = keys })
-	info := putImage(t, v, image(3000, ""), "member-1")
+	v, st, info, tags := taggedDocument(t)
 	st.fail.Store(1)
 	var te *ExpiryTagError
 	if err := v.Admin().Hold(ctx, info.ID, holdActor); !errors.As(err, &te) {
 		t.Fatalf("Hold with a failing tag update: %v, want *ExpiryTagError", err)
 	}
-	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, expirableTags) {
+	if got := tags(); !maps.Equal(got, expirableTags) {
 		t.Fatalf("tags after the failed Hold: %v", got)
 	}
 	v.clock.Advance(DefaultRetention + time.Hour)
 	if rep, err := v.Admin().Sweep(ctx, holdActor); err != nil || rep.Held != 1 {
 		t.Fatalf("Sweep: %+v, %v; want the document held", rep, err)
 	}
-	if got := payloadTags(t, c, bucket, info.ID); !maps.Equal(got, heldTags) {
+	if got := tags(); !maps.Equal(got, heldTags) {
 		t.Fatalf("tags after Sweep: %v, want %v", got, heldTags)
 	}
 }
