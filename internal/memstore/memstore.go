@@ -73,13 +73,19 @@ func (s *Store) Put(ctx context.Context, key string, body io.Reader, size int64,
 	return nil
 }
 
-// SetExpirable implements store.ExpiryTagger. The mark has no effect here
-// (nothing expires on its own); tests read it with Expirable.
-func (s *Store) SetExpirable(ctx context.Context, key string, expirable bool) error {
+// usable checks a call's key, then its context, before the call touches
+// the objects.
+func usable(ctx context.Context, key string) error {
 	if err := store.ValidKey(key); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	return ctx.Err()
+}
+
+// SetExpirable implements store.ExpiryTagger. The mark has no effect here
+// (nothing expires on its own); tests read it with Expirable.
+func (s *Store) SetExpirable(ctx context.Context, key string, expirable bool) error {
+	if err := usable(ctx, key); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -104,10 +110,7 @@ func (s *Store) Expirable(key string) (expirable, ok bool) {
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if err := store.ValidKey(key); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := usable(ctx, key); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -121,10 +124,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := store.ValidKey(key); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := usable(ctx, key); err != nil {
 		return err
 	}
 	s.mu.Lock()
