@@ -307,33 +307,38 @@ func TestHungAuditStoreBounded(t *testing.T) {
 	}
 }
 
+// stallClient puts a document of size bytes, grants it, and asks for it
+// from a Handler with opts (its Principal set) on a connection that reads
+// nothing after the request, its buffers shrunk so the server's writes
+// soon block.
+func stallClient(t *testing.T, v *testVault, size int, opts HandlerOptions) {
+	t.Helper()
+	info := putImage(t, v, image(size, ""), "m")
+	g := grant(t, v, info.ID, "r")
+	opts.Principal = principalHeader
+	srv := httptest.NewUnstartedServer(v.Handler(opts))
+	srv.Listener = smallBufListener{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(conn, "GET /%s HTTP/1.1\r\nHost: x\r\nX-Test-Principal: r\r\n\r\n", g.Token)
+}
+
 // TestStalledClientDisconnected: a client that stops reading is cut off
 // after HandlerOptions.WriteTimeout, which frees its stream slot and
 // read-ahead.
 func TestStalledClientDisconnected(t *testing.T) {
 	v := openTestVault(t, fsBackend(t), testKEK(t), nil)
-	info := putImage(t, v, image(4<<20, ""), "m")
-	g := grant(t, v, info.ID, "r")
-	srv := httptest.NewUnstartedServer(v.Handler(HandlerOptions{Principal: principalHeader, WriteTimeout: 200 * time.Millisecond}))
-	srv.Listener = smallBufListener{srv.Listener}
-	srv.Start()
-	defer srv.Close()
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
-	fmt.Fprintf(conn, "GET /%s HTTP/1.1\r\nHost: x\r\nX-Test-Principal: r\r\n\r\n", g.Token)
+	stallClient(t, v, 4<<20, HandlerOptions{WriteTimeout: 200 * time.Millisecond})
 	// Read nothing more; the server must give up on its own.
-	open := func() int {
-		v.streams.mu.Lock()
-		defer v.streams.mu.Unlock()
-		return len(v.streams.m)
-	}
 	waitFor := func(want int, within time.Duration) bool {
 		for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-			if open() == want {
+			if v.streamsOpen() == want {
 				return true
 			}
 		}

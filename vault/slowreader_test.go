@@ -145,22 +145,10 @@ func TestHandlerMinimumRateReaderNotCut(t *testing.T) {
 func TestHandlerStalledClientCut(t *testing.T) {
 	const writeTimeout = 100 * time.Millisecond
 	v := openTestVault(t, fsBackend(t), testKEK(t), nil)
-	info := putImage(t, v, image(8<<20, ""), "m")
-	g := grant(t, v, info.ID, "r")
 	var mu sync.Mutex
 	var cut error
-	srv := httptest.NewUnstartedServer(v.Handler(HandlerOptions{Principal: principalHeader, WriteTimeout: writeTimeout,
-		OnError: func(_ *http.Request, err error) { mu.Lock(); cut = err; mu.Unlock() }}))
-	srv.Listener = smallBufListener{srv.Listener}
-	srv.Start()
-	defer srv.Close()
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
-	fmt.Fprintf(conn, "GET /%s HTTP/1.1\r\nHost: x\r\nX-Test-Principal: r\r\n\r\n", g.Token)
+	stallClient(t, v, 8<<20, HandlerOptions{WriteTimeout: writeTimeout,
+		OnError: func(_ *http.Request, err error) { mu.Lock(); cut = err; mu.Unlock() }})
 	start := time.Now()
 	for end := start.Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
