@@ -50,16 +50,12 @@ func TestFloodLimiterCostBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest("GET", base+g.Token, nil)
-		req.Header.Set("X-Test-Principal", "reviewer")
-		resp, err := client.Do(req)
+		code, err := fetch(client, base+g.Token, "reviewer")
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("honest GET: %d", resp.StatusCode)
+		if code != 200 {
+			t.Fatalf("honest GET: %d", code)
 		}
 		return time.Since(start)
 	}
@@ -83,14 +79,9 @@ func TestFloodLimiterCostBounded(t *testing.T) {
 	for c := range conns {
 		wg.Go(func() {
 			until(stop, func(i int) bool {
-				req, _ := http.NewRequest("GET", base+fmt.Sprintf("idv1_bogus%d-%d", c, i), nil)
-				req.Header.Set("X-Test-Principal", "flooder")
-				resp, err := client.Do(req)
-				if err != nil {
+				if _, err := fetch(client, base+fmt.Sprintf("idv1_bogus%d-%d", c, i), "flooder"); err != nil {
 					return true
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				if b := int(time.Since(start) / (run / buckets)); b < buckets {
 					done[b].Add(1)
 				}
@@ -269,16 +260,12 @@ func refusedOnFace(t *testing.T, kind string) {
 	var not404 atomic.Int64
 	for i := range n {
 		wg.Go(func() {
-			req, _ := http.NewRequest("GET", srv.URL+"/"+toks[i], nil)
-			req.Header.Set("X-Test-Principal", fmt.Sprintf("prober-%d", i))
-			resp, err := http.DefaultClient.Do(req)
+			code, err := fetch(http.DefaultClient, srv.URL+"/"+toks[i], fmt.Sprintf("prober-%d", i))
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 404 {
+			if code != 404 {
 				not404.Add(1)
 			}
 		})

@@ -39,6 +39,24 @@ func get(t *testing.T, method, url, principal string) (*http.Response, []byte) {
 	return resp, b
 }
 
+// fetch GETs url through c as principal, reads the body to its end and
+// returns the status: a client request that may run in a goroutine (it
+// calls no t.Fatal).
+func fetch(c *http.Client, url, principal string) (int, error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("X-Test-Principal", principal)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
+}
+
 func TestHandlerEndToEndS3(t *testing.T) {
 	v := openTestVault(t, s3Backend(t), testKEK(t), nil)
 	srv := httptest.NewServer(v.Handler(HandlerOptions{Principal: principalHeader}))
