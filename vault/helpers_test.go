@@ -204,3 +204,36 @@ func releases(t testing.TB, st store.Store) map[string]int {
 	}
 	return released
 }
+
+// cutReader reads left bytes of r, then fails with err: an upload or a
+// payload whose connection drops. With wait set it first waits for wait
+// to be closed: a connection that stalls until its reader gives up.
+type cutReader struct {
+	r    io.Reader
+	left int64
+	err  error
+	wait <-chan struct{}
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		if c.wait != nil {
+			<-c.wait
+		}
+		return 0, c.err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+// readCloser is a Reader with its own Close.
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }

@@ -76,24 +76,6 @@ func TestSniff(t *testing.T) {
 	}
 }
 
-// failAfter returns n bytes of r, then an error.
-type failAfter struct {
-	r io.Reader
-	n int
-}
-
-func (f *failAfter) Read(p []byte) (int, error) {
-	if f.n <= 0 {
-		return 0, errors.New("connection reset by peer")
-	}
-	if len(p) > f.n {
-		p = p[:f.n]
-	}
-	n, err := f.r.Read(p)
-	f.n -= n
-	return n, err
-}
-
 // TestPutRejectsBadInput: each bad upload gets its typed error and leaves
 // nothing behind but the audit log and the vault's keyset.
 func TestPutRejectsBadInput(t *testing.T) {
@@ -139,7 +121,7 @@ func TestPutRejectsBadInput(t *testing.T) {
 				}
 			}
 			// A body that fails mid-stream: an error (not one of ours), no object.
-			_, err := v.Put(context.Background(), Document{Body: &failAfter{bytes.NewReader(img), 100 << 10}, Size: int64(len(img)), Subject: "m"})
+			_, err := v.Put(context.Background(), Document{Body: &cutReader{r: bytes.NewReader(img), left: 100 << 10, err: errors.New("connection reset by peer")}, Size: int64(len(img)), Subject: "m"})
 			if err == nil {
 				t.Fatal("put of a failing body succeeded")
 			}

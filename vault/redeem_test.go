@@ -441,29 +441,12 @@ type dropStore struct {
 	limit int64
 }
 
-type dropReader struct {
-	io.ReadCloser
-	left int64
-}
-
-func (d *dropReader) Read(p []byte) (int, error) {
-	if d.left <= 0 {
-		return 0, io.ErrUnexpectedEOF
-	}
-	if int64(len(p)) > d.left {
-		p = p[:d.left]
-	}
-	n, err := d.ReadCloser.Read(p)
-	d.left -= int64(n)
-	return n, err
-}
-
 func (d *dropStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	rc, err := d.Store.Get(ctx, key)
 	if err != nil || !strings.HasPrefix(key, "blobs/") || d.limit < 0 {
 		return rc, err
 	}
-	return &dropReader{ReadCloser: rc, left: d.limit}, nil
+	return readCloser{&cutReader{r: rc, left: d.limit, err: io.ErrUnexpectedEOF}, rc.Close}, nil
 }
 
 // TestDroppedStreamNotTampered (issue 17.5): a store connection that drops

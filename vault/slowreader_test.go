@@ -253,32 +253,12 @@ func (s stallStore) Get(ctx context.Context, key string) (io.ReadCloser, error) 
 	if err != nil || !strings.HasPrefix(key, "blobs/") {
 		return rc, err
 	}
-	return &stallReader{rc: rc, left: 64 << 10, closed: make(chan struct{})}, nil
-}
-
-type stallReader struct {
-	rc     io.ReadCloser
-	left   int
-	once   sync.Once
-	closed chan struct{}
-}
-
-func (r *stallReader) Read(p []byte) (int, error) {
-	if r.left == 0 {
-		<-r.closed
-		return 0, errors.New("stall reader: closed")
-	}
-	if len(p) > r.left {
-		p = p[:r.left]
-	}
-	n, err := r.rc.Read(p)
-	r.left -= n
-	return n, err
-}
-
-func (r *stallReader) Close() error {
-	r.once.Do(func() { close(r.closed) })
-	return r.rc.Close()
+	closed := make(chan struct{})
+	var once sync.Once
+	return readCloser{&cutReader{r: rc, left: 64 << 10, err: errors.New("stall reader: closed"), wait: closed}, func() error {
+		once.Do(func() { close(closed) })
+		return rc.Close()
+	}}, nil
 }
 
 // TestStreamStallBounded: a store that stops delivering a payload in the
