@@ -37,6 +37,18 @@ func kekIDs(t testing.TB, st store.Store) map[string]int {
 	return out
 }
 
+// putDocs puts n documents into v, the i-th of size+i bytes, marked
+// doc-i, for subject(i), and returns their IDs and bytes.
+func putDocs(t *testing.T, v *testVault, n, size int, subject func(i int) string) (ids []string, imgs [][]byte) {
+	t.Helper()
+	ids, imgs = make([]string, n), make([][]byte, n)
+	for i := range n {
+		imgs[i] = image(size+i, fmt.Sprintf("doc-%d", i))
+		ids[i] = putImage(t, v, imgs[i], subject(i)).ID
+	}
+	return ids, imgs
+}
+
 // TestRewrapMigratesVault moves a vault from KEK a to KEK b: afterwards a
 // vault opened with b alone has the same ID, serves every document and a
 // token granted before the move, keeps the legal hold, and no payload byte
@@ -49,12 +61,7 @@ func TestRewrapMigratesVault(t *testing.T) {
 			a, b := testKEK(t), testKEK(t)
 			v := openTestVault(t, st, a, nil)
 			const n = 12
-			ids := make([]string, n)
-			imgs := make([][]byte, n)
-			for i := range n {
-				imgs[i] = image(2000+i, fmt.Sprintf("doc-%d", i))
-				ids[i] = putImage(t, v, imgs[i], fmt.Sprintf("subject-%d", i)).ID
-			}
+			ids, imgs := putDocs(t, v, n, 2000, func(i int) string { return fmt.Sprintf("subject-%d", i) })
 			if err := v.Admin().Hold(ctx, ids[0], testActor); err != nil {
 				t.Fatal(err)
 			}
@@ -149,12 +156,7 @@ func TestRewrapWhileServing(t *testing.T) {
 			a, b := testKEK(t), testKEK(t)
 			old := openTestVault(t, st, a, func(c *Config) { c.Storage.DecryptKEKs = []kms.KEK{b} })
 			const n = 24
-			ids := make([]string, n)
-			imgs := make([][]byte, n)
-			for i := range n {
-				imgs[i] = image(1500+i, "")
-				ids[i] = putImage(t, old, imgs[i], "s").ID
-			}
+			ids, imgs := putDocs(t, old, n, 1500, func(int) string { return "s" })
 			// Short-lived documents that a sweeper shreds during the rewrap:
 			// none of them may come back.
 			var short []string
