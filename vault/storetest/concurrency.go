@@ -14,8 +14,7 @@ import (
 // testConcurrent runs Put, Get, List and Delete from several goroutines on
 // distinct keys sharing directories, with a lister running beside them;
 // run it under -race.
-func testConcurrent(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testConcurrent(t *testing.T, s store.Store) {
 	const workers, rounds = 8, 15
 	stop := make(chan struct{})
 	errs := make(chan error, workers+1)

@@ -14,8 +14,7 @@ import (
 // fails with ErrNotFound and ErrInvalidKey where documented. Whether the
 // store's own expiry then honours the mark is the backend's own test (on
 // S3 it takes days).
-func testExpiryTagger(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testExpiryTagger(t *testing.T, s store.Store) {
 	et, ok := s.(store.ExpiryTagger)
 	if !ok {
 		t.Skip("the store has no expiry of its own (no store.ExpiryTagger)")

@@ -8,8 +8,7 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-func testGetAbsent(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testGetAbsent(t *testing.T, s store.Store) {
 	mustPut(t, s, "ga/dir/obj", payload(1, 10))
 	mustPut(t, s, "ga/abc", payload(2, 10))
 	for _, key := range []string{
@@ -29,8 +28,7 @@ func testGetAbsent(t *testing.T, newStore func(t *testing.T) store.Store) {
 	checkAbsent(t, s, "ga/abc")
 }
 
-func testDelete(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testDelete(t *testing.T, s store.Store) {
 	del := func(key string) {
 		t.Helper()
 		if err := s.Delete(t.Context(), key); err != nil {
@@ -124,8 +122,7 @@ var invalidPrefixes = []string{
 	"a b",
 }
 
-func testInvalidKeys(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testInvalidKeys(t *testing.T, s store.Store) {
 	mustPut(t, s, "a/b", payload(1, 4))
 	for _, key := range invalidKeys {
 		for _, opts := range []store.PutOptions{{}, {IfAbsent: true}} {

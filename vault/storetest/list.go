@@ -29,8 +29,7 @@ func putShuffled(t *testing.T, s store.Store, keys []string) {
 	}
 }
 
-func testListOrder(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testListOrder(t *testing.T, s store.Store) {
 	if got := listAll(t, s, ""); len(got) != 0 {
 		t.Fatalf("List(\"\") of an empty store yields %q", got)
 	}
@@ -43,8 +42,7 @@ func testListOrder(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 }
 
-func testListPrefix(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testListPrefix(t *testing.T, s store.Store) {
 	putShuffled(t, s, orderKeys)
 	for _, prefix := range []string{
 		"", "a", "a/", "a/b", "a/c", "a/c/", "a/c/d", "a.", "a-", "a_", "A", "b",
@@ -64,8 +62,7 @@ func testListPrefix(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 }
 
-func testListMany(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testListMany(t *testing.T, s store.Store) {
 	// More than 1,000 keys, so an S3 listing needs several pages.
 	const n = 1100
 	keys := make([]string, n)
@@ -139,8 +136,7 @@ func testListMany(t *testing.T, newStore func(t *testing.T) store.Store) {
 // testListWhileDeleting is how a sweeper works: it deletes each key as
 // List yields it. Every key must be yielded exactly once and in order,
 // even where a backend prunes directories that become empty.
-func testListWhileDeleting(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testListWhileDeleting(t *testing.T, s store.Store) {
 	var keys []string
 	for h := range 4 {
 		for id := range 5 {

@@ -14,8 +14,7 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-func testRoundTrip(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testRoundTrip(t *testing.T, s store.Store) {
 	sizes := []struct {
 		name string
 		n    int
@@ -56,8 +55,7 @@ func testRoundTrip(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 }
 
-func testLongKeys(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testLongKeys(t *testing.T, s store.Store) {
 	// Filesystems limit one path segment to 255 bytes; keys of MaxKeyLen
 	// bytes in segments no longer than that work on every backend.
 	keys := []string{
@@ -80,8 +78,7 @@ func testLongKeys(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 }
 
-func testOverwrite(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testOverwrite(t *testing.T, s store.Store) {
 	const key = "ow/obj"
 	long, short := payload(1, 100_000), payload(2, 10)
 	mustPut(t, s, key, long)
@@ -97,8 +94,7 @@ func testOverwrite(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 }
 
-func testSizeMismatch(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testSizeMismatch(t *testing.T, s store.Store) {
 	tests := []struct {
 		name     string
 		body     int
@@ -223,8 +219,7 @@ func (r *failingReader) Read(p []byte) (int, error) {
 
 var errBodyFailed = errors.New("storetest: body failed on purpose")
 
-func testFailingBody(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testFailingBody(t *testing.T, s store.Store) {
 	const full = 1 << 20
 	for i, after := range []int{0, 1, 4096, 300 << 10, full - 1} {
 		for _, declared := range []int64{full, -1} {
@@ -274,8 +269,7 @@ func (c *cancelingReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
-func testCancel(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testCancel(t *testing.T, s store.Store) {
 	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()
 
@@ -371,8 +365,7 @@ func checkListCancelled(t *testing.T, s store.Store, ctx context.Context, maxKey
 	}
 }
 
-func testAtomicOverwrite(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testAtomicOverwrite(t *testing.T, s store.Store) {
 	const key = "atomic/obj"
 	const size = 256 << 10
 	a, b := bytes.Repeat([]byte{'A'}, size), bytes.Repeat([]byte{'B'}, size)

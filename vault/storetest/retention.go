@@ -14,8 +14,7 @@ import (
 // itself with an injected clock rather than by sleeping.
 const retainFor = time.Hour
 
-func testRetention(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testRetention(t *testing.T, s store.Store) {
 	data := payload(1, 300)
 	until := time.Now().Add(retainFor)
 	for _, ifAbsent := range []bool{false, true} {
@@ -62,8 +61,7 @@ func testRetention(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 }
 
-func testRetentionUnsupported(t *testing.T, newStore func(t *testing.T) store.Store) {
-	s := newStore(t)
+func testRetentionUnsupported(t *testing.T, s store.Store) {
 	until := time.Now().Add(retainFor)
 	for _, ifAbsent := range []bool{false, true} {
 		err := put(t.Context(), s, "ret/k", payload(1, 10), store.PutOptions{IfAbsent: ifAbsent, RetainUntil: until})
