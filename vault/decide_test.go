@@ -102,10 +102,9 @@ func TestDecideBurstFreezeExact(t *testing.T) {
 				c.Detection.OnAlert = al.add
 				c.Detection.Quota = Quota{Burst: 1000, Documents: 1000} // views are not what this test is about
 			})
-			ids := make([]string, 100)
-			for i := range ids {
-				ids[i] = putImage(t, v, image(100+i, ""), fmt.Sprint("member-", i)).ID
-				view(t, v, ids[i], "thief")
+			ids := putMembers(t, v, 100)
+			for _, id := range ids {
+				view(t, v, id, "thief")
 			}
 			done := decideAll(t, v, ids, "thief", Approved)
 			kinds := al.kinds()
@@ -151,10 +150,7 @@ func TestDecideUnviewedFreezeExact(t *testing.T) {
 				c.Detection.OnAlert = al.add
 				c.Access.DecideWithoutView = func(p string) bool { return p == "thief" }
 			})
-			ids := make([]string, 100)
-			for i := range ids {
-				ids[i] = putImage(t, v, image(100+i, ""), fmt.Sprint("member-", i)).ID
-			}
+			ids := putMembers(t, v, 100)
 			grant(t, v, ids[0], "thief") // one view: one decision more is allowed
 			done := decideAll(t, v, ids, "thief", Approved)
 			kinds := al.kinds()
@@ -181,10 +177,9 @@ func TestDecideAlertOnly(t *testing.T) {
 		c.Detection.AlertOnly = true
 		c.Detection.Quota = Quota{Burst: 1000, Documents: 1000, Decisions: 60}
 	})
-	ids := make([]string, 80)
-	for i := range ids {
-		ids[i] = putImage(t, v, image(100+i, ""), fmt.Sprint("member-", i)).ID
-		view(t, v, ids[i], "r")
+	ids := putMembers(t, v, 80)
+	for _, id := range ids {
+		view(t, v, id, "r")
 	}
 	var done, quota int
 	for _, id := range ids {
@@ -264,10 +259,7 @@ func TestHandedOnAlert(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			v, _, al := newAbuseVault(t, Quota{}, false)
 			ctx := context.Background()
-			ids := make([]string, c.views)
-			for i := range ids {
-				ids[i] = putImage(t, v, image(100+i, ""), fmt.Sprint("member-", i)).ID
-			}
+			ids := putMembers(t, v, c.views)
 			for i, id := range ids {
 				g, err := v.Grant(ctx, id, Access{Principal: "p", Purpose: "p"})
 				if err == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -237,3 +238,14 @@ type readCloser struct {
 }
 
 func (r readCloser) Close() error { return r.close() }
+
+// putMembers puts n small documents, the i-th for subject member-i, and
+// returns their IDs.
+func putMembers(t testing.TB, v *testVault, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = putImage(t, v, image(100+i, ""), fmt.Sprint("member-", i)).ID
+	}
+	return ids
+}
