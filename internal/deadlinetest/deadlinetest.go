@@ -157,6 +157,46 @@ type Env struct {
 	KEK, OtherKEK kms.KEK
 }
 
+// FSEnv is an Env on filesystem stores (a new directory for each run),
+// each telling its time by a manual clock of its own.
+func FSEnv(kek, other kms.KEK) Env {
+	var clocks sync.Map // store.Store → *memstore.Clock
+	return Env{
+		Store: func(t testing.TB) store.Store {
+			st, c := testenv.FS(t)
+			clocks.Store(st, c)
+			return st
+		},
+		ClockOf: func(st store.Store) Clock {
+			if c, ok := clocks.Load(st); ok {
+				return c.(*memstore.Clock)
+			}
+			return nil
+		},
+		KEK:      kek,
+		OtherKEK: other,
+	}
+}
+
+// ProcessFault is a Fault of a server process: strike stops or kills it
+// (a strike that fails panics), heal resumes or restarts it (a heal that
+// fails fails the test). The caller sets the rest of the Fault.
+func ProcessFault(name string, strike, heal func() error) Fault {
+	return Fault{
+		Name: name,
+		Strike: func(*Gate) {
+			if err := strike(); err != nil {
+				panic(err)
+			}
+		},
+		Heal: func(t testing.TB, _ *Gate) {
+			if err := heal(); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+}
+
 // Gate is an in-process fault of a run's dependency (its store or its
 // KEK): Hang makes every call block until its context ends, Refuse makes
 // every call fail at once, as calls to a SIGSTOPped and a SIGKILLed server

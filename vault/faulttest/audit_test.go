@@ -28,10 +28,7 @@ func TestFaultAuditUnavailable(t *testing.T) {
 				fs := &faultStore{Store: b.new(t)}
 				v, _ := openVault(t, fs, kektest.New(t), nil)
 				info := put(t, v, 0)
-				g, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-				if err != nil {
-					t.Fatal(err)
-				}
+				g := grant(t, v, info.ID)
 				release := make(chan struct{})
 				switch mode {
 				case "failing":
@@ -42,33 +39,27 @@ func TestFaultAuditUnavailable(t *testing.T) {
 					fs.set(deafPrefix("audit/", release), nil, nil)
 				}
 				img := jpeg(256 << 10)
-				ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
-				err = within(t, putLimit, "Put with the audit log "+mode, func() error {
+				err := within(t, "Put with the audit log "+mode, func(ctx context.Context) error {
 					_, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "member-2"})
 					return err
 				})
-				cancel()
 				if !errors.Is(err, vault.ErrAuditUnavailable) {
 					t.Errorf("Put: %v; want ErrAuditUnavailable", err)
 				}
-				ctx, cancel = context.WithTimeout(context.Background(), putDeadline)
-				err = within(t, putLimit, "Grant with the audit log "+mode, func() error {
-					_, err := v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+				err = within(t, "Grant with the audit log "+mode, func(ctx context.Context) error {
+					_, err := v.Grant(ctx, info.ID, review)
 					return err
 				})
-				cancel()
 				if !errors.Is(err, vault.ErrAuditUnavailable) {
 					t.Errorf("Grant: %v; want ErrAuditUnavailable", err)
 				}
-				ctx, cancel = context.WithTimeout(context.Background(), putDeadline)
-				err = within(t, putLimit, "Redeem with the audit log "+mode, func() error {
+				err = within(t, "Redeem with the audit log "+mode, func(ctx context.Context) error {
 					rc, _, err := v.Redeem(ctx, g.Token, vault.Requester{Principal: "reviewer-1"})
 					if err == nil {
 						rc.Close()
 					}
 					return err
 				})
-				cancel()
 				if err != nil {
 					t.Errorf("Redeem with only audit/ down: %v; want it served (its record is the spend entry)", err)
 				}
@@ -89,9 +80,9 @@ func TestFaultAuditUnavailable(t *testing.T) {
 					close(release)
 				}
 				// The log is back: the vault serves again.
-				ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				g2, err := v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+				g2, err := v.Grant(ctx, info.ID, review)
 				if err != nil {
 					t.Fatalf("Grant after the audit log came back: %v", err)
 				}
@@ -124,10 +115,7 @@ func TestFaultSyncAuditTellsTheTruth(t *testing.T) {
 			fs := &faultStore{Store: b.new(t)}
 			v, clk := openVault(t, fs, kektest.New(t), nil)
 			info := put(t, v, 0)
-			g, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := grant(t, v, info.ID)
 			fs.set(failPrefix("audit/"), nil, nil)
 			rc, _, err := v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
 			if err != nil {

@@ -129,10 +129,7 @@ func TestFaultCrashLoop(t *testing.T) {
 	}
 	checkPutTrail(t, st)
 	for _, id := range acked[:3] {
-		g, err := v.Grant(context.Background(), id, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := grant(t, v, id)
 		rc, _, err := v.Redeem(context.Background(), g.Token, vault.Requester{Principal: "reviewer-1"})
 		if err != nil {
 			t.Fatal(err)

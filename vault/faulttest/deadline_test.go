@@ -29,12 +29,7 @@ func TestFaultDeadlinesEveryStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a few hundred 2 s calls, at once")
 	}
-	env := deadlinetest.Env{
-		Store:    func(t testing.TB) store.Store { return fsBackend(t) },
-		ClockOf:  func(st store.Store) deadlinetest.Clock { return clockOf(st) },
-		KEK:      kektest.New(t),
-		OtherKEK: kektest.New(t),
-	}
+	env := deadlinetest.FSEnv(kektest.New(t), kektest.New(t))
 	for _, ft := range []deadlinetest.Fault{
 		{Name: "hang", Strike: (*deadlinetest.Gate).Hang, Heal: heal, Want: storeFaultErrors, Parallel: true},
 		{Name: "refuse", Strike: (*deadlinetest.Gate).Refuse, Heal: heal, Want: storeFaultErrors, Parallel: true},
@@ -65,37 +60,16 @@ func TestFaultDeadlinesMinIO(t *testing.T) {
 		t.Run(fmt.Sprintf("sigstop-%d", i+1), func(t *testing.T) {
 			t.Parallel()
 			srv := privateMinIO(t)
-			deadlinetest.RunCalls(t, minioEnv(t, srv), deadlinetest.Fault{
-				Name: "sigstop", Want: storeFaultErrors, Points: deadlinetest.AuditWrites,
-				Strike: func(*deadlinetest.Gate) {
-					if err := srv.Pause(); err != nil {
-						panic(err)
-					}
-				},
-				Heal: func(t testing.TB, _ *deadlinetest.Gate) {
-					if err := srv.Resume(); err != nil {
-						t.Fatal(err)
-					}
-				},
-			}, names[i*len(names)/3:(i+1)*len(names)/3]...)
+			ft := deadlinetest.ProcessFault("sigstop", srv.Pause, srv.Resume)
+			ft.Want, ft.Points = storeFaultErrors, deadlinetest.AuditWrites
+			deadlinetest.RunCalls(t, minioEnv(t, srv), ft, names[i*len(names)/3:(i+1)*len(names)/3]...)
 		})
 	}
 	t.Run("sigkill", func(t *testing.T) {
 		t.Parallel()
 		srv := privateMinIO(t)
-		ft := deadlinetest.Fault{
-			Name: "sigkill", Want: storeFaultErrors,
-			Strike: func(*deadlinetest.Gate) {
-				if err := srv.Kill(); err != nil {
-					panic(err)
-				}
-			},
-			Heal: func(t testing.TB, _ *deadlinetest.Gate) {
-				if err := srv.Restart(); err != nil {
-					t.Fatal(err)
-				}
-			},
-		}
+		ft := deadlinetest.ProcessFault("sigkill", srv.Kill, srv.Restart)
+		ft.Want = storeFaultErrors
 		deadlinetest.RunTogether(t, minioEnv(t, srv), ft, 0)
 	})
 }

@@ -49,40 +49,23 @@ func TestFaultDiskFull(t *testing.T) {
 
 	filler := filepath.Join(disk, "filler")
 	if real {
-		f, err := os.Create(filler)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chunk := make([]byte, 64<<10)
-		for {
-			if _, err := f.Write(chunk); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				break
-			}
-		}
-		f.Close()
+		fill(t, filler)
 	} else {
 		full.Store(true)
 	}
 
 	img := jpeg(256 << 10)
-	ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
-	err = within(t, putLimit, "Put on a full disk", func() error {
+	err = within(t, "Put on a full disk", func(ctx context.Context) error {
 		_, err := v.Put(ctx, vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "member-2"})
 		return err
 	})
-	cancel()
 	if err == nil {
 		t.Fatal("Put succeeded on a full disk")
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), putDeadline)
-	err = within(t, putLimit, "Grant on a full disk", func() error {
-		_, err := v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+	err = within(t, "Grant on a full disk", func(ctx context.Context) error {
+		_, err := v.Grant(ctx, info.ID, review)
 		return err
 	})
-	cancel()
 	if !errors.Is(err, vault.ErrAuditUnavailable) {
 		t.Fatalf("Grant on a full disk: %v; want ErrAuditUnavailable (nothing granted without its record)", err)
 	}
@@ -98,7 +81,7 @@ func TestFaultDiskFull(t *testing.T) {
 	checkPutTrail(t, fst)
 	info2 := put(t, v, 0)
 	for _, id := range []string{info.ID, info2.ID} {
-		g, err := v.Grant(context.Background(), id, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+		g, err := v.Grant(context.Background(), id, review)
 		if err != nil {
 			t.Fatalf("Grant after space was freed: %v", err)
 		}
@@ -162,7 +145,7 @@ func TestFaultDiskFullErrors(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = v.Grant(ctx, info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+	_, err = v.Grant(ctx, info.ID, review)
 	if !errors.Is(err, vault.ErrAuditUnavailable) || !errors.Is(err, vault.ErrStoreFull) {
 		t.Fatalf("Grant on a full disk: %v; want ErrAuditUnavailable and ErrStoreFull", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,41 @@ func put(t testing.TB, v *vault.Vault, retention time.Duration) vault.Info {
 // keys, exists, read and write look into a store.
 var keys, exists, read, write = testenv.Keys, testenv.Exists, testenv.Read, testenv.Write
 
+// alertLog keeps the alerts a vault raises.
+type alertLog struct {
+	mu     sync.Mutex
+	alerts []vault.Alert
+}
+
+func (l *alertLog) add(a vault.Alert) { l.mu.Lock(); l.alerts = append(l.alerts, a); l.mu.Unlock() }
+
+func (l *alertLog) all() []vault.Alert {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.alerts)
+}
+
+// openAlerting opens a vault on st (a new test KEK) whose alerts go to
+// the log it returns.
+func openAlerting(t testing.TB, st store.Store) (*vault.Vault, *clock, *alertLog) {
+	al := &alertLog{}
+	v, clk := openVault(t, st, kektest.New(t), func(c *vault.Config) { c.Detection.OnAlert = al.add })
+	return v, clk, al
+}
+
+// review is the access the tests grant: reviewer-1, checking an age.
+var review = vault.Access{Principal: "reviewer-1", Purpose: "age-check"}
+
+// grant grants id to reviewer-1, failing t on an error.
+func grant(t testing.TB, v *vault.Vault, id string) vault.Grant {
+	t.Helper()
+	g, err := v.Grant(context.Background(), id, review)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 // records returns the audit records matching f.
 func records(t testing.TB, st store.Store, f audit.Filter) []audit.Record {
 	t.Helper()
@@ -150,14 +186,17 @@ func checkPutTrail(t testing.TB, st store.Store) {
 	}
 }
 
-// within fails t if f takes longer than limit; it returns f's error.
-func within(t testing.TB, limit time.Duration, what string, f func() error) error {
+// within runs f with a context whose deadline is putDeadline, fails t if
+// f takes longer than putLimit, and returns f's error.
+func within(t testing.TB, what string, f func(ctx context.Context) error) error {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
+	defer cancel()
 	start := time.Now()
-	err := f()
+	err := f(ctx)
 	d := time.Since(start)
-	if d > limit {
-		t.Errorf("%s returned after %v, limit %v (err: %v)", what, d.Round(time.Millisecond), limit, err)
+	if d > putLimit {
+		t.Errorf("%s returned after %v, limit %v (err: %v)", what, d.Round(time.Millisecond), putLimit, err)
 	}
 	t.Logf("%s returned after %v", what, d.Round(time.Millisecond))
 	return err

@@ -29,10 +29,7 @@ func TestFaultHoldRollback(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name+"/restore-record-from-before-hold", func(t *testing.T) {
 			st := b.new(t)
-			var alerts []vault.Alert
-			v, clk := openVault(t, st, kektest.New(t), func(c *vault.Config) {
-				c.Detection.OnAlert = func(a vault.Alert) { alerts = append(alerts, a) }
-			})
+			v, clk, al := openAlerting(t, st)
 			info := put(t, v, time.Hour)
 			before := read(t, st, "keys/"+info.ID)
 			if err := v.Admin().Hold(context.Background(), info.ID, operator); err != nil {
@@ -47,7 +44,7 @@ func TestFaultHoldRollback(t *testing.T) {
 			if err := v.Admin().Delete(context.Background(), info.ID, operator); err == nil || !exists(t, st, "keys/"+info.ID) {
 				t.Fatalf("Delete after rolling back the hold: %v; the held document must stay", err)
 			}
-			if len(alerts) == 0 || alerts[0].Kind != vault.AlertTampered {
+			if alerts := al.all(); len(alerts) == 0 || alerts[0].Kind != vault.AlertTampered {
 				t.Fatalf("no AlertTampered raised for the rollback: %+v", alerts)
 			}
 			// The operator repeats the hold: settled, held.
@@ -75,14 +72,14 @@ func TestFaultHoldRollback(t *testing.T) {
 			}
 			write(t, st, "keys/"+info.ID, held) // the rollback
 			clk.Advance(2 * time.Hour)
-			if _, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"}); err == nil {
+			if _, err := v.Grant(context.Background(), info.ID, review); err == nil {
 				t.Fatal("a released document past its deadline was granted after its held key record was restored")
 			}
 			// The operator repeats the release: settled, expired at once.
 			if err := v.Admin().Release(context.Background(), info.ID, operator); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"}); !errors.Is(err, vault.ErrExpired) {
+			if _, err := v.Grant(context.Background(), info.ID, review); !errors.Is(err, vault.ErrExpired) {
 				t.Fatalf("Grant after the release was repeated: %v; want ErrExpired", err)
 			}
 			rep, err := v.Admin().Sweep(context.Background(), operator)

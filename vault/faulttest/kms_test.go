@@ -66,10 +66,7 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 				live := put(t, v, 2*time.Hour)
 				clk.Advance(80 * time.Minute) // held and expired are past their deadline; live has 40 min left
 				ids := []string{held.ID, expired.ID, live.ID}
-				g, err := v.Grant(context.Background(), live.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-				if err != nil {
-					t.Fatal(err)
-				}
+				g := grant(t, v, live.ID)
 
 				setDown(true)
 				call := func() (context.Context, context.CancelFunc) {
@@ -98,7 +95,7 @@ func TestFaultKEKOutageDestroysNothing(t *testing.T) {
 					}
 				}
 				ctx, cancel = call()
-				_, err = v.Grant(ctx, live.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
+				_, err = v.Grant(ctx, live.ID, review)
 				cancel()
 				if !errors.Is(err, vault.ErrKEKUnavailable) || errors.Is(err, vault.ErrTampered) {
 					t.Errorf("Grant during the outage: %v; want ErrKEKUnavailable", err)
@@ -180,10 +177,7 @@ func TestFaultTamperedRecordQuarantined(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			st := b.new(t)
-			var alerts []vault.Alert
-			v, clk := openVault(t, st, kektest.New(t), func(c *vault.Config) {
-				c.Detection.OnAlert = func(a vault.Alert) { alerts = append(alerts, a) }
-			})
+			v, clk, al := openAlerting(t, st)
 			info := put(t, v, time.Hour)
 			rec := read(t, st, "keys/"+info.ID)
 			rec[len(rec)-1] ^= 1
@@ -201,7 +195,7 @@ func TestFaultTamperedRecordQuarantined(t *testing.T) {
 			if !exists(t, st, "keys/"+info.ID) || !exists(t, st, "quarantine/"+info.ID) {
 				t.Fatal("the tampered record was not kept under quarantine")
 			}
-			if len(alerts) != 1 || alerts[0].Kind != vault.AlertTampered || alerts[0].Object != info.ID {
+			if alerts := al.all(); len(alerts) != 1 || alerts[0].Kind != vault.AlertTampered || alerts[0].Object != info.ID {
 				t.Fatalf("alerts = %+v; want one AlertTampered for the object", alerts)
 			}
 			if n := len(records(t, st, audit.Filter{Event: audit.EventExpire, Outcome: audit.OutcomeRefused, Object: info.ID})); n != 1 {

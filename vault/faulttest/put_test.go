@@ -158,23 +158,17 @@ func TestFaultStorageKilled(t *testing.T) {
 		st := s3On(t, srv)
 		v, _ := openVault(t, st, kektest.New(t), nil)
 		info := put(t, v, 0)
-		g, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := grant(t, v, info.ID)
 		img := jpeg(8 << 20)
 		body := &slowBody{r: bytes.NewReader(img), at: 1 << 20, fire: func() { srv.Pause() }}
-		ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
-		err = within(t, putLimit, "Put with MinIO stopped", func() error {
+		err := within(t, "Put with MinIO stopped", func(ctx context.Context) error {
 			_, err := v.Put(ctx, vault.Document{Body: body, Size: int64(len(img)), Subject: "member-2"})
 			return err
 		})
-		cancel()
 		if err == nil {
 			t.Fatal("Put succeeded with MinIO stopped")
 		}
-		ctx, cancel = context.WithTimeout(context.Background(), putDeadline)
-		err = within(t, putLimit, "Redeem with MinIO stopped", func() error {
+		err = within(t, "Redeem with MinIO stopped", func(ctx context.Context) error {
 			rc, _, err := v.Redeem(ctx, g.Token, vault.Requester{Principal: "reviewer-1"})
 			if err == nil {
 				_, err = io.Copy(io.Discard, rc)
@@ -185,7 +179,6 @@ func TestFaultStorageKilled(t *testing.T) {
 			}
 			return err
 		})
-		cancel()
 		if err == nil || err.Error() == "served" {
 			t.Fatalf("Redeem with MinIO stopped: %v", err)
 		}
@@ -203,9 +196,7 @@ func TestFaultStorageKilled(t *testing.T) {
 		fs.set(hangPrefix("keys/", release), nil, hangPrefix("", release))
 		img := jpeg(1 << 20)
 		body := bytes.NewReader(img)
-		ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
-		defer cancel()
-		err := within(t, putLimit, "Put with the filesystem hung", func() error {
+		err := within(t, "Put with the filesystem hung", func(ctx context.Context) error {
 			_, err := v.Put(ctx, vault.Document{Body: body, Size: int64(len(img)), Subject: "member-2"})
 			return err
 		})
@@ -219,29 +210,22 @@ func TestFaultStorageKilled(t *testing.T) {
 			st := s3On(t, srv)
 			v, _ := openVault(t, st, kektest.New(t), nil)
 			info := put(t, v, 0)
-			g, err := v.Grant(context.Background(), info.ID, vault.Access{Principal: "reviewer-1", Purpose: "age-check"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := grant(t, v, info.ID)
 			img := jpeg(12 << 20) // over one 5 MiB part: multipart when the size is unknown
 			body := &slowBody{r: bytes.NewReader(img), at: 6 << 20, fire: func() { srv.Kill() }}
 			n := int64(len(img))
 			if size == "unknown" {
 				n = -1
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), putDeadline)
-			defer cancel()
-			err = within(t, putLimit, "Put with MinIO killed", func() error {
+			err := within(t, "Put with MinIO killed", func(ctx context.Context) error {
 				_, err := v.Put(ctx, vault.Document{Body: body, Size: n, Subject: "member-3"})
 				return err
 			})
 			if err == nil {
 				t.Fatal("Put succeeded with MinIO killed")
 			}
-			rctx, rcancel := context.WithTimeout(context.Background(), putDeadline)
-			defer rcancel()
-			err = within(t, putLimit, "Redeem with MinIO killed", func() error {
-				rc, _, err := v.Redeem(rctx, g.Token, vault.Requester{Principal: "reviewer-1"})
+			err = within(t, "Redeem with MinIO killed", func(ctx context.Context) error {
+				rc, _, err := v.Redeem(ctx, g.Token, vault.Requester{Principal: "reviewer-1"})
 				if err == nil {
 					rc.Close()
 				}

@@ -2,7 +2,6 @@ package kmsfault_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"github.com/idvault/idvault/internal/deadlinetest"
@@ -10,9 +9,6 @@ import (
 	"github.com/idvault/idvault/kms"
 	"github.com/idvault/idvault/kms/awskms/localkms"
 	"github.com/idvault/idvault/vault"
-	"github.com/idvault/idvault/vault/fsstore"
-	"github.com/idvault/idvault/vault/store"
-	"github.com/idvault/idvault/vault/vaulttest"
 )
 
 // TestFaultDeadlinesLocalKMS (issue 24.1, 24.3): every public call of a
@@ -38,43 +34,12 @@ func TestFaultDeadlinesLocalKMS(t *testing.T) {
 	}
 	// Each store tells its time by the clock the vault is opened with
 	// (the vault refuses to sweep or shred while the two disagree).
-	var clocks sync.Map // store.Store → *vaulttest.Clock
-	env := deadlinetest.Env{
-		Store: func(t testing.TB) store.Store {
-			c := vaulttest.NewClock()
-			st, err := fsstore.OpenWithOptions(t.TempDir(), fsstore.Options{Now: c.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			clocks.Store(store.Store(st), c)
-			return st
-		},
-		ClockOf: func(st store.Store) deadlinetest.Clock {
-			if c, ok := clocks.Load(st); ok {
-				return c.(*vaulttest.Clock)
-			}
-			return nil
-		},
-		KEK:      kek,
-		OtherKEK: kektest.New(t),
-	}
-	want := []error{vault.ErrKEKUnavailable}
+	env := deadlinetest.FSEnv(kek, kektest.New(t))
 	for _, ft := range []deadlinetest.Fault{
-		{Name: "sigstop", Target: deadlinetest.KEK, Want: want, Reason: "kek-unavailable", Points: deadlinetest.Every,
-			Strike: func(*deadlinetest.Gate) { srv.Pause() },
-			Heal: func(t testing.TB, _ *deadlinetest.Gate) {
-				if err := srv.Resume(); err != nil {
-					t.Fatal(err)
-				}
-			}},
-		{Name: "sigkill", Target: deadlinetest.KEK, Want: want, Reason: "kek-unavailable", Points: deadlinetest.Every,
-			Strike: func(*deadlinetest.Gate) { srv.Kill() },
-			Heal: func(t testing.TB, _ *deadlinetest.Gate) {
-				if err := srv.Restart(); err != nil {
-					t.Fatal(err)
-				}
-			}},
+		deadlinetest.ProcessFault("sigstop", srv.Pause, srv.Resume),
+		deadlinetest.ProcessFault("sigkill", srv.Kill, srv.Restart),
 	} {
+		ft.Target, ft.Want, ft.Reason, ft.Points = deadlinetest.KEK, []error{vault.ErrKEKUnavailable}, "kek-unavailable", deadlinetest.Every
 		t.Run(ft.Name, func(t *testing.T) { deadlinetest.Run(t, env, ft) })
 	}
 }
