@@ -86,8 +86,7 @@ func TestFaultFailedPutCollected(t *testing.T) {
 			// The key record and the subject entry are written at once:
 			// fail the key record only once the subject entry landed, so
 			// that there is one to collect.
-			subjectDone := make(chan struct{})
-			var once sync.Once
+			subjectDone, landed := subjectLanded()
 			fs.set(func(ctx context.Context, key string) error {
 				if !strings.HasPrefix(key, "keys/") {
 					return nil
@@ -97,11 +96,7 @@ func TestFaultFailedPutCollected(t *testing.T) {
 				case <-ctx.Done():
 				}
 				return errInjected
-			}, func(key string, err error) {
-				if strings.HasPrefix(key, "index/subject/") && err == nil {
-					once.Do(func() { close(subjectDone) })
-				}
-			}, func(context.Context, string) error { return errInjected })
+			}, landed, func(context.Context, string) error { return errInjected })
 			img := jpeg(64 << 10)
 			if _, err := v.Put(context.Background(), vault.Document{Body: bytes.NewReader(img), Size: int64(len(img)), Subject: "member-1"}); err == nil {
 				t.Fatal("Put succeeded with its key record write failing")
@@ -273,8 +268,7 @@ func TestFaultFailedPutLeavesNothingSweepCannotFind(t *testing.T) {
 	}
 	for _, prefix := range []string{"index/expiry/", "index/subject/", "blobs/", "keys/", "audit/"} {
 		runs = append(runs, run{"fails-" + strings.TrimSuffix(prefix, "/"), func(fs *faultStore) {
-			subjectDone := make(chan struct{})
-			var once sync.Once
+			subjectDone, landed := subjectLanded()
 			fs.set(func(ctx context.Context, key string) error {
 				if !strings.HasPrefix(key, prefix) {
 					return nil
@@ -289,11 +283,7 @@ func TestFaultFailedPutLeavesNothingSweepCannotFind(t *testing.T) {
 					}
 				}
 				return errInjected
-			}, func(key string, err error) {
-				if strings.HasPrefix(key, "index/subject/") && err == nil {
-					once.Do(func() { close(subjectDone) })
-				}
-			}, func(context.Context, string) error { return errInjected })
+			}, landed, func(context.Context, string) error { return errInjected })
 		}})
 	}
 	for _, r := range runs {
@@ -343,6 +333,18 @@ func sweptPastDeadline(t *testing.T, st store.Store, kek kms.KEK, clk *clock, pr
 	for _, p := range prefixes {
 		if left := keys(t, st, p); len(left) != 0 {
 			t.Errorf("%d entries under %s outlived the failed Put and its deadline", len(left), p)
+		}
+	}
+}
+
+// subjectLanded returns a channel closed once a Put of a subject index
+// entry has succeeded, and the faultStore afterPut hook that closes it.
+func subjectLanded() (<-chan struct{}, func(key string, err error)) {
+	done := make(chan struct{})
+	var once sync.Once
+	return done, func(key string, err error) {
+		if strings.HasPrefix(key, "index/subject/") && err == nil {
+			once.Do(func() { close(done) })
 		}
 	}
 }
