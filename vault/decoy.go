@@ -178,12 +178,23 @@ func decoyPNG(size int) []byte {
 func decoyPDF(size int) []byte {
 	r := newRand()
 	var content bytes.Buffer
-	fmt.Fprintf(&content, "q %.2f %.2f %.2f rg 36 400 540 340 re f Q\n", 0.8+r.Float64()*0.15, 0.8+r.Float64()*0.15, 0.75+r.Float64()*0.15)
-	fmt.Fprintf(&content, "q 0.1 0.3 %.2f rg 36 690 540 50 re f Q\n", 0.5+r.Float64()*0.2)
-	content.WriteString("q 0.65 0.65 0.7 rg 60 440 140 180 re f Q\n")
-	for i := 0; i < 5+r.IntN(3); i++ {
-		fmt.Fprintf(&content, "q 0.2 0.2 0.25 rg 230 %d %d 10 re f Q\n", 600-i*30, 120+r.IntN(200))
+	lines := 5 + r.IntN(3)
+	widths := make([]int, lines)
+	for i := range widths {
+		widths[i] = 120 + r.IntN(200)
 	}
+	fills := [3]float64{0.8 + r.Float64()*0.15, 0.8 + r.Float64()*0.15, 0.75 + r.Float64()*0.15}
+	band := 0.5 + r.Float64()*0.2
+	writeContent := func(lines int) {
+		content.Reset()
+		fmt.Fprintf(&content, "q %.2f %.2f %.2f rg 36 400 540 340 re f Q\n", fills[0], fills[1], fills[2])
+		fmt.Fprintf(&content, "q 0.1 0.3 %.2f rg 36 690 540 50 re f Q\n", band)
+		content.WriteString("q 0.65 0.65 0.7 rg 60 440 140 180 re f Q\n")
+		for i := range lines {
+			fmt.Fprintf(&content, "q 0.2 0.2 0.25 rg 230 %d %d 10 re f Q\n", 600-i*30, widths[i])
+		}
+	}
+	writeContent(lines)
 	build := func(padLen int, pad []byte) []byte {
 		var b bytes.Buffer
 		b.WriteString("%PDF-1.4\n%\xE2\xE3\xCF\xD3\n")
@@ -210,6 +221,13 @@ func decoyPDF(size int) []byte {
 	}
 	n := 0
 	overhead := len(build(0, nil))
+	// A small size leaves room for fewer text lines (the card's lines,
+	// 38 or 39 bytes each): draw as many as fit.
+	for overhead > size && lines > 1 {
+		lines--
+		writeContent(lines)
+		overhead = len(build(0, nil))
+	}
 	pad := make([]byte, max(size-overhead, 0)+32)
 	rand.Read(pad)
 	// The lengths printed in the file change with the padding's length:
