@@ -19,10 +19,6 @@ type Actor struct {
 	Reason string
 }
 
-// DefaultSweepPrincipal is the actor recorded for background sweeps
-// (Config.Retention.SweepEvery) when Config.Retention.SweepPrincipal is empty.
-const DefaultSweepPrincipal = "idvault:sweep-every"
-
 func (a Actor) check(op string) error {
 	if !validName(a.Principal, 256) || strings.TrimSpace(a.Principal) == "" {
 		return fmt.Errorf("vault: %s: the acting principal is required (1-256 bytes of UTF-8): %w", op, ErrInvalidArgument)

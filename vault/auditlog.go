@@ -63,3 +63,15 @@ func reasonOf(err error) string {
 	}
 	return "error"
 }
+
+// The audit events and outcomes the vault adds to those of package audit.
+const (
+	// EventDecide is the audit event of a decision.
+	EventDecide audit.Event = "decide"
+	// EventSubjectAccess is the audit event ListSubject records.
+	EventSubjectAccess audit.Event = "subject-access"
+	// OutcomeStarted marks the audit record written before a long
+	// administrative run (Rewrap) changes anything; its end is recorded with
+	// audit.OutcomeOK or audit.OutcomeError.
+	OutcomeStarted audit.Outcome = "started"
+)

@@ -64,10 +64,6 @@ const (
 	canaryPoolTTL = 5 * time.Minute
 )
 
-// DefaultCanaryRate is Config.Detection.CanaryRate's default: one canary subject per
-// 40 uploading subjects, and one canary per 40 listed documents.
-const DefaultCanaryRate = 40
-
 // canaries is a Vault's canary state.
 type canaries struct {
 	mu      sync.Mutex

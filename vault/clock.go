@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -27,11 +26,6 @@ import (
 //
 // A store that does not implement store.Clock cannot be checked; the vault
 // then trusts its own clock (docs/storage-attacks.md says so).
-
-// ErrClockSkew: this instance's clock disagrees with the store's by more than
-// Config.Access.ClockLeeway, so it did nothing irreversible (no spend, shred,
-// ledger collection or new deadline). It resumes once the clocks agree.
-var ErrClockSkew = errors.New("clock disagrees with the store's time; nothing irreversible done")
 
 // AlertClockSkew: this instance's clock disagrees with the store's; it
 // refuses to spend, sweep or shred until they agree. Raised once per episode

@@ -32,9 +32,6 @@ type Decision struct {
 	Note string
 }
 
-// EventDecide is the audit event of a decision.
-const EventDecide audit.Event = "decide"
-
 // Decide records what by.Principal decided about document id: Approved
 // and Rejected delete it (with Delete, so a held document is refused with
 // ErrHeld and stays); HandedOn keeps it. Either way the decision reaches

@@ -68,24 +68,28 @@ var (
 	ErrHeld = errors.New("document under legal hold")
 	// ErrClosed: the Vault was closed.
 	ErrClosed = errors.New("vault closed")
+	// ErrClockSkew: this instance's clock disagrees with the store's by more than
+	// Config.Access.ClockLeeway, so it did nothing irreversible (no spend, shred,
+	// ledger collection or new deadline). It resumes once the clocks agree.
+	ErrClockSkew = errors.New("clock disagrees with the store's time; nothing irreversible done")
+	// ErrConflict: an object changed under an administrative run (Rewrap)
+	// between its read and its write; nothing was overwritten, run it again.
+	ErrConflict = errors.New("vault: concurrent change; retry")
+	// ErrStoreFull: the store has no space left (a full disk or an exhausted
+	// quota: ENOSPC, EDQUOT). Nothing half-written stays readable. It also
+	// matches ErrStoreUnavailable.
+	ErrStoreFull = fmt.Errorf("store full: %w", ErrStoreUnavailable)
+	// ErrFrozen: the principal was frozen after an alert (the default; see
+	// Config.Detection.AlertOnly) and is refused until Unfreeze. It also matches
+	// ErrQuotaExceeded.
+	ErrFrozen = fmt.Errorf("principal frozen after an alert: %w", ErrQuotaExceeded)
+	// ErrNotViewed: Decide refused a decision about a document the principal
+	// was not handed (a redeemed token for it) within DecideWindow, and that
+	// Config.Access.DecideWithoutView does not let it decide unseen. Nothing was
+	// decided; the refusal is audited (reason "not-viewed") and counted like a
+	// refused token.
+	ErrNotViewed = errors.New("decision about a document the principal has not viewed")
 )
-
-// ErrStoreFull: the store has no space left (a full disk or an exhausted
-// quota: ENOSPC, EDQUOT). Nothing half-written stays readable. It also
-// matches ErrStoreUnavailable.
-var ErrStoreFull = fmt.Errorf("store full: %w", ErrStoreUnavailable)
-
-// ErrFrozen: the principal was frozen after an alert (the default; see
-// Config.Detection.AlertOnly) and is refused until Unfreeze. It also matches
-// ErrQuotaExceeded.
-var ErrFrozen = fmt.Errorf("principal frozen after an alert: %w", ErrQuotaExceeded)
-
-// ErrNotViewed: Decide refused a decision about a document the principal
-// was not handed (a redeemed token for it) within DecideWindow, and that
-// Config.Access.DecideWithoutView does not let it decide unseen. Nothing was
-// decided; the refusal is audited (reason "not-viewed") and counted like a
-// refused token.
-var ErrNotViewed = errors.New("decision about a document the principal has not viewed")
 
 // ExpiryTagError: Hold or Release recorded the new hold state (audit
 // record, hold marker and key record are written, so the vault itself

@@ -56,11 +56,6 @@ const (
 	maxViewEntries = 1 << 21          // bound on remembered tokens and views; beyond: in doubt
 )
 
-// DecideWindow is how long after a redemption its principal may decide
-// about the document (Vault.Decide); Config.Access.DecideWithoutView names those
-// who may decide without one.
-const DecideWindow = time.Hour
-
 // errViewInDoubt: the audit logs were cut back (a log shorter than another
 // log's witness record vouches for, a batch deleted), so which tokens were
 // spent cannot be established: Redeem refuses.

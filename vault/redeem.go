@@ -25,12 +25,6 @@ type Requester struct {
 
 func ledgerKey(tokenID [16]byte) string { return audit.LedgerPrefix + tokenHex(tokenID) }
 
-// RedeemAuthBytes is how much of a document's plaintext Redeem
-// authenticates before it spends the token: the first 16 KiB (the first
-// one or two 16 KiB ciphertext segments), or the whole document when it
-// is smaller.
-const RedeemAuthBytes = 16 << 10
-
 // reasonSpendUnconfirmed is the audit reason of a redemption whose spend
 // write failed or answered too late: nothing was served.
 const reasonSpendUnconfirmed = audit.ReasonSpendUnconfirmed

@@ -14,10 +14,6 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-// DefaultRewrapWorkers is how many key records Rewrap re-wraps at once when
-// RewrapOptions.Workers is zero: enough to overlap KMS round trips.
-const DefaultRewrapWorkers = 8
-
 // rewrapClaimWait bounds how long Rewrap waits for a sweeper's claim on a
 // record it has just rewritten to clear, before leaving that record to the
 // sweeper (see rewrapOne).
@@ -143,11 +139,6 @@ func (a Admin) Rewrap(ctx context.Context, from, to kms.KEK, by Actor, opts Rewr
 	return rep, nil
 }
 
-// OutcomeStarted marks the audit record written before a long
-// administrative run (Rewrap) changes anything; its end is recorded with
-// audit.OutcomeOK or audit.OutcomeError.
-const OutcomeStarted audit.Outcome = "started"
-
 func (r RewrapReport) summary() string {
 	return fmt.Sprintf("keyset rewrapped %t, %d records rewrapped, %d already, %d other, %d gone, %d busy, %d remaining",
 		r.Keyset, r.Rewrapped, r.Already, r.Other, r.Gone, r.Busy, r.Remaining)
@@ -210,10 +201,6 @@ func (v *Vault) rewrapKeyset(ctx context.Context, from, to kms.KEK) (bool, error
 	}
 	return true, nil
 }
-
-// ErrConflict: an object changed under an administrative run (Rewrap)
-// between its read and its write; nothing was overwritten, run it again.
-var ErrConflict = errors.New("vault: concurrent change; retry")
 
 // systemKeysetKEKID reads the KEK ID from the clear header of a wrapped
 // keyset.

@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-// DefaultMaxStreams is Config.Access.MaxStreamsPerPrincipal's default.
-const DefaultMaxStreams = 8
-
 // streamCounter bounds each principal's concurrent redemptions. Entries
 // exist only while a principal has one in progress, so memory grows with
 // open streams, never with the number of principals seen.
@@ -102,11 +99,6 @@ func (w *latencyWindow) quantile() time.Duration {
 	defer w.mu.Unlock()
 	return w.q
 }
-
-// MaxRefusalFloor bounds the adaptive refusal floor: a store slower than
-// this makes refusal timing leak again, but a hung store cannot make every
-// refusal hang.
-const MaxRefusalFloor = 5 * time.Second
 
 // RefusalFloor is the least time every refusal should take now for its
 // timing to say nothing about its kind: 110 % of the longest time the

@@ -12,13 +12,6 @@ import (
 	"github.com/idvault/idvault/vault/audit"
 )
 
-// EventSubjectAccess is the audit event ListSubject records.
-const EventSubjectAccess audit.Event = "subject-access"
-
-// DefaultRole is the role ListSubject reports for every viewer when
-// Config.Access.RoleOf is nil.
-const DefaultRole = "staff"
-
 // SubjectDocument is what the vault holds about one document of a subject:
 // the answer to a member's subject-access request. It holds no secret and
 // names no member of staff: views are counted by role.

@@ -20,7 +20,8 @@ import (
 	"github.com/idvault/idvault/vault/store"
 )
 
-// Defaults for the zero values of Config.
+// Defaults for the zero values of Config, and the limits the vault keeps
+// whatever it is configured with.
 const (
 	DefaultRetention   = 72 * time.Hour
 	DefaultMaxSize     = 25 << 20
@@ -35,6 +36,33 @@ const (
 	// DefaultAuditRetention is how long audit batches are write-once
 	// (object lock on S3, best effort on a filesystem).
 	DefaultAuditRetention = 400 * 24 * time.Hour
+	// DefaultCanaryRate is Config.Detection.CanaryRate's default: one canary subject per
+	// 40 uploading subjects, and one canary per 40 listed documents.
+	DefaultCanaryRate = 40
+	// DefaultMaxStreams is Config.Access.MaxStreamsPerPrincipal's default.
+	DefaultMaxStreams = 8
+	// DefaultRewrapWorkers is how many key records Rewrap re-wraps at once when
+	// RewrapOptions.Workers is zero: enough to overlap KMS round trips.
+	DefaultRewrapWorkers = 8
+	// DefaultRole is the role ListSubject reports for every viewer when
+	// Config.Access.RoleOf is nil.
+	DefaultRole = "staff"
+	// DefaultSweepPrincipal is the actor recorded for background sweeps
+	// (Config.Retention.SweepEvery) when Config.Retention.SweepPrincipal is empty.
+	DefaultSweepPrincipal = "idvault:sweep-every"
+	// DecideWindow is how long after a redemption its principal may decide
+	// about the document (Vault.Decide); Config.Access.DecideWithoutView names those
+	// who may decide without one.
+	DecideWindow = time.Hour
+	// MaxRefusalFloor bounds the adaptive refusal floor: a store slower than
+	// this makes refusal timing leak again, but a hung store cannot make every
+	// refusal hang.
+	MaxRefusalFloor = 5 * time.Second
+	// RedeemAuthBytes is how much of a document's plaintext Redeem
+	// authenticates before it spends the token: the first 16 KiB (the first
+	// one or two 16 KiB ciphertext segments), or the whole document when it
+	// is smaller.
+	RedeemAuthBytes = 16 << 10
 )
 
 // Config configures a Vault. Store and KEK are required; every other zero
