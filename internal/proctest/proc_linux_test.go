@@ -11,7 +11,7 @@ import (
 func TestProcSignals(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		SkipUnlessCI(t, "no sh on PATH")
 	}
 	out := NewTail(1 << 10)
 	p, err := Start(exec.Command(sh, "-c", "echo up"), out)
